@@ -1,0 +1,21 @@
+"""RAG experimentation workbench: compose RAG variants, run them over an eval set, compare in MLflow.
+
+    import workbench
+    results = workbench.run_sweep("experiments/quickstart.yaml")
+    results.to_frame()
+"""
+
+import os as _os
+
+# Nothing leaves the machine unless the user points a model at a remote endpoint (DESIGN.md).
+for _name, _value in {
+    "RAGAS_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "ANONYMIZED_TELEMETRY": "False",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    _os.environ.setdefault(_name, _value)
+
+__version__ = "0.1.0"

@@ -1,0 +1,346 @@
+"""Frozen configuration models: one per pipeline stage, one per variant, one per sweep.
+
+Everything the workbench runs is described by these pydantic models. They are frozen (hashable,
+safe to share), reject unknown keys, and round-trip through YAML. A variant's id is the sha256 of
+its canonical JSON (sorted keys, compact separators): the canonical form is a contract, so cache
+keys and MLflow tags stay stable across processes and machines.
+
+Secrets are never fields: a remote endpoint names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from workbench.errors import ConfigError
+
+LOCAL_MODEL = "SmolLM2-135M-Instruct"
+LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
+
+# Short and SmolLM2-friendly: one user message, context first, then the question (DESIGN.md).
+DEFAULT_TEMPLATE = (
+    "Answer the question using only the context. Reply with a short phrase.\n\n"
+    "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def canonical_json(data: Any) -> str:
+    """The hashing contract: sorted keys, compact separators, UTF-8, no lossy `default=str`."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def content_hash(data: Any) -> str:
+    return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- data sources
+
+
+class CorpusSource(Frozen):
+    """Where the documents come from."""
+
+    format: Literal["squad", "jsonl", "folder", "beir"] = Field(
+        description="squad: SQuAD v1.1 JSON (document = paragraph); jsonl: one {id, text, title?} per line; "
+        "folder: every .txt/.md file below path (id = relative path); beir: a BEIR folder (corpus.jsonl)"
+    )
+    path: str = Field(description="File or folder, relative to the working directory or absolute")
+
+
+class EvalSource(Frozen):
+    """Where the questions come from."""
+
+    format: Literal["squad", "jsonl", "csv", "beir"] = Field(
+        description="squad: SQuAD v1.1 JSON; jsonl/csv: id, question, reference_answers, relevant_ids?; "
+        "beir: a BEIR folder (queries.jsonl + qrels/<split>.tsv)"
+    )
+    path: str
+    limit: int | None = Field(None, ge=1, description="Use only the first N questions (file order)")
+    split: str = Field("test", description="qrels split for the beir format")
+
+
+class DataConfig(Frozen):
+    corpus: CorpusSource
+    eval: EvalSource
+
+
+# ---------------------------------------------------------------- one variant's stages
+
+
+class ChunkingConfig(Frozen):
+    strategy: Literal["recursive", "token", "none"] = Field(
+        "recursive",
+        description="recursive: split on paragraphs, lines, sentences, words, size in characters; "
+        "token: the same splitter with size counted in tokens of the local MiniLM tokenizer; "
+        "none: one chunk per document",
+    )
+    size: int = Field(500, ge=1, le=100_000, description="Maximum chunk length (characters or tokens)")
+    overlap: int = Field(50, ge=0, description="Overlap between neighbouring chunks (same unit as size)")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.overlap >= self.size:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than size ({self.size})")
+        return self
+
+
+class Endpoint(Frozen):
+    """An OpenAI-compatible endpoint. The key is read from `api_key_env` at call time, never stored."""
+
+    base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
+    api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_env_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.replace("_", "").isalnum() or value[0].isdigit()):
+            raise ValueError(
+                "api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY); "
+                "never put the key itself in a config"
+            )
+        return value
+
+
+class EmbeddingConfig(Endpoint):
+    provider: Literal["local", "openai"] = Field(
+        "local", description="local: MiniLM-L6-v2 int8 ONNX shipped on PyPI; openai: any OpenAI-compatible endpoint"
+    )
+    model: str = LOCAL_EMBEDDING
+    batch_size: int = Field(64, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> EmbeddingConfig:
+        if self.provider == "local" and self.model != LOCAL_EMBEDDING:
+            raise ValueError(f"the local embedding provider only has model {LOCAL_EMBEDDING!r}, got {self.model!r}")
+        if self.provider == "openai" and self.model == LOCAL_EMBEDDING:
+            raise ValueError("provider 'openai' needs a model name served by that endpoint, e.g. text-embedding-3-small")
+        return self
+
+
+class RetrievalConfig(Frozen):
+    kind: Literal["dense", "bm25", "hybrid"] = Field(
+        "dense", description="dense: Chroma cosine; bm25: bm25s; hybrid: reciprocal-rank fusion of both"
+    )
+    k: int = Field(4, ge=1, le=1000, description="Number of chunks passed to the prompt")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (hybrid only)")
+    candidates: int = Field(50, ge=1, description="Per-retriever depth fused by hybrid (hybrid only)")
+
+
+class PromptConfig(Frozen):
+    name: str = Field("default", min_length=1)
+    template: str = Field(DEFAULT_TEMPLATE, description="Must contain the slots {context} and {question}")
+    context_separator: str = "\n\n"
+
+    @field_validator("template")
+    @classmethod
+    def _slots(cls, template: str) -> str:
+        check_template(template)
+        return template
+
+
+def template_slots(template: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:  # unbalanced braces
+        raise ValueError(f"template is not a valid format string ({exc}); write literal braces as {{{{ and }}}}")
+
+
+def check_template(template: str) -> None:
+    slots = template_slots(template)
+    missing = {"context", "question"} - slots
+    extra = slots - {"context", "question"}
+    if missing:
+        raise ValueError(f"template lacks the slot(s) {', '.join('{' + m + '}' for m in sorted(missing))}")
+    if extra:
+        raise ValueError(
+            f"template has unknown slot(s) {', '.join('{' + e + '}' for e in sorted(extra))}; "
+            "only {context} and {question} are filled (write literal braces as {{ and }})"
+        )
+
+
+class ModelConfig(Endpoint):
+    provider: Literal["local", "openai"] = Field(
+        "local",
+        description="local: SmolLM2-135M-Instruct served on 127.0.0.1 by llama-cpp-python; "
+        "openai: any OpenAI-compatible base_url (OpenAI, vLLM, Ollama, llama.cpp server)",
+    )
+    model: str = LOCAL_MODEL
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(48, ge=1, le=32_768)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = None
+    price_input_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens; overrides genai-prices (local models default to 0)"
+    )
+    price_output_per_mtok: float | None = Field(None, ge=0, description="USD per million completion tokens")
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelConfig:
+        if self.provider == "local" and self.model != LOCAL_MODEL:
+            raise ValueError(f"the local provider only serves {LOCAL_MODEL!r}, got {self.model!r}")
+        if self.provider == "openai" and self.model == LOCAL_MODEL and self.base_url is None:
+            raise ValueError("provider 'openai' needs a model name (and usually a base_url)")
+        if (self.price_input_per_mtok is None) != (self.price_output_per_mtok is None):
+            raise ValueError("set both price_input_per_mtok and price_output_per_mtok, or neither")
+        return self
+
+
+class VariantConfig(Frozen):
+    """One point of the search space: everything needed to answer a question."""
+
+    chunking: ChunkingConfig = ChunkingConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    prompt: PromptConfig = PromptConfig()
+    model: ModelConfig = ModelConfig()
+
+    @property
+    def hash(self) -> str:
+        """Full sha256 of the canonical JSON; the variant's id, cache key and MLflow tag."""
+        return content_hash(self.model_dump(mode="json"))
+
+    @property
+    def short_hash(self) -> str:
+        return self.hash[:12]
+
+    def flat_params(self) -> dict[str, Any]:
+        """Dotted params for MLflow (`chunking.size`, `retrieval.k`, …); None values left out."""
+        return {k: v for k, v in flatten(self.model_dump(mode="json")).items() if v is not None}
+
+    def label(self) -> str:
+        """A short human name for tables and plots."""
+        c, r = self.chunking, self.retrieval
+        chunk = "whole-doc" if c.strategy == "none" else f"{c.strategy}{c.size}/{c.overlap}"
+        return f"{chunk} · {self.embedding.model.split('/')[-1]} · {r.kind}@{r.k} · {self.prompt.name} · {self.model.model}"
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+class SpaceConfig(Frozen):
+    """Lists per axis; the sweep is their Cartesian product (grid)."""
+
+    chunking: list[ChunkingConfig] = Field(default_factory=lambda: [ChunkingConfig()], min_length=1)
+    embedding: list[EmbeddingConfig] = Field(default_factory=lambda: [EmbeddingConfig()], min_length=1)
+    retrieval: list[RetrievalConfig] = Field(default_factory=lambda: [RetrievalConfig()], min_length=1)
+    prompt: list[PromptConfig] = Field(default_factory=lambda: [PromptConfig()], min_length=1)
+    model: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
+
+    def variants(self) -> list[VariantConfig]:
+        seen: dict[str, VariantConfig] = {}
+        for c, e, r, p, m in itertools.product(self.chunking, self.embedding, self.retrieval, self.prompt, self.model):
+            v = VariantConfig(chunking=c, embedding=e, retrieval=r, prompt=p, model=m)
+            seen.setdefault(v.hash, v)  # identical entries in a list are one variant
+        return list(seen.values())
+
+
+class TrackingConfig(Frozen):
+    tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="Any MLflow tracking URI")
+    artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
+    enabled: bool = True
+
+
+class SweepSpec(Frozen):
+    name: str = Field(min_length=1)
+    experiment: str | None = Field(None, description="MLflow experiment name (default: name)")
+    data: DataConfig
+    space: SpaceConfig = SpaceConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+    def variants(self) -> list[VariantConfig]:
+        return self.space.variants()
+
+
+# ---------------------------------------------------------------- YAML in and out
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling; see `workbench run --help` for the spec format)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        value = err.get("input")
+        # Never echo what may be a secret (a key pasted into the wrong field) or a whole section.
+        hide = err["type"] in ("missing", "extra_forbidden") or "api_key" in loc or isinstance(value, (dict, list))
+        shown = "" if hide else f" (got {value!r})"
+        lines.append(f"  - {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_model(cls: type[BaseModel], data: Any, source: str = "config") -> Any:
+    """Validate `data` as `cls`, turning pydantic's error into one ConfigError naming each field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: file not found (give the path to a YAML spec, e.g. experiments/quickstart.yaml)")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the spec as UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}: malformed YAML{where}: {problem}") from None
+
+
+def load_spec(spec: str | Path | dict | SweepSpec) -> SweepSpec:
+    """Accept a path to YAML, a plain dict or a SweepSpec."""
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, dict):
+        return parse_model(SweepSpec, spec, "spec")
+    return parse_model(SweepSpec, read_yaml(spec), str(spec))
+
+
+def to_yaml(model: BaseModel) -> str:
+    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def load_variant(data: str | Path | dict) -> VariantConfig:
+    if isinstance(data, dict):
+        return parse_model(VariantConfig, data, "variant")
+    return parse_model(VariantConfig, read_yaml(data), str(data))
