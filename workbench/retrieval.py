@@ -1,0 +1,266 @@
+"""Retrieval over chunks: Chroma (dense, cosine), bm25s (sparse) and reciprocal-rank fusion of both.
+
+    from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig
+    client = chroma_client(".workbench/chroma")
+    key = index_key(corpus.digest, ChunkingConfig(), EmbeddingConfig())
+    index = ChunkIndex(key, chunks, make_embedder(EmbeddingConfig()), client)
+    [[(h.rank, h.chunk.id, round(h.score, 3)) for h in hits]
+     for hits in index.search(["Who won Super Bowl 50?"], RetrievalConfig(kind="hybrid", k=3))]
+
+One Chroma collection per (corpus digest, chunking, embedding) holds the chunk vectors; a complete
+collection for the same chunk list is reused without embedding anything. BM25 is built in memory on
+first use. Retrievers are registered by the name the YAML uses (`RETRIEVERS`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from workbench.chunking import Chunk
+from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
+from workbench.embeddings import Embedder
+from workbench.errors import ConfigError, DataError
+
+ADD_BATCH = 5000  # Chroma's max batch here is 5,461 (client.get_max_batch_size())
+
+# BM25 as Anserini/Pyserini run it for the BEIR baselines (Lucene's BM25 variant, k1=0.9, b=0.4), with
+# English stop words removed and the Snowball (PyStemmer) English stemmer: bm25s reports that this
+# setting reproduces the BEIR/Anserini figures.
+BM25_METHOD = "lucene"
+BM25_K1 = 0.9
+BM25_B = 0.4
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float  # dense: cosine similarity; bm25: BM25 score; hybrid: RRF score
+    rank: int  # 1-based
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def rrf(
+    rankings: Sequence[Sequence[str]],
+    k: int,
+    rrf_k: int = 60,
+    order: Mapping[str, int] | None = None,
+) -> list[tuple[str, float]]:
+    """Reciprocal-rank fusion: score(id) = Σ over rankings of 1 / (rrf_k + rank), rank 1-based.
+
+    Returns the top `k` (id, score) pairs, best first. Ties go to the smaller `order[id]` when given
+    (the index passes chunk order), else to the id seen first (rankings read in order).
+
+        rrf([["a", "b"], ["b", "c"]], k=2, rrf_k=60)
+        # [('b', 1/62 + 1/61), ('a', 1/61)]
+    """
+    contributions: dict[str, list[float]] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            contributions.setdefault(item, []).append(1.0 / (rrf_k + rank))
+    seen = {item: i for i, item in enumerate(contributions)}
+    tie = order if order is not None else seen
+    # fsum is exactly rounded, so equal sets of contributions give bit-identical scores whatever their order.
+    scored = [(item, math.fsum(parts)) for item, parts in contributions.items()]
+    scored.sort(key=lambda pair: (-pair[1], tie.get(pair[0], len(tie) + seen[pair[0]])))
+    return scored[:k]
+
+
+def index_key(corpus_digest: str, chunking: ChunkingConfig, embedding: EmbeddingConfig) -> str:
+    """The Chroma collection name for one (corpus, chunking, embedding): "wb-" + 24 hex of a content hash."""
+    digest = content_hash(
+        {
+            "corpus": corpus_digest,
+            "chunking": chunking.model_dump(mode="json"),
+            "embedding": embedding.vector_key,
+        }
+    )
+    return f"wb-{digest[:24]}"
+
+
+def chunks_hash(chunks: Sequence[Chunk]) -> str:
+    return content_hash([[c.id, c.doc_id, c.text, c.start, c.end] for c in chunks])
+
+
+def chroma_client(path: str | Path | None = None, host: str | None = None):  # -> chromadb.ClientAPI
+    """An embedded PersistentClient at `path`, an HttpClient when `host` is given ("host", "host:port"
+    or "http(s)://host:port"), or an in-memory client when neither is. Telemetry is off."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if host:
+        parsed = urlparse(host if "://" in host else f"http://{host}")
+        if not parsed.hostname:
+            raise ConfigError(f"Chroma host {host!r} is not a host name or URL (e.g. localhost:8000)")
+        ssl = parsed.scheme == "https"
+        port = parsed.port or (443 if ssl else 8000)
+        return chromadb.HttpClient(host=parsed.hostname, port=port, ssl=ssl, settings=settings)
+    if path is None:
+        return chromadb.EphemeralClient(settings=settings)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+# ---------------------------------------------------------------- the index
+
+
+class ChunkIndex:
+    """Dense (Chroma), BM25 and hybrid search over one chunk list.
+
+    `built` is True when this call created the Chroma collection (embedding every chunk), False when an
+    existing complete collection for the same chunk list was reused (no embedder call).
+    """
+
+    def __init__(self, key: str, chunks: Sequence[Chunk], embedder: Embedder, client: Any) -> None:
+        self.key = key
+        self.chunks = list(chunks)
+        self.embedder = embedder
+        self.client = client
+        self.position = {c.id: i for i, c in enumerate(self.chunks)}
+        if len(self.position) != len(self.chunks):
+            dupes = sorted(cid for cid, n in Counter(c.id for c in self.chunks).items() if n > 1)[:5]
+            raise DataError(f"chunk ids must be unique; repeated: {', '.join(dupes)}")
+        self.chunks_hash = chunks_hash(self.chunks)
+        self._bm25: Any = None
+        self._bm25_lock = threading.Lock()
+        self.collection, self.built = self._open_or_build()
+
+    # -------------------------------------------------------- dense index
+
+    def _open_or_build(self) -> tuple[Any, bool]:
+        from chromadb.errors import NotFoundError
+
+        try:
+            collection = self.client.get_collection(self.key, embedding_function=None)
+        except NotFoundError:
+            collection = None
+        if collection is not None:
+            meta = collection.metadata or {}
+            if (
+                meta.get("wb_chunks") == self.chunks_hash
+                and meta.get("wb_complete") is True
+                and collection.count() == len(self.chunks)
+            ):
+                return collection, False
+            self.client.delete_collection(self.key)  # stale or half-built: rebuild from scratch
+        # embedding_function=None: Chroma's default one downloads a model; we always pass vectors ourselves.
+        collection = self.client.create_collection(
+            self.key,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"wb_chunks": self.chunks_hash, "wb_complete": False, "wb_embedder": self.embedder.name},
+            embedding_function=None,
+        )
+        batch = min(ADD_BATCH, self.client.get_max_batch_size())
+        for begin in range(0, len(self.chunks), batch):
+            part = self.chunks[begin : begin + batch]
+            vectors = np.asarray(self.embedder.embed([c.text for c in part]), dtype=np.float32)
+            collection.add(
+                ids=[c.id for c in part],
+                embeddings=vectors,
+                documents=[c.text for c in part],
+                metadatas=[{"doc_id": c.doc_id, "start": c.start, "end": c.end} for c in part],
+            )
+        # Marked complete only after the last add: an interrupted build is never reused.
+        collection.modify(
+            metadata={"wb_chunks": self.chunks_hash, "wb_complete": True, "wb_embedder": self.embedder.name}
+        )
+        return collection, True
+
+    def _dense(self, queries: Sequence[str], depth: int) -> list[list[tuple[int, float]]]:
+        n = min(depth, len(self.chunks))
+        if n == 0 or not queries:
+            return [[] for _ in queries]
+        vectors = np.asarray(self.embedder.embed(list(queries)), dtype=np.float32)
+        result = self.collection.query(query_embeddings=vectors, n_results=n, include=["distances"])
+        return [
+            [(self.position[cid], 1.0 - float(dist)) for cid, dist in zip(ids, dists)]
+            for ids, dists in zip(result["ids"], result["distances"])
+        ]
+
+    # -------------------------------------------------------- BM25
+
+    def _bm25_tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        import bm25s
+
+        return bm25s.tokenize(
+            list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False
+        )
+
+    def _bm25_index(self) -> Any:
+        with self._bm25_lock:
+            if self._bm25 is None:
+                import bm25s
+                import Stemmer
+
+                self._stemmer = Stemmer.Stemmer("english")
+                retriever = bm25s.BM25(method=BM25_METHOD, k1=BM25_K1, b=BM25_B)
+                retriever.index(self._bm25_tokens([c.text for c in self.chunks]), show_progress=False)
+                self._bm25 = retriever
+            return self._bm25
+
+    def _sparse(self, queries: Sequence[str], depth: int) -> list[list[tuple[int, float]]]:
+        """BM25 rankings; only chunks sharing a term with the query are returned, so a query made only
+        of stop words (or words absent from the corpus) gets an empty list."""
+        if not self.chunks or not queries:
+            return [[] for _ in queries]
+        retriever = self._bm25_index()
+        with self._bm25_lock:  # PyStemmer objects are not thread-safe
+            tokenized = self._bm25_tokens(queries)
+        vocab = retriever.vocab_dict
+        positions = np.arange(len(self.chunks))
+        out: list[list[tuple[int, float]]] = []
+        for tokens in tokenized:
+            known = [t for t in tokens if t and t in vocab]
+            if not known:
+                out.append([])
+                continue
+            scores = np.asarray(retriever.get_scores(known), dtype=np.float64)
+            matching = np.flatnonzero(scores > 0)
+            best = matching[np.lexsort((positions[matching], -scores[matching]))][:depth]
+            out.append([(int(i), float(scores[i])) for i in best])
+        return out
+
+    # -------------------------------------------------------- search
+
+    def _hybrid(self, queries: Sequence[str], cfg: RetrievalConfig) -> list[list[tuple[int, float]]]:
+        depth = max(cfg.candidates, cfg.k)  # fuse at least k per retriever so k results can come back
+        dense, sparse = self._dense(queries, depth), self._sparse(queries, depth)
+        fused = []
+        for d, s in zip(dense, sparse):
+            rankings = [[self.chunks[i].id for i, _ in d], [self.chunks[i].id for i, _ in s]]
+            fused.append([(self.position[cid], score) for cid, score in rrf(rankings, cfg.k, cfg.rrf_k, self.position)])
+        return fused
+
+    def search(self, queries: Sequence[str], cfg: RetrievalConfig) -> list[list[Hit]]:
+        """One best-first list of at most `cfg.k` hits per query, all queries in one batch."""
+        try:
+            retriever = RETRIEVERS[cfg.kind]
+        except KeyError:
+            raise ConfigError(
+                f"retrieval.kind: unknown kind {cfg.kind!r}; choose one of {', '.join(sorted(RETRIEVERS))}"
+            ) from None
+        queries = list(queries)
+        rankings = retriever(self, queries, cfg)
+        return [
+            [Hit(chunk=self.chunks[i], score=score, rank=r) for r, (i, score) in enumerate(ranking[: cfg.k], start=1)]
+            for ranking in rankings
+        ]
+
+
+# The names the YAML uses (RetrievalConfig.kind). A new retriever: one method/function + one entry here.
+RETRIEVERS: dict[str, Callable[[ChunkIndex, Sequence[str], RetrievalConfig], list[list[tuple[int, float]]]]] = {
+    "dense": lambda index, queries, cfg: index._dense(queries, cfg.k),
+    "bm25": lambda index, queries, cfg: index._sparse(queries, cfg.k),
+    "hybrid": lambda index, queries, cfg: index._hybrid(queries, cfg),
+}

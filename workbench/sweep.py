@@ -1,0 +1,261 @@
+"""The sweep runner: expand the space, build what each variant needs once, answer, score, log.
+
+Reuse: chunk lists and Chroma collections are shared by every variant with the same (corpus, chunking,
+embedding); retrieval results by every variant that also shares the retrieval config; embeddings are
+cached by text hash on disk. Each finished cell is appended to `<home>/sweeps/<sweep id>/cells.jsonl`
+the moment it finishes, and each finished variant is logged to MLflow in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from workbench.chunking import chunk_corpus
+from workbench.config import SweepSpec, VariantConfig, content_hash, load_spec
+from workbench.data import Corpus, EvalItem, EvalSet, load_corpus, load_eval
+from workbench.embeddings import make_embedder
+from workbench.errors import ModelError, WorkbenchError
+from workbench.metrics import doc_ranking, missing_inputs, retrieval_metrics, score_answer
+from workbench.models import ChatModel
+from workbench.pipeline import RAGPipeline, render_messages
+from workbench.results import SweepResults, aggregate
+from workbench.retrieval import ChunkIndex, chroma_client, index_key
+from workbench.tracking import make_tracker
+
+
+@dataclass
+class Workspace:
+    """Per-sweep reuse of loaded data, embedders and indexes, keyed by content."""
+
+    home: Path
+    corpus: Corpus
+
+    def __post_init__(self) -> None:
+        self.client = chroma_client(self.home / "chroma")
+        self._embedders: dict[str, Any] = {}
+        self._indexes: dict[str, ChunkIndex] = {}
+        self.index_builds = 0
+        self.index_reused = 0
+
+    def embedder(self, variant: VariantConfig):
+        key = variant.embedding.vector_key
+        if key not in self._embedders:
+            self._embedders[key] = make_embedder(variant.embedding, cache_dir=self.home / "cache" / "embeddings")
+        return self._embedders[key]
+
+    def index(self, variant: VariantConfig) -> ChunkIndex:
+        key = index_key(self.corpus.digest, variant.chunking, variant.embedding)
+        if key not in self._indexes:
+            chunks = chunk_corpus(self.corpus, variant.chunking)
+            index = ChunkIndex(key, chunks, self.embedder(variant), self.client)
+            self.index_builds += int(index.built)
+            self.index_reused += int(not index.built)
+            self._indexes[key] = index
+        return self._indexes[key]
+
+
+def new_sweep_id(spec: SweepSpec) -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.hash[:6]}"
+
+
+def _eval_frame(evalset: EvalSet) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "id": i.id,
+                "question": i.question,
+                "reference_answers": list(i.reference_answers),
+                "relevant_ids": list(i.relevant_ids),
+            }
+            for i in evalset.items
+        ]
+    )
+
+
+def _score_cell(variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
+    """Add retrieval and answer scores to a row; a score whose inputs are missing stays None."""
+    ranked = doc_ranking(row["retrieved_chunk_doc_ids"])
+    row["retrieved_doc_ids"] = ranked
+    relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
+    if relevance:
+        row.update(retrieval_metrics(ranked, relevance, variant.retrieval.k))
+    if row.get("error") is None and item.reference_answers:
+        row.update(score_answer(row["answer"], list(item.reference_answers)))
+
+
+def _check_endpoints(variants: list[VariantConfig], base_urls: dict[str, str | None]) -> None:
+    """Fail fast, before any work, on a missing key, an unreachable base_url or an unknown model."""
+    seen: set[str] = set()
+    for v in variants:
+        m = v.model
+        key = content_hash([m.provider, m.base_url, m.model, m.api_key_env])
+        if key in seen:
+            continue
+        seen.add(key)
+        ChatModel(m.model_copy(update={"max_tokens": 1}), base_url=base_urls.get(m.provider)).generate(
+            [{"role": "user", "content": "ping"}]
+        )
+
+
+def run_sweep(
+    spec: str | Path | dict | SweepSpec,
+    *,
+    tracking_uri: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    on_cell: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepResults:
+    """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
+
+    >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
+    >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    spec = load_spec(spec)
+    if tracking_uri:
+        spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"tracking_uri": tracking_uri})})
+    if limit is not None:
+        if limit < 1:
+            raise WorkbenchError(f"--limit must be at least 1, got {limit}")
+        spec = spec.model_copy(
+            update={"data": spec.data.model_copy(update={"eval": spec.data.eval.model_copy(update={"limit": limit})})}
+        )
+
+    started = time.perf_counter()
+    corpus = load_corpus(spec.data.corpus)
+    evalset = load_eval(spec.data.eval, corpus)
+    variants = spec.variants()
+    # Variants sharing an index run back to back, so its retrieval results are reused while hot.
+    variants.sort(key=lambda v: index_key(corpus.digest, v.chunking, v.embedding))
+
+    available = {"contexts"}
+    if any(i.reference_answers for i in evalset.items):
+        available.add("reference_answers")
+    if any(i.relevant_ids for i in evalset.items):
+        available.add("relevant_ids")
+    notes = [f"{name} not computed: {why}" for name, why in missing_inputs(available).items()]
+    if "relevant_ids" not in available:
+        notes.append("retrieval metrics not computed: the eval set has no relevant_ids")
+
+    home = Path(spec.home)
+    sweep_id = new_sweep_id(spec)
+    cells_path = home / "sweeps" / sweep_id / "cells.jsonl"
+    cells_path.parent.mkdir(parents=True, exist_ok=True)
+    (cells_path.parent / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+
+    results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=notes)
+    ws = Workspace(home=home, corpus=corpus)
+    tracker = make_tracker(spec.tracking, spec.experiment_name)
+    retrieval_memo: dict[tuple[str, str, str], tuple[list, float]] = {}
+    eval_frame = _eval_frame(evalset)
+
+    with ExitStack() as stack:
+        base_urls: dict[str, str | None] = {}
+        if any(v.model.provider == "local" for v in variants):
+            from workbench.local_server import LocalModelServer
+
+            server = stack.enter_context(LocalModelServer(log_dir=home / "logs"))
+            base_urls["local"] = server.base_url
+        _check_endpoints(variants, base_urls)
+
+        tracker.start_sweep(
+            spec,
+            sweep_id,
+            len(variants),
+            {
+                "data.corpus.digest": corpus.digest,
+                "data.corpus.documents": len(corpus),
+                "data.eval.digest": evalset.digest,
+                "data.eval.questions": len(evalset),
+            },
+        )
+        results.parent_run_id = tracker.parent_run_id
+        bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
+        status = "FAILED"
+        try:
+            with cells_path.open("a", encoding="utf-8") as cells:
+                for variant in variants:
+                    bar.set_postfix_str(variant.short_hash)
+                    index = ws.index(variant)
+                    pipe = RAGPipeline(
+                        variant, index, ChatModel(variant.model, base_url=base_urls.get(variant.model.provider))
+                    )
+                    rkey = content_hash(variant.retrieval.model_dump(mode="json"))
+                    rows = []
+                    for item in evalset.items:
+                        row = _run_cell(pipe, item, retrieval_memo, index.key, rkey)
+                        _score_cell(variant, item, row)
+                        rows.append(row)
+                        cells.write(json.dumps(row, default=str) + "\n")
+                        cells.flush()
+                        if on_cell:
+                            on_cell(row)
+                        bar.update(1)
+                    results.rows.extend(rows)
+                    run_id = tracker.log_variant(variant, rows, aggregate(rows), eval_frame)
+                    if run_id:
+                        results.run_ids[variant.hash] = run_id
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            bar.close()
+            results.wall_s = time.perf_counter() - started
+            results.stats = {"index_builds": ws.index_builds, "index_reused": ws.index_reused}
+            tracker.end_sweep(
+                status,
+                {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))},
+            )
+    return results
+
+
+def _run_cell(
+    pipe: RAGPipeline, item: EvalItem, memo: dict[tuple[str, str, str], tuple[list, float]], ikey: str, rkey: str
+) -> dict[str, Any]:
+    variant = pipe.variant
+    started_ns = time.time_ns()
+    mkey = (ikey, rkey, item.id)
+    if mkey not in memo:
+        memo[mkey] = pipe.retrieve(item.question)
+    hits, retrieve_s = memo[mkey]
+    row: dict[str, Any] = {
+        "variant_hash": variant.hash,
+        "variant": variant.short_hash,
+        "question_id": item.id,
+        "question": item.question,
+        "reference_answers": list(item.reference_answers),
+        "relevant_ids": list(item.relevant_ids),
+        "retrieved_chunk_ids": [h.chunk.id for h in hits],
+        "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
+        "contexts": [h.chunk.text for h in hits],
+        "messages": render_messages(variant.prompt, item.question, [h.chunk.text for h in hits]),
+        "started_at_ns": started_ns,
+        "latency_retrieve_s": retrieve_s,
+        "error": None,
+    }
+    try:
+        ans = pipe.answer_from_hits(item.question, hits, retrieve_s)
+    except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
+        row.update({"answer": None, "error": str(exc)})
+        return row
+    row.update(
+        {
+            "answer": ans.answer,
+            "latency_generate_s": ans.latency["generate_s"],
+            "latency_total_s": ans.latency["total_s"],
+            "tokens_prompt": ans.prompt_tokens,
+            "tokens_completion": ans.completion_tokens,
+            "cost_usd": ans.cost_usd,
+        }
+    )
+    return row
