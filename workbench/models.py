@@ -1,0 +1,185 @@
+"""Chat models behind any OpenAI-compatible endpoint (the `openai` package), and their cost.
+
+    from workbench.config import ModelConfig
+    from workbench.local_server import LocalModelServer
+    with LocalModelServer() as server:
+        model = ChatModel(ModelConfig(), base_url=server.base_url)
+        print(model.generate([{"role": "user", "content": "Say hi"}]).text)
+
+Every failure of the endpoint becomes a `ModelError` that says what to check; an API key is read
+from the environment variable the config names and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import openai
+
+from workbench.config import Endpoint, ModelConfig
+from workbench.errors import ModelError
+
+KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: the stripped text, the endpoint's token usage and the wall-clock latency."""
+
+    text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    model: str
+    finish_reason: str | None
+
+
+def resolve_api_key(endpoint: Endpoint, what: str) -> str:
+    """The key for `endpoint`, read from the environment variable it names.
+
+    No `api_key_env` means a keyless server (the local model, Ollama, vLLM without auth): a
+    placeholder is returned because the `openai` client insists on some key.
+    """
+    name = endpoint.api_key_env
+    if name is None:
+        return KEYLESS_PLACEHOLDER
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ModelError(f"set the environment variable {name} (the key for {what})")
+    return value
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and secret != KEYLESS_PLACEHOLDER and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _server_message(exc: openai.APIStatusError) -> str:
+    """The endpoint's own explanation, e.g. llama.cpp's "Requested tokens ... exceed context window"."""
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error")
+        for candidate in (error.get("message") if isinstance(error, dict) else error, body.get("message"),
+                          body.get("detail")):
+            if candidate:
+                return str(candidate)
+    return str(exc.message or exc)
+
+
+class ChatModel:
+    """A chat model at an OpenAI-compatible endpoint, configured by a `ModelConfig`."""
+
+    def __init__(self, cfg: ModelConfig, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.cfg = cfg
+        self.base_url = base_url or cfg.base_url
+        if self.base_url is None:
+            if cfg.provider == "local":
+                raise ModelError(
+                    "the local model has no base_url until its server runs: start a "
+                    "workbench.local_server.LocalModelServer and pass ChatModel(cfg, base_url=server.base_url)"
+                )
+            self.base_url = OPENAI_BASE_URL
+        self._key = resolve_api_key(cfg, f"model {cfg.model!r} at {self.base_url}")
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=2)
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"ChatModel(model={self.cfg.model!r}, base_url={self.base_url!r})"
+
+    def request_params(self, messages: list[dict]) -> dict:
+        cfg = self.cfg
+        params: dict = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature,
+                        "max_tokens": cfg.max_tokens}
+        if cfg.top_p is not None:
+            params["top_p"] = cfg.top_p
+        if cfg.seed is not None:
+            params["seed"] = cfg.seed
+        return params
+
+    def generate(self, messages: list[dict], **extra) -> Generation:
+        """One chat completion. `extra` goes to the endpoint as is (e.g. response_format)."""
+        params = self.request_params(messages) | extra
+        start = time.perf_counter()
+        try:
+            response = self.client.chat.completions.create(**params)
+        except openai.APIError as exc:
+            raise self._model_error(exc) from None
+        latency = time.perf_counter() - start
+        if not response.choices:
+            raise ModelError(f"{self.base_url} returned no choices for model {self.cfg.model!r}")
+        choice = response.choices[0]
+        usage = response.usage
+        return Generation(
+            text=(choice.message.content or "").strip(),
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            latency_s=latency,
+            model=response.model or self.cfg.model,
+            finish_reason=choice.finish_reason,
+        )
+
+    def _model_error(self, exc: openai.APIError) -> ModelError:
+        where = f"{self.base_url}"
+        model = self.cfg.model
+        if isinstance(exc, openai.APITimeoutError):
+            msg = (f"the request to {where} timed out (model {model!r}); check that the server is up and not "
+                   "overloaded (the local server answers one request at a time)")
+        elif isinstance(exc, openai.APIConnectionError):
+            msg = (f"cannot connect to {where} (model {model!r}): check that the server is running and the "
+                   "base_url (host, port, /v1 suffix) is right")
+        elif isinstance(exc, openai.AuthenticationError):
+            if self.cfg.api_key_env:
+                msg = (f"{where} rejected the API key for model {model!r}: check the environment variable "
+                       f"{self.cfg.api_key_env}")
+            else:
+                msg = (f"{where} needs an API key for model {model!r}: set api_key_env to the name of the "
+                       "environment variable that holds it")
+            return ModelError(msg)  # the server's own text may echo part of the key
+        elif isinstance(exc, openai.PermissionDeniedError):
+            msg = (f"{where} refused model {model!r} (permission denied): check that the key in "
+                   f"{self.cfg.api_key_env or '(no api_key_env)'} may use it: {_server_message(exc)}")
+        elif isinstance(exc, openai.NotFoundError):
+            msg = (f"{where} has no model {model!r} (or the base_url path is wrong): check the model name "
+                   f"and base_url: {_server_message(exc)}")
+        elif isinstance(exc, openai.BadRequestError):
+            msg = (f"{where} rejected the request for model {model!r} (e.g. prompt longer than the context "
+                   f"window, or an unsupported parameter): {_server_message(exc)}")
+        elif isinstance(exc, openai.RateLimitError):
+            msg = f"{where} rate-limited model {model!r} after retries: lower the concurrency or wait: {_server_message(exc)}"
+        elif isinstance(exc, openai.APIStatusError):
+            msg = f"{where} failed for model {model!r} (HTTP {exc.status_code}): {_server_message(exc)}"
+        else:
+            msg = f"{where} failed for model {model!r}: {exc}"
+        return ModelError(_scrub(msg, self._key))
+
+
+def cost_usd(cfg: ModelConfig, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+    """USD cost of one call: configured prices, else 0 for the local model, else genai-prices.
+
+    None (not 0) when the tokens are unknown or genai-prices does not know the model/provider —
+    a missing price must not look free. A `base_url` that matches no provider genai-prices knows
+    (a self-hosted vLLM/Ollama) gives None: configure price_*_per_mtok for it.
+    """
+    if prompt_tokens is None or completion_tokens is None:
+        return None
+    if cfg.price_input_per_mtok is not None and cfg.price_output_per_mtok is not None:
+        return (prompt_tokens * cfg.price_input_per_mtok + completion_tokens * cfg.price_output_per_mtok) / 1_000_000
+    if cfg.provider == "local":
+        return 0.0
+    import genai_prices
+
+    try:
+        price = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens),
+            model_ref=cfg.model,
+            provider_api_url=cfg.base_url or OPENAI_BASE_URL,
+        )
+    except LookupError:
+        return None
+    total = price.total_price
+    return float(total) if isinstance(total, Decimal | int | float) else None
