@@ -19,3 +19,22 @@ for _name, _value in {
     _os.environ.setdefault(_name, _value)
 
 __version__ = "0.1.0"
+
+__all__ = ["run_sweep", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import workbench` stays cheap (no MLflow/Chroma import) until the API is used.
+    if name == "run_sweep":
+        from workbench.sweep import run_sweep
+
+        return run_sweep
+    if name in ("load_spec", "SweepSpec", "VariantConfig"):
+        from workbench import config
+
+        return getattr(config, name)
+    if name == "WorkbenchError":
+        from workbench.errors import WorkbenchError
+
+        return WorkbenchError
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")

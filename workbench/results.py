@@ -1,0 +1,127 @@
+"""Sweep results as pandas: one row per variant (`to_frame`) or per (variant, question) (`questions`).
+
+Aggregation is pure: `aggregate(rows)` turns a variant's per-question rows into the flat metric dict
+that both the DataFrame and MLflow show, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import pandas as pd
+
+from workbench.config import SweepSpec, VariantConfig
+from workbench.metrics import percentile, summarize
+
+# Per-question scores averaged per variant (with bootstrap CI and n). Retrieval ones need relevant ids,
+# answer ones need reference answers; a score that could not be computed is None and is not averaged.
+QUALITY_METRICS = (
+    "hit_at_k",
+    "recall_at_k",
+    "mrr",
+    "ndcg_at_k",
+    "exact_match",
+    "f1",
+    "rouge_l",
+    "string_similarity",
+)
+STAGES = ("retrieve", "generate", "total")
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost."""
+    ok = [r for r in rows if not r.get("error")]
+    out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
+    for name in QUALITY_METRICS:
+        s = summarize([r.get(name) for r in ok])
+        if s["n"] == 0:
+            continue  # not computable for this eval set: leave it out rather than report 0
+        out[name] = s["mean"]
+        out[f"{name}_ci_low"] = s["ci_low"]
+        out[f"{name}_ci_high"] = s["ci_high"]
+        out[f"{name}_n"] = float(s["n"])
+    for stage in STAGES:
+        values = [r[f"latency_{stage}_s"] for r in ok if r.get(f"latency_{stage}_s") is not None]
+        if values:
+            out[f"latency_{stage}_p50_s"] = percentile(values, 50)
+            out[f"latency_{stage}_p95_s"] = percentile(values, 95)
+            out[f"latency_{stage}_mean_s"] = sum(values) / len(values)
+    for name in ("tokens_prompt", "tokens_completion"):
+        values = [r.get(name) for r in ok]
+        if ok and all(v is not None for v in values):
+            out[name] = float(sum(values))
+            out[f"{name}_mean"] = float(sum(values)) / len(values)
+    costs = [r.get("cost_usd") for r in ok]
+    if ok and all(c is not None for c in costs):  # an unknown price is not a free model
+        out["cost_usd"] = float(sum(costs))
+        out["cost_usd_per_1k"] = 1000.0 * float(sum(costs)) / len(costs)
+    return out
+
+
+@dataclass
+class SweepResults:
+    """What a sweep produced; also what `load_sweep` (later) rebuilds from MLflow."""
+
+    spec: SweepSpec
+    sweep_id: str
+    variants: list[VariantConfig]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    run_ids: dict[str, str] = field(default_factory=dict)  # variant hash -> MLflow run id
+    parent_run_id: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. metrics skipped and why
+    wall_s: float | None = None
+    stats: dict[str, int] = field(default_factory=dict)  # index_builds, index_reused, … (reuse evidence)
+
+    def questions(self) -> pd.DataFrame:
+        """One row per (variant, question), in variant then dataset order."""
+        return pd.DataFrame(self.rows)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per variant: id, label, dotted params, aggregate metrics."""
+        records = []
+        for v in self.variants:
+            rows = [r for r in self.rows if r["variant_hash"] == v.hash]
+            records.append(
+                {
+                    "variant": v.short_hash,
+                    "label": v.label(),
+                    **v.flat_params(),
+                    **aggregate(rows),
+                    "run_id": self.run_ids.get(v.hash),
+                }
+            )
+        frame = pd.DataFrame(records)
+        return frame.set_index("variant") if not frame.empty else frame
+
+    def variant(self, key: str) -> VariantConfig:
+        """Look a variant up by full or short hash (any unique prefix)."""
+        matches = [v for v in self.variants if v.hash.startswith(key)]
+        if len(matches) != 1:
+            known = ", ".join(v.short_hash for v in self.variants)
+            raise KeyError(f"{key!r} matches {len(matches)} variants; known: {known}")
+        return matches[0]
+
+    def summary(self) -> pd.DataFrame:
+        """The compact table the CLI prints."""
+        frame = self.to_frame()
+        if frame.empty:
+            return frame
+        cols = [
+            c
+            for c in (
+                "label",
+                "hit_at_k",
+                "mrr",
+                "exact_match",
+                "f1",
+                "rouge_l",
+                "latency_total_p50_s",
+                "latency_total_p95_s",
+                "tokens_prompt_mean",
+                "cost_usd",
+                "failed_cells",
+            )
+            if c in frame.columns
+        ]
+        return frame[cols]

@@ -1,0 +1,223 @@
+"""MLflow adapter: one parent run per sweep, one child run per variant, traces per question.
+
+Everything about MLflow lives here; the sweep hands over plain rows and metric dicts. A variant is
+logged in one go when it finishes (params, metrics, table, YAML, dataset, traces), which keeps the
+tracking cost a small share of the sweep.
+"""
+
+from __future__ import annotations
+
+import getpass
+import platform
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from workbench import __version__
+from workbench.config import SweepSpec, TrackingConfig, VariantConfig, to_yaml
+from workbench.errors import TrackingError
+
+TABLE_COLUMNS = (
+    "question_id",
+    "question",
+    "answer",
+    "reference_answers",
+    "relevant_ids",
+    "retrieved_doc_ids",
+    "retrieved_chunk_ids",
+    "exact_match",
+    "f1",
+    "rouge_l",
+    "string_similarity",
+    "hit_at_k",
+    "recall_at_k",
+    "mrr",
+    "ndcg_at_k",
+    "latency_retrieve_s",
+    "latency_generate_s",
+    "latency_total_s",
+    "tokens_prompt",
+    "tokens_completion",
+    "cost_usd",
+    "error",
+)
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def audit_tags() -> dict[str, str]:
+    tags = {"workbench.version": __version__, "workbench.user": getpass.getuser(), "workbench.host": platform.node()}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _prepare_local_store(uri: str) -> None:
+    """sqlite:///mlruns/mlflow.db needs its folder to exist before MLflow opens it."""
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+class NullTracker:
+    """Used when tracking is disabled: same calls, nothing logged."""
+
+    parent_run_id: str | None = None
+
+    def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any]) -> None: ...
+
+    def log_variant(self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame) -> str | None:
+        return None
+
+    def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None: ...
+
+
+class MlflowTracker:
+    def __init__(self, cfg: TrackingConfig, experiment: str):
+        import mlflow
+
+        self.mlflow = mlflow
+        self.cfg = cfg
+        _prepare_local_store(cfg.tracking_uri)
+        try:
+            mlflow.set_tracking_uri(cfg.tracking_uri)
+            exp = mlflow.get_experiment_by_name(experiment)
+            if exp is None:
+                location = cfg.artifact_location
+                if "://" not in location:
+                    location = Path(location).resolve().as_uri()
+                mlflow.create_experiment(experiment, artifact_location=location)
+            self.experiment = mlflow.set_experiment(experiment)
+        except Exception as exc:  # MLflow raises many types; the user needs the URI and the cause
+            raise TrackingError(
+                f"cannot open MLflow experiment {experiment!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
+                "Check the URI (e.g. sqlite:///mlruns/mlflow.db or http://host:5000) or pass --tracking-uri."
+            ) from None
+        self.parent_run_id: str | None = None
+        self.sweep_id: str | None = None
+        self.spec: SweepSpec | None = None
+
+    # ------------------------------------------------------------ sweep
+
+    def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any]) -> None:
+        mlflow = self.mlflow
+        self.spec, self.sweep_id = spec, sweep_id
+        run = mlflow.start_run(
+            run_name=f"{spec.name}-{sweep_id}",
+            tags={
+                **audit_tags(),
+                "workbench.sweep_id": sweep_id,
+                "workbench.spec_hash": spec.hash,
+                "workbench.kind": "sweep",
+            },
+        )
+        self.parent_run_id = run.info.run_id
+        mlflow.log_params({"sweep.name": spec.name, "sweep.variants": n_variants, **data_info})
+        mlflow.log_text(to_yaml(spec), "sweep.yaml")
+
+    def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
+        if self.parent_run_id is None:
+            return
+        if metrics:
+            self.mlflow.log_metrics(metrics)
+        self.mlflow.flush_trace_async_logging()
+        self.mlflow.end_run(status=status)
+        self.parent_run_id = None
+
+    # ------------------------------------------------------------ one variant
+
+    def log_variant(
+        self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame
+    ) -> str:
+        mlflow = self.mlflow
+        assert self.spec is not None and self.sweep_id is not None
+        failed = metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions")
+        with mlflow.start_run(
+            run_name=f"{variant.short_hash} {variant.label()}"[:250],
+            nested=True,
+            tags={
+                **audit_tags(),
+                "workbench.variant_hash": variant.hash,
+                "workbench.sweep_id": self.sweep_id,
+                "workbench.spec_hash": self.spec.hash,
+                "workbench.kind": "variant",
+                "mlflow.note.content": f"Variant `{variant.short_hash}`: {variant.label()}",
+            },
+        ) as run:
+            mlflow.log_params(variant.flat_params())
+            mlflow.log_metrics(metrics)
+            table = pd.DataFrame([{c: r.get(c) for c in TABLE_COLUMNS} for r in rows])
+            mlflow.log_table(table, artifact_file="eval_results.json")
+            mlflow.log_text(to_yaml(variant), "variant.yaml")
+            with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = mlflow.data.from_pandas(
+                    eval_frame, source=self.spec.data.eval.path, name=Path(self.spec.data.eval.path).name
+                )
+                mlflow.log_input(dataset, context="evaluation")
+            self._log_traces(variant, rows)
+            run_id = run.info.run_id
+        if failed:
+            mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
+        return run_id
+
+    def _log_traces(self, variant: VariantConfig, rows: Sequence[dict]) -> None:
+        """Rebuild each question's spans from measured timings (the core stays free of MLflow)."""
+        from mlflow.entities import SpanType
+
+        mlflow = self.mlflow
+        for r in rows:
+            t0 = int(r["started_at_ns"])
+            t_ret = t0 + int((r.get("latency_retrieve_s") or 0) * 1e9)
+            t_end = t_ret + int((r.get("latency_generate_s") or 0) * 1e9)
+            root = mlflow.start_span_no_context(
+                "rag",
+                span_type=SpanType.CHAIN,
+                inputs={"question": r["question"]},
+                attributes={"workbench.variant_hash": variant.hash, "question_id": r["question_id"]},
+                tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or ""},
+                start_time_ns=t0,
+            )
+            ret = mlflow.start_span_no_context(
+                "retrieve",
+                span_type=SpanType.RETRIEVER,
+                parent_span=root,
+                inputs={"query": r["question"], "k": variant.retrieval.k, "kind": variant.retrieval.kind},
+                start_time_ns=t0,
+            )
+            ret.end(
+                outputs=[
+                    {"page_content": text, "metadata": {"doc_uri": doc, "chunk_id": cid}, "id": cid}
+                    for text, doc, cid in zip(r["contexts"], r["retrieved_chunk_doc_ids"], r["retrieved_chunk_ids"])
+                ],
+                end_time_ns=t_ret,
+            )
+            gen = mlflow.start_span_no_context(
+                "generate",
+                span_type=SpanType.CHAT_MODEL,
+                parent_span=root,
+                inputs={"messages": r["messages"], "model": variant.model.model},
+                attributes={
+                    "usage.prompt_tokens": r.get("tokens_prompt"),
+                    "usage.completion_tokens": r.get("tokens_completion"),
+                },
+                start_time_ns=t_ret,
+            )
+            status = "ERROR" if r.get("error") else "OK"
+            gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
+            root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
+
+
+def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | NullTracker:
+    return MlflowTracker(cfg, experiment) if cfg.enabled else NullTracker()
