@@ -14,6 +14,8 @@ first use. Retrievers are registered by the name the YAML uses (`RETRIEVERS`).
 
 from __future__ import annotations
 
+import logging
+
 import math
 from collections import Counter
 import threading
@@ -192,6 +194,8 @@ class ChunkIndex:
 
     def _bm25_tokens(self, texts: Sequence[str]) -> list[list[str]]:
         import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
 
         return bm25s.tokenize(
             list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False
