@@ -261,6 +261,33 @@ class SpaceConfig(Frozen):
         return list(seen.values())
 
 
+JUDGE_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
+
+
+class JudgeConfig(Endpoint):
+    """An LLM judge for ragas' LLM-judged metrics. Off unless the spec has a `judge` section."""
+
+    provider: Literal["local", "openai"] = Field(
+        "local", description="local: the offline SmolLM2 server (parses, judges poorly); openai: any OpenAI-compatible base_url"
+    )
+    model: str = LOCAL_MODEL
+    metrics: list[Literal[JUDGE_METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["faithfulness", "answer_relevancy", "context_precision", "context_recall"],
+        min_length=1,
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(1024, ge=16, le=32_768)
+    embedding: EmbeddingConfig = Field(
+        default_factory=EmbeddingConfig, description="Embeddings answer_relevancy compares questions with"
+    )
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> JudgeConfig:
+        if self.provider == "local" and self.model != LOCAL_MODEL:
+            raise ValueError(f"the local provider only serves {LOCAL_MODEL!r}, got {self.model!r}")
+        return self
+
+
 class TrackingConfig(Frozen):
     tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="Any MLflow tracking URI")
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
@@ -273,6 +300,7 @@ class SweepSpec(Frozen):
     data: DataConfig
     space: SpaceConfig = SpaceConfig()
     tracking: TrackingConfig = TrackingConfig()
+    judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
 
     @property
