@@ -12,39 +12,7 @@ import pytrec_eval
 from workbench.config import load_spec
 from workbench.sweep import run_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
-SQUAD = ROOT / "experiments" / "data" / "squad-super-bowl-50" / "dev-v1.1-super-bowl-50.json"
-N_QUESTIONS = 3
-
-
-def small_spec(tmp_path: Path, **space) -> dict:
-    return {
-        "name": "t-sweep",
-        "experiment": "t-sweep",
-        "data": {
-            "corpus": {"format": "squad", "path": str(SQUAD)},
-            "eval": {"format": "squad", "path": str(SQUAD), "limit": N_QUESTIONS},
-        },
-        "space": {
-            "chunking": [{"strategy": "recursive", "size": 400, "overlap": 40}],
-            "retrieval": [{"kind": "dense", "k": 3}, {"kind": "hybrid", "k": 3}],
-            "model": [{"provider": "local", "temperature": 0, "max_tokens": 16}],
-            **space,
-        },
-        "tracking": {
-            "tracking_uri": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
-            "artifact_location": str(tmp_path / "mlruns" / "artifacts"),
-        },
-        "home": str(tmp_path / "home"),
-    }
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    spec = small_spec(tmp)
-    results = run_sweep(spec, progress=False)
-    return tmp, spec, results
+from conftest import N_QUESTIONS, small_spec
 
 
 def test_results_frames_have_one_row_per_variant_and_per_cell(swept):

@@ -15,12 +15,13 @@ for _name, _value in {
     "ANONYMIZED_TELEMETRY": "False",
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }.items():
     _os.environ.setdefault(_name, _value)
 
 __version__ = "0.1.0"
 
-__all__ = ["run_sweep", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
+__all__ = ["run_sweep", "load_sweep", "load_pipeline", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
 
 
 def __getattr__(name: str):
@@ -29,6 +30,14 @@ def __getattr__(name: str):
         from workbench.sweep import run_sweep
 
         return run_sweep
+    if name == "load_pipeline":
+        from workbench.export import load_pipeline
+
+        return load_pipeline
+    if name == "load_sweep":
+        from workbench.tracking import load_sweep
+
+        return load_sweep
     if name in ("load_spec", "SweepSpec", "VariantConfig"):
         from workbench import config
 

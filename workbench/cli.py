@@ -68,5 +68,75 @@ def run(
         typer.echo(f"open it with: mlflow ui --backend-store-uri {results.spec.tracking.tracking_uri}")
 
 
+def _parse_constraints(items: list[str]) -> dict[str, str]:
+    import re
+
+    from workbench.errors import ConfigError
+
+    out = {}
+    for item in items:
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(.+?)\s*", item)
+        if not m:
+            raise ConfigError(f"--constraint {item!r}: write it as METRIC<=VALUE, e.g. latency_total_p95_s<=2")
+        out[m.group(1)] = f"{m.group(2)} {m.group(3)}"
+    return out
+
+
+@app.command()
+@friendly_errors
+def export(
+    sweep_id: str = typer.Option(..., "--sweep-id", help="The sweep to export from (printed by `workbench run`)"),
+    out: Path = typer.Option(..., "--out", help="Where to write the YAML"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Variant hash (or unique prefix) to export"),
+    best: Optional[str] = typer.Option(None, "--best", help="Export the best variant by this metric, e.g. f1"),
+    constraint: list[str] = typer.Option([], "--constraint", help="With --best: METRIC<=VALUE (repeatable)"),
+    minimize: bool = typer.Option(False, "--minimize", help="With --best: lower is better"),
+    tracking_uri: str = typer.Option("sqlite:///mlruns/mlflow.db", "--tracking-uri", help="MLflow tracking URI"),
+) -> None:
+    """Export one variant of a logged sweep as a production YAML with provenance."""
+    from workbench.errors import ConfigError
+    from workbench.tracking import load_sweep
+
+    if (variant is None) == (best is None):
+        raise ConfigError("give exactly one of --variant HASH or --best METRIC")
+    results = load_sweep(sweep_id, tracking_uri)
+    if best is not None:
+        decision = results.best(best, _parse_constraints(constraint), maximize=not minimize)
+        typer.echo(f"best: {decision.winner} — {decision.reason}")
+        variant = decision.winner
+    try:
+        chosen = results.variant(variant)
+    except KeyError as exc:
+        raise ConfigError(f"--variant: {exc.args[0]}") from None
+    path = results.export(chosen.hash, out)
+    typer.echo(f"exported variant {chosen.short_hash} ({chosen.label()}) to {path}")
+
+
+@app.command()
+@friendly_errors
+def answer(
+    path: Path = typer.Argument(..., help="An export YAML written by `workbench export`"),
+    question: str = typer.Argument(..., help="The question to answer"),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="The corpus, if it moved since the export"),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON"),
+) -> None:
+    """Answer QUESTION with an exported pipeline (same pipeline and answers as in the sweep)."""
+    import json
+
+    from workbench.export import load_pipeline
+
+    with load_pipeline(path, corpus_path=corpus) as pipe:
+        result = pipe.answer(question)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    typer.echo(result.answer)
+    for c in result.contexts:
+        typer.echo(f"  [{c.rank}] {c.doc_id} (score {c.score:.3f})")
+    typer.echo(
+        f"  latency {result.latency['total_s']:.2f} s, tokens {result.prompt_tokens}+{result.completion_tokens}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -369,8 +369,24 @@ def load_spec(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     return parse_model(SweepSpec, read_yaml(spec), str(spec))
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (prompt templates) as readable `|` blocks."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value and value.strip() else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True)
+
+
 def to_yaml(model: BaseModel) -> str:
-    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return dump_yaml(model.model_dump(mode="json"))
 
 
 def load_variant(data: str | Path | dict) -> VariantConfig:

@@ -72,6 +72,7 @@ class SweepResults:
     notes: list[str] = field(default_factory=list)  # e.g. metrics skipped and why
     wall_s: float | None = None
     stats: dict[str, int] = field(default_factory=dict)  # index_builds, index_reused, … (reuse evidence)
+    data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -125,3 +126,42 @@ class SweepResults:
             if c in frame.columns
         ]
         return frame[cols]
+
+    # ------------------------------------------------------------ decide (workbench.stats)
+
+    def compare(self, metric: str = "f1") -> pd.DataFrame:
+        """Per variant: mean, bootstrap 95 % CI and n of a per-question metric."""
+        from workbench.stats import compare
+
+        out = compare(self.questions(), metric)
+        out.insert(0, "label", [self.variant(v).label() for v in out.index])
+        return out
+
+    def diff(self, a: str, b: str, metric: str = "f1"):
+        """Paired by question: mean difference a − b, bootstrap CI and a sign-flip permutation p-value."""
+        from workbench.stats import paired_diff
+
+        return paired_diff(self.questions(), self.variant(a).short_hash, self.variant(b).short_hash, metric)
+
+    def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s") -> pd.DataFrame:
+        """The non-dominated variants: highest quality for their cost and latency."""
+        from workbench.stats import pareto_front
+
+        frame = self.to_frame()
+        objectives = {quality: "max"}
+        for col in (cost, latency):
+            if col:
+                objectives[col] = "min"
+        return frame.loc[pareto_front(frame, objectives)]
+
+    def best(self, objective: str = "f1", constraints: dict | None = None, *, maximize: bool = True, alpha: float = 0.05):
+        """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason."""
+        from workbench.stats import best
+
+        return best(self.to_frame(), self.questions(), objective, constraints, maximize=maximize, alpha=alpha)
+
+    def export(self, variant: str, path, **kwargs):
+        """Write the variant as a production YAML with provenance (see workbench.export)."""
+        from workbench.export import export_variant
+
+        return export_variant(self, variant, path, **kwargs)

@@ -167,17 +167,13 @@ def run_sweep(
             base_urls["local"] = server.base_url
         _check_endpoints(variants, base_urls)
 
-        tracker.start_sweep(
-            spec,
-            sweep_id,
-            len(variants),
-            {
-                "data.corpus.digest": corpus.digest,
-                "data.corpus.documents": len(corpus),
-                "data.eval.digest": evalset.digest,
-                "data.eval.questions": len(evalset),
-            },
-        )
+        results.data_info = {
+            "data.corpus.digest": corpus.digest,
+            "data.corpus.documents": len(corpus),
+            "data.eval.digest": evalset.digest,
+            "data.eval.questions": len(evalset),
+        }
+        tracker.start_sweep(spec, sweep_id, len(variants), results.data_info)
         results.parent_run_id = tracker.parent_run_id
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
         status = "FAILED"

@@ -28,6 +28,7 @@ TABLE_COLUMNS = (
     "relevant_ids",
     "retrieved_doc_ids",
     "retrieved_chunk_ids",
+    "contexts",
     "exact_match",
     "f1",
     "rouge_l",
@@ -221,3 +222,59 @@ class MlflowTracker:
 
 def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | NullTracker:
     return MlflowTracker(cfg, experiment) if cfg.enabled else NullTracker()
+
+
+def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
+    """Rebuild a finished sweep's SweepResults from MLflow alone (no re-run): spec, variants, per-question rows.
+
+    >>> results = load_sweep("20261127-025350-17646e")   # doctest: +SKIP
+    """
+    import json
+    import tempfile
+
+    import mlflow
+
+    from workbench.config import SweepSpec, load_variant, parse_model
+    from workbench.results import SweepResults
+
+    _prepare_local_store(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}'", output_format="list"
+    )
+    parents = [r for r in runs if r.data.tags.get("workbench.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("workbench.kind") == "variant"]
+    if not parents:
+        raise TrackingError(
+            f"no sweep {sweep_id!r} at {tracking_uri}; list sweeps in the MLflow UI (tag workbench.sweep_id) "
+            "or pass the right --tracking-uri"
+        )
+    parent = parents[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = client.download_artifacts(parent.info.run_id, "sweep.yaml", tmp)
+        import yaml
+
+        spec = parse_model(SweepSpec, yaml.safe_load(Path(spec_path).read_text(encoding="utf-8")), f"sweep {sweep_id}")
+        variants, rows, run_ids = [], [], {}
+        for child in sorted(children, key=lambda r: r.info.start_time):
+            d = Path(tmp) / child.info.run_id
+            variant = load_variant(client.download_artifacts(child.info.run_id, "variant.yaml", str(d)))
+            table = json.loads(Path(client.download_artifacts(child.info.run_id, "eval_results.json", str(d))).read_text())
+            for values in table["data"]:
+                rows.append({"variant_hash": variant.hash, "variant": variant.short_hash, **dict(zip(table["columns"], values))})
+            variants.append(variant)
+            run_ids[variant.hash] = child.info.run_id
+    params = parent.data.params
+    data_info = {k: params[k] for k in params if k.startswith("data.")}
+    return SweepResults(
+        spec=spec,
+        sweep_id=sweep_id,
+        variants=variants,
+        rows=rows,
+        run_ids=run_ids,
+        parent_run_id=parent.info.run_id,
+        data_info=data_info,
+        wall_s=parent.data.metrics.get("wall_s"),
+    )
+

@@ -1,0 +1,213 @@
+"""workbench.plots: the info functions' numbers and the figures built from them (no browser)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from workbench.plots import (
+    ParetoInfo,
+    heatmap_info,
+    metric_bars_info,
+    pareto_info,
+    plot_metric_bars,
+    plot_pareto,
+    plot_question_heatmap,
+)
+from workbench.stats import StatsError, pareto_front
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    """A to_frame()-like frame: 5 variants; v2 dominated by v1, v4 ties v1, v5 has no latency."""
+    index = pd.Index(["v1aaaaaaaaaa", "v2bbbbbbbbbb", "v3cccccccccc", "v4dddddddddd", "v5eeeeeeeeee"], name="variant")
+    return pd.DataFrame(
+        {
+            "label": ["fixed256 · dense@3", "fixed256 · bm25@3", "fixed512 · hybrid@5", "fixed256 · dense@3", "none · dense@1"],
+            "retrieval.kind": ["dense", "bm25", "hybrid", "dense", "dense"],
+            "f1": [0.50, 0.40, 0.60, 0.50, 0.90],
+            "f1_ci_low": [0.42, 0.30, 0.50, 0.41, 0.80],
+            "f1_ci_high": [0.58, 0.49, 0.70, 0.60, 0.97],
+            "f1_n": [20.0, 20.0, 20.0, 19.0, 20.0],
+            "exact_match": [0.30, 0.20, 0.35, 0.30, 0.70],
+            "exact_match_ci_low": [0.10, 0.05, 0.15, 0.10, 0.50],
+            "exact_match_ci_high": [0.50, 0.40, 0.55, 0.50, 0.90],
+            "exact_match_n": [20.0, 20.0, 20.0, 19.0, 20.0],
+            "latency_total_p95_s": [1.0, 2.0, 3.0, 1.0, np.nan],
+            "tokens_prompt_mean": [410.0, 390.0, 820.0, 410.0, 1900.0],
+            "cost_usd_per_1k": [0.0, 0.0, 0.0, 0.0, 0.0],
+            "questions": [20.0] * 5,
+        },
+        index=index,
+    )
+
+
+def questions() -> pd.DataFrame:
+    """3 variants × 4 questions with known spreads: q2 splits them most, q0 not at all, q3 unscored."""
+    scores = {
+        "v1aaaaaaaaaa": [1.0, 0.5, 1.0, None],
+        "v2bbbbbbbbbb": [1.0, 0.0, 0.0, None],
+        "v3cccccccccc": [1.0, 0.5, 0.0, None],
+    }
+    rows = []
+    for v, values in scores.items():
+        for i, value in enumerate(values):
+            rows.append(
+                {
+                    "variant": v,
+                    "variant_hash": v * 5,
+                    "question_id": f"q{i}",
+                    "question": f"What is thing number {i}?",
+                    "answer": f"{v[:2]} says {i}",
+                    "error": "HTTP 500 from the model" if (v, i) == ("v2bbbbbbbbbb", 1) else None,
+                    "f1": value,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- pareto
+
+
+def test_pareto_info_marks_the_same_front_as_stats(frame):
+    info = pareto_info(frame)
+    assert isinstance(info, ParetoInfo)
+    assert (info.quality, info.x, info.x_goal) == ("f1", "latency_total_p95_s", "min")
+    expected = pareto_front(frame, {"f1": "max", "latency_total_p95_s": "min"})
+    assert expected == ["v1aaaaaaaaaa", "v3cccccccccc", "v4dddddddddd"]
+    assert info.points.loc[info.points["on_front"], "variant"].tolist() == expected
+    assert info.front == [(1.0, 0.5), (1.0, 0.5), (3.0, 0.6)]  # sorted by x; the tie is kept
+    assert info.missing == ("v5eeeeeeeeee",)  # no latency: cannot be placed
+    assert info.points["variant"].tolist() == ["v1aaaaaaaaaa", "v2bbbbbbbbbb", "v3cccccccccc", "v4dddddddddd"]
+    assert info.points[["ci_low", "ci_high", "n"]].iloc[1].tolist() == [0.30, 0.49, 20.0]
+
+
+def test_pareto_hover_shows_label_quality_with_ci_x_cost_and_tokens(frame):
+    hover = pareto_info(frame).points.set_index("variant").at["v3cccccccccc", "hover"]
+    for part in ["fixed512 · hybrid@5", "f1 0.6 [0.5, 0.7] (n=20)", "total latency p95 (s): 3", "cost per 1k questions: $0", "prompt tokens per question: 820"]:
+        assert part in hover
+
+
+def test_plot_pareto_draws_every_placed_variant_and_a_step_line_through_the_front(frame):
+    fig = plot_pareto(frame)
+    assert isinstance(fig, go.Figure)
+    assert [t.name for t in fig.data] == ["dominated", "on the front", "Pareto front"]
+    dominated, front, line = fig.data
+    assert list(dominated.x) == [2.0] and list(dominated.y) == [0.4]
+    assert sorted(zip(front.x, front.y)) == [(1.0, 0.5), (1.0, 0.5), (3.0, 0.6)]
+    assert list(zip(line.x, line.y)) == pareto_info(frame).front
+    assert line.line.shape == "hv"
+    assert list(front.error_y.array) == pytest.approx([0.08, 0.10, 0.10])  # ci_high - f1
+    assert list(front.error_y.arrayminus) == pytest.approx([0.08, 0.10, 0.09])  # f1 - ci_low
+    assert fig.layout.xaxis.title.text == "total latency p95 (s), lower is better"
+    assert fig.layout.yaxis.title.text == "f1"
+    assert "not shown, no value: v5eeeeeeeeee" in fig.layout.title.text
+
+
+def test_quality_vs_cost_works_when_everything_is_free(frame):
+    info = pareto_info(frame, x="cost_usd_per_1k")
+    assert info.points.loc[info.points["on_front"], "variant"].tolist() == ["v5eeeeeeeeee"]  # best f1 at the same cost
+    assert info.front == [(0.0, 0.9)]
+    fig = plot_pareto(frame, x="cost_usd_per_1k")
+    assert len(fig.data[0].x) + len(fig.data[1].x) == 5
+    assert fig.layout.xaxis.title.text == "cost per 1,000 questions (USD), lower is better"
+
+
+def test_pareto_with_x_to_maximise_steps_the_other_way(frame):
+    info = pareto_info(frame, quality="f1", x="tokens_prompt_mean", x_goal="max")
+    assert info.points.loc[info.points["on_front"], "variant"].tolist() == ["v5eeeeeeeeee"]
+    assert plot_pareto(frame, x="tokens_prompt_mean", x_goal="max").data[2].line.shape == "vh"
+
+
+def test_pareto_errors_name_the_argument_and_the_choices(frame):
+    with pytest.raises(StatsError, match=r"quality='f2' is not a numeric column.*exact_match.*latency_total_p95_s"):
+        pareto_info(frame, quality="f2")
+    with pytest.raises(StatsError, match=r"x='label' is not a numeric column"):
+        plot_pareto(frame, x="label")
+    with pytest.raises(StatsError, match=r"x_goal='lowest'"):
+        pareto_info(frame, x_goal="lowest")
+
+
+# ---------------------------------------------------------------- metric bars
+
+
+def test_metric_bars_info_is_one_row_per_variant_and_metric(frame):
+    info = metric_bars_info(frame, ["f1", "exact_match"])
+    assert list(info.columns) == ["variant", "label", "metric", "mean", "ci_low", "ci_high", "n"]
+    assert len(info) == 10
+    row = info[(info["variant"] == "v4dddddddddd") & (info["metric"] == "exact_match")].iloc[0]
+    assert (row["label"], row["mean"], row["ci_low"], row["ci_high"], row["n"]) == ("fixed256 · dense@3", 0.30, 0.10, 0.50, 19)
+
+
+def test_plot_metric_bars_groups_variants_with_ci_error_bars(frame):
+    fig = plot_metric_bars(frame, ["f1", "exact_match"])
+    assert isinstance(fig, go.Figure) and fig.layout.barmode == "group"
+    assert len(fig.data) == 5  # one trace per variant
+    names = [t.name for t in fig.data]
+    assert names[0] == "fixed256 · dense@3 [v1aaaaaaaaaa]"  # repeated label: the hash tells them apart
+    assert names[1] == "fixed256 · bm25@3"
+    info = metric_bars_info(frame, ["f1", "exact_match"])
+    for trace, variant in zip(fig.data, frame.index):
+        rows = info[info["variant"] == variant]
+        assert list(trace.x) == ["f1", "exact_match"]
+        assert list(trace.y) == pytest.approx(list(rows["mean"]))
+        assert trace.error_y.symmetric is False
+        assert list(np.array(trace.y) + np.array(trace.error_y.array)) == pytest.approx(list(rows["ci_high"]))
+        assert list(np.array(trace.y) - np.array(trace.error_y.arrayminus)) == pytest.approx(list(rows["ci_low"]))
+    assert [c[3] for c in fig.data[3].customdata] == [19, 19]  # n in the hover
+    assert "n=%{customdata[3]}" in fig.data[0].hovertemplate
+
+
+def test_default_bar_metrics_skip_those_the_frame_lacks(frame):
+    fig = plot_metric_bars(frame)  # no hit_at_k in this frame
+    assert list(fig.data[0].x) == ["f1", "exact_match"]
+
+
+def test_unknown_bar_metric_is_an_error_listing_the_choices(frame):
+    with pytest.raises(StatsError, match=r"unknown metric\(s\) \['mrr'\].*f1, exact_match"):
+        plot_metric_bars(frame, ["f1", "mrr"])
+    with pytest.raises(StatsError, match="unknown metric"):
+        metric_bars_info(frame, ["latency_total_p95_s"])  # no CI for it
+    with pytest.raises(StatsError, match="none of the default metrics"):
+        plot_metric_bars(frame[["label", "latency_total_p95_s"]])
+
+
+# ---------------------------------------------------------------- question heatmap
+
+
+def test_heatmap_info_orders_questions_by_disagreement():
+    m = heatmap_info(questions(), "f1")
+    assert m.shape == (3, 4)
+    assert list(m.index) == ["v1aaaaaaaaaa", "v2bbbbbbbbbb", "v3cccccccccc"]
+    # spreads (population std): q2 [1,0,0] 0.471, q1 [0.5, failed, 0.5] 0, q0 [1,1,1] 0, q3 unscored -> last
+    assert list(m.columns) == ["q2", "q0", "q1", "q3"]
+    assert np.isnan(m.at["v2bbbbbbbbbb", "q1"])  # the failed cell is not a 0
+    assert m["q2"].tolist() == [1.0, 0.0, 0.0]
+    assert m["q3"].isna().all()
+
+
+def test_plot_question_heatmap_limits_questions_and_hovers_question_answer_and_score():
+    fig = plot_question_heatmap(questions(), "f1", max_questions=2)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1
+    heat = fig.data[0]
+    assert isinstance(heat, go.Heatmap)
+    assert np.asarray(heat.z).shape == (3, 2)
+    assert list(heat.x) == ["q2", "q0"]
+    assert list(heat.y) == ["v1aaaaaaaaaa", "v2bbbbbbbbbb", "v3cccccccccc"]
+    assert np.asarray(heat.z)[:, 0].tolist() == [1.0, 0.0, 0.0]
+    cell = heat.text[1][0]
+    assert "What is thing number 2?" in cell and "answer: v2 says 2" in cell and "f1: 0" in cell
+    assert "the 2 of 4 questions" in fig.layout.title.text
+    failed = plot_question_heatmap(questions(), "f1").data[0]
+    assert list(failed.x).index("q1") == 2
+    assert "answer: error: HTTP 500 from the model" in failed.text[1][2]
+    assert "f1: n/a" in failed.text[1][2]
+
+
+def test_heatmap_errors_name_the_metric_and_the_limit():
+    with pytest.raises(StatsError, match=r"unknown metric 'rouge'.*f1"):
+        heatmap_info(questions(), "rouge")
+    with pytest.raises(StatsError, match="max_questions must be a positive integer, got 0"):
+        plot_question_heatmap(questions(), "f1", max_questions=0)

@@ -1,0 +1,523 @@
+"""Deciding between variants: per-variant CIs, paired differences, Pareto fronts and a winner.
+
+Pure core: numpy and pandas only (no plotly, no MLflow). Everything works on the two frames a
+sweep produces: `results.questions()` (one row per variant × question, per-question scores) and
+`results.to_frame()` (one row per variant, index `variant`, aggregates). Comparisons between two
+variants are paired by `question_id` (DESIGN.md, "Metrics"): both answered the same questions, so
+the per-question differences carry far less noise than two independent means.
+
+Failed cells (a non-empty `error`) and unscored questions (None / NaN) are left out, never counted 0.
+
+>>> q = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 4, "question_id": list("wxyz") * 2,
+...                   "f1": [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]})
+>>> d = paired_diff(q, "a", "b", "f1")
+>>> d.mean_diff, d.p_value      # exact test: only 2 of the 2**4 sign patterns reach |mean| = 1
+(1.0, 0.125)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+from workbench.metrics import summarize
+
+
+class StatsError(WorkbenchError, ValueError):
+    """A comparison cannot be made (unknown metric or variant, nothing shared, nothing left).
+
+    Both a `WorkbenchError` (the CLI prints it without a traceback) and a `ValueError`.
+    """
+
+
+# Columns of `results.questions()` that describe a cell rather than score it.
+NON_SCORE_COLUMNS = frozenset(
+    {
+        "variant",
+        "variant_hash",
+        "question_id",
+        "question",
+        "answer",
+        "reference_answers",
+        "relevant_ids",
+        "contexts",
+        "retrieved_doc_ids",
+        "error",
+        "label",
+        "run_id",
+    }
+)
+EXACT_MAX_N = 16  # up to 2**16 sign patterns are enumerated exactly
+_CHUNK_CELLS = 2_000_000  # resample rows drawn at a time ≈ this / n (memory stays ~16 MB)
+OPERATORS = ("<=", "<", ">=", ">", "==")
+_NEGATION = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!="}
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _fmt(x: Any) -> str:
+    """A number as the reasons show it: 3 significant digits, 'n/a' when missing."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (Real, np.number)) and not isinstance(v, (bool, np.bool_))
+
+
+def score_columns(questions: pd.DataFrame) -> list[str]:
+    """The per-question score columns of a questions frame (numbers or None in every row).
+
+    >>> score_columns(pd.DataFrame({"variant": ["a"], "question_id": ["q1"], "f1": [0.5], "answer": ["x"]}))
+    ['f1']
+    """
+    out = []
+    for col in questions.columns:
+        if col in NON_SCORE_COLUMNS:
+            continue
+        s = questions[col]
+        if pd.api.types.is_bool_dtype(s):
+            continue
+        if pd.api.types.is_numeric_dtype(s) or all(_is_number(v) for v in s.dropna()):
+            out.append(str(col))
+    return out
+
+
+def _check_metric(questions: pd.DataFrame, metric: str) -> None:
+    for col in ("variant", "question_id"):
+        if col not in questions.columns:
+            raise StatsError(f"the questions frame has no {col!r} column; pass results.questions()")
+    available = score_columns(questions)
+    if metric not in available:
+        raise StatsError(f"unknown metric {metric!r}; the questions frame scores: {', '.join(available) or 'nothing'}")
+
+
+def scored(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Columns variant, question_id, value (the metric as float); failed cells and unscored questions dropped.
+
+    >>> scored(pd.DataFrame({"variant": ["a", "a"], "question_id": ["q1", "q2"], "f1": [0.5, None],
+    ...                      "error": [None, None]}), "f1")["value"].tolist()
+    [0.5]
+    """
+    _check_metric(questions, metric)
+    q = questions
+    if "error" in q.columns:
+        failed = q["error"].notna() & (q["error"].astype(str) != "")
+        q = q[~failed]
+    out = pd.DataFrame(
+        {"variant": q["variant"].to_numpy(), "question_id": q["question_id"].to_numpy(), "value": q[metric].astype(float).to_numpy()}
+    )
+    return out[out["value"].notna()]
+
+
+def _resolve_variant(questions: pd.DataFrame, key: str) -> str:
+    """The short hash (`variant`) of the variant named by short hash, full hash or a unique prefix."""
+    pairs = questions[["variant", "variant_hash"]] if "variant_hash" in questions.columns else questions[["variant"]].assign(variant_hash=questions["variant"])
+    pairs = pairs.drop_duplicates()
+    key = str(key)
+    exact = pairs[(pairs["variant"].astype(str) == key) | (pairs["variant_hash"].astype(str) == key)]
+    if len(exact["variant"].unique()) == 1:
+        return str(exact["variant"].iloc[0])
+    hits = pairs[pairs["variant"].astype(str).str.startswith(key) | pairs["variant_hash"].astype(str).str.startswith(key)]
+    found = list(dict.fromkeys(hits["variant"].astype(str)))
+    if len(found) != 1:
+        known = ", ".join(dict.fromkeys(pairs["variant"].astype(str)))
+        raise StatsError(f"variant {key!r} matches {len(found)} variants; known: {known}")
+    return found[0]
+
+
+# ---------------------------------------------------------------- per-variant summaries
+
+
+def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per variant: mean, bootstrap 95 % CI (`metrics.summarize`) and n of a per-question metric.
+
+    Index `variant`; sorted by mean, best first (variants with no scored question last, mean NaN).
+
+    >>> q = pd.DataFrame({"variant": ["a", "a", "b", "b"], "question_id": ["q1", "q2"] * 2,
+    ...                   "f1": [1.0, 0.0, 1.0, None]})
+    >>> compare(q, "f1")[["mean", "n"]].to_dict("index")
+    {'b': {'mean': 1.0, 'n': 1}, 'a': {'mean': 0.5, 'n': 2}}
+    """
+    values = scored(questions, metric)
+    records = []
+    for variant in dict.fromkeys(questions["variant"]):
+        s = summarize(values.loc[values["variant"] == variant, "value"].tolist())
+        records.append(
+            {
+                "variant": variant,
+                "mean": np.nan if s["mean"] is None else s["mean"],
+                "ci_low": np.nan if s["ci_low"] is None else s["ci_low"],
+                "ci_high": np.nan if s["ci_high"] is None else s["ci_high"],
+                "n": s["n"],
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=["variant", "mean", "ci_low", "ci_high", "n"]).set_index("variant")
+    frame["n"] = frame["n"].astype(int)
+    return frame.sort_values("mean", ascending=False, na_position="last", kind="stable")
+
+
+# ---------------------------------------------------------------- paired differences
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Variant `a` minus variant `b` on `metric`, over the `n` questions both have a score for."""
+
+    a: str
+    b: str
+    metric: str
+    n: int
+    mean_a: float
+    mean_b: float
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        """p < alpha (two-sided)."""
+        return self.p_value < alpha
+
+
+def _bootstrap_mean_ci(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, float]:
+    n = d.size
+    means = np.empty(n_resamples)
+    chunk = max(1, _CHUNK_CELLS // n)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _sign_flip_p(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, str]:
+    """Two-sided paired permutation p-value of mean(d) = 0 by flipping the signs of the differences."""
+    n = d.size
+    observed = abs(float(d.sum()))
+    threshold = observed - 1e-9 * max(observed, 1e-300)  # a pattern equal to the observed one counts
+    if n <= EXACT_MAX_N:
+        patterns = np.arange(2**n)[:, None] >> np.arange(n)
+        signs = 1.0 - 2.0 * (patterns & 1)
+        count = int(np.count_nonzero(np.abs(signs @ d) >= threshold))
+        return count / 2**n, f"paired sign-flip permutation test, exact (all 2^{n} sign patterns)"
+    count = 0
+    chunk = max(1, _CHUNK_CELLS // n)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(stop - start, n))
+        count += int(np.count_nonzero(np.abs(signs @ d) >= threshold))
+    return (count + 1) / (n_resamples + 1), f"paired sign-flip permutation test, {n_resamples} random sign flips"
+
+
+def paired_diff(
+    questions: pd.DataFrame, a: str, b: str, metric: str, *, n_resamples: int = 10_000, seed: int = 0
+) -> PairedDiff:
+    """Mean of `a - b` over the questions both variants scored, with a CI and a p-value.
+
+    Pairs by `question_id` (a question asked several times is averaged first); failed cells and
+    unscored questions are left out. The CI is the percentile bootstrap 95 % interval of the mean
+    difference (`n_resamples` resamples). The p-value is a two-sided paired sign-flip permutation
+    test of "no difference": under it each difference is equally likely to have either sign, so
+    p = share of sign patterns whose |mean| is at least the observed |mean|. With n <= 16 all 2^n
+    patterns are enumerated (exact); above, `n_resamples` random patterns give
+    p = (count + 1) / (n_resamples + 1). `test` says which was used. `a` and `b` may be short or
+    full hashes or any unique prefix; `seed` makes the result reproducible.
+
+    >>> q = pd.DataFrame({"variant": ["a"] * 3 + ["b"] * 3, "question_id": ["q1", "q2", "q3"] * 2,
+    ...                   "f1": [1.0, 1.0, None, 0.0, 0.5, 1.0]})
+    >>> d = paired_diff(q, "a", "b", "f1")
+    >>> d.n, d.mean_diff, d.p_value     # q3 unscored for a; diffs [1, .5]: 2 of 4 sign patterns reach |.75|
+    (2, 0.75, 0.5)
+    """
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise StatsError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    values = scored(questions, metric)
+    va, vb = _resolve_variant(questions, a), _resolve_variant(questions, b)
+    if va == vb:
+        raise StatsError(f"a and b name the same variant {va!r}; pass two different variants")
+    sa = values[values["variant"] == va].groupby("question_id", sort=False)["value"].mean()
+    sb = values[values["variant"] == vb].groupby("question_id", sort=False)["value"].mean()
+    shared = sa.index.intersection(sb.index, sort=False)
+    if len(shared) == 0:
+        raise StatsError(
+            f"variants {va} and {vb} share no scored question on {metric!r} "
+            f"({len(sa)} scored for {va}, {len(sb)} for {vb}); nothing to pair"
+        )
+    xa, xb = sa.loc[shared].to_numpy(dtype=float), sb.loc[shared].to_numpy(dtype=float)
+    d = xa - xb
+    rng = np.random.default_rng(seed)
+    ci_low, ci_high = _bootstrap_mean_ci(d, n_resamples, rng)
+    p, test = _sign_flip_p(d, n_resamples, rng)
+    return PairedDiff(
+        a=va,
+        b=vb,
+        metric=metric,
+        n=int(d.size),
+        mean_a=float(xa.mean()),
+        mean_b=float(xb.mean()),
+        mean_diff=float(d.mean()),
+        ci_low=ci_low,
+        ci_high=ci_high,
+        p_value=float(p),
+        test=test,
+    )
+
+
+# ---------------------------------------------------------------- Pareto front
+
+
+def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, Literal["max", "min"]]) -> list[str]:
+    """The non-dominated variants (index values, in frame order).
+
+    A variant is dominated when another is at least as good on every objective and strictly better
+    on one. Variants equal on all objectives are both kept; a variant with NaN in any objective is
+    left out (it cannot be placed).
+
+    >>> f = pd.DataFrame({"f1": [0.5, 0.4, 0.6], "latency_total_p95_s": [1.0, 2.0, 3.0]}, index=["a", "b", "c"])
+    >>> pareto_front(f, {"f1": "max", "latency_total_p95_s": "min"})
+    ['a', 'c']
+    """
+    if not objectives:
+        raise StatsError("objectives is empty; name at least one column, e.g. {'f1': 'max'}")
+    for col, goal in objectives.items():
+        if col not in frame.columns:
+            raise StatsError(f"unknown objective column {col!r}; the frame has: {', '.join(map(str, frame.columns))}")
+        if goal not in ("max", "min"):
+            raise StatsError(f"objective {col!r} has goal {goal!r}; use 'max' or 'min'")
+    cols = list(objectives)
+    try:
+        values = frame[cols].astype(float).to_numpy()
+    except (TypeError, ValueError) as exc:
+        raise StatsError(f"objective columns {cols} must be numeric: {exc}") from None
+    signs = np.array([1.0 if objectives[c] == "max" else -1.0 for c in cols])
+    keep = ~np.isnan(values).any(axis=1)
+    v = values[keep] * signs  # larger is better everywhere
+    labels = [frame.index[i] for i in np.flatnonzero(keep)]
+    if not labels:
+        return []
+    geq = (v[:, None, :] >= v[None, :, :]).all(axis=2)  # geq[j, i]: j at least as good as i everywhere
+    gt = (v[:, None, :] > v[None, :, :]).any(axis=2)
+    dominated = (geq & gt).any(axis=0)
+    return [labels[i] for i in range(len(labels)) if not dominated[i]]
+
+
+# ---------------------------------------------------------------- constraints and the winner
+
+_CONSTRAINT = re.compile(r"^\s*(<=|>=|==|<|>)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_constraint(spec: Any) -> tuple[str, float]:
+    """A constraint as (operator, bound). A bare number means "at most".
+
+    Accepted: `2` (<= 2), `"<= 2"`, `">=0.5"`, `("<", 3)`; operators <=, <, >=, >, ==.
+
+    >>> parse_constraint("<= 2"), parse_constraint(2), parse_constraint((">=", 0.5))
+    (('<=', 2.0), ('<=', 2.0), ('>=', 0.5))
+    """
+    hint = "use a number (meaning <=), a string like '<= 2' or '>= 0.5', or a pair like ('<=', 2); operators: " + ", ".join(OPERATORS)
+    if _is_number(spec):
+        op, bound = "<=", float(spec)
+    elif isinstance(spec, str):
+        m = _CONSTRAINT.match(spec)
+        if not m:
+            raise StatsError(f"constraint {spec!r} is not understood; {hint}")
+        op, bound = m.group(1) or "<=", float(m.group(2))
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2 and spec[0] in OPERATORS and _is_number(spec[1]):
+        op, bound = spec[0], float(spec[1])
+    else:
+        raise StatsError(f"constraint {spec!r} is not understood; {hint}")
+    if math.isnan(bound):
+        raise StatsError(f"constraint {spec!r} has a NaN bound; {hint}")
+    return op, bound
+
+
+def _holds(value: float, op: str, bound: float) -> bool:
+    return {"<=": value <= bound, "<": value < bound, ">=": value >= bound, ">": value > bound, "==": value == bound}[op]
+
+
+def _violation(col: str, value: float, op: str, bound: float) -> str:
+    shown, limit = _fmt(value), _fmt(bound)
+    if shown == limit and value != bound:  # 2.0004 > 2 must not read "2 > 2"
+        shown, limit = f"{value:.10g}", f"{bound:.10g}"
+    return f"{col} {shown} {_NEGATION[op]} {limit}"
+
+
+def _missing(x: Any) -> bool:
+    try:
+        return x is None or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen variant and why. `reason` is the sentence the notebook and the CLI show.
+
+    `candidates` are the variants meeting the constraints, best first on the objective;
+    `excluded` maps each other variant to why it was left out; `diff` is the top vs runner-up test.
+    """
+
+    winner: str
+    runner_up: str | None
+    objective: str
+    significant: bool | None
+    diff: PairedDiff | None
+    reason: str
+    candidates: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
+def _adjective(col: str, superlative: bool = False) -> str:
+    """How a lower `col` reads: cost -> cheaper/cheapest, latency -> faster/fastest."""
+    if col.startswith("cost"):
+        return "cheapest" if superlative else "cheaper"
+    if col.startswith("latency"):
+        return "fastest" if superlative else "faster"
+    return f"lowest-{col}" if superlative else f"lower-{col}"
+
+
+def _tie_key(frame: pd.DataFrame, variant: str, tie_break: Sequence[str]) -> tuple:
+    key = []
+    for col in tie_break:
+        v = frame.at[variant, col] if col in frame.columns else None
+        key.append((1, 0.0) if _missing(v) else (0, float(v)))  # NaN / unknown last
+    return tuple(key)
+
+
+def best(
+    frame: pd.DataFrame,
+    questions: pd.DataFrame,
+    objective: str,
+    constraints: Mapping[str, Any] | None = None,
+    *,
+    maximize: bool = True,
+    alpha: float = 0.05,
+    tie_break: Sequence[str] = ("cost_usd_per_1k", "latency_total_p95_s"),
+) -> Decision:
+    """The best variant on `objective` among those meeting `constraints`, with a plain reason.
+
+    1. Variants violating a constraint (`{"latency_total_p95_s": "<= 2"}`, see `parse_constraint`)
+       or missing the constrained value or the objective are excluded, with the reason.
+    2. The rest are ranked on the objective (the frame's aggregate). The top is compared with the
+       runner-up by `paired_diff` on the per-question scores; if it is significantly better
+       (p < alpha, in its favour) it wins.
+    3. Otherwise every candidate not significantly worse than the top (paired test against the
+       top) stays in the running and the first of them on `tie_break` wins (lowest value first,
+       NaN or a missing column last; then the objective): by default the cheapest, then the fastest.
+
+    An objective with no per-question scores (e.g. `latency_total_p95_s`) is ranked without a test
+    (`significant` is None). The tests are not corrected for multiple comparisons.
+
+    >>> frame = pd.DataFrame({"f1": [0.5, 0.5], "cost_usd_per_1k": [2.0, 1.0]}, index=["a", "b"])
+    >>> q = pd.DataFrame({"variant": ["a", "a", "b", "b"], "question_id": ["q1", "q2"] * 2,
+    ...                   "f1": [1.0, 0.0, 0.0, 1.0]})
+    >>> best(frame, q, "f1").winner     # a tie on f1: the cheaper one
+    'b'
+    """
+    if objective not in frame.columns:
+        raise StatsError(f"unknown objective {objective!r}; the frame has: {', '.join(map(str, frame.columns))}")
+    if not 0 < alpha < 1:
+        raise StatsError(f"alpha must be between 0 and 1, got {alpha!r}")
+    parsed: dict[str, tuple[str, float]] = {}
+    for col, spec in (constraints or {}).items():
+        if col not in frame.columns:
+            raise StatsError(f"constraint on unknown column {col!r}; the frame has: {', '.join(map(str, frame.columns))}")
+        try:
+            parsed[col] = parse_constraint(spec)
+        except StatsError as exc:
+            raise StatsError(f"constraint on {col}: {exc}") from None
+
+    excluded: dict[str, str] = {}
+    candidates: list[str] = []
+    for variant in frame.index:
+        for col, (op, bound) in parsed.items():
+            value = frame.at[variant, col]
+            if _missing(value):
+                excluded[variant] = f"{col} is unknown (NaN), so {op} {_fmt(bound)} cannot be checked"
+                break
+            if not _holds(float(value), op, bound):
+                excluded[variant] = _violation(col, float(value), op, bound)
+                break
+        else:
+            if _missing(frame.at[variant, objective]):
+                excluded[variant] = f"{objective} is unknown (NaN)"
+            else:
+                candidates.append(variant)
+    if not candidates:
+        why = "".join(f"\n  {v}: {r}" for v, r in excluded.items()) or " the frame has no variants"
+        raise StatsError(f"no variant meets the constraints:{why}")
+
+    sign = -1.0 if maximize else 1.0
+    candidates.sort(key=lambda v: sign * float(frame.at[v, objective]))  # stable: equal values keep frame order
+    top = candidates[0]
+    value = {v: float(frame.at[v, objective]) for v in candidates}
+    tail = f"; {len(excluded)} excluded by the constraints" if excluded else ""
+
+    def decision(winner: str, runner_up: str | None, significant: bool | None, diff: PairedDiff | None, reason: str) -> Decision:
+        return Decision(winner, runner_up, objective, significant, diff, reason + tail, list(candidates), dict(excluded))
+
+    if len(candidates) == 1:
+        return decision(top, None, None, None, f"{objective} {_fmt(value[top])}; the only variant meeting the constraints")
+    runner_up = candidates[1]
+    headline = f"{objective} {_fmt(value[top])} vs {_fmt(value[runner_up])} for runner-up {runner_up}"
+
+    def test(other: str) -> PairedDiff | None:
+        try:
+            return paired_diff(questions, top, other, objective)
+        except StatsError:
+            return None
+
+    if objective not in score_columns(questions):
+        return decision(top, runner_up, None, None, f"{headline}; no per-question {objective} to test the difference")
+    diff = test(runner_up)
+    if diff is None:
+        return decision(top, runner_up, None, None, f"{headline}; they share no scored question, so the difference is untested")
+
+    def top_better(d: PairedDiff) -> bool:
+        return d.p_value < alpha and (d.mean_diff > 0 if maximize else d.mean_diff < 0)
+
+    test_text = f"paired permutation test p={_fmt_p(diff.p_value)}, n={diff.n}"
+    if top_better(diff):
+        return decision(top, runner_up, True, diff, f"{headline} ({test_text})")
+
+    pool = [top] + [v for v in candidates[1:] if (d := diff if v == runner_up else test(v)) is not None and not top_better(d)]
+    ranked = sorted(pool, key=lambda v: (_tie_key(frame, v, tie_break), sign * value[v], candidates.index(v)))
+    winner = ranked[0]
+    lead = (
+        f"{top} is not significantly better than runner-up {runner_up} on {objective} "
+        f"({_fmt(value[top])} vs {_fmt(value[runner_up])}, {test_text})"
+    )
+    others = f"the {len(pool)} variants not significantly worse than {top}"
+    if winner != top:
+        col = next(c for c in tie_break if _tie_key(frame, winner, [c]) != _tie_key(frame, top, [c]))
+        why = (
+            f"chose the {_adjective(col)} {winner} ({col} {_fmt(frame.at[winner, col])} vs "
+            f"{_fmt(frame.at[top, col]) if col in frame.columns else 'n/a'}; {objective} {_fmt(value[winner])}) among {others}"
+        )
+        return decision(winner, runner_up, False, diff, f"{lead}; {why}")
+    second = ranked[1] if len(ranked) > 1 else None
+    col = next((c for c in tie_break if second is not None and _tie_key(frame, top, [c]) != _tie_key(frame, second, [c])), None)
+    if col is None:
+        why = f"kept {top}: none of {others} is cheaper or faster"
+    else:
+        why = f"kept {top}: it is also the {_adjective(col, superlative=True)} of {others} ({col} {_fmt(frame.at[top, col])})"
+    return decision(top, runner_up, False, diff, f"{lead}; {why}")
