@@ -156,8 +156,10 @@ def test_plot_metric_bars_groups_variants_with_ci_error_bars(frame):
         assert trace.error_y.symmetric is False
         assert list(np.array(trace.y) + np.array(trace.error_y.array)) == pytest.approx(list(rows["ci_high"]))
         assert list(np.array(trace.y) - np.array(trace.error_y.arrayminus)) == pytest.approx(list(rows["ci_low"]))
-    assert [c[3] for c in fig.data[3].customdata] == [19, 19]  # n in the hover
-    assert "n=%{customdata[3]}" in fig.data[0].hovertemplate
+    assert list(fig.data[3].text) == [
+        "<b>fixed256 · dense@3 [v4dddddddddd]</b><br>variant v4dddddddddd<br>f1 0.5 [0.41, 0.6]<br>n=19",
+        "<b>fixed256 · dense@3 [v4dddddddddd]</b><br>variant v4dddddddddd<br>exact_match 0.3 [0.1, 0.5]<br>n=19",
+    ]
 
 
 def test_default_bar_metrics_skip_those_the_frame_lacks(frame):

@@ -164,3 +164,59 @@ def test_limit_override_and_spec_object(tmp_path):
     results = run_sweep(spec, limit=1, progress=False)
     assert len(results.questions()) == 1
     assert results.parent_run_id is None and results.run_ids == {}
+
+
+def test_retrieval_only_stage_makes_no_model_call(tmp_path, monkeypatch):
+    from workbench import local_server, models
+
+    def forbidden(*a, **k):
+        raise AssertionError("a retrieval-only sweep must not call or start a model")
+
+    monkeypatch.setattr(models.ChatModel, "generate", forbidden)
+    monkeypatch.setattr(local_server.LocalModelServer, "start", forbidden)
+    spec = small_spec(tmp_path)
+    del spec["space"]["model"]
+    spec["stage"] = "retrieve"
+    spec["retrieval_cutoffs"] = [1, 3]
+    spec["space"]["retrieval"] = [{"kind": "bm25", "k": 3}, {"kind": "dense", "k": 3}]
+    results = run_sweep(spec, progress=False)
+    frame = results.to_frame()
+    assert len(frame) == 2 and frame["label"].str.contains("bm25@3").any()
+    for col in ("ndcg_at_1", "recall_at_3", "mrr_at_3", "hit_at_1", "latency_retrieve_p50_s"):
+        assert col in frame.columns, col
+    assert "f1" not in frame.columns and "tokens_prompt" not in frame.columns
+    q = results.questions()
+    assert "answer" not in q.columns
+    assert (q["recall_at_3"] >= q["recall_at_1"]).all()
+    assert all(v.model is None and v.prompt is None for v in results.variants)
+
+
+def test_retrieval_stage_rejects_a_model_axis(tmp_path):
+    from workbench.errors import ConfigError
+
+    spec = small_spec(tmp_path)
+    spec["stage"] = "retrieve"
+    with pytest.raises(ConfigError, match="remove space.model"):
+        load_spec(spec)
+
+
+def test_cancel_keeps_finished_cells_and_marks_runs_killed(tmp_path):
+    import threading
+
+    cancel = threading.Event()
+    seen = []
+
+    def on_cell(row):
+        seen.append(row["question_id"])
+        if len(seen) == 2:
+            cancel.set()
+
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    results = run_sweep(spec, progress=False, on_cell=on_cell, cancel=cancel)
+    assert results.status == "KILLED"
+    assert len(results.rows) == 2 == len(seen)
+    client = mlflow.MlflowClient(spec["tracking"]["tracking_uri"])
+    assert client.get_run(results.parent_run_id).info.status == "KILLED"
+    (run_id,) = results.run_ids.values()
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert client.get_run(run_id).data.metrics["questions"] == 2

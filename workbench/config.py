@@ -202,13 +202,26 @@ class ModelConfig(Endpoint):
 
 
 class VariantConfig(Frozen):
-    """One point of the search space: everything needed to answer a question."""
+    """One point of the search space: everything needed to answer a question.
+
+    A retrieval-only variant (sweep `stage: retrieve`) has no prompt and no model.
+    """
 
     chunking: ChunkingConfig = ChunkingConfig()
     embedding: EmbeddingConfig = EmbeddingConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
-    prompt: PromptConfig = PromptConfig()
-    model: ModelConfig = ModelConfig()
+    prompt: PromptConfig | None = PromptConfig()
+    model: ModelConfig | None = ModelConfig()
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> VariantConfig:
+        if (self.prompt is None) != (self.model is None):
+            raise ValueError("a variant has both a prompt and a model (generation) or neither (retrieval only)")
+        return self
+
+    @property
+    def retrieval_only(self) -> bool:
+        return self.model is None
 
     @property
     def hash(self) -> str:
@@ -227,7 +240,10 @@ class VariantConfig(Frozen):
         """A short human name for tables and plots."""
         c, r = self.chunking, self.retrieval
         chunk = "whole-doc" if c.strategy == "none" else f"{c.strategy}{c.size}/{c.overlap}"
-        return f"{chunk} · {self.embedding.model.split('/')[-1]} · {r.kind}@{r.k} · {self.prompt.name} · {self.model.model}"
+        head = f"{chunk} · {self.embedding.model.split('/')[-1]} · {r.kind}@{r.k}"
+        if self.prompt is None or self.model is None:
+            return head
+        return f"{head} · {self.prompt.name} · {self.model.model}"
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -253,9 +269,11 @@ class SpaceConfig(Frozen):
     prompt: list[PromptConfig] = Field(default_factory=lambda: [PromptConfig()], min_length=1)
     model: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
 
-    def variants(self) -> list[VariantConfig]:
+    def variants(self, stage: str = "generate") -> list[VariantConfig]:
+        prompts: list[PromptConfig | None] = list(self.prompt) if stage == "generate" else [None]
+        models: list[ModelConfig | None] = list(self.model) if stage == "generate" else [None]
         seen: dict[str, VariantConfig] = {}
-        for c, e, r, p, m in itertools.product(self.chunking, self.embedding, self.retrieval, self.prompt, self.model):
+        for c, e, r, p, m in itertools.product(self.chunking, self.embedding, self.retrieval, prompts, models):
             v = VariantConfig(chunking=c, embedding=e, retrieval=r, prompt=p, model=m)
             seen.setdefault(v.hash, v)  # identical entries in a list are one variant
         return list(seen.values())
@@ -292,6 +310,9 @@ class TrackingConfig(Frozen):
     tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="Any MLflow tracking URI")
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
+    max_traces_per_variant: int = Field(
+        200, ge=0, description="Questions traced per variant (the table always holds every question)"
+    )
 
 
 class SweepSpec(Frozen):
@@ -299,9 +320,36 @@ class SweepSpec(Frozen):
     experiment: str | None = Field(None, description="MLflow experiment name (default: name)")
     data: DataConfig
     space: SpaceConfig = SpaceConfig()
+    stage: Literal["generate", "retrieve"] = Field(
+        "generate", description="retrieve: stop after retrieval (no prompt, no model, zero model calls)"
+    )
+    retrieval_cutoffs: list[int] = Field(
+        default_factory=list,
+        description="Extra cut-offs for retrieval metrics, e.g. [10, 100] adds ndcg_at_10, recall_at_100, mrr_at_10, …",
+    )
     tracking: TrackingConfig = TrackingConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+
+    @field_validator("retrieval_cutoffs")
+    @classmethod
+    def _cutoffs_positive(cls, cutoffs: list[int]) -> list[int]:
+        if any(c < 1 for c in cutoffs):
+            raise ValueError(f"every cut-off must be at least 1, got {cutoffs}")
+        return sorted(set(cutoffs))
+
+    @model_validator(mode="after")
+    def _stage_axes(self) -> SweepSpec:
+        if self.stage == "retrieve":
+            given = sorted({"prompt", "model"} & self.space.model_fields_set)
+            if given:
+                raise ValueError(
+                    f"stage 'retrieve' stops before generation: remove space.{' and space.'.join(given)} "
+                    "(or set stage: generate)"
+                )
+            if self.judge is not None:
+                raise ValueError("stage 'retrieve' has no answers to judge: remove the judge section")
+        return self
 
     @property
     def experiment_name(self) -> str:
@@ -312,7 +360,7 @@ class SweepSpec(Frozen):
         return content_hash(self.model_dump(mode="json"))
 
     def variants(self) -> list[VariantConfig]:
-        return self.space.variants()
+        return self.space.variants(self.stage)
 
 
 # ---------------------------------------------------------------- YAML in and out

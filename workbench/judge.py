@@ -50,7 +50,6 @@ import hashlib
 import json
 import math
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,11 +132,28 @@ def binary_schema(schema: dict) -> dict:
     return schema
 
 
+def nonempty_lists(schema: dict) -> dict:
+    """`schema` with `minItems: 1` on the top-level array properties (statements, claims, classifications).
+
+    Used for grammar-constrained local models only: SmolLM2 otherwise answers `{"statements": []}`,
+    which ragas turns into NaN. A real model's empty list stays possible on the json_schema path.
+    """
+    schema = copy.deepcopy(schema)
+    for prop in (schema.get("properties") or {}).values():
+        if isinstance(prop, dict) and prop.get("type") == "array":
+            prop.setdefault("minItems", 1)
+    return schema
+
+
 def response_format(response_model: type[BaseModel], style: str) -> dict:
-    """The `response_format` that asks an endpoint for JSON matching `response_model`."""
+    """The `response_format` that asks an endpoint for JSON matching `response_model`.
+
+    llama_cpp: `{"type": "json_object", "schema": ...}` (llama-cpp-python compiles it to a grammar;
+    top-level lists must be non-empty); json_schema: OpenAI's structured outputs, non-strict.
+    """
     schema = binary_schema(response_model.model_json_schema())
     if style == "llama_cpp":
-        return {"type": "json_object", "schema": schema}
+        return {"type": "json_object", "schema": nonempty_lists(schema)}
     if style == "json_schema":
         return {"type": "json_schema", "json_schema": {"name": response_model.__name__, "schema": schema,
                                                         "strict": False}}
@@ -224,9 +240,11 @@ def _make_schema_llm_class():
             if not text.strip():
                 raise JudgeParseError(f"empty reply{cut}")
             try:
-                parsed = response_model.model_validate_json(text)
+                # strict=False: llama.cpp's JSON grammar lets raw newlines/tabs into strings, which strict
+                # JSON (and pydantic's model_validate_json) rejects although the structure is sound.
+                parsed = response_model.model_validate(json.loads(text, strict=False))
                 _check_binary(parsed)
-            except (ValidationError, ValueError) as exc:
+            except (ValidationError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
                 detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
                 raise JudgeParseError(
                     f"expected JSON for {response_model.__name__}{cut}: {_shorten(detail, 120)}; "
@@ -286,6 +304,20 @@ def _make_embedding_class():
     return WorkbenchRagasEmbedding
 
 
+def _trim_examples(metric: Any, keep: int) -> None:
+    """Keep the `keep` shortest few-shot examples of each prompt a ragas metric holds (instance-level)."""
+    from ragas.prompt.metrics.base_prompt import BasePrompt
+
+    for prompt in vars(metric).values():
+        # FactualCorrectness' claim prompt picks its examples per call from `_all_examples` (short ones).
+        if isinstance(prompt, BasePrompt) and not hasattr(prompt, "_all_examples"):
+            examples = list(prompt.examples)
+            if len(examples) > keep:
+                size = {id(ex): len(ex[0].model_dump_json()) + len(ex[1].model_dump_json()) for ex in examples}
+                shortest = sorted(examples, key=lambda ex: size[id(ex)])[:keep]
+                prompt.examples = [ex for ex in examples if ex in shortest]
+
+
 def _run_sync(make_coro: Callable[[], Any]) -> Any:
     """Run a coroutine to completion from sync code, also inside a running loop (Jupyter)."""
     try:
@@ -310,7 +342,8 @@ class Judge:
     """
 
     def __init__(self, cfg: JudgeConfig, base_url: str | None = None, *, cache_dir: str | Path | None = None,
-                 timeout: float = 120, max_concurrency: int | None = None) -> None:
+                 timeout: float = 120, max_concurrency: int | None = None,
+                 few_shot: int | None = None) -> None:
         self.cfg = cfg
         self.base_url = base_url or cfg.base_url
         if self.base_url is None:
@@ -328,6 +361,12 @@ class Judge:
         self.style = RESPONSE_FORMAT_STYLES[cfg.provider]
         # The local server answers one request at a time: more in flight only queue up and time out.
         self.max_concurrency = max_concurrency or (1 if cfg.provider == "local" else 8)
+        # ragas' few-shot examples make prompts of up to ~1,500 tokens; the local model has a 2,048-token
+        # window (and reads ~100-200 tokens/s on 2 cores): keep only its shortest example per prompt.
+        self.few_shot = few_shot if few_shot is not None else (1 if cfg.provider == "local" else None)
+        # answer_relevancy asks `strictness` times for a question with the same prompt; at temperature 0
+        # the answers are identical (the local server decodes deterministically), so ask once.
+        self.strictness = 1 if cfg.temperature == 0 else 3
         self.calls = 0
         self.cache_hits = 0
         self._count_lock = threading.Lock()
@@ -383,7 +422,8 @@ class Judge:
             judge["base_url"] = self.base_url
         from ragas import __version__ as ragas_version
 
-        payload = {"format": CACHE_FORMAT, "ragas": ragas_version, "judge": judge, "metric": metric,
+        adapter = {"style": self.style, "few_shot": self.few_shot, "strictness": self.strictness}
+        payload = {"format": CACHE_FORMAT, "ragas": ragas_version, "judge": judge, "adapter": adapter, "metric": metric,
                    "question": question, "answer": answer, "contexts": list(contexts),
                    "references": list(references)}
         return "judge:" + hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
@@ -444,13 +484,16 @@ class Judge:
                 from workbench.embeddings import make_embedder
 
                 embeddings = _make_embedding_class()(make_embedder(self.cfg.embedding))
-                metrics[name] = AnswerRelevancy(llm=llm, embeddings=embeddings)
+                metrics[name] = AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=self.strictness)
             elif name == "context_precision":
                 metrics[name] = ContextPrecision(llm=llm)
             elif name == "context_recall":
                 metrics[name] = ContextRecall(llm=llm)
             elif name == "factual_correctness":
                 metrics[name] = FactualCorrectness(llm=llm)
+        if self.few_shot is not None:
+            for metric in metrics.values():
+                _trim_examples(metric, self.few_shot)
         return metrics
 
     async def _score_one(self, metric: str, present: dict[str, bool], question: str, answer: str,

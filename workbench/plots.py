@@ -262,14 +262,22 @@ def metric_bars_info(frame: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFram
     return out
 
 
-def _make_bar_trace(rows: pd.DataFrame, name: str) -> go.Bar:
+def _bar_hover(row: pd.Series, name: str) -> str:
+    n = "n/a" if pd.isna(row["n"]) else int(row["n"])
+    ci = f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+    return f"<b>{name}</b><br>variant {row['variant']}<br>{row['metric']} {_fmt(row['mean'])} {ci}<br>n={n}"
+
+
+def _make_bar_trace(rows: pd.DataFrame, name: str, hover: list[str]) -> go.Bar:
     return go.Bar(
         x=rows["metric"],
         y=rows["mean"],
         name=name,
-        error_y={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["mean"], "arrayminus": rows["mean"] - rows["ci_low"]},
-        customdata=rows[["variant", "ci_low", "ci_high", "n"]].astype(object).where(rows[["variant", "ci_low", "ci_high", "n"]].notna(), None).to_numpy(),
-        hovertemplate=f"<b>{name}</b><br>%{{x}} %{{y:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}]<br>n=%{{customdata[3]}}<extra>%{{customdata[0]}}</extra>",
+        error_y={"type": "data", "symmetric": False,
+                 "array": rows["ci_high"] - rows["mean"], "arrayminus": rows["mean"] - rows["ci_low"]},
+        text=hover,
+        textposition="none",
+        hovertemplate="%{text}<extra></extra>",
     )
 
 
@@ -292,7 +300,10 @@ def plot_metric_bars(frame: pd.DataFrame, metrics: Sequence[str] | None = None) 
             )
     info = metric_bars_info(frame, metrics)
     names = _display_names(frame)
-    traces = [_make_bar_trace(info[info["variant"] == str(v)], names[v]) for v in frame.index]
+    traces = []
+    for v in frame.index:
+        rows = info[info["variant"] == str(v)]
+        traces.append(_make_bar_trace(rows, names[v], [_bar_hover(r, names[v]) for _, r in rows.iterrows()]))
     fig = go.Figure(traces)
     fig.update_layout(barmode="group", title="Mean per variant with bootstrap 95 % CI", yaxis_title="mean", template="plotly_white")
     return fig
@@ -319,7 +330,7 @@ def heatmap_info(questions: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
     matrix = values.groupby(["variant", "question_id"], sort=False)["value"].mean().unstack("question_id")
     matrix = matrix.reindex(index=variants, columns=question_ids)
     spread = matrix.std(axis=0, ddof=0)
-    order = sorted(range(len(question_ids)), key=lambda i: (pd.isna(spread.iloc[i]), (0.0 if pd.isna(spread.iloc[i]) else spread.iloc[i]), i))
+    order = (-spread.fillna(-1.0).to_numpy()).argsort(kind="stable")  # ties keep dataset order, no score last
     matrix = matrix.iloc[:, order]
     matrix.index.name, matrix.columns.name = "variant", "question_id"
     return matrix
@@ -332,11 +343,13 @@ def _heatmap_text(questions: pd.DataFrame, matrix: pd.DataFrame, metric: str) ->
     for v in matrix.index:
         row = []
         for qid in matrix.columns:
-            cell = first.loc[(v, qid)] if (v, qid) in first.index else None
-            question = _shorten(cell.get("question") if cell is not None else "")
-            error = cell.get("error") if cell is not None else None
-            answer = f"error: {_shorten(error)}" if isinstance(error, str) and error else _shorten(cell.get("answer") if cell is not None else "")
-            row.append(f"<b>{qid}</b> {question}<br>variant {v}<br>answer: {answer}<br>{metric}: {_fmt(matrix.at[v, qid])}")
+            cell = first.loc[(v, qid)] if (v, qid) in first.index else pd.Series(dtype=object)
+            error = cell.get("error")
+            answer = f"error: {_shorten(error)}" if isinstance(error, str) and error else _shorten(cell.get("answer"))
+            row.append(
+                f"<b>{qid}</b> {_shorten(cell.get('question'))}<br>variant {v}<br>"
+                f"answer: {answer}<br>{metric}: {_fmt(matrix.at[v, qid])}"
+            )
         text.append(row)
     return text
 

@@ -6,6 +6,7 @@ that both the DataFrame and MLflow show, so the two can never disagree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -27,13 +28,22 @@ QUALITY_METRICS = (
     "string_similarity",
 )
 STAGES = ("retrieve", "generate", "total")
+JUDGED = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
+_CUTOFF = re.compile(r"^(hit|recall|mrr|ndcg)_at_\d+$")
+
+
+def quality_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Fixed metrics, then retrieval metrics at extra cut-offs (`ndcg_at_10`), then LLM-judged ones present."""
+    present = set().union(*(r.keys() for r in rows)) if rows else set()
+    cutoffs = sorted((k for k in present if _CUTOFF.match(k)), key=lambda k: (k.split("_at_")[0], int(k.split("_at_")[1])))
+    return [*QUALITY_METRICS, *cutoffs, *(j for j in JUDGED if j in present)]
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost."""
     ok = [r for r in rows if not r.get("error")]
     out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
-    for name in QUALITY_METRICS:
+    for name in quality_metrics(rows):
         s = summarize([r.get(name) for r in ok])
         if s["n"] == 0:
             continue  # not computable for this eval set: leave it out rather than report 0
@@ -41,6 +51,10 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         out[f"{name}_ci_low"] = s["ci_low"]
         out[f"{name}_ci_high"] = s["ci_high"]
         out[f"{name}_n"] = float(s["n"])
+    for name in JUDGED:
+        errors = sum(1 for r in ok if r.get(f"{name}_error"))
+        if errors:
+            out[f"{name}_failed"] = float(errors)  # judgements that did not parse: excluded from the mean
     for stage in STAGES:
         values = [r[f"latency_{stage}_s"] for r in ok if r.get(f"latency_{stage}_s") is not None]
         if values:
@@ -73,6 +87,7 @@ class SweepResults:
     wall_s: float | None = None
     stats: dict[str, int] = field(default_factory=dict)  # index_builds, index_reused, … (reuse evidence)
     data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
+    status: str = "FINISHED"  # or KILLED (cancelled) / FAILED
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -89,11 +104,18 @@ class SweepResults:
                     "label": v.label(),
                     **v.flat_params(),
                     **aggregate(rows),
+                    "llm_judge": self._judge_state(),
                     "run_id": self.run_ids.get(v.hash),
                 }
             )
         frame = pd.DataFrame(records)
         return frame.set_index("variant") if not frame.empty else frame
+
+    def _judge_state(self) -> str:
+        if self.spec.stage == "retrieve":
+            return "n/a (retrieval only)"
+        judge = self.spec.judge
+        return f"{judge.provider}:{judge.model}" if judge else "off (no judge configured)"
 
     def variant(self, key: str) -> VariantConfig:
         """Look a variant up by full or short hash (any unique prefix)."""
@@ -150,7 +172,8 @@ class SweepResults:
         frame = self.to_frame()
         objectives = {quality: "max"}
         for col in (cost, latency):
-            if col:
+            # an axis nobody could price (no column, or all NaN) says nothing: leave it out
+            if col and col in frame.columns and frame[col].notna().any():
                 objectives[col] = "min"
         return frame.loc[pareto_front(frame, objectives)]
 

@@ -129,16 +129,16 @@ def scored(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _resolve_variant(questions: pd.DataFrame, key: str) -> str:
     """The short hash (`variant`) of the variant named by short hash, full hash or a unique prefix."""
-    pairs = questions[["variant", "variant_hash"]] if "variant_hash" in questions.columns else questions[["variant"]].assign(variant_hash=questions["variant"])
-    pairs = pairs.drop_duplicates()
+    full = questions["variant_hash"] if "variant_hash" in questions.columns else questions["variant"]
+    pairs = pd.DataFrame({"short": questions["variant"].astype(str), "full": full.astype(str)}).drop_duplicates()
     key = str(key)
-    exact = pairs[(pairs["variant"].astype(str) == key) | (pairs["variant_hash"].astype(str) == key)]
-    if len(exact["variant"].unique()) == 1:
-        return str(exact["variant"].iloc[0])
-    hits = pairs[pairs["variant"].astype(str).str.startswith(key) | pairs["variant_hash"].astype(str).str.startswith(key)]
-    found = list(dict.fromkeys(hits["variant"].astype(str)))
+    exact = pairs[(pairs["short"] == key) | (pairs["full"] == key)]
+    if len(exact["short"].unique()) == 1:
+        return exact["short"].iloc[0]
+    hits = pairs[pairs["short"].str.startswith(key) | pairs["full"].str.startswith(key)]
+    found = list(dict.fromkeys(hits["short"]))
     if len(found) != 1:
-        known = ", ".join(dict.fromkeys(pairs["variant"].astype(str)))
+        known = ", ".join(dict.fromkeys(pairs["short"]))
         raise StatsError(f"variant {key!r} matches {len(found)} variants; known: {known}")
     return found[0]
 

@@ -9,9 +9,10 @@ the moment it finishes, and each finished variant is logged to MLflow in one go.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from workbench.config import SweepSpec, VariantConfig, content_hash, load_spec
 from workbench.data import Corpus, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.embeddings import make_embedder
 from workbench.errors import ModelError, WorkbenchError
-from workbench.metrics import doc_ranking, missing_inputs, retrieval_metrics, score_answer
+from workbench.metrics import doc_ranking, missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
 from workbench.models import ChatModel
 from workbench.pipeline import RAGPipeline, render_messages
 from workbench.results import SweepResults, aggregate
@@ -33,10 +34,11 @@ from workbench.tracking import make_tracker
 
 @dataclass
 class Workspace:
-    """Per-sweep reuse of loaded data, embedders and indexes, keyed by content."""
+    """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content."""
 
     home: Path
     corpus: Corpus
+    memo: dict[tuple[str, str, str], tuple[list, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.client = chroma_client(self.home / "chroma")
@@ -61,6 +63,24 @@ class Workspace:
             self._indexes[key] = index
         return self._indexes[key]
 
+    def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
+        key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
+        if key not in self.memo:
+            self.memo[key] = pipe.retrieve(item.question)
+        return self.memo[key]
+
+    def retrieve_batch(self, pipe: RAGPipeline, items: tuple[EvalItem, ...]) -> None:
+        """Retrieval-only sweeps: one batched search; each question is charged the mean latency."""
+        rkey = content_hash(pipe.variant.retrieval.model_dump(mode="json"))
+        todo = [i for i in items if (pipe.index.key, rkey, i.id) not in self.memo]
+        if not todo:
+            return
+        start = time.perf_counter()
+        hits = pipe.index.search([i.question for i in todo], pipe.variant.retrieval)
+        each = (time.perf_counter() - start) / len(todo)
+        for item, h in zip(todo, hits):
+            self.memo[(pipe.index.key, rkey, item.id)] = (h, each)
+
 
 def new_sweep_id(spec: SweepSpec) -> str:
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.hash[:6]}"
@@ -80,15 +100,59 @@ def _eval_frame(evalset: EvalSet) -> pd.DataFrame:
     )
 
 
-def _score_cell(variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
+def _with_overrides(spec: SweepSpec, tracking_uri: str | None, limit: int | None) -> SweepSpec:
+    if tracking_uri:
+        spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"tracking_uri": tracking_uri})})
+    if limit is not None:
+        if limit < 1:
+            raise WorkbenchError(f"--limit must be at least 1, got {limit}")
+        data = spec.data.model_copy(update={"eval": spec.data.eval.model_copy(update={"limit": limit})})
+        spec = spec.model_copy(update={"data": data})
+    return spec
+
+
+def _notes(spec: SweepSpec, evalset: EvalSet, variants: list[VariantConfig]) -> list[str]:
+    """Which metrics cannot be computed for this eval set, and why (they are left out, never 0)."""
+    available = {"contexts"}
+    if evalset.has_references:
+        available.add("reference_answers")
+    if evalset.has_relevance:
+        available.add("relevant_ids")
+    notes = []
+    if spec.stage == "generate":
+        notes += [f"{name} not computed: {why}" for name, why in missing_inputs(available, include_retrieval=False).items()]
+    if "relevant_ids" not in available:
+        notes.append("retrieval metrics not computed: the eval set has no relevant_ids")
+    if spec.stage == "generate" and spec.judge is None:
+        notes.append("LLM-judged metrics off: no judge configured (add a `judge:` section to the spec)")
+    kmax = min(v.retrieval.k for v in variants)
+    deep = [c for c in spec.retrieval_cutoffs if c > kmax]
+    if deep:
+        notes.append(f"cut-offs {deep} exceed the smallest k ({kmax}): those metrics only see the k retrieved chunks")
+    return notes
+
+
+def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
     """Add retrieval and answer scores to a row; a score whose inputs are missing stays None."""
     ranked = doc_ranking(row["retrieved_chunk_doc_ids"])
     row["retrieved_doc_ids"] = ranked
     relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
     if relevance:
         row.update(retrieval_metrics(ranked, relevance, variant.retrieval.k))
-    if row.get("error") is None and item.reference_answers:
+        if spec.retrieval_cutoffs:
+            row.update(retrieval_metrics_at(ranked, relevance, spec.retrieval_cutoffs))
+    if not variant.retrieval_only and row.get("error") is None and item.reference_answers:
         row.update(score_answer(row["answer"], list(item.reference_answers)))
+
+
+def _judge_cell(judge, item: EvalItem, row: dict[str, Any]) -> None:
+    """LLM-judged scores; a failed judgement is None with its reason in `<metric>_error`, never 0."""
+    if row.get("error") is not None:
+        return
+    scores = judge.score(row["question"], row["answer"], row["contexts"], list(item.reference_answers))
+    for name, score in scores.items():
+        row[name] = score.value
+        row[f"{name}_error"] = score.error
 
 
 def _check_endpoints(variants: list[VariantConfig], base_urls: dict[str, str | None]) -> None:
@@ -96,6 +160,8 @@ def _check_endpoints(variants: list[VariantConfig], base_urls: dict[str, str | N
     seen: set[str] = set()
     for v in variants:
         m = v.model
+        if m is None:
+            continue
         key = content_hash([m.provider, m.base_url, m.model, m.api_key_env])
         if key in seen:
             continue
@@ -112,24 +178,20 @@ def run_sweep(
     limit: int | None = None,
     progress: bool = True,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
+
+    on_cell: called with each finished row (the notebook's live table uses it).
+    cancel: set this event to stop after the current cell; finished cells are kept and logged, the
+      MLflow runs are marked KILLED, and the partial results are returned.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
     """
     from tqdm.auto import tqdm
 
-    spec = load_spec(spec)
-    if tracking_uri:
-        spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"tracking_uri": tracking_uri})})
-    if limit is not None:
-        if limit < 1:
-            raise WorkbenchError(f"--limit must be at least 1, got {limit}")
-        spec = spec.model_copy(
-            update={"data": spec.data.model_copy(update={"eval": spec.data.eval.model_copy(update={"limit": limit})})}
-        )
-
+    spec = _with_overrides(load_spec(spec), tracking_uri, limit)
     started = time.perf_counter()
     corpus = load_corpus(spec.data.corpus)
     evalset = load_eval(spec.data.eval, corpus)
@@ -137,42 +199,38 @@ def run_sweep(
     # Variants sharing an index run back to back, so its retrieval results are reused while hot.
     variants.sort(key=lambda v: index_key(corpus.digest, v.chunking, v.embedding))
 
-    available = {"contexts"}
-    if any(i.reference_answers for i in evalset.items):
-        available.add("reference_answers")
-    if any(i.relevant_ids for i in evalset.items):
-        available.add("relevant_ids")
-    notes = [f"{name} not computed: {why}" for name, why in missing_inputs(available).items()]
-    if "relevant_ids" not in available:
-        notes.append("retrieval metrics not computed: the eval set has no relevant_ids")
-
     home = Path(spec.home)
     sweep_id = new_sweep_id(spec)
     cells_path = home / "sweeps" / sweep_id / "cells.jsonl"
     cells_path.parent.mkdir(parents=True, exist_ok=True)
     (cells_path.parent / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
 
-    results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=notes)
+    results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
+    results.data_info = {
+        "data.corpus.digest": corpus.digest,
+        "data.corpus.documents": len(corpus),
+        "data.eval.digest": evalset.digest,
+        "data.eval.questions": len(evalset),
+    }
     ws = Workspace(home=home, corpus=corpus)
     tracker = make_tracker(spec.tracking, spec.experiment_name)
-    retrieval_memo: dict[tuple[str, str, str], tuple[list, float]] = {}
     eval_frame = _eval_frame(evalset)
 
     with ExitStack() as stack:
         base_urls: dict[str, str | None] = {}
-        if any(v.model.provider == "local" for v in variants):
+        needs_local = any(v.model is not None and v.model.provider == "local" for v in variants)
+        if needs_local or (spec.judge is not None and spec.judge.provider == "local"):
             from workbench.local_server import LocalModelServer
 
             server = stack.enter_context(LocalModelServer(log_dir=home / "logs"))
             base_urls["local"] = server.base_url
         _check_endpoints(variants, base_urls)
+        judge = None
+        if spec.judge is not None:
+            from workbench.judge import Judge
 
-        results.data_info = {
-            "data.corpus.digest": corpus.digest,
-            "data.corpus.documents": len(corpus),
-            "data.eval.digest": evalset.digest,
-            "data.eval.questions": len(evalset),
-        }
+            judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
+
         tracker.start_sweep(spec, sweep_id, len(variants), results.data_info)
         results.parent_run_id = tracker.parent_run_id
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
@@ -180,27 +238,38 @@ def run_sweep(
         try:
             with cells_path.open("a", encoding="utf-8") as cells:
                 for variant in variants:
+                    if cancel is not None and cancel.is_set():
+                        break
                     bar.set_postfix_str(variant.short_hash)
-                    index = ws.index(variant)
-                    pipe = RAGPipeline(
-                        variant, index, ChatModel(variant.model, base_url=base_urls.get(variant.model.provider))
-                    )
-                    rkey = content_hash(variant.retrieval.model_dump(mode="json"))
+                    model = None
+                    if variant.model is not None:
+                        model = ChatModel(variant.model, base_url=base_urls.get(variant.model.provider))
+                    pipe = RAGPipeline(variant, ws.index(variant), model)
+                    if variant.retrieval_only:
+                        ws.retrieve_batch(pipe, evalset.items)
                     rows = []
                     for item in evalset.items:
-                        row = _run_cell(pipe, item, retrieval_memo, index.key, rkey)
-                        _score_cell(variant, item, row)
+                        if cancel is not None and cancel.is_set():
+                            break
+                        row = _run_cell(ws, pipe, item)
+                        _score_cell(spec, variant, item, row)
+                        if judge is not None:
+                            _judge_cell(judge, item, row)
                         rows.append(row)
                         cells.write(json.dumps(row, default=str) + "\n")
                         cells.flush()
                         if on_cell:
                             on_cell(row)
                         bar.update(1)
-                    results.rows.extend(rows)
-                    run_id = tracker.log_variant(variant, rows, aggregate(rows), eval_frame)
-                    if run_id:
-                        results.run_ids[variant.hash] = run_id
-            status = "FINISHED"
+                    if rows:
+                        results.rows.extend(rows)
+                        partial = len(rows) < len(evalset)
+                        run_id = tracker.log_variant(
+                            variant, rows, aggregate(rows), eval_frame, status="KILLED" if partial else None
+                        )
+                        if run_id:
+                            results.run_ids[variant.hash] = run_id
+            status = "KILLED" if cancel is not None and cancel.is_set() else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -212,18 +281,14 @@ def run_sweep(
                 status,
                 {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))},
             )
+    results.status = status
     return results
 
 
-def _run_cell(
-    pipe: RAGPipeline, item: EvalItem, memo: dict[tuple[str, str, str], tuple[list, float]], ikey: str, rkey: str
-) -> dict[str, Any]:
+def _run_cell(ws: Workspace, pipe: RAGPipeline, item: EvalItem) -> dict[str, Any]:
     variant = pipe.variant
     started_ns = time.time_ns()
-    mkey = (ikey, rkey, item.id)
-    if mkey not in memo:
-        memo[mkey] = pipe.retrieve(item.question)
-    hits, retrieve_s = memo[mkey]
+    hits, retrieve_s = ws.retrieve(pipe, item)
     row: dict[str, Any] = {
         "variant_hash": variant.hash,
         "variant": variant.short_hash,
@@ -234,15 +299,18 @@ def _run_cell(
         "retrieved_chunk_ids": [h.chunk.id for h in hits],
         "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
         "contexts": [h.chunk.text for h in hits],
-        "messages": render_messages(variant.prompt, item.question, [h.chunk.text for h in hits]),
         "started_at_ns": started_ns,
         "latency_retrieve_s": retrieve_s,
+        "latency_total_s": retrieve_s,
         "error": None,
     }
+    if variant.prompt is None or pipe.model is None:
+        return row  # retrieval only
+    row["messages"] = render_messages(variant.prompt, item.question, row["contexts"])
     try:
         ans = pipe.answer_from_hits(item.question, hits, retrieve_s)
     except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
-        row.update({"answer": None, "error": str(exc)})
+        row.update({"answer": None, "error": str(exc), "latency_total_s": None})
         return row
     row.update(
         {

@@ -47,6 +47,10 @@ TABLE_COLUMNS = (
 )
 
 
+# Row fields that are not per-question results (or are too bulky for the table).
+_NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns", "retrieved_chunk_doc_ids"}
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
@@ -78,7 +82,10 @@ class NullTracker:
 
     def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any]) -> None: ...
 
-    def log_variant(self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame) -> str | None:
+    def log_variant(
+        self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame,
+        status: str | None = None,
+    ) -> str | None:
         return None
 
     def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None: ...
@@ -139,11 +146,18 @@ class MlflowTracker:
     # ------------------------------------------------------------ one variant
 
     def log_variant(
-        self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame
+        self,
+        variant: VariantConfig,
+        rows: Sequence[dict],
+        metrics: dict[str, float],
+        eval_frame: pd.DataFrame,
+        status: str | None = None,
     ) -> str:
+        """One child run, logged in one go; `status` overrides FINISHED (KILLED for a cancelled variant)."""
         mlflow = self.mlflow
         assert self.spec is not None and self.sweep_id is not None
-        failed = metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions")
+        if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
+            status = "FAILED"
         with mlflow.start_run(
             run_name=f"{variant.short_hash} {variant.label()}"[:250],
             nested=True,
@@ -158,7 +172,8 @@ class MlflowTracker:
         ) as run:
             mlflow.log_params(variant.flat_params())
             mlflow.log_metrics(metrics)
-            table = pd.DataFrame([{c: r.get(c) for c in TABLE_COLUMNS} for r in rows])
+            extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
+            table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
             mlflow.log_table(table, artifact_file="eval_results.json")
             mlflow.log_text(to_yaml(variant), "variant.yaml")
             with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
@@ -167,10 +182,10 @@ class MlflowTracker:
                     eval_frame, source=self.spec.data.eval.path, name=Path(self.spec.data.eval.path).name
                 )
                 mlflow.log_input(dataset, context="evaluation")
-            self._log_traces(variant, rows)
+            self._log_traces(variant, rows[: self.cfg.max_traces_per_variant])
             run_id = run.info.run_id
-        if failed:
-            mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
+        if status is not None:
+            mlflow.MlflowClient().set_terminated(run_id, status=status)
         return run_id
 
     def _log_traces(self, variant: VariantConfig, rows: Sequence[dict]) -> None:
@@ -204,6 +219,10 @@ class MlflowTracker:
                 ],
                 end_time_ns=t_ret,
             )
+            status = "ERROR" if r.get("error") else "OK"
+            if "messages" not in r:  # retrieval only
+                root.end(outputs={"retrieved_doc_ids": r.get("retrieved_doc_ids")}, status=status, end_time_ns=t_ret)
+                continue
             gen = mlflow.start_span_no_context(
                 "generate",
                 span_type=SpanType.CHAT_MODEL,
@@ -215,7 +234,6 @@ class MlflowTracker:
                 },
                 start_time_ns=t_ret,
             )
-            status = "ERROR" if r.get("error") else "OK"
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
 
