@@ -306,6 +306,18 @@ class JudgeConfig(Endpoint):
         return self
 
 
+class ExecutionConfig(Frozen):
+    """How the sweep runs (not what it computes): these fields never change a variant's hash or answers."""
+
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight per remote endpoint")
+    local_concurrency: int = Field(1, ge=1, le=16, description="The local llama.cpp server answers one request at a time")
+    requests_per_minute: float | None = Field(None, gt=0, description="Per-endpoint request rate limit")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Per-endpoint token rate limit (prompt estimate + max_tokens)")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts/bad responses, exponential backoff with jitter")
+    cache: bool = Field(True, description="Reuse cached generations and judge scores (content-addressed)")
+
+
 class TrackingConfig(Frozen):
     tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="Any MLflow tracking URI")
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
@@ -328,6 +340,7 @@ class SweepSpec(Frozen):
         description="Extra cut-offs for retrieval metrics, e.g. [10, 100] adds ndcg_at_10, recall_at_100, mrr_at_10, …",
     )
     tracking: TrackingConfig = TrackingConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
 

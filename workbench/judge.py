@@ -417,7 +417,7 @@ class Judge:
         For the local provider the server's URL (a new port each run) is left out: the model and its
         decoding settings identify the judge. A remote judge's effective base_url is part of the key.
         """
-        judge = self.cfg.model_dump(mode="json")
+        judge = self.cfg.model_dump(mode="json", exclude={"metrics"})  # which others run is irrelevant
         if self.cfg.provider != "local":
             judge["base_url"] = self.base_url
         from ragas import __version__ as ragas_version

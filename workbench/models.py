@@ -72,10 +72,22 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return str(exc.message or exc)
 
 
+class BadResponse(ModelError):
+    """The endpoint answered 200 with something unusable (malformed JSON, no choices): worth a retry."""
+
+
 class ChatModel:
     """A chat model at an OpenAI-compatible endpoint, configured by a `ModelConfig`."""
 
-    def __init__(self, cfg: ModelConfig, base_url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        base_url: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = 2,
+        max_connections: int = 64,
+    ) -> None:
         self.cfg = cfg
         self.base_url = base_url or cfg.base_url
         if self.base_url is None:
@@ -86,10 +98,48 @@ class ChatModel:
                 )
             self.base_url = OPENAI_BASE_URL
         self._key = resolve_api_key(cfg, f"model {cfg.model!r} at {self.base_url}")
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=2)
+        # The client's own retries: exponential backoff with jitter on 408/409/429/5xx, connection errors
+        # and timeouts, honouring Retry-After.
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=max_retries)
+        self._async_args = {"timeout": timeout, "max_retries": max_retries, "max_connections": max_connections}
+        self._async_client: openai.AsyncOpenAI | None = None
+
+    @property
+    def async_client(self) -> openai.AsyncOpenAI:
+        """Created on first use, inside the event loop that will use it."""
+        if self._async_client is None:
+            import httpx
+
+            n = self._async_args["max_connections"]
+            self._async_client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                api_key=self._key,
+                timeout=self._async_args["timeout"],
+                max_retries=self._async_args["max_retries"],
+                # httpx's default pool (100 connections, 20 keep-alive) would cap or churn high concurrency
+                http_client=httpx.AsyncClient(
+                    limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+                    timeout=self._async_args["timeout"],
+                ),
+            )
+        return self._async_client
 
     def __repr__(self) -> str:  # never shows the key
         return f"ChatModel(model={self.cfg.model!r}, base_url={self.base_url!r})"
+
+    def check(self) -> None:
+        """Fail fast before a sweep: endpoint reachable, key accepted, model served (GET /models, no tokens)."""
+        try:
+            listed = [m.id for m in self.client.models.list()]
+        except openai.NotFoundError:
+            return  # some OpenAI-compatible servers have no /models; the first call will tell
+        except openai.APIError as exc:
+            raise self._model_error(exc) from None
+        except ValueError as exc:
+            raise BadResponse(f"{self.base_url} sent a malformed /models response: {exc}") from None
+        if listed and self.cfg.provider != "local" and self.cfg.model not in listed:
+            shown = ", ".join(sorted(listed)[:10]) + (" …" if len(listed) > 10 else "")
+            raise ModelError(f"{self.base_url} does not serve model {self.cfg.model!r}; it lists: {shown}")
 
     def request_params(self, messages: list[dict]) -> dict:
         cfg = self.cfg
@@ -109,9 +159,30 @@ class ChatModel:
             response = self.client.chat.completions.create(**params)
         except openai.APIError as exc:
             raise self._model_error(exc) from None
-        latency = time.perf_counter() - start
-        if not response.choices:
-            raise ModelError(f"{self.base_url} returned no choices for model {self.cfg.model!r}")
+        except ValueError as exc:  # a 200 whose body is not JSON
+            raise BadResponse(f"{self.base_url} sent a malformed response for model {self.cfg.model!r}: {exc}") from None
+        return self._generation(response, time.perf_counter() - start)
+
+    async def agenerate(self, messages: list[dict], **extra) -> Generation:
+        """The same call on the async client (the sweep runs many of these concurrently)."""
+        params = self.request_params(messages) | extra
+        start = time.perf_counter()
+        try:
+            response = await self.async_client.chat.completions.create(**params)
+        except openai.APIError as exc:
+            raise self._model_error(exc) from None
+        except ValueError as exc:
+            raise BadResponse(f"{self.base_url} sent a malformed response for model {self.cfg.model!r}: {exc}") from None
+        return self._generation(response, time.perf_counter() - start)
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.close()
+            self._async_client = None
+
+    def _generation(self, response, latency: float) -> Generation:
+        if not getattr(response, "choices", None):
+            raise BadResponse(f"{self.base_url} returned no choices for model {self.cfg.model!r}")
         choice = response.choices[0]
         usage = response.usage
         return Generation(
@@ -126,6 +197,8 @@ class ChatModel:
     def _model_error(self, exc: openai.APIError) -> ModelError:
         where = f"{self.base_url}"
         model = self.cfg.model
+        if isinstance(exc, openai.APIResponseValidationError):
+            return BadResponse(_scrub(f"{where} sent a response that does not parse for model {model!r}: {exc}", self._key))
         if isinstance(exc, openai.APITimeoutError):
             msg = (f"the request to {where} timed out (model {model!r}); check that the server is up and not "
                    "overloaded (the local server answers one request at a time)")

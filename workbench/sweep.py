@@ -8,9 +8,11 @@ the moment it finishes, and each finished variant is logged to MLflow in one go.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +27,9 @@ from workbench.data import Corpus, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.embeddings import make_embedder
 from workbench.errors import ModelError, WorkbenchError
 from workbench.metrics import doc_ranking, missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
-from workbench.models import ChatModel
+from workbench.cache import ResultCache
+from workbench.executor import Cancelled, Executor
+from workbench.models import ChatModel, cost_usd
 from workbench.pipeline import RAGPipeline, render_messages
 from workbench.results import SweepResults, aggregate
 from workbench.retrieval import ChunkIndex, chroma_client, index_key
@@ -41,6 +45,9 @@ class Workspace:
     memo: dict[tuple[str, str, str], tuple[list, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Index builds and retrieval run in worker threads while generation runs on the event loop;
+        # one lock keeps them sequential (they are CPU-bound, and lazy BM25 builds must not race).
+        self.lock = threading.Lock()
         self.client = chroma_client(self.home / "chroma")
         self._embedders: dict[str, Any] = {}
         self._indexes: dict[str, ChunkIndex] = {}
@@ -62,6 +69,14 @@ class Workspace:
             self.index_reused += int(not index.built)
             self._indexes[key] = index
         return self._indexes[key]
+
+    def retrieve_all(self, variant: VariantConfig, items: tuple[EvalItem, ...]) -> tuple[ChunkIndex, list[tuple[list, float]]]:
+        """Build (or reuse) the variant's index and retrieve for every question, each timed on its own."""
+        with self.lock:
+            pipe = RAGPipeline(variant, self.index(variant), None)
+            if variant.retrieval_only:
+                self.retrieve_batch(pipe, items)
+            return pipe.index, [self.retrieve(pipe, item) for item in items]
 
     def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
         key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
@@ -166,9 +181,7 @@ def _check_endpoints(variants: list[VariantConfig], base_urls: dict[str, str | N
         if key in seen:
             continue
         seen.add(key)
-        ChatModel(m.model_copy(update={"max_tokens": 1}), base_url=base_urls.get(m.provider)).generate(
-            [{"role": "user", "content": "ping"}]
-        )
+        ChatModel(m, base_url=base_urls.get(m.provider), max_retries=1).check()
 
 
 def run_sweep(
@@ -234,49 +247,25 @@ def run_sweep(
         tracker.start_sweep(spec, sweep_id, len(variants), results.data_info)
         results.parent_run_id = tracker.parent_run_id
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
+        cache = ResultCache(home / "cache" / "generations", enabled=spec.execution.cache)
+        stack.callback(cache.close)
         status = "FAILED"
         try:
             with cells_path.open("a", encoding="utf-8") as cells:
-                for variant in variants:
-                    if cancel is not None and cancel.is_set():
-                        break
-                    bar.set_postfix_str(variant.short_hash)
-                    model = None
-                    if variant.model is not None:
-                        model = ChatModel(variant.model, base_url=base_urls.get(variant.model.provider))
-                    pipe = RAGPipeline(variant, ws.index(variant), model)
-                    if variant.retrieval_only:
-                        ws.retrieve_batch(pipe, evalset.items)
-                    rows = []
-                    for item in evalset.items:
-                        if cancel is not None and cancel.is_set():
-                            break
-                        row = _run_cell(ws, pipe, item)
-                        _score_cell(spec, variant, item, row)
-                        if judge is not None:
-                            _judge_cell(judge, item, row)
-                        rows.append(row)
-                        cells.write(json.dumps(row, default=str) + "\n")
-                        cells.flush()
-                        if on_cell:
-                            on_cell(row)
-                        bar.update(1)
-                    if rows:
-                        results.rows.extend(rows)
-                        partial = len(rows) < len(evalset)
-                        run_id = tracker.log_variant(
-                            variant, rows, aggregate(rows), eval_frame, status="KILLED" if partial else None
-                        )
-                        if run_id:
-                            results.run_ids[variant.hash] = run_id
+                run = _SweepRun(spec, ws, evalset, tracker, judge, base_urls, cache, eval_frame, results,
+                                cells, bar, on_cell, cancel)
+                _run_coroutine(run.run(variants))
             status = "KILLED" if cancel is not None and cancel.is_set() else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             bar.close()
+            order = {v.hash: i for i, v in enumerate(variants)}
+            results.rows.sort(key=lambda r: order[r["variant_hash"]])  # stable: dataset order kept
             results.wall_s = time.perf_counter() - started
-            results.stats = {"index_builds": ws.index_builds, "index_reused": ws.index_reused}
+            results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
+                                  "generation_cache_hits": cache.hits})
             tracker.end_sweep(
                 status,
                 {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))},
@@ -285,41 +274,177 @@ def run_sweep(
     return results
 
 
-def _run_cell(ws: Workspace, pipe: RAGPipeline, item: EvalItem) -> dict[str, Any]:
-    variant = pipe.variant
-    started_ns = time.time_ns()
-    hits, retrieve_s = ws.retrieve(pipe, item)
-    row: dict[str, Any] = {
-        "variant_hash": variant.hash,
-        "variant": variant.short_hash,
-        "question_id": item.id,
-        "question": item.question,
-        "reference_answers": list(item.reference_answers),
-        "relevant_ids": list(item.relevant_ids),
-        "retrieved_chunk_ids": [h.chunk.id for h in hits],
-        "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
-        "contexts": [h.chunk.text for h in hits],
-        "started_at_ns": started_ns,
-        "latency_retrieve_s": retrieve_s,
-        "latency_total_s": retrieve_s,
-        "error": None,
-    }
-    if variant.prompt is None or pipe.model is None:
-        return row  # retrieval only
-    row["messages"] = render_messages(variant.prompt, item.question, row["contexts"])
+def _run_coroutine(coro) -> Any:
+    """asyncio.run, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
     try:
-        ans = pipe.answer_from_hits(item.question, hits, retrieve_s)
-    except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
-        row.update({"answer": None, "error": str(exc), "latency_total_s": None})
-        return row
-    row.update(
-        {
-            "answer": ans.answer,
-            "latency_generate_s": ans.latency["generate_s"],
-            "latency_total_s": ans.latency["total_s"],
-            "tokens_prompt": ans.prompt_tokens,
-            "tokens_completion": ans.completion_tokens,
-            "cost_usd": ans.cost_usd,
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="workbench-sweep", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@dataclass
+class _SweepRun:
+    """One sweep's async execution: variants concurrently, model calls bounded per endpoint."""
+
+    spec: SweepSpec
+    ws: Workspace
+    evalset: EvalSet
+    tracker: Any
+    judge: Any
+    base_urls: dict[str, str | None]
+    cache: ResultCache
+    eval_frame: pd.DataFrame
+    results: SweepResults
+    cells: Any
+    bar: Any
+    on_cell: Callable[[dict[str, Any]], None] | None
+    cancel: threading.Event | None
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    async def run(self, variants: list[VariantConfig]) -> None:
+        self.executor = Executor(self.spec.execution, self.cache, self.cancel)
+        self.log_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-mlflow")  # MLflow from one thread
+        self.logged: list[asyncio.Future] = []
+        try:
+            done = await asyncio.gather(*(self.run_variant(v) for v in variants))
+            if self.judge is not None:
+                # Judging after all generation: a judge sharing an endpoint must not queue in front of
+                # (and inflate the measured latency of) the answers being timed.
+                for variant, rows in done:
+                    if rows and not self.cancelled():
+                        await self.judge_rows(rows)
+                        self.log(variant, rows)
+            await asyncio.gather(*self.logged)
+        finally:
+            self.log_pool.shutdown(wait=True)
+            for model in getattr(self, "_models", {}).values():
+                await model.aclose()
+            self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts})
+
+    def model_for(self, variant: VariantConfig) -> ChatModel | None:
+        if variant.model is None:
+            return None
+        self._models = getattr(self, "_models", {})
+        key = content_hash([variant.model.model_dump(mode="json"), self.base_urls.get(variant.model.provider)])
+        if key not in self._models:
+            ex = self.spec.execution
+            self._models[key] = ChatModel(
+                variant.model,
+                base_url=self.base_urls.get(variant.model.provider),
+                timeout=ex.timeout_s,
+                max_retries=ex.max_retries,
+                max_connections=max(ex.concurrency, ex.local_concurrency) * 2,
+            )
+        return self._models[key]
+
+    async def run_variant(self, variant: VariantConfig) -> tuple[VariantConfig, list[dict]]:
+        if self.cancelled():
+            return variant, []
+        items = self.evalset.items
+        index, retrieved = await asyncio.to_thread(self.ws.retrieve_all, variant, items)
+        pipe = RAGPipeline(variant, index, self.model_for(variant))
+        slots: list[dict | None] = [None] * len(items)
+
+        async def cell(i: int, item: EvalItem) -> None:
+            if self.cancelled():
+                return
+            hits, retrieve_s = retrieved[i]
+            try:
+                row = await self.answer(pipe, item, hits, retrieve_s)
+            except Cancelled:
+                return  # never started: not a result, not a failure
+            _score_cell(self.spec, variant, item, row)
+            slots[i] = row
+            self.finish(row)
+
+        await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
+        rows = [r for r in slots if r is not None]
+        self.results.rows.extend(rows)
+        if rows and self.judge is None:
+            self.log(variant, rows)
+        return variant, rows
+
+    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float) -> dict[str, Any]:
+        variant = pipe.variant
+        row: dict[str, Any] = {
+            "variant_hash": variant.hash,
+            "variant": variant.short_hash,
+            "question_id": item.id,
+            "question": item.question,
+            "reference_answers": list(item.reference_answers),
+            "relevant_ids": list(item.relevant_ids),
+            "retrieved_chunk_ids": [h.chunk.id for h in hits],
+            "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
+            "contexts": [h.chunk.text for h in hits],
+            "started_at_ns": time.time_ns(),
+            "latency_retrieve_s": retrieve_s,
+            "latency_total_s": retrieve_s,
+            "error": None,
         }
-    )
-    return row
+        if variant.prompt is None or pipe.model is None:
+            return row  # retrieval only
+        messages = render_messages(variant.prompt, item.question, row["contexts"])
+        row["messages"] = messages
+        try:
+            gen, cached = await self.executor.generate(pipe.model, messages)
+        except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
+            row.update({"answer": None, "error": str(exc), "latency_total_s": None})
+            return row
+        row.update(
+            {
+                "answer": gen.text,
+                "cached": cached,
+                "latency_generate_s": gen.latency_s,
+                "latency_total_s": retrieve_s + gen.latency_s,
+                "tokens_prompt": gen.prompt_tokens,
+                "tokens_completion": gen.completion_tokens,
+                "cost_usd": cost_usd(variant.model, gen.prompt_tokens, gen.completion_tokens),
+            }
+        )
+        return row
+
+    def finish(self, row: dict[str, Any]) -> None:
+        """Persist the cell the moment it finishes, then report it."""
+        self.cells.write(json.dumps(row, default=str) + "\n")
+        self.cells.flush()
+        if self.on_cell:
+            self.on_cell(row)
+        ex = self.executor
+        self.bar.set_postfix_str(f"calls={ex.calls} cached={ex.cache_hits} {ex.rate():.1f} calls/s", refresh=False)
+        self.bar.update(1)
+
+    async def judge_rows(self, rows: list[dict]) -> None:
+        items = {i.id: i for i in self.evalset.items}
+        for row in rows:
+            if self.cancelled():
+                return
+            await asyncio.to_thread(_judge_cell, self.judge, items[row["question_id"]], row)
+
+    def log(self, variant: VariantConfig, rows: list[dict]) -> None:
+        """Log a finished variant from the logging thread, overlapping the rest of the sweep."""
+        partial = len(rows) < len(self.evalset)
+
+        def job() -> None:
+            run_id = self.tracker.log_variant(
+                variant, rows, aggregate(rows), self.eval_frame, status="KILLED" if partial else None
+            )
+            if run_id:
+                self.results.run_ids[variant.hash] = run_id
+
+        self.logged.append(asyncio.get_running_loop().run_in_executor(self.log_pool, job))

@@ -7,9 +7,11 @@ tracking cost a small share of the sweep.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import platform
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,12 +63,18 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def audit_tags() -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def _audit_tags() -> tuple[tuple[str, str], ...]:
     tags = {"workbench.version": __version__, "workbench.user": getpass.getuser(), "workbench.host": platform.node()}
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    return tags
+    return tuple(tags.items())
+
+
+def audit_tags() -> dict[str, str]:
+    """Who ran it, where, from which commit and workbench version (computed once per process)."""
+    return dict(_audit_tags())
 
 
 def _prepare_local_store(uri: str) -> None:
@@ -122,6 +130,7 @@ class MlflowTracker:
         mlflow = self.mlflow
         self.spec, self.sweep_id = spec, sweep_id
         run = mlflow.start_run(
+            nested=mlflow.active_run() is not None,  # inside a user's own run, the sweep nests under it
             run_name=f"{spec.name}-{sweep_id}",
             tags={
                 **audit_tags(),
@@ -153,14 +162,23 @@ class MlflowTracker:
         eval_frame: pd.DataFrame,
         status: str | None = None,
     ) -> str:
-        """One child run, logged in one go; `status` overrides FINISHED (KILLED for a cancelled variant)."""
+        """One child run, logged in one go; `status` overrides FINISHED (KILLED for a cancelled variant).
+
+        Safe to call from a logging thread: the parent is passed explicitly (MLflow's active-run stack
+        is per thread) and params, metrics and tags go in one `log_batch` call.
+        """
+        from mlflow.entities import Metric, Param
+
         mlflow = self.mlflow
         assert self.spec is not None and self.sweep_id is not None
         if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
             status = "FAILED"
+        mlflow.set_tracking_uri(self.cfg.tracking_uri)
+        client = mlflow.MlflowClient(self.cfg.tracking_uri)
         with mlflow.start_run(
+            experiment_id=self.experiment.experiment_id,
+            parent_run_id=self.parent_run_id,
             run_name=f"{variant.short_hash} {variant.label()}"[:250],
-            nested=True,
             tags={
                 **audit_tags(),
                 "workbench.variant_hash": variant.hash,
@@ -170,8 +188,12 @@ class MlflowTracker:
                 "mlflow.note.content": f"Variant `{variant.short_hash}`: {variant.label()}",
             },
         ) as run:
-            mlflow.log_params(variant.flat_params())
-            mlflow.log_metrics(metrics)
+            now = int(time.time() * 1000)
+            client.log_batch(
+                run.info.run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                params=[Param(k, str(v)) for k, v in variant.flat_params().items()],
+            )
             extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
             table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
             mlflow.log_table(table, artifact_file="eval_results.json")

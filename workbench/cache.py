@@ -1,0 +1,67 @@
+"""Content-addressed result caches on disk (diskcache: SQLite, safe for two processes at once).
+
+A key is the sha256 of the canonical JSON of everything the result depends on, so an identical
+re-run makes no model calls and any change to a config field or an input misses. Secrets are never
+part of a key or a value: configs only name the environment variable that holds a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from workbench.config import ModelConfig, content_hash
+
+# Fields that change neither the request nor the answer.
+_NOT_IN_GENERATION_KEY = {"price_input_per_mtok", "price_output_per_mtok", "api_key_env"}
+
+
+def generation_key(cfg: ModelConfig, messages: list[dict[str, Any]]) -> str:
+    """(model config incl. base_url and sampling parameters, the exact messages)."""
+    model = cfg.model_dump(mode="json", exclude=_NOT_IN_GENERATION_KEY)
+    if cfg.provider == "local":
+        from workbench.local_server import GGUF_NAME
+
+        model["runtime"] = {"gguf": GGUF_NAME, "llama_cpp_python": _version("llama_cpp_python")}
+    return content_hash({"kind": "generation/v1", "model": model, "messages": messages})
+
+
+def _version(package: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class ResultCache:
+    """A small get/set store with hit/miss counters; `enabled=False` turns it into a pass-through."""
+
+    def __init__(self, directory: str | Path, *, enabled: bool = True):
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+        self._cache = None
+        if enabled:
+            import diskcache
+
+            self._cache = diskcache.Cache(str(directory), size_limit=8 * 2**30)
+
+    def get(self, key: str) -> Any | None:
+        if self._cache is None:
+            return None
+        value = self._cache.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        if self._cache is not None:
+            self._cache.set(key, value)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()

@@ -1,0 +1,107 @@
+"""Model calls for a sweep: cached, bounded per endpoint, rate limited and retried.
+
+Concurrency is per endpoint (an asyncio semaphore per base_url), so a slow local server and a fast
+remote API each get what they can take. Transport failures (429 with Retry-After, 5xx, timeouts,
+connection errors) are retried by the `openai` client itself; a 200 with an unusable body
+(malformed JSON, no choices) is retried here with tenacity. Both back off exponentially with jitter.
+The executor is swappable: the sweep only calls `generate(model, messages)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+
+from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from workbench.cache import ResultCache, generation_key
+from workbench.config import ExecutionConfig
+from workbench.models import BadResponse, ChatModel, Generation
+
+
+class Cancelled(Exception):
+    """The sweep was cancelled while this call waited for its turn; it never reached the endpoint."""
+
+
+class _EndpointLimits:
+    def __init__(self, concurrency: int, rpm: float | None, tpm: float | None):
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.rpm = AsyncLimiter(rpm, 60) if rpm else None
+        self.tpm = AsyncLimiter(tpm, 60) if tpm else None
+
+    async def acquire(self, tokens: int) -> None:
+        await self.semaphore.acquire()
+        try:
+            if self.rpm is not None:
+                await self.rpm.acquire()
+            if self.tpm is not None:
+                await self.tpm.acquire(min(tokens, self.tpm.max_rate))
+        except BaseException:
+            self.semaphore.release()
+            raise
+
+    def release(self) -> None:
+        self.semaphore.release()
+
+
+def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
+    """A cheap upper-ish estimate for the token limiter (the endpoint's usage stays the truth)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return chars // 3 + max_tokens
+
+
+class Executor:
+    """Runs generation calls for one sweep (create it inside the event loop that uses it)."""
+
+    def __init__(self, execution: ExecutionConfig, cache: ResultCache | None = None, cancel=None):
+        self.execution = execution
+        self.cache = cache
+        self.cancel = cancel  # a threading.Event: calls still waiting for their turn are dropped
+        self._limits: dict[str, _EndpointLimits] = {}
+        self.calls = 0  # requests that reached an endpoint and succeeded
+        self.attempts = 0  # including retried bad responses
+        self.cache_hits = 0
+        self.started = time.perf_counter()
+
+    def _limits_for(self, model: ChatModel) -> _EndpointLimits:
+        key = str(model.base_url)
+        if key not in self._limits:
+            ex = self.execution
+            n = ex.local_concurrency if model.cfg.provider == "local" else ex.concurrency
+            self._limits[key] = _EndpointLimits(n, ex.requests_per_minute, ex.tokens_per_minute)
+        return self._limits[key]
+
+    async def generate(self, model: ChatModel, messages: list[dict]) -> tuple[Generation, bool]:
+        """(generation, from_cache). A cached generation keeps its originally measured latency."""
+        key = generation_key(model.cfg, messages) if self.cache is not None else None
+        if key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.cache_hits += 1
+                return Generation(**hit), True
+        limits = self._limits_for(model)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(BadResponse),
+            stop=stop_after_attempt(self.execution.max_retries + 1),
+            wait=wait_exponential_jitter(initial=0.2, max=10),
+            reraise=True,
+        ):
+            with attempt:
+                await limits.acquire(estimate_tokens(messages, model.cfg.max_tokens))
+                if self.cancel is not None and self.cancel.is_set():
+                    limits.release()
+                    raise Cancelled()
+                try:
+                    self.attempts += 1
+                    gen = await model.agenerate(messages)
+                finally:
+                    limits.release()
+        self.calls += 1
+        if key is not None:
+            self.cache.set(key, asdict(gen))
+        return gen, False
+
+    def rate(self) -> float:
+        return self.calls / max(1e-9, time.perf_counter() - self.started)

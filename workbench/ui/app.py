@@ -1,0 +1,297 @@
+"""`Workbench`: the notebook face. An API object owns the state and creates its widget lazily
+(the jupyter-scatter way); tests drive the widgets from Python and check their traits.
+
+    from workbench.ui import Workbench
+    wb = Workbench("experiments/quickstart.yaml")
+    wb                      # the tabs: Data, Variants, Run, Results, Export
+    wb.spec()               # the SweepSpec the widgets describe
+    wb.run()                # same as the Run button: run_sweep in a background thread
+    wb.results              # SweepResults of the last finished / cancelled / loaded sweep
+
+The widgets only build configs (`spec()`) and call the Python API the CLI uses: `run_sweep`,
+`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export` and `workbench.plots`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import ipywidgets as W
+
+from workbench.config import (
+    CorpusSource,
+    DataConfig,
+    EmbeddingConfig,
+    EvalSource,
+    ModelConfig,
+    SweepSpec,
+    load_spec,
+)
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.ui.data_tab import DataTab
+from workbench.ui.export_tab import ExportTab
+from workbench.ui.results_tab import ResultsTab
+from workbench.ui.run_tab import RunTab
+from workbench.ui.variants_tab import VariantsTab
+
+log = logging.getLogger(__name__)
+
+TABS = ("Data", "Variants", "Run", "Results", "Export")
+DEFAULT_DATA = "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
+
+
+def default_spec() -> SweepSpec:
+    """What `Workbench()` starts from: the quickstart data and the default variant."""
+    return SweepSpec(
+        name="workbench",
+        data=DataConfig(
+            corpus=CorpusSource(format="squad", path=DEFAULT_DATA),
+            eval=EvalSource(format="squad", path=DEFAULT_DATA, limit=20),
+        ),
+    )
+
+
+class Workbench:
+    """Build, run, compare and export RAG sweeps from a notebook.
+
+    spec: a YAML path, a dict or a SweepSpec to start from (None: the quickstart data, default variant).
+    tracking_uri: overrides the spec's MLflow tracking URI.
+    endpoints: ModelConfig / EmbeddingConfig entries offered as extra checkboxes in the Variants tab.
+    """
+
+    def __init__(
+        self,
+        spec: str | Path | dict | SweepSpec | None = None,
+        *,
+        tracking_uri: str | None = None,
+        endpoints: Sequence[ModelConfig | EmbeddingConfig] = (),
+    ) -> None:
+        self._base = load_spec(spec) if spec is not None else default_spec()
+        bad = [e for e in endpoints if not isinstance(e, (ModelConfig, EmbeddingConfig))]
+        if bad:
+            raise ConfigError(f"endpoints: expected ModelConfig or EmbeddingConfig entries, got {type(bad[0]).__name__}")
+        self._tracking_uri = tracking_uri
+        self._endpoints = tuple(endpoints)
+        self._widget: W.Tab | None = None
+        self._thread: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self.results = None  # SweepResults of the last finished / cancelled run or loaded sweep
+        self.error: Exception | None = None  # what made the last run fail, if it did
+
+    # ------------------------------------------------------------ the widget (lazy)
+
+    @property
+    def widget(self) -> W.Tab:
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _build(self) -> W.Tab:
+        base = self._base
+        self._data_tab = DataTab(base.data)
+        self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints)
+        self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel)
+        self._results_tab = ResultsTab(on_load=self._on_load_click)
+        self._export_tab = ExportTab(default_path=f"exports/{base.name}-winner.yaml")
+        tab = W.Tab(
+            children=[
+                t.widget for t in (self._data_tab, self._variants_tab, self._run_tab, self._results_tab, self._export_tab)
+            ],
+            titles=TABS,
+        )
+        for w in (*self._data_tab.inputs, *self._run_tab.inputs):
+            w.observe(self._refresh, "value")
+        self._variants_tab.on_change(self._refresh)
+        self._data_tab.on_loaded(self._refresh)
+        self._widget = tab
+        self._refresh()
+        return tab
+
+    # The tabs (each owns its widgets); asking for one builds the widget.
+    @property
+    def data_tab(self) -> DataTab:
+        _ = self.widget
+        return self._data_tab
+
+    @property
+    def variants_tab(self) -> VariantsTab:
+        _ = self.widget
+        return self._variants_tab
+
+    @property
+    def run_tab(self) -> RunTab:
+        _ = self.widget
+        return self._run_tab
+
+    @property
+    def results_tab(self) -> ResultsTab:
+        _ = self.widget
+        return self._results_tab
+
+    @property
+    def export_tab(self) -> ExportTab:
+        _ = self.widget
+        return self._export_tab
+
+    def select(self, name: str) -> None:
+        self.widget.selected_index = TABS.index(name)
+
+    # ------------------------------------------------------------ widgets -> spec
+
+    def spec(self) -> SweepSpec:
+        """The SweepSpec the widgets describe; ConfigError (naming the field) if they do not validate."""
+        _ = self.widget
+        data = self.data_tab.data()
+        space = self.variants_tab.space()
+        base = self._base
+        tracking = base.tracking.model_dump(mode="json")
+        if self._tracking_uri:
+            tracking["tracking_uri"] = self._tracking_uri
+        name = self.run_tab.name.value.strip()
+        experiment = self.run_tab.experiment.value.strip() or None
+        return load_spec(
+            {
+                **base.model_dump(mode="json", exclude={"space", "data", "tracking", "name", "experiment"}),
+                "name": name,
+                "experiment": experiment,
+                "data": data.model_dump(mode="json"),
+                "space": space,
+                "tracking": tracking,
+            }
+        )
+
+    def _refresh(self, *_: Any) -> None:
+        """After any change: re-validate, update the variant count and whether Run is possible."""
+        try:
+            self.variants_tab.space()
+        except ConfigError as exc:
+            self.variants_tab.show_error(exc)
+        else:
+            self.variants_tab.show_error(None)
+        try:
+            spec = self.spec()
+        except ConfigError as exc:
+            self.variants_tab.show_count(None, None)
+            self.run_tab.set_problem(exc)
+            return
+        self.variants_tab.show_count(len(spec.variants()), self.data_tab.question_count())
+        self.run_tab.set_problem(None)
+
+    def _tracking(self) -> str:
+        try:
+            return self.spec().tracking.tracking_uri
+        except ConfigError:
+            return self._tracking_uri or self._base.tracking.tracking_uri
+
+    # ------------------------------------------------------------ run
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, block: bool = False) -> threading.Thread:
+        """Run the widgets' spec with `run_sweep` in a background thread (the Run button does the same).
+
+        Raises ConfigError if the spec does not validate; `block=True` waits for the end.
+        """
+        _ = self.widget
+        if self.running:
+            raise WorkbenchError("a sweep is already running: wait for it or cancel it")
+        spec = self.spec()
+        self.error = None
+        self._cancel = threading.Event()
+        progress = self.run_tab.started(spec.name, {v.hash: v.label() for v in spec.variants()})
+        self._thread = threading.Thread(
+            target=self._worker, args=(spec, self._cancel, progress), name=f"workbench-sweep-{spec.name}", daemon=True
+        )
+        self._thread.start()
+        if block:
+            self._thread.join()
+        return self._thread
+
+    def cancel(self) -> None:
+        """Stop after the current cell; finished cells are kept and logged (MLflow status KILLED)."""
+        if self._cancel is not None and self.running:
+            self._cancel.set()
+            self.run_tab.cancelling()
+
+    def _on_run_click(self) -> None:
+        try:
+            self.run()
+        except WorkbenchError as exc:
+            self.run_tab.status.value = self._msg(f"cannot run: {exc}", "error")
+
+    def _worker(self, spec: SweepSpec, cancel: threading.Event, progress) -> None:
+        from workbench.data import load_eval
+        from workbench.sweep import run_sweep
+
+        try:
+            progress.set_total(len(spec.variants()) * len(load_eval(spec.data.eval)))
+            results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel)
+        except WorkbenchError as exc:
+            self.error = exc
+            self.run_tab.finished(None, f"the sweep failed: {exc}", "error")
+            return
+        except Exception as exc:  # shown in the tab, logged with its traceback for a bug report
+            log.exception("sweep failed")
+            self.error = exc
+            self.run_tab.finished(None, f"the sweep failed unexpectedly: {type(exc).__name__}: {exc}", "error")
+            return
+        self.results = results
+        uri = spec.tracking.tracking_uri
+        lines = [
+            f"sweep {results.sweep_id}: {results.status} — {len(results.rows)} cells, "
+            f"{len({r['variant_hash'] for r in results.rows})} of {len(results.variants)} variants"
+            + (f" in {results.wall_s:.1f} s" if results.wall_s else ""),
+        ]
+        if results.parent_run_id:
+            lines.append(f"MLflow parent run {results.parent_run_id} at {uri}")
+            if uri.startswith("sqlite:///"):
+                lines.append(f"open it with: mlflow ui --backend-store-uri {uri}")
+        self.run_tab.finished(results.status, "\n".join(lines), "ok" if results.status == "FINISHED" else "warn")
+        self._show_results(results)
+
+    # ------------------------------------------------------------ results
+
+    def load(self, sweep_id: str):
+        """Load an earlier sweep from MLflow into the Results and Export tabs (nothing is re-run)."""
+        from workbench.tracking import load_sweep
+
+        _ = self.widget
+        if not sweep_id:
+            raise ConfigError("sweep id: empty; give the id `workbench run` printed (e.g. 20261127-025350-17646e)")
+        results = load_sweep(sweep_id, self._tracking())
+        self.results = results
+        self._show_results(results)
+        self.results_tab.show_message(f"loaded sweep {sweep_id} from {self._tracking()}", "ok")
+        self.select("Results")
+        return results
+
+    def _on_load_click(self, sweep_id: str) -> None:
+        try:
+            self.load(sweep_id)
+        except WorkbenchError as exc:
+            self.results_tab.show_message(str(exc), "error")
+        except Exception as exc:
+            log.exception("loading sweep failed")
+            self.results_tab.show_message(f"loading failed: {type(exc).__name__}: {exc}", "error")
+
+    def _show_results(self, results) -> None:
+        for tab in (self.results_tab, self.export_tab):
+            try:
+                tab.show(results)
+            except Exception as exc:  # one view failing must not hide the others
+                log.exception("showing results failed")
+                self.results_tab.show_message(f"showing results failed: {type(exc).__name__}: {exc}", "error")
+
+    @staticmethod
+    def _msg(text: str, kind: str) -> str:
+        from workbench.ui.common import message
+
+        return message(text, kind)

@@ -1,0 +1,151 @@
+"""Small helpers the tabs share: messages, field metadata, input parsing, tables, figure slots.
+
+Nothing here decides anything about RAG: it turns text typed into widgets into values for the
+configs, and data from the Python API into HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import typing
+from typing import Any, Iterable
+
+import ipywidgets as W
+import pandas as pd
+from pydantic import BaseModel
+
+from workbench.errors import ConfigError
+
+_COLORS = {"error": "#b00020", "ok": "#1b7f3b", "info": "#555", "warn": "#a15c00"}
+
+
+def message(text: str | None, kind: str = "info") -> str:
+    """HTML for a one-block message (red for errors); empty text gives an empty string."""
+    if not text:
+        return ""
+    return (
+        f'<div class="wb-msg wb-{kind}" style="color:{_COLORS[kind]};white-space:pre-wrap;'
+        f'font-family:var(--jp-code-font-family,monospace);font-size:12px">{html.escape(text)}</div>'
+    )
+
+
+def literal_options(model: type[BaseModel], name: str) -> list[str]:
+    """The allowed values of a `Literal[...]` field, in declaration order (`recursive`, `token`, `none`)."""
+    annotation = model.model_fields[name].annotation
+    return [str(a) for a in typing.get_args(annotation)]
+
+
+def field_help(model: type[BaseModel], name: str) -> str:
+    """A field's description plus its bounds, for tooltips: the labels come from the configs themselves."""
+    info = model.model_fields[name]
+    bounds = []
+    for meta in info.metadata:
+        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+            value = getattr(meta, attr, None)
+            if value is not None:
+                bounds.append(f"{sign} {value}")
+    text = info.description or name
+    return f"{text} ({', '.join(bounds)})" if bounds else text
+
+
+def parse_ints(text: str, field: str) -> list[int]:
+    """'300, 500' -> [300, 500]; anything else is a ConfigError naming `field`."""
+    parts = [p.strip() for p in re.split(r"[,\s]+", text.strip()) if p.strip()]
+    if not parts:
+        raise ConfigError(f"{field}: empty; write one or more whole numbers separated by commas, e.g. 300, 500")
+    out: list[int] = []
+    for part in parts:
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ConfigError(f"{field}: {part!r} is not a whole number; write e.g. 300, 500") from None
+    return list(dict.fromkeys(out))  # a repeated value is one grid point
+
+
+def parse_constraints(text: str) -> dict[str, str]:
+    """'latency_total_p95_s<=2, cost_usd_per_1k<=0.5' -> {column: '<= 2', …} for SweepResults.best."""
+    out: dict[str, str] = {}
+    for item in (p for p in text.split(",") if p.strip()):
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(\S+)\s*", item)
+        if not m:
+            raise ConfigError(f"constraints: {item.strip()!r} is not METRIC<=VALUE, e.g. latency_total_p95_s<=2")
+        out[m.group(1)] = f"{m.group(2)} {m.group(3)}"
+    return out
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def table_html(frame: pd.DataFrame, max_rows: int = 50) -> str:
+    """A compact, escaped HTML table (pandas' to_html, numbers shortened)."""
+    if frame.empty:
+        return '<div style="color:#555">(no rows)</div>'
+    shown = frame.head(max_rows).copy()
+    for col in shown.columns:
+        shown[col] = [fmt(v) if isinstance(v, float) else v for v in shown[col]]
+    return shown.to_html(escape=True, index=False, border=0, classes="wb-table", na_rep="–")
+
+
+def shorten(text: Any, limit: int = 160) -> str:
+    text = "" if text is None else " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def labelled(widgets: Iterable[W.Widget], title: str) -> W.VBox:
+    return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>"), *widgets])
+
+
+def _figure_widget_class():
+    """plotly's FigureWidget needs anywidget (plotly ≥ 6); without it we show the figure in an Output."""
+    try:
+        import anywidget  # noqa: F401
+        import plotly.graph_objects as go
+
+        return go.FigureWidget
+    except ImportError:
+        return None
+
+
+class FigureView:
+    """One slot for a plotly figure: a `go.FigureWidget` updated in place (or an Output showing the
+    figure when anywidget is missing), or a red message when the figure cannot be drawn.
+
+    `figure` is the last go.Figure shown (None when the slot holds a message), for tests and users.
+    """
+
+    def __init__(self) -> None:
+        self.figure = None
+        self.error = W.HTML()
+        self._cls = _figure_widget_class()
+        self.figure_widget = self._cls() if self._cls is not None else None
+        self.output = W.Output() if self._cls is None else None
+        self.widget = W.VBox([self.error, self.figure_widget if self.figure_widget is not None else self.output])
+
+    def show(self, figure) -> None:
+        self.figure = figure
+        self.error.value = ""
+        if self.figure_widget is not None:
+            with self.figure_widget.batch_update():
+                self.figure_widget.data = []
+                self.figure_widget.add_traces(list(figure.data))
+                self.figure_widget.layout = figure.layout
+        else:
+            # The plotly mimetype JupyterLab renders (jupyterlab-plotly ships with plotly); JSON-safe.
+            bundle = {"application/vnd.plotly.v1+json": json.loads(figure.to_json()), "text/plain": "<plotly figure>"}
+            self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+    def fail(self, text: str) -> None:
+        self.figure = None
+        self.error.value = message(text, "error")
+        if self.figure_widget is not None:
+            self.figure_widget.data = []
+        else:
+            self.output.outputs = ()

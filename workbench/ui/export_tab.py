@@ -1,0 +1,148 @@
+"""Export tab: pick a variant (or "best" under constraints via `SweepResults.best`), then
+`SweepResults.export(variant, path)`; shows the Decision reason, the path and the MLflow run."""
+
+from __future__ import annotations
+
+import logging
+
+import ipywidgets as W
+
+from workbench.errors import WorkbenchError
+from workbench.results import quality_metrics
+from workbench.ui.common import message, parse_constraints
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE_EXTRA = ["latency_total_p95_s", "latency_total_p50_s", "cost_usd_per_1k"]
+
+
+def run_location(tracking_uri: str, run_id: str) -> str:
+    """Where to see a run: `<server>/#/experiments/<exp>/runs/<run>`, or for a local store the
+    `mlflow ui` command plus that path on its default address."""
+    try:
+        import mlflow
+
+        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # the link is a convenience; the run id alone still finds the run
+        return f"MLflow run {run_id} at {tracking_uri}"
+    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}  →  http://127.0.0.1:5000/{path}"
+
+
+class ExportTab:
+    def __init__(self, default_path: str) -> None:
+        self.results = None
+        self.mode = W.ToggleButtons(options=[("a variant", "variant"), ("best", "best")], value="best", description="export")
+        self.variant = W.Dropdown(options=[], description="variant", layout=W.Layout(width="70%"))
+        self.objective = W.Dropdown(options=["f1"], value="f1", description="objective")
+        self.maximize = W.Checkbox(value=True, description="higher is better", indent=False)
+        self.constraints = W.Text(
+            description="constraints", placeholder="latency_total_p95_s<=2, cost_usd_per_1k<=0.5", layout=W.Layout(width="70%")
+        )
+        self.decide_button = W.Button(description="Decide", icon="balance-scale")
+        self.reason = W.HTML()
+        self.path = W.Text(value=default_path, description="output path", layout=W.Layout(width="70%"))
+        self.export_button = W.Button(description="Export", icon="save", button_style="primary", disabled=True)
+        self.message = W.HTML()
+        self.decision = None
+        self.exported_path = None
+
+        self.decide_button.on_click(lambda _: self.decide())
+        self.export_button.on_click(lambda _: self.export())
+        self.mode.observe(lambda _: self._mode_changed(), "value")
+        self.variant_row = W.VBox([self.variant])
+        self.best_row = W.VBox([W.HBox([self.objective, self.maximize]), self.constraints, self.decide_button, self.reason])
+        self.widget = W.VBox(
+            [
+                self.mode,
+                self.variant_row,
+                self.best_row,
+                self.path,
+                self.export_button,
+                self.message,
+            ]
+        )
+        self._mode_changed()
+
+    def _mode_changed(self) -> None:
+        best = self.mode.value == "best"
+        self.best_row.layout.display = None if best else "none"
+        self.variant_row.layout.display = "none" if best else None
+
+    def show(self, results) -> None:
+        self.results = results
+        frame = results.to_frame()
+        done = {r["variant_hash"] for r in results.rows}
+        options = [(f"{v.short_hash} {v.label()}", v.hash) for v in results.variants if v.hash in done]
+        with self.variant.hold_trait_notifications():
+            self.variant.options = options
+            self.variant.value = options[0][1] if options else None
+        objectives = [c for c in [*quality_metrics(results.rows), *OBJECTIVE_EXTRA] if c in frame.columns and frame[c].notna().any()]
+        with self.objective.hold_trait_notifications():
+            self.objective.options = objectives or ["f1"]
+            self.objective.value = "f1" if "f1" in objectives else self.objective.options[0]
+        self.reason.value = ""
+        self.message.value = ""
+        self.decision = None
+        self.export_button.disabled = not done
+
+    def decide(self):
+        """Run `results.best` with the widgets' objective and constraints; show its reason."""
+        if self.results is None:
+            self.reason.value = message("no results: run or load a sweep first", "error")
+            return None
+        try:
+            decision = self.results.best(
+                self.objective.value, parse_constraints(self.constraints.value), maximize=self.maximize.value
+            )
+        except WorkbenchError as exc:
+            self.decision = None
+            self.reason.value = message(str(exc), "error")
+            return None
+        self.decision = decision
+        label = self.results.variant(decision.winner).label()
+        self.reason.value = message(f"best: {decision.winner} ({label})\n{decision.reason}", "ok")
+        return decision
+
+    def export(self):
+        """Export the chosen variant; shows the path and where to see its MLflow run. Never raises."""
+        self.exported_path = None
+        if self.results is None:
+            self.message.value = message("no results: run or load a sweep first", "error")
+            return None
+        if self.mode.value == "best":
+            decision = self.decide()
+            if decision is None:
+                self.message.value = message("nothing exported: no best variant (see above)", "error")
+                return None
+            key = decision.winner
+        else:
+            key = self.variant.value
+            if key is None:
+                self.message.value = message("pick a variant to export", "error")
+                return None
+        path = self.path.value.strip()
+        if not path:
+            self.message.value = message("output path: empty; give a file name like winner.yaml", "error")
+            return None
+        try:
+            variant = self.results.variant(key)
+            written = self.results.export(variant.hash, path)
+        except (WorkbenchError, KeyError, OSError) as exc:
+            self.message.value = message(f"export failed: {exc}", "error")
+            return None
+        except Exception as exc:
+            log.exception("export failed")
+            self.message.value = message(f"export failed: {type(exc).__name__}: {exc}", "error")
+            return None
+        self.exported_path = written
+        run_id = self.results.run_ids.get(variant.hash)
+        lines = [f"exported variant {variant.short_hash} ({variant.label()}) to {written}"]
+        if run_id:
+            lines.append(f"MLflow run {run_id}: {run_location(self.results.spec.tracking.tracking_uri, run_id)}")
+        else:
+            lines.append("no MLflow run for this variant (tracking disabled)")
+        self.message.value = message("\n".join(lines), "ok")
+        return written

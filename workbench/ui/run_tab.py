@@ -1,0 +1,150 @@
+"""Run tab: Run / Cancel, one progress bar per sweep, and a live per-variant table fed by `on_cell`.
+
+The tab only shows things; `Workbench.run` starts `run_sweep` in a thread and calls `started`,
+`cell` and `finished` here. Widget updates from that thread sync over comms (ipywidgets 8); the
+table is re-rendered at most every `REFRESH_S` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import ipywidgets as W
+import pandas as pd
+
+from workbench.results import aggregate
+from workbench.ui.common import message, table_html
+
+REFRESH_S = 0.5
+LIVE_COLUMNS = ("f1", "exact_match", "hit_at_k", "latency_total_p50_s")
+
+
+class SweepProgress:
+    """One sweep's bar and label."""
+
+    def __init__(self, name: str) -> None:
+        self.bar = W.IntProgress(value=0, min=0, max=1, description=name[:20], bar_style="info")
+        self.label = W.Label("starting: loading data, starting the model server…")
+        self.widget = W.HBox([self.bar, self.label])
+        self.first_cell_at: float | None = None
+
+    def set_total(self, total: int) -> None:
+        self.bar.max = max(total, 1)
+        self.label.value = f"0 / {total} cells"
+
+    def advance(self) -> None:
+        now = time.perf_counter()
+        if self.first_cell_at is None:
+            self.first_cell_at = now
+        self.bar.value = min(self.bar.value + 1, self.bar.max)
+        done = self.bar.value
+        rate = (done - 1) / (now - self.first_cell_at) if done > 1 and now > self.first_cell_at else None
+        speed = f", {rate:.2f} calls/s" if rate else ""
+        self.label.value = f"{done} / {self.bar.max} cells{speed}"
+
+    def finish(self, status: str) -> None:
+        self.bar.bar_style = {"FINISHED": "success", "KILLED": "warning"}.get(status, "danger")
+        self.label.value = f"{self.label.value} — {status}"
+
+
+class RunTab:
+    def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any]) -> None:
+        self.name = W.Text(value=name, description="sweep name")
+        self.experiment = W.Text(value=experiment or "", description="experiment", placeholder="(default: the sweep name)")
+        self.run_button = W.Button(description="Run", icon="play", button_style="success")
+        self.cancel_button = W.Button(description="Cancel", icon="stop", button_style="warning", disabled=True)
+        self.run_button.on_click(lambda _: on_run())
+        self.cancel_button.on_click(lambda _: on_cancel())
+        self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
+        self.status = W.HTML()
+        self.progress_box = W.VBox()
+        self.table = W.HTML()
+        self.progress: SweepProgress | None = None
+
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._labels: dict[str, str] = {}
+        self._last_refresh = 0.0
+
+        self.widget = W.VBox(
+            [
+                W.HBox([self.name, self.experiment]),
+                W.HBox([self.run_button, self.cancel_button]),
+                self.problem,
+                self.status,
+                self.progress_box,
+                W.HTML("<b>Live results</b> (per variant, so far)"),
+                self.table,
+            ]
+        )
+
+    @property
+    def inputs(self) -> list[W.Widget]:
+        return [self.name, self.experiment]
+
+    def set_problem(self, error: Exception | None) -> None:
+        self.problem.value = message(f"cannot run yet: {error}", "error") if error else ""
+        self.run_button.disabled = error is not None or not self.cancel_button.disabled
+
+    # ------------------------------------------------------------ called by Workbench.run
+
+    def started(self, name: str, labels: dict[str, str]) -> SweepProgress:
+        self.progress = SweepProgress(name)
+        self.progress_box.children = (*self.progress_box.children, self.progress.widget)
+        with self._lock:
+            self._rows, self._labels, self._last_refresh = [], dict(labels), 0.0
+        self.table.value = ""
+        self.status.value = message("running…", "info")
+        self.run_button.disabled = True
+        self.cancel_button.disabled = False
+        return self.progress
+
+    def cell(self, row: dict[str, Any]) -> None:
+        """on_cell callback (worker thread): cheap bar update, table at most every REFRESH_S."""
+        with self._lock:
+            self._rows.append(row)
+        if self.progress is not None:
+            self.progress.advance()
+        if time.perf_counter() - self._last_refresh >= REFRESH_S:
+            self.refresh_table()
+
+    def refresh_table(self) -> None:
+        with self._lock:
+            rows = list(self._rows)
+            self._last_refresh = time.perf_counter()
+        self.table.value = table_html(self.live_frame(rows, self._labels))
+
+    @staticmethod
+    def live_frame(rows: list[dict[str, Any]], labels: dict[str, str]) -> pd.DataFrame:
+        """Per variant so far: label, n and the aggregate metrics (results.aggregate, as MLflow logs them)."""
+        by_variant: dict[str, list[dict]] = {}
+        for r in rows:
+            by_variant.setdefault(r["variant_hash"], []).append(r)
+        records = []
+        for h, group in by_variant.items():
+            agg = aggregate(group)
+            records.append(
+                {"variant": h[:12], "label": labels.get(h, h[:12]), "n": len(group), **{c: agg.get(c) for c in LIVE_COLUMNS}}
+            )
+        return pd.DataFrame(records)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._rows)
+
+    def finished(self, status: str | None, text: str, kind: str) -> None:
+        self.refresh_table()
+        if self.progress is not None and status is not None:
+            self.progress.finish(status)
+        elif self.progress is not None:
+            self.progress.finish("FAILED")
+        self.status.value = message(text, kind)
+        self.cancel_button.disabled = True
+        self.run_button.disabled = bool(self.problem.value)
+
+    def cancelling(self) -> None:
+        self.status.value = message("cancelling: stopping after the current cell…", "warn")
+        self.cancel_button.disabled = True
