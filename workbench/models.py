@@ -137,7 +137,9 @@ class ChatModel:
             raise self._model_error(exc) from None
         except ValueError as exc:
             raise BadResponse(f"{self.base_url} sent a malformed /models response: {exc}") from None
-        if listed and self.cfg.provider != "local" and self.cfg.model not in listed:
+        model = self.cfg.model
+        served = any(m == model or m.startswith(model + ":") for m in listed)  # Ollama lists "name:tag"
+        if listed and self.cfg.provider != "local" and not served:
             shown = ", ".join(sorted(listed)[:10]) + (" …" if len(listed) > 10 else "")
             raise ModelError(f"{self.base_url} does not serve model {self.cfg.model!r}; it lists: {shown}")
 

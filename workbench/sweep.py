@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from workbench.cache import ResultCache
 from workbench.executor import Cancelled, Executor
 from workbench.models import ChatModel, cost_usd
 from workbench.pipeline import RAGPipeline, render_messages
+from workbench.records import create_record, find_resumable
 from workbench.results import SweepResults, aggregate
 from workbench.retrieval import ChunkIndex, chroma_client, index_key
 from workbench.tracking import make_tracker
@@ -192,12 +194,17 @@ def run_sweep(
     progress: bool = True,
     on_cell: Callable[[dict[str, Any]], None] | None = None,
     cancel: threading.Event | None = None,
+    resume: bool = True,
+    no_cache: bool = False,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
     on_cell: called with each finished row (the notebook's live table uses it).
     cancel: set this event to stop after the current cell; finished cells are kept and logged, the
       MLflow runs are marked KILLED, and the partial results are returned.
+    resume: if an earlier run of this same spec was killed or cancelled, finish it (same sweep id and
+      MLflow parent run; finished cells are not run again) instead of starting a new sweep.
+    no_cache: ignore cached generations (they are still written).
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -205,6 +212,8 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     spec = _with_overrides(load_spec(spec), tracking_uri, limit)
+    if no_cache:
+        spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"cache": False})})
     started = time.perf_counter()
     corpus = load_corpus(spec.data.corpus)
     evalset = load_eval(spec.data.eval, corpus)
@@ -213,10 +222,17 @@ def run_sweep(
     variants.sort(key=lambda v: index_key(corpus.digest, v.chunking, v.embedding))
 
     home = Path(spec.home)
-    sweep_id = new_sweep_id(spec)
-    cells_path = home / "sweeps" / sweep_id / "cells.jsonl"
-    cells_path.parent.mkdir(parents=True, exist_ok=True)
-    (cells_path.parent / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    record = find_resumable(home, spec) if resume else None
+    done: list[dict[str, Any]] = []
+    if record is not None:  # a killed or cancelled run of this same spec: finish it instead
+        record.repair()
+        sweep_id, done = record.sweep_id, record.cells()
+        resume_run_id = record.status().get("parent_run_id")
+        record.write_status(status="RUNNING", pid=os.getpid())
+    else:
+        sweep_id, resume_run_id = new_sweep_id(spec), None
+        record = create_record(home, sweep_id, spec)
+    cells_path = record.cells_path
 
     results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
     results.data_info = {
@@ -244,8 +260,11 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 
-        tracker.start_sweep(spec, sweep_id, len(variants), results.data_info)
+        tracker.start_sweep(spec, sweep_id, len(variants), results.data_info, resume_run_id=resume_run_id)
         results.parent_run_id = tracker.parent_run_id
+        record.write_status(parent_run_id=tracker.parent_run_id)
+        if done:
+            results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
         cache = ResultCache(home / "cache" / "generations", enabled=spec.execution.cache)
         stack.callback(cache.close)
@@ -253,7 +272,7 @@ def run_sweep(
         try:
             with cells_path.open("a", encoding="utf-8") as cells:
                 run = _SweepRun(spec, ws, evalset, tracker, judge, base_urls, cache, eval_frame, results,
-                                cells, bar, on_cell, cancel)
+                                cells, bar, on_cell, cancel, done)
                 _run_coroutine(run.run(variants))
             status = "KILLED" if cancel is not None and cancel.is_set() else "FINISHED"
         except KeyboardInterrupt:
@@ -270,6 +289,7 @@ def run_sweep(
                 status,
                 {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))},
             )
+            record.write_status(status=status)
     results.status = status
     return results
 
@@ -313,6 +333,7 @@ class _SweepRun:
     bar: Any
     on_cell: Callable[[dict[str, Any]], None] | None
     cancel: threading.Event | None
+    done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
@@ -354,17 +375,30 @@ class _SweepRun:
         return self._models[key]
 
     async def run_variant(self, variant: VariantConfig) -> tuple[VariantConfig, list[dict]]:
+        items = self.evalset.items
+        earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
+        slots: list[dict | None] = [earlier.get(item.id) for item in items]
+        logged = self.tracker.existing_run(variant.hash)
+        if all(slots) and logged is not None and logged[1] in ("FINISHED", "FAILED"):
+            rows = [r for r in slots if r is not None]
+            self.results.rows.extend(rows)
+            self.results.run_ids[variant.hash] = logged[0]
+            self.bar.update(len(rows))
+            return variant, rows  # finished and logged before the kill: nothing to do
+        if logged is not None:
+            self.tracker.discard_run(logged[0])  # a partial run is re-logged whole, never duplicated
         if self.cancelled():
             return variant, []
-        items = self.evalset.items
-        index, retrieved = await asyncio.to_thread(self.ws.retrieve_all, variant, items)
+        self.bar.update(sum(1 for r in slots if r))
+        todo = tuple(item for item, r in zip(items, slots) if r is None)
+        index, retrieved_todo = await asyncio.to_thread(self.ws.retrieve_all, variant, todo)
+        retrieved = dict(zip((i.id for i in todo), retrieved_todo))
         pipe = RAGPipeline(variant, index, self.model_for(variant))
-        slots: list[dict | None] = [None] * len(items)
 
         async def cell(i: int, item: EvalItem) -> None:
-            if self.cancelled():
+            if slots[i] is not None or self.cancelled():
                 return
-            hits, retrieve_s = retrieved[i]
+            hits, retrieve_s = retrieved[item.id]
             try:
                 row = await self.answer(pipe, item, hits, retrieve_s)
             except Cancelled:

@@ -88,7 +88,14 @@ class NullTracker:
 
     parent_run_id: str | None = None
 
-    def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any]) -> None: ...
+    def start_sweep(
+        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
+    ) -> None: ...
+
+    def existing_run(self, variant_hash: str) -> tuple[str, str] | None:
+        return None
+
+    def discard_run(self, run_id: str) -> None: ...
 
     def log_variant(
         self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame,
@@ -126,9 +133,26 @@ class MlflowTracker:
 
     # ------------------------------------------------------------ sweep
 
-    def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any]) -> None:
+    def start_sweep(
+        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
+    ) -> None:
         mlflow = self.mlflow
         self.spec, self.sweep_id = spec, sweep_id
+        self._children: dict[str, tuple[str, str]] = {}
+        if resume_run_id is not None:
+            try:
+                mlflow.start_run(run_id=resume_run_id, nested=mlflow.active_run() is not None)
+            except Exception:  # the parent run is gone (deleted, another store): start a fresh one
+                resume_run_id = None
+            else:
+                self.parent_run_id = resume_run_id
+                for run in mlflow.search_runs(
+                    experiment_ids=[self.experiment.experiment_id],
+                    filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}' and tags.`workbench.kind` = 'variant'",
+                    output_format="list",
+                ):
+                    self._children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
+                return
         run = mlflow.start_run(
             nested=mlflow.active_run() is not None,  # inside a user's own run, the sweep nests under it
             run_name=f"{spec.name}-{sweep_id}",
@@ -153,6 +177,14 @@ class MlflowTracker:
         self.parent_run_id = None
 
     # ------------------------------------------------------------ one variant
+
+    def existing_run(self, variant_hash: str) -> tuple[str, str] | None:
+        """(run id, status) of this variant's child run in the sweep being resumed, if any."""
+        return self._children.get(variant_hash)
+
+    def discard_run(self, run_id: str) -> None:
+        """Delete a partial child run (killed mid-variant) so the re-logged one is the only one."""
+        self.mlflow.MlflowClient(self.cfg.tracking_uri).delete_run(run_id)
 
     def log_variant(
         self,

@@ -1,0 +1,119 @@
+"""Kill -9 a real sweep subprocess at a random point, run the same spec again: nothing lost, nothing doubled."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from conftest import small_spec
+from workbench.latency_endpoint import LatencyEndpoint
+from workbench.sweep import run_sweep
+
+N = 6
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with LatencyEndpoint(latency=0.4) as ep:
+        yield ep
+
+
+def remote_spec(tmp_path: Path, base_url: str) -> dict:
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}, {"kind": "dense", "k": 2}])
+    spec["data"]["eval"]["limit"] = N
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": base_url, "max_tokens": 16}]
+    spec["execution"] = {"concurrency": 1}
+    return spec
+
+
+def test_kill_minus_9_then_resume_completes_only_missing_cells(tmp_path, endpoint):
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    endpoint.reset_stats()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "run", str(path), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    kill_after = random.Random(os.getpid()).randint(2, 2 * N - 3)  # a random point inside the sweep
+    sweeps = Path(spec["home"]) / "sweeps"
+    deadline = time.time() + 240
+    cells = []
+    while time.time() < deadline and proc.poll() is None:
+        cells = list(sweeps.glob("*/cells.jsonl"))
+        if cells and len(cells[0].read_text().splitlines()) >= kill_after:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (cells_path,) = cells
+    before = {(r["variant_hash"], r["question_id"]) for r in map(json.loads, cells_path.read_text().splitlines())}
+    assert kill_after <= len(before) < 2 * N
+    status = json.loads((cells_path.parent / "status.json").read_text())
+    assert status["status"] == "RUNNING"  # what kill -9 leaves behind
+    calls_before = endpoint.stats()["chat_calls"]
+
+    results = run_sweep(spec, progress=False)
+
+    assert results.sweep_id == cells_path.parent.name  # resumed, not a new sweep
+    keys = [(r["variant_hash"], r["question_id"]) for r in results.rows]
+    assert len(keys) == 2 * N and len(set(keys)) == 2 * N  # 0 lost, 0 duplicated
+    resumed_calls = endpoint.stats()["chat_calls"] - calls_before
+    assert resumed_calls <= 2 * N - len(before)  # finished cells were not asked again
+    assert results.status == "FINISHED"
+    client = mlflow.MlflowClient(spec["tracking"]["tracking_uri"])
+    mlflow.set_tracking_uri(spec["tracking"]["tracking_uri"])
+    runs = mlflow.search_runs(
+        experiment_names=["t-sweep"], filter_string=f"tags.`workbench.sweep_id` = '{results.sweep_id}'",
+        output_format="list",
+    )
+    parents = [r for r in runs if r.data.tags["workbench.kind"] == "sweep"]
+    children = [r for r in runs if r.data.tags["workbench.kind"] == "variant"]
+    assert len(parents) == 1 and parents[0].info.run_id == results.parent_run_id
+    assert parents[0].info.status == "FINISHED"
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.tags["workbench.variant_hash"] for c in children} == {v.hash for v in results.variants}
+    for child in children:
+        assert child.data.metrics["questions"] == N
+        table = json.loads(Path(client.download_artifacts(child.info.run_id, "eval_results.json", str(tmp_path))).read_text())
+        assert len(table["data"]) == N
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+def test_finished_sweep_is_not_resumed_and_rerun_hits_the_cache(tmp_path, endpoint):
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    first = run_sweep(spec, progress=False)
+    endpoint.reset_stats()
+    again = run_sweep(spec, progress=False)
+    assert again.sweep_id != first.sweep_id
+    assert endpoint.stats()["chat_calls"] == 0  # identical re-run: every generation from the cache
+    assert again.stats["generation_cache_hits"] == 2 * N
+    a = first.questions().set_index(["variant", "question_id"])["answer"].sort_index()
+    b = again.questions().set_index(["variant", "question_id"])["answer"].sort_index()
+    assert a.tolist() == b.tolist()
+    assert again.to_frame()["latency_total_p50_s"].tolist() == pytest.approx(first.to_frame()["latency_total_p50_s"].tolist(), rel=0.5)
+    endpoint.reset_stats()
+    run_sweep(spec, progress=False, no_cache=True)
+    assert endpoint.stats()["chat_calls"] == 2 * N
+
+
+def test_changed_prompt_calls_the_model_only_for_its_cells(tmp_path, endpoint):
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    run_sweep(spec, progress=False)
+    spec["space"]["prompt"] = [
+        {"name": "default"},
+        {"name": "terse", "template": "Context: {context}\nQ: {question}\nA:"},
+    ]
+    endpoint.reset_stats()
+    results = run_sweep(spec, progress=False)
+    assert len(results.variants) == 4
+    assert endpoint.stats()["chat_calls"] == 2 * N  # only the new prompt's cells

@@ -1,0 +1,109 @@
+"""The on-disk record of a sweep: its spec, every finished cell, its status — what makes resume work.
+
+`<home>/sweeps/<sweep id>/` holds `spec.json`, `cells.jsonl` (one line per finished cell, appended
+and flushed the moment it finishes) and `status.json`. A sweep killed with `kill -9` leaves status
+RUNNING with a dead pid; running the same spec again resumes it: finished cells are loaded, only
+the missing ones run, and the same MLflow parent run is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.config import SweepSpec, content_hash
+
+
+def resume_key(spec: SweepSpec) -> str:
+    """What must match to resume: everything but how it runs (execution settings)."""
+    return content_hash(spec.model_dump(mode="json", exclude={"execution"}))
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class SweepRecord:
+    directory: Path
+
+    @property
+    def sweep_id(self) -> str:
+        return self.directory.name
+
+    @property
+    def cells_path(self) -> Path:
+        return self.directory / "cells.jsonl"
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.directory / "status.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def write_status(self, **fields: Any) -> None:
+        data = self.status() | fields
+        tmp = self.directory / "status.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        tmp.replace(self.directory / "status.json")  # atomic: never a half-written status
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored."""
+        if not self.cells_path.exists():
+            return []
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.cells_path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                out[(row["variant_hash"], row["question_id"])] = row
+        return list(out.values())
+
+    def repair(self) -> None:
+        """Cut a torn last line (a kill during a write) so appended cells start on a line of their own."""
+        if not self.cells_path.exists():
+            return
+        data = self.cells_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.cells_path.open("r+b") as fh:
+                fh.truncate(data.rfind(b"\n") + 1)
+
+    def resumable(self) -> bool:
+        st = self.status()
+        if st.get("status") == "FINISHED":
+            return False
+        return st.get("status") in ("KILLED", "FAILED") or not _pid_alive(st.get("pid"))
+
+
+def create_record(home: Path, sweep_id: str, spec: SweepSpec) -> SweepRecord:
+    record = SweepRecord(home / "sweeps" / sweep_id)
+    record.directory.mkdir(parents=True, exist_ok=True)
+    (record.directory / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    record.write_status(status="RUNNING", pid=os.getpid(), resume_key=resume_key(spec))
+    return record
+
+
+def find_resumable(home: Path, spec: SweepSpec) -> SweepRecord | None:
+    """The newest unfinished sweep of this same spec whose process is gone, if any."""
+    root = home / "sweeps"
+    if not root.is_dir():
+        return None
+    key = resume_key(spec)
+    for directory in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        record = SweepRecord(directory)
+        if record.status().get("resume_key") == key and record.resumable():
+            return record
+    return None
