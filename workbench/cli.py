@@ -49,17 +49,26 @@ def run(
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N eval questions"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for cached generations"),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Finish an earlier killed/cancelled run of this same spec (default)"
+    ),
 ) -> None:
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
     import pandas as pd
 
     from workbench.sweep import run_sweep
 
-    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress)
+    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         typer.echo(results.summary().round(3).to_string())
     for note in results.notes:
         typer.echo(f"note: {note}")
+    st = results.stats
+    typer.echo(
+        f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
+        f"indexes built {st.get('index_builds', 0)} / reused {st.get('index_reused', 0)}"
+    )
     typer.echo(
         f"sweep {results.sweep_id}: {len(results.variants)} variants in {results.wall_s:.1f} s; "
         f"MLflow parent run {results.parent_run_id} at {results.spec.tracking.tracking_uri}"
