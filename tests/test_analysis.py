@@ -52,4 +52,4 @@ def test_cli_export_best_with_constraint(swept, tmp_path):
          "--constraint", "latency is fast", "--out", str(out), "--tracking-uri", spec["tracking"]["tracking_uri"]],
         capture_output=True, text=True, timeout=120,
     )
-    assert r.returncode == 2 and "--constraint 'latency is fast'" in r.stderr
+    assert r.returncode == 2 and "--constraint: 'latency is fast'" in r.stderr

@@ -77,20 +77,6 @@ def run(
         typer.echo(f"open it with: mlflow ui --backend-store-uri {results.spec.tracking.tracking_uri}")
 
 
-def _parse_constraints(items: list[str]) -> dict[str, str]:
-    import re
-
-    from workbench.errors import ConfigError
-
-    out = {}
-    for item in items:
-        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(.+?)\s*", item)
-        if not m:
-            raise ConfigError(f"--constraint {item!r}: write it as METRIC<=VALUE, e.g. latency_total_p95_s<=2")
-        out[m.group(1)] = f"{m.group(2)} {m.group(3)}"
-    return out
-
-
 @app.command()
 @friendly_errors
 def export(
@@ -110,7 +96,9 @@ def export(
         raise ConfigError("give exactly one of --variant HASH or --best METRIC")
     results = load_sweep(sweep_id, tracking_uri)
     if best is not None:
-        decision = results.best(best, _parse_constraints(constraint), maximize=not minimize)
+        from workbench.stats import parse_constraints
+
+        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=not minimize)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
         variant = decision.winner
     try:

@@ -325,6 +325,23 @@ def pareto_front(frame: pd.DataFrame, objectives: Mapping[str, Literal["max", "m
 _CONSTRAINT = re.compile(r"^\s*(<=|>=|==|<|>)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
+def parse_constraints(items: str | Sequence[str], field: str = "constraints") -> dict[str, str]:
+    """'latency_total_p95_s<=2, cost_usd_per_1k<=0.5' (or a list of such) -> {column: '<= 2', …} for best().
+
+    Shared by the CLI (--constraint) and the notebook UI; errors name `field`.
+    """
+    import re
+
+    parts = items.split(",") if isinstance(items, str) else list(items)
+    out: dict[str, str] = {}
+    for item in (p for p in parts if p.strip()):
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(\S+)\s*", item)
+        if not m:
+            raise StatsError(f"{field}: {item.strip()!r} is not METRIC<=VALUE, e.g. latency_total_p95_s<=2")
+        out[m.group(1)] = f"{m.group(2)} {m.group(3)}"
+    return out
+
+
 def parse_constraint(spec: Any) -> tuple[str, float]:
     """A constraint as (operator, bound). A bare number means "at most".
 

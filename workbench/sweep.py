@@ -196,6 +196,7 @@ def run_sweep(
     cancel: threading.Event | None = None,
     resume: bool = True,
     no_cache: bool = False,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
@@ -205,6 +206,7 @@ def run_sweep(
     resume: if an earlier run of this same spec was killed or cancelled, finish it (same sweep id and
       MLflow parent run; finished cells are not run again) instead of starting a new sweep.
     no_cache: ignore cached generations (they are still written).
+    on_start: called once before the first cell with {sweep_id, parent_run_id, total_cells, variants}.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -265,6 +267,9 @@ def run_sweep(
         record.write_status(parent_run_id=tracker.parent_run_id)
         if done:
             results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
+        if on_start:
+            on_start({"sweep_id": sweep_id, "parent_run_id": tracker.parent_run_id,
+                      "total_cells": len(variants) * len(evalset), "variants": list(variants)})
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
         cache = ResultCache(home / "cache" / "generations", enabled=spec.execution.cache)
         stack.callback(cache.close)

@@ -50,7 +50,7 @@ TABLE_COLUMNS = (
 
 
 # Row fields that are not per-question results (or are too bulky for the table).
-_NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns", "retrieved_chunk_doc_ids"}
+_NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns"}
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -348,5 +348,6 @@ def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
         parent_run_id=parent.info.run_id,
         data_info=data_info,
         wall_s=parent.data.metrics.get("wall_s"),
+        status=parent.info.status,
     )
 

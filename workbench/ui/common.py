@@ -11,7 +11,7 @@ import json
 import math
 import re
 import typing
-from typing import Any, Iterable
+from typing import Any
 
 import ipywidgets as W
 import pandas as pd
@@ -66,14 +66,21 @@ def parse_ints(text: str, field: str) -> list[int]:
 
 
 def parse_constraints(text: str) -> dict[str, str]:
-    """'latency_total_p95_s<=2, cost_usd_per_1k<=0.5' -> {column: '<= 2', …} for SweepResults.best."""
-    out: dict[str, str] = {}
-    for item in (p for p in text.split(",") if p.strip()):
-        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(<=|>=|==|<|>)\s*(\S+)\s*", item)
-        if not m:
-            raise ConfigError(f"constraints: {item.strip()!r} is not METRIC<=VALUE, e.g. latency_total_p95_s<=2")
-        out[m.group(1)] = f"{m.group(2)} {m.group(3)}"
-    return out
+    """The same parser the CLI uses; a bad entry becomes a ConfigError the tab shows."""
+    from workbench.stats import StatsError, parse_constraints as parse
+
+    try:
+        return parse(text)
+    except StatsError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def set_options(dropdown: W.Dropdown, options: list, value: Any = None) -> None:
+    """New options with `value` (default: the first) selected. Not inside hold_trait_notifications:
+    ipywidgets 8 validates the value against the old options there."""
+    dropdown.options = options
+    values = [o[1] if isinstance(o, tuple) else o for o in options]
+    dropdown.value = value if value in values else (values[0] if values else None)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -97,10 +104,6 @@ def table_html(frame: pd.DataFrame, max_rows: int = 50) -> str:
 def shorten(text: Any, limit: int = 160) -> str:
     text = "" if text is None else " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def labelled(widgets: Iterable[W.Widget], title: str) -> W.VBox:
-    return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>"), *widgets])
 
 
 def _figure_widget_class():

@@ -9,7 +9,7 @@ import ipywidgets as W
 
 from workbench.errors import WorkbenchError
 from workbench.results import quality_metrics
-from workbench.ui.common import message, parse_constraints
+from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,9 @@ class ExportTab:
         frame = results.to_frame()
         done = {r["variant_hash"] for r in results.rows}
         options = [(f"{v.short_hash} {v.label()}", v.hash) for v in results.variants if v.hash in done]
-        with self.variant.hold_trait_notifications():
-            self.variant.options = options
-            self.variant.value = options[0][1] if options else None
+        set_options(self.variant, options)
         objectives = [c for c in [*quality_metrics(results.rows), *OBJECTIVE_EXTRA] if c in frame.columns and frame[c].notna().any()]
-        with self.objective.hold_trait_notifications():
-            self.objective.options = objectives or ["f1"]
-            self.objective.value = "f1" if "f1" in objectives else self.objective.options[0]
+        set_options(self.objective, objectives or ["f1"], "f1")
         self.reason.value = ""
         self.message.value = ""
         self.decision = None

@@ -17,7 +17,7 @@ import ipywidgets as W
 
 from workbench.errors import WorkbenchError
 from workbench.results import QUALITY_METRICS, quality_metrics
-from workbench.ui.common import FigureView, fmt, message
+from workbench.ui.common import FigureView, fmt, message, set_options
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,10 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _set_options(dropdown: W.Dropdown, options: list[tuple[str, Any]]) -> None:
-    """New options, first one selected (ipywidgets 8 leaves the value None when options change)."""
-    with dropdown.hold_trait_notifications():
-        dropdown.options = options
-        dropdown.value = options[0][1] if options else None
-
-
 class ResultsTab:
     def __init__(self, on_load: Callable[[str], Any]) -> None:
         self.results = None
+        self._filling = False
         self.sweep_id = W.Text(description="sweep id", placeholder="e.g. 20261127-025350-17646e")
         self.load_button = W.Button(description="Load sweep", icon="download")
         self.load_button.on_click(lambda _: on_load(self.sweep_id.value.strip()))
@@ -92,17 +86,21 @@ class ResultsTab:
             + (f" · {results.wall_s:.1f} s" if results.wall_s else "")
             + (f"<ul>{notes}</ul>" if notes else "")
         )
-        with self.quality.hold_trait_notifications():
-            self.quality.options = metrics
-            self.quality.value = "f1" if "f1" in metrics else metrics[0]
-        done = {r["variant_hash"] for r in results.rows}
-        questions = list({r["question_id"]: r["question"] for r in results.rows}.items())
-        _set_options(self.variant, [(v.label(), v.hash) for v in results.variants if v.hash in done])
-        _set_options(self.question, [(f"{qid}: {q[:80]}", qid) for qid, q in questions])
+        self._filling = True  # draw once, after every dropdown has its new options
+        try:
+            set_options(self.quality, metrics, "f1")
+            done = {r["variant_hash"] for r in results.rows}
+            questions = list({r["question_id"]: r["question"] for r in results.rows}.items())
+            set_options(self.variant, [(v.label(), v.hash) for v in results.variants if v.hash in done])
+            set_options(self.question, [(f"{qid}: {q[:80]}", qid) for qid, q in questions])
+        finally:
+            self._filling = False
         self._draw()
         self._show_detail()
 
     def _draw(self) -> None:
+        if self.results is None or self._filling:
+            return
         self._draw_pareto()
         if self.results is None:
             return
@@ -113,7 +111,7 @@ class ResultsTab:
         self._try(self.heatmap, lambda: plot_question_heatmap(questions, self.quality.value))
 
     def _draw_pareto(self) -> None:
-        if self.results is None:
+        if self.results is None or self._filling:
             return
         from workbench.plots import plot_pareto
 
@@ -141,6 +139,8 @@ class ResultsTab:
         )
 
     def _show_detail(self) -> None:
+        if self._filling:
+            return
         row = self.selected_row()
         if row is None:
             self.detail.value = ""

@@ -103,11 +103,12 @@ class RunTab:
 
     def cell(self, row: dict[str, Any]) -> None:
         """on_cell callback (worker thread): cheap bar update, table at most every REFRESH_S."""
-        with self._lock:
+        with self._lock:  # the runner may call back from more than one thread
             self._rows.append(row)
-        if self.progress is not None:
-            self.progress.advance()
-        if time.perf_counter() - self._last_refresh >= REFRESH_S:
+            if self.progress is not None:
+                self.progress.advance()
+            due = time.perf_counter() - self._last_refresh >= REFRESH_S
+        if due:
             self.refresh_table()
 
     def refresh_table(self) -> None:

@@ -160,7 +160,9 @@ class VariantsTab:
             self.add_prompt(prompt, notify=False)
 
         # chunking
-        self.chunking = {s: ChunkingRow(s, [c for c in space.chunking if c.strategy == s]) for s in STRATEGIES}
+        # strategies (and retrieval kinds) in the spec's order first, so the spec round-trips unchanged
+        strategies = _unique([*(c.strategy for c in space.chunking), *STRATEGIES])
+        self.chunking = {s: ChunkingRow(s, [c for c in space.chunking if c.strategy == s]) for s in strategies}
         widened = [s for s, row in self.chunking.items() if row.widened]
         self.chunking_note = W.HTML(
             message(f"the spec's {', '.join(widened)} chunking list is not a sizes × overlaps grid: shown as the grid", "warn")
@@ -177,7 +179,7 @@ class VariantsTab:
         kinds_in_spec = {r.kind for r in space.retrieval}
         self.retrieval_kinds = {
             k: W.Checkbox(value=k in kinds_in_spec, description=k, indent=False, layout=W.Layout(width="90px"))
-            for k in KINDS
+            for k in _unique([*(r.kind for r in space.retrieval), *KINDS])
         }
         self.retrieval_k = W.Text(
             value=", ".join(str(k) for k in _unique(r.k for r in space.retrieval)),
@@ -307,4 +309,5 @@ class VariantsTab:
         total = "?" if questions is None else str(variants * questions)
         unit = "model calls" if self.stage == "generate" else "cells (retrieval only, no model calls)"
         hint = "" if questions is not None else " — load the data or set a limit to count the questions"
-        self.count.value = f"<b>{variants} variants × {m} questions = {total} {html.escape(unit)}</b>{hint}"
+        noun = "variant" if variants == 1 else "variants"
+        self.count.value = f"<b>{variants} {noun} × {m} questions = {total} {html.escape(unit)}</b>{hint}"

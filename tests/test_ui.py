@@ -1,0 +1,315 @@
+"""The ipywidgets face, driven from Python: set widget values, click buttons, check configs and calls.
+
+The run tests are real: the local SmolLM2 server, bm25s, MLflow on sqlite, all state under tmp dirs.
+"""
+
+import html
+import re
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from workbench.config import ModelConfig, load_spec
+from workbench.data import load_corpus
+from workbench.errors import ConfigError
+from workbench.ui import Workbench
+
+from conftest import ROOT, SQUAD
+
+QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
+
+
+def text(widget) -> str:
+    """What an HTML/Label widget shows, as plain text."""
+    return html.unescape(re.sub(r"<[^>]+>", "", widget.value))
+
+
+def is_red(widget) -> bool:
+    return "wb-error" in widget.value
+
+
+def quickstart_in(tmp: Path, limit: int) -> dict:
+    """The quickstart spec with absolute data paths, `limit` questions and all state under `tmp`."""
+    spec = load_spec(QUICKSTART).model_dump(mode="json")
+    spec["data"]["corpus"]["path"] = str(SQUAD)
+    spec["data"]["eval"].update(path=str(SQUAD), limit=limit)
+    spec["tracking"]["artifact_location"] = str(tmp / "mlruns" / "artifacts")
+    spec["home"] = str(tmp / "home")
+    spec["space"]["model"][0]["max_tokens"] = 8  # short answers keep the real runs quick
+    return spec
+
+
+def only_bm25(wb: Workbench) -> None:
+    """One variant: recursive chunking, bm25 retrieval, the spec's prompt and local model."""
+    wb.variants_tab.chunking["token"].enabled.value = False
+    wb.variants_tab.retrieval_kinds["dense"].value = False
+
+
+def wait(thread, timeout: float = 400.0) -> None:
+    thread.join(timeout)
+    assert not thread.is_alive(), "the sweep thread did not finish in time"
+
+
+def count_runs(uri: str) -> int:
+    mlflow.set_tracking_uri(uri)
+    return len(mlflow.search_runs(search_all_experiments=True, output_format="list"))
+
+
+# ---------------------------------------------------------------- building the spec
+
+
+def test_quickstart_round_trips_through_the_widgets():
+    wb = Workbench(str(QUICKSTART))
+    assert wb._widget is None  # lazy: nothing built until needed
+    spec = wb.spec()
+    assert spec == load_spec(QUICKSTART)
+    assert [v.hash for v in spec.variants()] == [v.hash for v in load_spec(QUICKSTART).variants()]
+    assert [t for t in wb.widget.titles] == ["Data", "Variants", "Run", "Results", "Export"]
+    assert "application/vnd.jupyter.widget-view+json" in wb._repr_mimebundle_()
+    assert text(wb.variants_tab.count).startswith("4 variants × 20 questions = 80 model calls")
+    assert not wb.run_tab.run_button.disabled
+
+
+def test_a_retrieval_only_spec_round_trips_in_its_own_order():
+    spec = {
+        "name": "r",
+        "stage": "retrieve",
+        "data": {"corpus": {"format": "squad", "path": str(SQUAD)}, "eval": {"format": "squad", "path": str(SQUAD), "limit": 5}},
+        "space": {
+            "chunking": [{"strategy": "none"}, {"strategy": "recursive", "size": 300, "overlap": 30}],
+            "retrieval": [{"kind": "hybrid", "k": 5, "rrf_k": 10}],
+        },
+        "retrieval_cutoffs": [10],
+    }
+    wb = Workbench(spec)
+    assert wb.spec() == load_spec(spec)
+    assert text(wb.variants_tab.count).startswith("2 variants × 5 questions = 10 cells (retrieval only, no model calls)")
+
+
+def test_changing_widgets_changes_the_spec_and_the_count():
+    wb = Workbench(str(QUICKSTART))
+    vt = wb.variants_tab
+    vt.chunking["token"].enabled.value = False
+    vt.chunking["recursive"].sizes.value = "300, 500"
+    spec = wb.spec()
+    assert [(c.strategy, c.size, c.overlap) for c in spec.space.chunking] == [("recursive", 300, 50), ("recursive", 500, 50)]
+    vt.retrieval_kinds["bm25"].value = False
+    vt.retrieval_k.value = "3, 5"
+    spec = wb.spec()
+    assert [(r.kind, r.k) for r in spec.space.retrieval] == [("dense", 3), ("dense", 5)]
+    assert text(vt.count).startswith("4 variants × 20 questions = 80 model calls")
+    wb.data_tab.eval_limit.value = 5
+    assert wb.spec().data.eval.limit == 5
+    assert text(vt.count).startswith("4 variants × 5 questions = 20 model calls")
+    vt.add_prompt()
+    assert len(wb.spec().space.prompt) == 2
+    assert text(vt.count).startswith("8 variants × 5 questions = 40 model calls")
+    vt.remove_prompt(vt.prompts[-1])
+    assert len(wb.spec().space.prompt) == 1
+
+
+def test_configured_endpoints_are_offered_as_models():
+    endpoint = ModelConfig(provider="openai", model="llama3.2", base_url="http://localhost:11434/v1")
+    wb = Workbench(str(QUICKSTART), endpoints=[endpoint])
+    boxes = wb.variants_tab.models.boxes
+    assert [b.value for b in boxes] == [True, False]
+    assert "llama3.2" in boxes[1].description
+    boxes[1].value = True
+    assert wb.spec().space.model[1] == endpoint
+    assert text(wb.variants_tab.count).startswith("8 variants")
+
+
+def test_template_slots_are_checked_as_you_type():
+    wb = Workbench(str(QUICKSTART))
+    editor = wb.variants_tab.prompts[0]
+    assert text(editor.status) == "✓ slots {context} {question}"
+    editor.template.value = "Context: {context}\nAnswer:"
+    assert text(editor.status) == "template lacks the slot(s) {question}"
+    assert is_red(editor.status)
+    with pytest.raises(ConfigError, match=r"lacks the slot\(s\) \{question\}"):
+        wb.spec()
+    assert wb.run_tab.run_button.disabled
+    assert "{question}" in text(wb.run_tab.problem)
+    with pytest.raises(ConfigError):
+        wb.run()
+    editor.template.value = "Context: {context}\nQuestion: {question}\nAnswer:"
+    assert text(editor.status) == "✓ slots {context} {question}"
+    assert text(wb.variants_tab.errors) == "" and text(wb.run_tab.problem) == ""
+    assert not wb.run_tab.run_button.disabled
+    assert wb.spec().space.prompt[0].template.endswith("Answer:")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("sizes", "abc", "chunking recursive sizes: 'abc' is not a whole number"),
+        ("sizes", "", "chunking recursive sizes: empty"),
+        ("overlaps", "500", "chunking recursive overlaps: overlap 500 must be smaller than size 500"),
+        ("overlaps", "x", "chunking recursive overlaps: 'x' is not a whole number"),
+    ],
+)
+def test_bad_chunk_input_names_the_field(field, value, expected):
+    wb = Workbench(str(QUICKSTART))
+    getattr(wb.variants_tab.chunking["recursive"], field).value = value
+    assert expected in text(wb.variants_tab.errors)
+    assert text(wb.variants_tab.count).startswith("variants: –")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        wb.spec()
+
+
+def test_nothing_ticked_is_an_error_naming_the_axis():
+    wb = Workbench(str(QUICKSTART))
+    for box in wb.variants_tab.retrieval_kinds.values():
+        box.value = False
+    assert "retrieval kinds: tick at least one" in text(wb.variants_tab.errors)
+
+
+# ---------------------------------------------------------------- data tab
+
+
+def test_data_tab_loads_the_real_squad_file_and_shows_counts_digests_preview():
+    wb = Workbench(str(QUICKSTART))
+    dt = wb.data_tab
+    dt.corpus_path.value = dt.eval_path.value = str(SQUAD)
+    dt.eval_limit.value = 0  # all questions
+    dt.load_button.click()
+    shown = text(dt.summary)
+    corpus = load_corpus(wb.spec().data.corpus)
+    assert "54 documents" in shown and corpus.digest[:12] in shown
+    n = int(re.search(r"<b>(\d+) questions</b>", dt.summary.value).group(1))
+    assert n > 20
+    assert "Super_Bowl_50/0" in text(dt.preview) and "<table" in dt.preview.value
+    assert text(wb.variants_tab.count).startswith(f"4 variants × {n} questions = {4 * n} model calls")
+
+
+def test_data_tab_missing_path_is_a_red_message_not_an_exception():
+    wb = Workbench(str(QUICKSTART))
+    wb.data_tab.corpus_path.value = "no/such/file.json"
+    wb.data_tab.load_button.click()  # must not raise
+    assert is_red(wb.data_tab.message)
+    assert "no/such/file.json" in text(wb.data_tab.message)
+    assert "Traceback" not in text(wb.data_tab.message)
+
+
+def test_a_failing_run_is_a_message_in_the_run_tab(tmp_path):
+    wb = Workbench(quickstart_in(tmp_path, limit=2))
+    wb.data_tab.eval_path.value = str(tmp_path / "missing.json")
+    wb.run_tab.run_button.click()
+    wait(wb._thread, 60)
+    assert is_red(wb.run_tab.status) and "missing.json" in text(wb.run_tab.status)
+    assert "Traceback" not in text(wb.run_tab.status)
+    assert wb.error is not None and wb.results is None
+    assert not wb.run_tab.run_button.disabled and wb.run_tab.cancel_button.disabled
+
+
+# ---------------------------------------------------------------- a real run, then results and export
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """A real 1-variant × 2-question sweep started with the Run button: (workbench, tmp dir, tracking uri)."""
+    tmp = tmp_path_factory.mktemp("ui-run")
+    uri = f"sqlite:///{tmp}/mlruns/mlflow.db"
+    wb = Workbench(quickstart_in(tmp, limit=2), tracking_uri=uri)
+    only_bm25(wb)
+    assert text(wb.variants_tab.count).startswith("1 variant × 2 questions = 2 model calls")
+    wb.run_tab.run_button.click()
+    assert wb.running and not wb.run_tab.cancel_button.disabled
+    wait(wb._thread)
+    assert wb.error is None, wb.error
+    return wb, tmp, uri
+
+
+def test_run_button_runs_the_sweep_with_live_progress_and_table(ran):
+    wb, _, uri = ran
+    rt = wb.run_tab
+    assert rt.progress.bar.max == 2 and rt.progress.bar.value == 2
+    assert text(rt.status).startswith(f"sweep {wb.results.sweep_id}: FINISHED")
+    assert uri in text(rt.status)
+    assert len(rt.rows) == 2
+    live = text(rt.table)
+    assert "bm25@3" in live and "f1" in live
+    assert wb.results.status == "FINISHED" and len(wb.results.rows) == 2
+    assert wb.results.spec.tracking.tracking_uri == uri
+    assert not rt.run_button.disabled and rt.cancel_button.disabled
+
+
+def test_results_tab_shows_figures_and_the_drill_down(ran):
+    wb, _, _ = ran
+    res = wb.results_tab
+    assert res.pareto.figure is not None and len(res.pareto.figure.data) >= 1
+    assert res.bars.figure is not None and res.heatmap.figure is not None
+    res.x_axis.value = "cost_usd_per_1k"
+    assert res.pareto.figure.layout.xaxis.title.text.startswith("cost")
+    for view in (res.pareto, res.bars, res.heatmap):  # the figure is in the widget tree, not only on the object
+        if view.figure_widget is not None:  # go.FigureWidget (needs anywidget)
+            assert len(view.figure_widget.data) == len(view.figure.data)
+            assert view.figure_widget.layout.title.text == view.figure.layout.title.text
+        else:  # an Output holding plotly's mimetype, which JupyterLab renders
+            assert "application/vnd.plotly.v1+json" in view.output.outputs[0]["data"]
+    row = wb.results.rows[1]
+    res.question.value = row["question_id"]
+    detail = text(res.detail)
+    assert row["question"] in detail and row["answer"] in detail
+    assert row["reference_answers"][0] in detail
+    assert row["retrieved_chunk_doc_ids"][0] in detail and "f1" in detail
+
+
+def test_load_sweep_fills_results_without_running(ran):
+    wb, tmp, uri = ran
+    before = count_runs(uri)
+    fresh = Workbench(quickstart_in(tmp, limit=2), tracking_uri=uri)
+    fresh.results_tab.sweep_id.value = wb.results.sweep_id
+    fresh.results_tab.load_button.click()
+    assert count_runs(uri) == before
+    assert fresh.results.sweep_id == wb.results.sweep_id and len(fresh.results.rows) == 2
+    assert fresh.results_tab.pareto.figure is not None
+    assert wb.results.rows[0]["answer"] in text(fresh.results_tab.detail)
+    assert fresh.widget.selected_index == 3
+    fresh.results_tab.sweep_id.value = "no-such-sweep"
+    fresh.results_tab.load_button.click()
+    assert is_red(fresh.results_tab.message) and "no-such-sweep" in text(fresh.results_tab.message)
+
+
+def test_export_best_under_constraints_writes_the_yaml_and_names_the_run(ran):
+    wb, tmp, uri = ran
+    ex = wb.export_tab
+    ex.mode.value = "best"
+    ex.objective.value = "f1"
+    ex.constraints.value = "latency_total_p95_s<=0.000001"
+    ex.decide_button.click()
+    assert is_red(ex.reason) and "no variant meets the constraints" in text(ex.reason)
+    ex.constraints.value = "latency_total_p95_s<=1000, cost_usd_per_1k<=0.5"
+    ex.decide_button.click()
+    variant = wb.results.variants[0]
+    assert f"best: {variant.short_hash}" in text(ex.reason) and "the only variant meeting the constraints" in text(ex.reason)
+    out = tmp / "exports" / "winner.yaml"
+    ex.path.value = str(out)
+    ex.export_button.click()
+    assert out.is_file() and variant.hash in out.read_text()
+    shown = text(ex.message)
+    run_id = wb.results.run_ids[variant.hash]
+    assert str(out) in shown and run_id in shown
+    assert f"mlflow ui --backend-store-uri {uri}" in shown and f"/runs/{run_id}" in shown
+
+
+def test_cancel_stops_the_run_after_the_current_cell(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    wb = Workbench(quickstart_in(tmp_path, limit=8), tracking_uri=uri)
+    only_bm25(wb)
+    thread = wb.run()
+    deadline = time.time() + 300
+    while wb.run_tab.progress.bar.value < 1 and thread.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    wb.run_tab.cancel_button.click()
+    wait(thread)
+    assert wb.error is None, wb.error
+    assert wb.results.status == "KILLED"
+    assert 1 <= len(wb.results.rows) < 8
+    assert wb.run_tab.progress.bar.value == len(wb.results.rows) < wb.run_tab.progress.bar.max
+    assert "KILLED" in text(wb.run_tab.status)
+    mlflow.set_tracking_uri(uri)
+    parent = mlflow.get_run(wb.results.parent_run_id)
+    assert parent.info.status == "KILLED"
