@@ -294,10 +294,19 @@ class JudgeConfig(Endpoint):
         min_length=1,
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(1024, ge=16, le=32_768)
+    max_tokens: int = Field(
+        1024, ge=16, le=32_768, description="Default 256 for the local judge (its 2,048-token window), 1024 otherwise"
+    )
     embedding: EmbeddingConfig = Field(
         default_factory=EmbeddingConfig, description="Embeddings answer_relevancy compares questions with"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_default_budget(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_tokens" not in data and data.get("provider", "local") == "local":
+            data = {**data, "max_tokens": 256}
+        return data
 
     @model_validator(mode="after")
     def _provider_fields(self) -> JudgeConfig:
