@@ -75,6 +75,13 @@ def run(
     )
     if results.spec.tracking.tracking_uri.startswith("sqlite:///"):
         typer.echo(f"open it with: mlflow ui --backend-store-uri {results.spec.tracking.tracking_uri}")
+    failed = [r for r in results.rows if r.get("error")]
+    if failed:
+        typer.secho(
+            f"{len(failed)} of {len(results.rows)} cells failed (recorded, not scored); first: {failed[0]['error']}",
+            fg=typer.colors.YELLOW, err=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -224,27 +224,6 @@ def run_sweep(
     variants.sort(key=lambda v: index_key(corpus.digest, v.chunking, v.embedding))
 
     home = Path(spec.home)
-    record = find_resumable(home, spec) if resume else None
-    done: list[dict[str, Any]] = []
-    if record is not None:  # a killed or cancelled run of this same spec: finish it instead
-        record.repair()
-        sweep_id, done = record.sweep_id, record.cells()
-        resume_run_id = record.status().get("parent_run_id")
-        record.write_status(status="RUNNING", pid=os.getpid())
-    else:
-        sweep_id, resume_run_id = new_sweep_id(spec), None
-        record = create_record(home, sweep_id, spec)
-    cells_path = record.cells_path
-
-    results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
-    results.data_info = {
-        "data.corpus.digest": corpus.digest,
-        "data.corpus.documents": len(corpus),
-        "data.eval.digest": evalset.digest,
-        "data.eval.questions": len(evalset),
-    }
-    ws = Workspace(home=home, corpus=corpus)
-    tracker = make_tracker(spec.tracking, spec.experiment_name)
     eval_frame = _eval_frame(evalset)
 
     with ExitStack() as stack:
@@ -262,6 +241,28 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 
+        tracker = make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here
+        # Every check passed: only now is anything written (sweep record, MLflow runs).
+        record = find_resumable(home, spec) if resume else None
+        done: list[dict[str, Any]] = []
+        if record is not None:  # a killed or cancelled run of this same spec: finish it instead
+            record.repair()
+            sweep_id, done = record.sweep_id, record.cells()
+            resume_run_id = record.status().get("parent_run_id")
+            record.write_status(status="RUNNING", pid=os.getpid())
+        else:
+            sweep_id, resume_run_id = new_sweep_id(spec), None
+            record = create_record(home, sweep_id, spec)
+        cells_path = record.cells_path
+
+        results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
+        results.data_info = {
+            "data.corpus.digest": corpus.digest,
+            "data.corpus.documents": len(corpus),
+            "data.eval.digest": evalset.digest,
+            "data.eval.questions": len(evalset),
+        }
+        ws = Workspace(home=home, corpus=corpus)
         tracker.start_sweep(spec, sweep_id, len(variants), results.data_info, resume_run_id=resume_run_id)
         results.parent_run_id = tracker.parent_run_id
         record.write_status(parent_run_id=tracker.parent_run_id)
