@@ -228,6 +228,7 @@ def run_sweep(
 
     with ExitStack() as stack:
         base_urls: dict[str, str | None] = {}
+        server = None
         needs_local = any(v.model is not None and v.model.provider == "local" for v in variants)
         if needs_local or (spec.judge is not None and spec.judge.provider == "local"):
             from workbench.local_server import LocalModelServer
@@ -270,7 +271,7 @@ def run_sweep(
             results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
         if on_start:
             on_start({"sweep_id": sweep_id, "parent_run_id": tracker.parent_run_id,
-                      "total_cells": len(variants) * len(evalset), "variants": list(variants)})
+                      "total_cells": len(variants) * len(evalset), "variants": list(variants), "local_server": server})
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
         cache = ResultCache(home / "cache" / "generations", enabled=spec.execution.cache)
         stack.callback(cache.close)
@@ -278,7 +279,7 @@ def run_sweep(
         try:
             with cells_path.open("a", encoding="utf-8") as cells:
                 run = _SweepRun(spec, ws, evalset, tracker, judge, base_urls, cache, eval_frame, results,
-                                cells, bar, on_cell, cancel, done)
+                                cells, bar, on_cell, cancel, done, server)
                 _run_coroutine(run.run(variants))
             status = "KILLED" if cancel is not None and cancel.is_set() else "FINISHED"
         except KeyboardInterrupt:
@@ -340,6 +341,8 @@ class _SweepRun:
     on_cell: Callable[[dict[str, Any]], None] | None
     cancel: threading.Event | None
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
+    server: Any = None  # the LocalModelServer, if this sweep started one
+    server_restarts: int = 0
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
@@ -442,7 +445,13 @@ class _SweepRun:
         messages = render_messages(variant.prompt, item.question, row["contexts"])
         row["messages"] = messages
         try:
-            gen, cached = await self.executor.generate(pipe.model, messages)
+            for attempt in range(2):  # the second attempt only after the local server was restarted
+                try:
+                    gen, cached = await self.executor.generate(pipe.model, messages)
+                    break
+                except ModelError:
+                    if not await self.revive_local_server(variant) or attempt == 1:
+                        raise
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
             row.update({"answer": None, "error": str(exc), "latency_total_s": None})
             return row
@@ -458,6 +467,32 @@ class _SweepRun:
             }
         )
         return row
+
+    async def revive_local_server(self, variant: VariantConfig) -> bool:
+        """The local server died mid-sweep: restart it once (same port); if it dies again, report it."""
+        if self.server is None or variant.model is None or variant.model.provider != "local":
+            return False
+        self._restart_lock = getattr(self, "_restart_lock", None) or asyncio.Lock()
+        async with self._restart_lock:
+            for _ in range(20):  # a killed process can look alive for a moment before it is reaped
+                if not self.server.alive():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                return True  # alive and well: another cell already restarted it
+            if self.server_restarts >= 1:
+                try:
+                    self.server.check()
+                except ModelError as exc:
+                    raise ModelError(f"the local model server died again after a restart: {exc}") from None
+                return False
+            died = f"the local model server died mid-sweep (log {self.server.log_path}); restarted it once"
+            await asyncio.to_thread(self.server.restart)
+            self.server_restarts += 1
+            self.results.notes.append(died)
+            if self.server.base_url != self.base_urls.get("local"):
+                raise ModelError(f"{died}, but it came back at {self.server.base_url} instead of {self.base_urls.get('local')}")
+            return True
 
     def finish(self, row: dict[str, Any]) -> None:
         """Persist the cell the moment it finishes, then report it."""
