@@ -16,6 +16,9 @@ for _name, _value in {
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # Traces are written by the sweep's own logging thread, overlapping the sweep; MLflow's async
+    # queue would instead hold the sweep's end for the whole export and drop traces when full.
+    "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",
 }.items():
     _os.environ.setdefault(_name, _value)
 

@@ -332,7 +332,7 @@ class TrackingConfig(Frozen):
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
     max_traces_per_variant: int = Field(
-        200, ge=0, description="Questions traced per variant (the table always holds every question)"
+        10, ge=0, description="Questions traced per variant, the first N (the table always holds every question)"
     )
 
 

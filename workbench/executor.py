@@ -77,7 +77,7 @@ class Executor:
         """(generation, from_cache). A cached generation keeps its originally measured latency."""
         key = generation_key(model.cfg, messages) if self.cache is not None else None
         if key is not None:
-            hit = self.cache.get(key)
+            hit = await asyncio.to_thread(self.cache.get, key)  # disk I/O off the event loop
             if hit is not None:
                 self.cache_hits += 1
                 return Generation(**hit), True
@@ -100,7 +100,7 @@ class Executor:
                     limits.release()
         self.calls += 1
         if key is not None:
-            self.cache.set(key, asdict(gen))
+            await asyncio.to_thread(self.cache.set, key, asdict(gen))
         return gen, False
 
     def rate(self) -> float:
