@@ -49,6 +49,8 @@ TABLE_COLUMNS = (
 )
 
 
+TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
+
 # Row fields that are not per-question results (or are too bulky for the table).
 _NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns"}
 
@@ -268,8 +270,11 @@ class MlflowTracker:
             )
             ret.end(
                 outputs=[
-                    {"page_content": text, "metadata": {"doc_uri": doc, "chunk_id": cid}, "id": cid}
-                    for text, doc, cid in zip(r["contexts"], r["retrieved_chunk_doc_ids"], r["retrieved_chunk_ids"])
+                    # traces are for looking, the table has everything: cap what a deep retrieval stores
+                    {"page_content": text[:TRACE_TEXT_CHARS], "metadata": {"doc_uri": doc, "chunk_id": cid}, "id": cid}
+                    for text, doc, cid in list(
+                        zip(r["contexts"], r["retrieved_chunk_doc_ids"], r["retrieved_chunk_ids"])
+                    )[:TRACE_MAX_DOCS]
                 ],
                 end_time_ns=t_ret,
             )
