@@ -331,6 +331,9 @@ class TrackingConfig(Frozen):
     tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="Any MLflow tracking URI")
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
+    redact: bool = Field(
+        False, description="Replace e-mails, phone and card numbers in logged questions, contexts and answers"
+    )
     max_traces_per_variant: int = Field(
         10, ge=0, description="Questions traced per variant, the first N (the table always holds every question)"
     )

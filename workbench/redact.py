@@ -42,3 +42,21 @@ def redact_text(text: str | None) -> str | None:
     text = EMAIL.sub("[EMAIL]", text)
     text = CARD.sub(_card, text)
     return PHONE.sub(_phone, text)
+
+
+REDACTED_FIELDS = ("question", "answer", "contexts", "messages")
+
+
+def redact_row(row: dict) -> dict:
+    """A copy of a result row with personal data replaced in its question, answer, contexts and messages."""
+    out = dict(row)
+    for key in REDACTED_FIELDS:
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = redact_text(value)
+        elif isinstance(value, list):
+            out[key] = [
+                {**v, "content": redact_text(v.get("content"))} if isinstance(v, dict) else redact_text(v)
+                for v in value
+            ]
+    return out

@@ -65,8 +65,13 @@ class Workspace:
     def index(self, variant: VariantConfig) -> ChunkIndex:
         key = index_key(self.corpus.digest, variant.chunking, variant.embedding)
         if key not in self._indexes:
+            from filelock import FileLock
+
             chunks = chunk_corpus(self.corpus, variant.chunking)
-            index = ChunkIndex(key, chunks, self.embedder(variant), self.client)
+            (self.home / "locks").mkdir(parents=True, exist_ok=True)
+            # Another sweep on the same home may be building this very collection: build it once.
+            with FileLock(str(self.home / "locks" / f"{key}.lock")):
+                index = ChunkIndex(key, chunks, self.embedder(variant), self.client)
             self.index_builds += int(index.built)
             self.index_reused += int(not index.built)
             self._indexes[key] = index

@@ -85,6 +85,16 @@ def _prepare_local_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _store_lock(uri: str):
+    import contextlib
+
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()  # a tracking server serialises its own database
+    from filelock import FileLock
+
+    return FileLock(str(Path(uri.removeprefix("sqlite:///")).expanduser()) + ".lock")
+
+
 class NullTracker:
     """Used when tracking is disabled: same calls, nothing logged."""
 
@@ -116,14 +126,17 @@ class MlflowTracker:
         self.cfg = cfg
         _prepare_local_store(cfg.tracking_uri)
         try:
-            mlflow.set_tracking_uri(cfg.tracking_uri)
-            exp = mlflow.get_experiment_by_name(experiment)
-            if exp is None:
-                location = cfg.artifact_location
-                if "://" not in location:
-                    location = Path(location).resolve().as_uri()
-                mlflow.create_experiment(experiment, artifact_location=location)
-            self.experiment = mlflow.set_experiment(experiment)
+            # Two sweeps starting at once on a new sqlite store would both run its schema migrations
+            # (and both create the experiment): one at a time.
+            with _store_lock(cfg.tracking_uri):
+                mlflow.set_tracking_uri(cfg.tracking_uri)
+                exp = mlflow.get_experiment_by_name(experiment)
+                if exp is None:
+                    location = cfg.artifact_location
+                    if "://" not in location:
+                        location = Path(location).resolve().as_uri()
+                    mlflow.create_experiment(experiment, artifact_location=location)
+                self.experiment = mlflow.set_experiment(experiment)
         except Exception as exc:  # MLflow raises many types; the user needs the URI and the cause
             raise TrackingError(
                 f"cannot open MLflow experiment {experiment!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
@@ -207,6 +220,11 @@ class MlflowTracker:
         assert self.spec is not None and self.sweep_id is not None
         if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
             status = "FAILED"
+        if self.cfg.redact:
+            from workbench.redact import redact_row
+
+            rows = [redact_row(r) for r in rows]
+            eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
         mlflow.set_tracking_uri(self.cfg.tracking_uri)
         client = mlflow.MlflowClient(self.cfg.tracking_uri)
         with mlflow.start_run(
