@@ -212,11 +212,13 @@ def test_cancel_keeps_finished_cells_and_marks_runs_killed(tmp_path):
             cancel.set()
 
     spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    spec["data"]["eval"]["limit"] = 6
     results = run_sweep(spec, progress=False, on_cell=on_cell, cancel=cancel)
     assert results.status == "KILLED"
-    assert len(results.rows) == 2 == len(seen)
+    # a call already admitted when cancel was set still finishes (a result is never thrown away)
+    assert 2 <= len(results.rows) <= 3 and len(results.rows) == len(seen)
     client = mlflow.MlflowClient(spec["tracking"]["tracking_uri"])
     assert client.get_run(results.parent_run_id).info.status == "KILLED"
     (run_id,) = results.run_ids.values()
     assert client.get_run(run_id).info.status == "KILLED"
-    assert client.get_run(run_id).data.metrics["questions"] == 2
+    assert client.get_run(run_id).data.metrics["questions"] == len(results.rows)
