@@ -189,20 +189,10 @@ class OpenAIEmbedder:
         self.cfg = cfg
         self.name = cfg.model
         self._dim: int | None = None
-        env = cfg.api_key_env or (None if cfg.base_url else "OPENAI_API_KEY")
-        if env is not None:
-            key = os.environ.get(env)
-            if not key:
-                raise ModelError(
-                    f"embedding model {cfg.model!r} needs an API key: set the environment variable {env}"
-                )
-        else:
-            key = "not-needed"
-        self._client = OpenAI(base_url=cfg.base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+        from workbench.models import resolve_endpoint
 
-    @property
-    def where(self) -> str:
-        return self.cfg.base_url or "https://api.openai.com/v1"
+        self.where, key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
+        self._client = OpenAI(base_url=self.where, api_key=key, timeout=timeout, max_retries=max_retries)
 
     @property
     def dim(self) -> int:

@@ -62,7 +62,7 @@ from pydantic import BaseModel, ValidationError
 
 from workbench.config import JudgeConfig, canonical_json
 from workbench.errors import ModelError
-from workbench.models import OPENAI_BASE_URL, _scrub, _server_message, resolve_api_key
+from workbench.models import _scrub, _server_message, resolve_endpoint
 
 # ---------------------------------------------------------------- what each metric needs
 
@@ -345,18 +345,7 @@ class Judge:
                  timeout: float = 120, max_concurrency: int | None = None,
                  few_shot: int | None = None) -> None:
         self.cfg = cfg
-        self.base_url = base_url or cfg.base_url
-        if self.base_url is None:
-            if cfg.provider == "local":
-                raise ModelError(
-                    "the local judge has no base_url until its server runs: start a "
-                    "workbench.local_server.LocalModelServer and pass Judge(cfg, base_url=server.base_url)"
-                )
-            self.base_url = OPENAI_BASE_URL
-        key_cfg = cfg
-        if cfg.provider == "openai" and cfg.api_key_env is None and self.base_url.rstrip("/") == OPENAI_BASE_URL:
-            key_cfg = cfg.model_copy(update={"api_key_env": "OPENAI_API_KEY"})  # OpenAI itself needs a key
-        self._key = resolve_api_key(key_cfg, f"judge model {cfg.model!r} at {self.base_url}")
+        self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"judge model {cfg.model!r}", base_url)
         self.timeout = timeout
         self.style = RESPONSE_FORMAT_STYLES[cfg.provider]
         # The local server answers one request at a time: more in flight only queue up and time out.

@@ -54,6 +54,26 @@ def resolve_api_key(endpoint: Endpoint, what: str) -> str:
     return value
 
 
+def resolve_endpoint(endpoint: Endpoint, provider: str, what: str, base_url: str | None = None) -> tuple[str, str]:
+    """(base_url, key) for a chat model, judge or embedder: one rule for all three.
+
+    `base_url` (the running local server's URL) wins over the config's; no URL means the local
+    server is not started yet (an error) or OpenAI itself, which always needs a key — OPENAI_API_KEY
+    unless the config names another variable.
+    """
+    url = base_url or endpoint.base_url
+    if url is None:
+        if provider == "local":
+            raise ModelError(
+                f"the local {what} has no base_url until its server runs: start a "
+                "workbench.local_server.LocalModelServer and pass its base_url"
+            )
+        url = OPENAI_BASE_URL
+    if endpoint.api_key_env is None and url.rstrip("/") == OPENAI_BASE_URL:
+        endpoint = endpoint.model_copy(update={"api_key_env": "OPENAI_API_KEY"})
+    return url, resolve_api_key(endpoint, f"{what} at {url}")
+
+
 def _scrub(text: str, secret: str | None) -> str:
     if secret and secret != KEYLESS_PLACEHOLDER and len(secret) >= 4:
         text = text.replace(secret, "***")
@@ -89,15 +109,7 @@ class ChatModel:
         max_connections: int = 64,
     ) -> None:
         self.cfg = cfg
-        self.base_url = base_url or cfg.base_url
-        if self.base_url is None:
-            if cfg.provider == "local":
-                raise ModelError(
-                    "the local model has no base_url until its server runs: start a "
-                    "workbench.local_server.LocalModelServer and pass ChatModel(cfg, base_url=server.base_url)"
-                )
-            self.base_url = OPENAI_BASE_URL
-        self._key = resolve_api_key(cfg, f"model {cfg.model!r} at {self.base_url}")
+        self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"model {cfg.model!r}", base_url)
         # The client's own retries: exponential backoff with jitter on 408/409/429/5xx, connection errors
         # and timeouts, honouring Retry-After.
         self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=max_retries)
