@@ -10,6 +10,8 @@ The executor is swappable: the sweep only calls `generate(model, messages)`.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from dataclasses import asdict
 
@@ -25,14 +27,49 @@ class Cancelled(Exception):
     """The sweep was cancelled while this call waited for its turn; it never reached the endpoint."""
 
 
+class PrioritySemaphore:
+    """A semaphore that admits waiters lowest priority number first (FIFO within one number).
+
+    The sweep numbers its variants, so a free slot goes to the earliest unfinished variant: variants
+    then finish one after another, and each is logged (and shown) while the next one runs, instead of
+    all of them finishing together at the end of the sweep.
+    """
+
+    def __init__(self, value: int):
+        self._value = value
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._arrival = itertools.count()
+
+    async def acquire(self, priority: int = 0) -> None:
+        if self._value > 0:  # a free slot means nobody is waiting (release hands slots to waiters first)
+            self._value -= 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._arrival), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # granted a slot just as we were cancelled: hand it on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._value += 1
+
+
 class _EndpointLimits:
     def __init__(self, concurrency: int, rpm: float | None, tpm: float | None):
-        self.semaphore = asyncio.Semaphore(concurrency)
+        self.semaphore = PrioritySemaphore(concurrency)
         self.rpm = AsyncLimiter(rpm, 60) if rpm else None
         self.tpm = AsyncLimiter(tpm, 60) if tpm else None
 
-    async def acquire(self, tokens: int) -> None:
-        await self.semaphore.acquire()
+    async def acquire(self, tokens: int, priority: int = 0) -> None:
+        await self.semaphore.acquire(priority)
         try:
             if self.rpm is not None:
                 await self.rpm.acquire()
@@ -73,8 +110,11 @@ class Executor:
             self._limits[key] = _EndpointLimits(n, ex.requests_per_minute, ex.tokens_per_minute)
         return self._limits[key]
 
-    async def generate(self, model: ChatModel, messages: list[dict]) -> tuple[Generation, bool]:
-        """(generation, from_cache). A cached generation keeps its originally measured latency."""
+    async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0) -> tuple[Generation, bool]:
+        """(generation, from_cache). A cached generation keeps its originally measured latency.
+
+        priority: lower goes first when calls wait for a slot (the sweep passes the variant's rank).
+        """
         key = generation_key(model.cfg, messages) if self.cache is not None else None
         if key is not None:
             hit = await asyncio.to_thread(self.cache.get, key)  # disk I/O off the event loop
@@ -89,7 +129,7 @@ class Executor:
             reraise=True,
         ):
             with attempt:
-                await limits.acquire(estimate_tokens(messages, model.cfg.max_tokens))
+                await limits.acquire(estimate_tokens(messages, model.cfg.max_tokens), priority)
                 if self.cancel is not None and self.cancel.is_set():
                     limits.release()
                     raise Cancelled()
