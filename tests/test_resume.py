@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
@@ -89,21 +90,60 @@ def test_kill_minus_9_then_resume_completes_only_missing_cells(tmp_path, endpoin
     assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
-def test_finished_sweep_is_not_resumed_and_rerun_hits_the_cache(tmp_path, endpoint):
+def _sweep_runs(spec: dict) -> list:
+    mlflow.set_tracking_uri(spec["tracking"]["tracking_uri"])
+    return mlflow.search_runs(experiment_names=["t-sweep"], output_format="list")
+
+
+def test_identical_rerun_returns_the_finished_sweep_without_running_anything(tmp_path, endpoint):
     spec = remote_spec(tmp_path, endpoint.base_url)
     first = run_sweep(spec, progress=False)
+    runs_before = {r.info.run_id for r in _sweep_runs(spec)}
     endpoint.reset_stats()
-    again = run_sweep(spec, progress=False)
-    assert again.sweep_id != first.sweep_id
-    assert endpoint.stats()["chat_calls"] == 0  # identical re-run: every generation from the cache
-    assert again.stats["generation_cache_hits"] == 2 * N
+    seen = []
+    again = run_sweep(spec, progress=False, on_cell=seen.append)
+    assert again.sweep_id == first.sweep_id and again.status == "FINISHED"
+    assert endpoint.stats()["chat_calls"] == 0 and again.stats["reused_cells"] == 2 * N
+    assert {r.info.run_id for r in _sweep_runs(spec)} == runs_before  # nothing logged twice
+    assert again.run_ids == first.run_ids and again.parent_run_id == first.parent_run_id
+    assert len(seen) == 2 * N  # the live table still gets every row
+    pd.testing.assert_frame_equal(again.to_frame(), first.to_frame())
+    assert any("identical to finished sweep" in n for n in again.notes)
+
+    # resume=False: a new sweep and new runs, every answer from the generation cache
+    new = run_sweep(spec, progress=False, resume=False)
+    assert new.sweep_id != first.sweep_id and endpoint.stats()["chat_calls"] == 0
+    assert new.stats["generation_cache_hits"] == 2 * N
     a = first.questions().set_index(["variant", "question_id"])["answer"].sort_index()
-    b = again.questions().set_index(["variant", "question_id"])["answer"].sort_index()
+    b = new.questions().set_index(["variant", "question_id"])["answer"].sort_index()
     assert a.tolist() == b.tolist()
-    assert again.to_frame()["latency_total_p50_s"].tolist() == pytest.approx(first.to_frame()["latency_total_p50_s"].tolist(), rel=0.5)
-    endpoint.reset_stats()
+    assert new.to_frame()["latency_total_p50_s"].tolist() == pytest.approx(first.to_frame()["latency_total_p50_s"].tolist(), rel=0.5)
+
+    # --no-cache: the models are asked again
     run_sweep(spec, progress=False, no_cache=True)
     assert endpoint.stats()["chat_calls"] == 2 * N
+
+
+def test_rerun_is_a_new_sweep_when_a_logged_run_was_deleted_or_the_data_changed(tmp_path, endpoint):
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    first = run_sweep(spec, progress=False)
+    mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).delete_run(next(iter(first.run_ids.values())))
+    endpoint.reset_stats()
+    again = run_sweep(spec, progress=False)
+    assert again.sweep_id != first.sweep_id and len(again.run_ids) == 2
+    assert endpoint.stats()["chat_calls"] == 0  # still no model calls: the answers are cached
+    # the same spec over a changed corpus file is not the same sweep
+    corpus = Path(spec["data"]["corpus"]["path"])
+    data = json.loads(corpus.read_text())
+    data["data"][0]["paragraphs"][0]["context"] += " An added sentence."
+    copy = tmp_path / "changed.json"
+    copy.write_text(json.dumps(data))
+    spec["data"]["corpus"]["path"] = spec["data"]["eval"]["path"] = str(copy)
+    path_spec = run_sweep(spec, progress=False)
+    copy.write_text(json.dumps(data).replace("An added sentence.", "Another sentence."))
+    changed = run_sweep(spec, progress=False)
+    assert changed.sweep_id != path_spec.sweep_id
+    assert changed.data_info["data.corpus.digest"] != path_spec.data_info["data.corpus.digest"]
 
 
 def test_changed_prompt_calls_the_model_only_for_its_cells(tmp_path, endpoint):

@@ -98,10 +98,10 @@ def test_traces_have_retrieve_and_generate_spans_per_question(swept):
             assert sorted(names) == ["generate", "rag", "retrieve"]
 
 
-def test_identical_rerun_reuses_chroma_collections(swept):
+def test_new_sweep_of_the_same_spec_reuses_chroma_collections(swept):
     tmp, spec, first = swept
     assert first.stats["index_builds"] + first.stats["index_reused"] == 1  # one (corpus, chunking, embedding)
-    again = run_sweep(spec, progress=False)
+    again = run_sweep(spec, progress=False, resume=False)
     assert again.stats["index_builds"] == 0 and again.stats["index_reused"] == 1
     assert again.sweep_id != first.sweep_id
     # deterministic decoding: the same answers as the first sweep

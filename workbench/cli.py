@@ -51,7 +51,9 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for cached generations"),
     resume: bool = typer.Option(
-        True, "--resume/--no-resume", help="Finish an earlier killed/cancelled run of this same spec (default)"
+        True, "--resume/--no-resume",
+        help="Finish an earlier killed/cancelled run of this same spec, or return it if it already finished "
+        "(default); --no-resume starts a new sweep (cached answers are still used)",
     ),
 ) -> None:
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""

@@ -88,12 +88,25 @@ class SweepRecord:
         return st.get("status") in ("KILLED", "FAILED") or not _pid_alive(st.get("pid"))
 
 
-def create_record(home: Path, sweep_id: str, spec: SweepSpec) -> SweepRecord:
+def create_record(home: Path, sweep_id: str, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord:
     record = SweepRecord(home / "sweeps" / sweep_id)
     record.directory.mkdir(parents=True, exist_ok=True)
     (record.directory / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-    record.write_status(status="RUNNING", pid=os.getpid(), resume_key=resume_key(spec))
+    record.write_status(status="RUNNING", pid=os.getpid(), resume_key=resume_key(spec), data=data_info or {})
     return record
+
+
+def find_finished(home: Path, spec: SweepSpec, data_info: dict[str, Any]) -> SweepRecord | None:
+    """The newest FINISHED sweep of this same spec over the same data (corpus and eval digests), if any."""
+    root = home / "sweeps"
+    if not root.is_dir():
+        return None
+    key = resume_key(spec)
+    for directory in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        st = SweepRecord(directory).status()
+        if st.get("resume_key") == key and st.get("status") == "FINISHED" and st.get("data") == data_info:
+            return SweepRecord(directory)
+    return None
 
 
 def find_resumable(home: Path, spec: SweepSpec) -> SweepRecord | None:

@@ -2,8 +2,13 @@
 
 Reuse: chunk lists and Chroma collections are shared by every variant with the same (corpus, chunking,
 embedding); retrieval results by every variant that also shares the retrieval config; embeddings are
-cached by text hash on disk. Each finished cell is appended to `<home>/sweeps/<sweep id>/cells.jsonl`
-the moment it finishes, and each finished variant is logged to MLflow in one go.
+cached by text hash on disk. An identical re-run of a finished sweep returns that sweep.
+
+Pipelining: each question goes retrieve -> generate on its own, so the first answers are being generated
+while dense indexes are still being built (BM25 variants need none and go first). Model calls are
+admitted variant by variant, so variants finish one after another and each is logged while the next
+runs. Each finished cell is appended to `<home>/sweeps/<sweep id>/cells.jsonl` the moment it finishes;
+MLflow is written from one logging thread that overlaps the sweep.
 """
 
 from __future__ import annotations
@@ -32,58 +37,67 @@ from workbench.cache import ResultCache
 from workbench.executor import Cancelled, Executor
 from workbench.models import ChatModel, cost_usd
 from workbench.pipeline import RAGPipeline, render_messages
-from workbench.records import create_record, find_resumable
+from workbench.records import create_record, find_finished, find_resumable
 from workbench.results import SweepResults, aggregate
 from workbench.retrieval import ChunkIndex, chroma_client, index_key
 from workbench.tracking import make_tracker
+from workbench.tracking_process import open_session, outer_run_id, warm_up
+
+
+def needs_dense(variant: VariantConfig) -> bool:
+    return variant.retrieval.kind in ("dense", "hybrid")
 
 
 @dataclass
 class Workspace:
-    """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content."""
+    """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content (thread-safe)."""
 
     home: Path
     corpus: Corpus
     memo: dict[tuple[str, str, str], tuple[list, float]] = field(default_factory=dict)
+    share_cpu: bool = False  # indexes are built while model calls run: leave them a core
 
     def __post_init__(self) -> None:
-        # Index builds and retrieval run in worker threads while generation runs on the event loop;
-        # one lock keeps them sequential (they are CPU-bound, and lazy BM25 builds must not race).
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self.client = chroma_client(self.home / "chroma")
         self._embedders: dict[str, Any] = {}
         self._indexes: dict[str, ChunkIndex] = {}
-        self.index_builds = 0
-        self.index_reused = 0
+        self._dense_opened: set[str] = set()
+        self.index_builds = 0  # Chroma collections built (embedding the chunks) by this sweep
+        self.index_reused = 0  # complete collections found and reused
 
     def embedder(self, variant: VariantConfig):
         key = variant.embedding.vector_key
         if key not in self._embedders:
-            self._embedders[key] = make_embedder(variant.embedding, cache_dir=self.home / "cache" / "embeddings")
+            self._embedders[key] = make_embedder(
+                variant.embedding, cache_dir=self.home / "cache" / "embeddings", share_cpu=self.share_cpu
+            )
         return self._embedders[key]
 
     def index(self, variant: VariantConfig) -> ChunkIndex:
+        """The variant's chunk index (chunked once per key); its dense collection is opened separately."""
         key = index_key(self.corpus.digest, variant.chunking, variant.embedding)
-        if key not in self._indexes:
-            from filelock import FileLock
+        with self._lock:
+            if key not in self._indexes:
+                chunks = chunk_corpus(self.corpus, variant.chunking)
+                self._indexes[key] = ChunkIndex(key, chunks, self.embedder(variant), self.client, dense=False)
+            return self._indexes[key]
 
-            chunks = chunk_corpus(self.corpus, variant.chunking)
-            (self.home / "locks").mkdir(parents=True, exist_ok=True)
-            # Another sweep on the same home may be building this very collection: build it once.
-            with FileLock(str(self.home / "locks" / f"{key}.lock")):
-                index = ChunkIndex(key, chunks, self.embedder(variant), self.client)
-            self.index_builds += int(index.built)
-            self.index_reused += int(not index.built)
-            self._indexes[key] = index
-        return self._indexes[key]
+    def open_dense(self, variant: VariantConfig) -> ChunkIndex:
+        """Open or build the variant's Chroma collection, once per sweep."""
+        from filelock import FileLock
 
-    def retrieve_all(self, variant: VariantConfig, items: tuple[EvalItem, ...]) -> tuple[ChunkIndex, list[tuple[list, float]]]:
-        """Build (or reuse) the variant's index and retrieve for every question, each timed on its own."""
-        with self.lock:
-            pipe = RAGPipeline(variant, self.index(variant), None)
-            if variant.retrieval_only:
-                self.retrieve_batch(pipe, items)
-            return pipe.index, [self.retrieve(pipe, item) for item in items]
+        index = self.index(variant)
+        (self.home / "locks").mkdir(parents=True, exist_ok=True)
+        # Another sweep on the same home may be building this very collection: build it once.
+        with FileLock(str(self.home / "locks" / f"{index.key}.lock")):
+            index.ensure_dense()
+        with self._lock:
+            if index.key not in self._dense_opened:
+                self._dense_opened.add(index.key)
+                self.index_builds += int(index.built)
+                self.index_reused += int(not index.built)
+        return index
 
     def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
         key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
@@ -209,9 +223,11 @@ def run_sweep(
     cancel: set this event to stop after the current cell; finished cells are kept and logged, the
       MLflow runs are marked KILLED, and the partial results are returned.
     resume: if an earlier run of this same spec was killed or cancelled, finish it (same sweep id and
-      MLflow parent run; finished cells are not run again) instead of starting a new sweep.
-    no_cache: ignore cached generations (they are still written).
-    on_start: called once before the first cell with {sweep_id, parent_run_id, total_cells, variants}.
+      MLflow parent run; finished cells are not run again) instead of starting a new sweep; if it
+      finished without failed cells on the same data and its MLflow runs are intact, return it as is.
+      resume=False starts a new sweep (cached answers are still used).
+    no_cache: ignore cached generations (they are still written) and never return a finished sweep.
+    on_start: called once before the first cell with {sweep_id, total_cells, variants, local_server}.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -222,15 +238,25 @@ def run_sweep(
     if no_cache:
         spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"cache": False})})
     started = time.perf_counter()
+    if spec.tracking.enabled:
+        warm_up()  # the MLflow process imports its libraries while we load data and check endpoints
     corpus = load_corpus(spec.data.corpus)
     evalset = load_eval(spec.data.eval, corpus)
     variants = spec.variants()
-    # Variants sharing an index run back to back, so its retrieval results are reused while hot.
-    variants.sort(key=lambda v: index_key(corpus.digest, v.chunking, v.embedding))
-
     home = Path(spec.home)
-    eval_frame = _eval_frame(evalset)
+    data_info = {
+        "data.corpus.digest": corpus.digest,
+        "data.corpus.documents": len(corpus),
+        "data.eval.digest": evalset.digest,
+        "data.eval.questions": len(evalset),
+    }
 
+    if resume and not no_cache:
+        reused = _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start)
+        if reused is not None:
+            return reused
+
+    eval_frame = _eval_frame(evalset)
     with ExitStack() as stack:
         base_urls: dict[str, str | None] = {}
         server = None
@@ -247,7 +273,7 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 
-        tracker = make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here
+        make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         record = find_resumable(home, spec) if resume else None
         done: list[dict[str, Any]] = []
@@ -258,33 +284,32 @@ def run_sweep(
             record.write_status(status="RUNNING", pid=os.getpid())
         else:
             sweep_id, resume_run_id = new_sweep_id(spec), None
-            record = create_record(home, sweep_id, spec)
+            record = create_record(home, sweep_id, spec, data_info)
         cells_path = record.cells_path
 
         results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
-        results.data_info = {
-            "data.corpus.digest": corpus.digest,
-            "data.corpus.documents": len(corpus),
-            "data.eval.digest": evalset.digest,
-            "data.eval.questions": len(evalset),
-        }
-        ws = Workspace(home=home, corpus=corpus)
-        tracker.start_sweep(spec, sweep_id, len(variants), results.data_info, resume_run_id=resume_run_id)
-        results.parent_run_id = tracker.parent_run_id
-        record.write_status(parent_run_id=tracker.parent_run_id)
+        results.data_info = data_info
+        ws = Workspace(home=home, corpus=corpus, share_cpu=spec.stage == "generate")
+        log = open_session(spec.tracking, spec.experiment_name)
+        started_sweep = log.submit(
+            "start_sweep", spec, sweep_id, len(variants), data_info, resume_run_id, outer_run_id()
+        )
+        started_sweep.add_done_callback(lambda f: _note_parent_run(f, record, results))
+        children: dict[str, tuple[str, str]] = {}
         if done:
+            children = started_sweep.result()[1]  # resuming needs the runs already logged
             results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
         if on_start:
-            on_start({"sweep_id": sweep_id, "parent_run_id": tracker.parent_run_id,
-                      "total_cells": len(variants) * len(evalset), "variants": list(variants), "local_server": server})
+            on_start({"sweep_id": sweep_id, "total_cells": len(variants) * len(evalset), "variants": list(variants),
+                      "local_server": server})
         bar = tqdm(total=len(variants) * len(evalset), desc=spec.name, unit="cell", disable=not progress)
         cache = ResultCache(home / "cache" / "generations", enabled=spec.execution.cache)
         stack.callback(cache.close)
         status = "FAILED"
         try:
             with cells_path.open("a", encoding="utf-8") as cells:
-                run = _SweepRun(spec, ws, evalset, tracker, judge, base_urls, cache, eval_frame, results,
-                                cells, bar, on_cell, cancel, done, server)
+                run = _SweepRun(spec, ws, evalset, log, judge, base_urls, cache, eval_frame, results,
+                                cells, bar, on_cell, cancel, done, children, server)
                 _run_coroutine(run.run(variants))
             status = "KILLED" if cancel is not None and cancel.is_set() else "FINISHED"
         except KeyboardInterrupt:
@@ -297,12 +322,76 @@ def run_sweep(
             results.wall_s = time.perf_counter() - started
             results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                                   "generation_cache_hits": cache.hits})
-            tracker.end_sweep(
-                status,
-                {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))},
-            )
-            record.write_status(status=status)
+            log.submit("end_sweep", status,
+                       {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
+            error = log.close()
+            failed = sum(1 for r in results.rows if r.get("error"))
+            if error is not None and status == "FINISHED":
+                status = "FAILED"  # the cells are on disk: running the same spec again finishes the logging
+            record.write_status(status=status, failed_cells=failed, run_ids=dict(results.run_ids),
+                                parent_run_id=results.parent_run_id)
+            if error is not None and not isinstance(error, KeyboardInterrupt):
+                raise error
     results.status = status
+    return results
+
+
+def _note_parent_run(future, record, results) -> None:
+    """The parent run exists: note it in the sweep record at once (a kill -9 then resumes into it)."""
+    if future.exception() is None:
+        results.parent_run_id = future.result()[0]
+        record.write_status(parent_run_id=results.parent_run_id)
+
+
+
+def _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start) -> SweepResults | None:
+    """An identical re-run: the finished sweep of this same spec on the same data, if nothing in it failed
+    and its MLflow runs are still there. Nothing is run or logged again."""
+    record = find_finished(home, spec, data_info)
+    if record is None:
+        return None
+    st = record.status()
+    rows = record.cells()
+    hashes = {v.hash for v in variants}
+    if len(rows) != len(variants) * int(data_info["data.eval.questions"]) or {r["variant_hash"] for r in rows} != hashes:
+        return None
+    if any(r.get("error") for r in rows):
+        return None
+    run_ids = st.get("run_ids") or {}
+    if spec.tracking.enabled:
+        if set(run_ids) != hashes:
+            return None
+        session = open_session(spec.tracking, spec.experiment_name)
+        intact = session.submit("runs_intact", record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
+        error = session.close()
+        if error is not None:
+            raise error
+        if not intact.result():
+            return None
+    order = {v.hash: i for i, v in enumerate(variants)}
+    position = {item.id: i for i, item in enumerate(evalset.items)}
+    rows.sort(key=lambda r: (order[r["variant_hash"]], position.get(r["question_id"], 0)))
+    results = SweepResults(spec=spec, sweep_id=record.sweep_id, variants=list(variants), rows=rows,
+                           run_ids=dict(run_ids), parent_run_id=st.get("parent_run_id"), data_info=dict(data_info))
+    evalset_size = len(evalset)
+    results.notes = _notes(spec, evalset, variants) + [
+        f"identical to finished sweep {record.sweep_id}: its {len(rows)} cells and MLflow runs are returned as they "
+        "are, nothing was run again (resume=False / --no-resume starts a new sweep; no_cache / --no-cache calls the models again)"
+    ]
+    if on_start:
+        on_start({"sweep_id": record.sweep_id, "total_cells": len(variants) * evalset_size, "variants": list(variants),
+                  "local_server": None})
+    if on_cell:
+        for row in rows:
+            on_cell(row)
+    if progress:
+        from tqdm.auto import tqdm
+
+        tqdm(total=len(rows), initial=len(rows), desc=spec.name, unit="cell").close()
+    results.status = "FINISHED"
+    results.wall_s = time.perf_counter() - started
+    results.stats.update({"index_builds": 0, "index_reused": 0, "generation_cache_hits": 0, "model_calls": 0,
+                          "reused_cells": len(rows)})
     return results
 
 
@@ -330,12 +419,13 @@ def _run_coroutine(coro) -> Any:
 
 @dataclass
 class _SweepRun:
-    """One sweep's async execution: variants concurrently, model calls bounded per endpoint."""
+    """One sweep's async execution: every question pipelined retrieve -> generate, model calls bounded
+    per endpoint and admitted variant by variant; MLflow written in order on one logging thread."""
 
     spec: SweepSpec
     ws: Workspace
     evalset: EvalSet
-    tracker: Any
+    log: Any  # a TrackingSession (MLflow calls, in order, in the logging process) or a NullSession
     judge: Any
     base_urls: dict[str, str | None]
     cache: ResultCache
@@ -346,6 +436,7 @@ class _SweepRun:
     on_cell: Callable[[dict[str, Any]], None] | None
     cancel: threading.Event | None
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
+    children: dict[str, tuple[str, str]] = field(default_factory=dict)  # its child runs: hash -> (id, status)
     server: Any = None  # the LocalModelServer, if this sweep started one
     server_restarts: int = 0
 
@@ -354,20 +445,27 @@ class _SweepRun:
 
     async def run(self, variants: list[VariantConfig]) -> None:
         self.executor = Executor(self.spec.execution, self.cache, self.cancel)
-        self.log_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-mlflow")  # MLflow from one thread
-        self.logged: list[asyncio.Future] = []
+        # Retrieval on one thread (in submission order), index builds on another, so BM25 questions are
+        # answered while a dense index is still being embedded.
+        self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
+        self.index_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
+        self.dense: dict[str, asyncio.Future] = {}
+        self.runs: dict[str, _VariantRun] = {}
+        # Variants that need no dense index go first; variants sharing an index run back to back.
+        schedule = sorted(variants, key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
+        rank = {v.hash: i for i, v in enumerate(schedule)}
         try:
-            done = await asyncio.gather(*(self.run_variant(v) for v in variants))
+            done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
                 # Judging after all generation: a judge sharing an endpoint must not queue in front of
                 # (and inflate the measured latency of) the answers being timed.
                 for variant, rows in done:
-                    if rows and not self.cancelled():
+                    if rows and variant.hash in self.runs and not self.cancelled():
                         await self.judge_rows(rows)
-                        self.log(variant, rows)
-            await asyncio.gather(*self.logged)
+                        self.finish_variant(variant, rows)
         finally:
-            self.log_pool.shutdown(wait=True)
+            self.retrieval_pool.shutdown(wait=True)
+            self.index_pool.shutdown(wait=True)
             for model in getattr(self, "_models", {}).values():
                 await model.aclose()
             self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts})
@@ -388,11 +486,23 @@ class _SweepRun:
             )
         return self._models[key]
 
-    async def run_variant(self, variant: VariantConfig) -> tuple[VariantConfig, list[dict]]:
+    async def in_thread(self, pool: ThreadPoolExecutor, fn: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def index_for(self, variant: VariantConfig) -> ChunkIndex:
+        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready."""
+        if not needs_dense(variant):
+            return await self.in_thread(self.retrieval_pool, self.ws.index, variant)
+        key = index_key(self.ws.corpus.digest, variant.chunking, variant.embedding)
+        if key not in self.dense:
+            self.dense[key] = asyncio.ensure_future(self.in_thread(self.index_pool, self.ws.open_dense, variant))
+        return await self.dense[key]
+
+    async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
         items = self.evalset.items
         earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
         slots: list[dict | None] = [earlier.get(item.id) for item in items]
-        logged = self.tracker.existing_run(variant.hash)
+        logged = self.children.get(variant.hash)
         if all(slots) and logged is not None and logged[1] in ("FINISHED", "FAILED"):
             rows = [r for r in slots if r is not None]
             self.results.rows.extend(rows)
@@ -400,35 +510,44 @@ class _SweepRun:
             self.bar.update(len(rows))
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
-            self.tracker.discard_run(logged[0])  # a partial run is re-logged whole, never duplicated
+            self.log.submit("discard_run", logged[0])  # a partial run is re-logged whole
         if self.cancelled():
             return variant, []
-        self.bar.update(sum(1 for r in slots if r))
+        vrun = self.runs[variant.hash] = _VariantRun(variant)
+        for i, row in enumerate(slots):
+            if row is not None:
+                self.bar.update(1)
+                self.log_cell(vrun, i, row)
         todo = tuple(item for item, r in zip(items, slots) if r is None)
-        index, retrieved_todo = await asyncio.to_thread(self.ws.retrieve_all, variant, todo)
-        retrieved = dict(zip((i.id for i in todo), retrieved_todo))
-        pipe = RAGPipeline(variant, index, self.model_for(variant))
+        if todo:
+            index = await self.index_for(variant)
+            pipe = RAGPipeline(variant, index, self.model_for(variant))
+            if variant.retrieval_only:
+                await self.in_thread(self.retrieval_pool, self.ws.retrieve_batch, pipe, todo)
 
-        async def cell(i: int, item: EvalItem) -> None:
-            if slots[i] is not None or self.cancelled():
-                return
-            hits, retrieve_s = retrieved[item.id]
-            try:
-                row = await self.answer(pipe, item, hits, retrieve_s)
-            except Cancelled:
-                return  # never started: not a result, not a failure
-            _score_cell(self.spec, variant, item, row)
-            slots[i] = row
-            self.finish(row)
+            async def cell(i: int, item: EvalItem) -> None:
+                if slots[i] is not None or self.cancelled():
+                    return
+                hits, retrieve_s = await self.in_thread(self.retrieval_pool, self.ws.retrieve, pipe, item)
+                if self.cancelled():
+                    return
+                try:
+                    row = await self.answer(pipe, item, hits, retrieve_s, rank)
+                except Cancelled:
+                    return  # never started: not a result, not a failure
+                _score_cell(self.spec, variant, item, row)
+                slots[i] = row
+                self.finish(row)
+                self.log_cell(vrun, i, row)
 
-        await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
+            await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
         rows = [r for r in slots if r is not None]
         self.results.rows.extend(rows)
         if rows and self.judge is None:
-            self.log(variant, rows)
+            self.finish_variant(variant, rows)
         return variant, rows
 
-    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float) -> dict[str, Any]:
+    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
         variant = pipe.variant
         row: dict[str, Any] = {
             "variant_hash": variant.hash,
@@ -440,7 +559,7 @@ class _SweepRun:
             "retrieved_chunk_ids": [h.chunk.id for h in hits],
             "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
             "contexts": [h.chunk.text for h in hits],
-            "started_at_ns": time.time_ns(),
+            "started_at_ns": time.time_ns() - int(retrieve_s * 1e9),
             "latency_retrieve_s": retrieve_s,
             "latency_total_s": retrieve_s,
             "error": None,
@@ -452,7 +571,7 @@ class _SweepRun:
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:
-                    gen, cached = await self.executor.generate(pipe.model, messages)
+                    gen, cached = await self.executor.generate(pipe.model, messages, priority=rank)
                     break
                 except ModelError:
                     if not await self.revive_local_server(variant) or attempt == 1:
@@ -515,16 +634,31 @@ class _SweepRun:
             if self.cancelled():
                 return
             await asyncio.to_thread(_judge_cell, self.judge, items[row["question_id"]], row)
+            # the judged row replaces the unjudged one in the record (last write wins)
+            self.cells.write(json.dumps(row, default=str) + "\n")
+        self.cells.flush()
 
-    def log(self, variant: VariantConfig, rows: list[dict]) -> None:
-        """Log a finished variant from the logging thread, overlapping the rest of the sweep."""
-        partial = len(rows) < len(self.evalset)
+    def log_cell(self, vrun: "_VariantRun", i: int, row: dict[str, Any]) -> None:
+        """The variant's run is created with its first cell; the first N questions get a trace."""
+        if not vrun.started:
+            vrun.started = True
+            self.log.submit("start_variant", vrun.variant, self.eval_frame)
+        if i < self.spec.tracking.max_traces_per_variant:
+            self.log.submit("log_trace", vrun.variant, row)
 
-        def job() -> None:
-            run_id = self.tracker.log_variant(
-                variant, rows, aggregate(rows), self.eval_frame, status="KILLED" if partial else None
-            )
-            if run_id:
-                self.results.run_ids[variant.hash] = run_id
+    def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
+        """Metrics and table from the logging thread; `run_ids` is filled in when it is done."""
+        status = "KILLED" if len(rows) < len(self.evalset) else None
+        done = self.log.submit("finish_variant", variant.hash, rows, aggregate(rows), status)
 
-        self.logged.append(asyncio.get_running_loop().run_in_executor(self.log_pool, job))
+        def note(future) -> None:
+            if future.exception() is None and future.result():
+                self.results.run_ids[variant.hash] = future.result()
+
+        done.add_done_callback(note)
+
+
+@dataclass
+class _VariantRun:
+    variant: VariantConfig
+    started: bool = False  # its MLflow run is created with its first logged cell

@@ -1,14 +1,16 @@
 """MLflow adapter: one parent run per sweep, one child run per variant, traces per question.
 
 Everything about MLflow lives here; the sweep hands over plain rows and metric dicts. A variant is
-logged in one go when it finishes (params, metrics, table, YAML, dataset, traces), which keeps the
-tracking cost a small share of the sweep.
+logged in steps on the sweep's logging thread: its run (params, YAML, dataset) when it starts, a trace
+per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
+the sweep, so what is left after the last answer is one metrics batch and one table.
 """
 
 from __future__ import annotations
 
 import functools
 import getpass
+import os
 import platform
 import subprocess
 import time
@@ -85,6 +87,27 @@ def _prepare_local_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _check_sqlite_store(uri: str) -> None:
+    """The cheap checks of a local sqlite store that can run before anything is written."""
+    path = Path(uri.removeprefix("sqlite:///")).expanduser()
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    elif path.exists():
+        with path.open("rb") as fh:
+            if fh.read(16) not in (b"SQLite format 3\x00", b""):
+                problem = "it is not an SQLite database"
+    else:
+        parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+            problem = f"its folder cannot be created under {parent}"
+    if problem:
+        raise TrackingError(
+            f"cannot use MLflow tracking URI {uri!r}: {problem}. Point tracking.tracking_uri (or --tracking-uri) "
+            "at a new or existing sqlite file, e.g. sqlite:///mlruns/mlflow.db, or at a server (http://host:5000)."
+        )
+
+
 def _store_lock(uri: str):
     import contextlib
 
@@ -95,68 +118,65 @@ def _store_lock(uri: str):
     return FileLock(str(Path(uri.removeprefix("sqlite:///")).expanduser()) + ".lock")
 
 
-class NullTracker:
-    """Used when tracking is disabled: same calls, nothing logged."""
-
-    parent_run_id: str | None = None
-
-    def start_sweep(
-        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
-    ) -> None: ...
-
-    def existing_run(self, variant_hash: str) -> tuple[str, str] | None:
-        return None
-
-    def discard_run(self, run_id: str) -> None: ...
-
-    def log_variant(
-        self, variant: VariantConfig, rows: Sequence[dict], metrics: dict[str, float], eval_frame: pd.DataFrame,
-        status: str | None = None,
-    ) -> str | None:
-        return None
-
-    def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None: ...
-
-
 class MlflowTracker:
-    def __init__(self, cfg: TrackingConfig, experiment: str):
+    """Sync MLflow calls for one sweep. A sweep makes one here only to check its tracking URI before
+    anything is written (cheap for a local sqlite store, whose opening may run schema migrations); the
+    logging itself runs in `workbench.tracking_process`, which opens the store with `defer_open=False`."""
+
+    def __init__(self, cfg: TrackingConfig, experiment: str, defer_open: bool = True):
+        self.cfg = cfg
+        self.experiment_name = experiment
+        self.experiment: Any = None
+        self.parent_run_id: str | None = None
+        self.sweep_id: str | None = None
+        self.spec: SweepSpec | None = None
+        self._dataset: Any = None
+        self._children: dict[str, tuple[str, str]] = {}  # variant hash -> (run id, status), when resuming
+        if defer_open and cfg.tracking_uri.startswith("sqlite:///"):
+            _check_sqlite_store(cfg.tracking_uri)
+        else:
+            self.open()
+
+    def open(self) -> None:
+        if self.experiment is not None:
+            return
         import mlflow
 
         self.mlflow = mlflow
-        self.cfg = cfg
+        cfg = self.cfg
         _prepare_local_store(cfg.tracking_uri)
         try:
             # Two sweeps starting at once on a new sqlite store would both run its schema migrations
             # (and both create the experiment): one at a time.
             with _store_lock(cfg.tracking_uri):
                 mlflow.set_tracking_uri(cfg.tracking_uri)
-                exp = mlflow.get_experiment_by_name(experiment)
+                exp = mlflow.get_experiment_by_name(self.experiment_name)
                 if exp is None:
                     location = cfg.artifact_location
                     if "://" not in location:
                         location = Path(location).resolve().as_uri()
-                    mlflow.create_experiment(experiment, artifact_location=location)
-                self.experiment = mlflow.set_experiment(experiment)
+                    mlflow.create_experiment(self.experiment_name, artifact_location=location)
+                self.experiment = mlflow.set_experiment(self.experiment_name)
         except Exception as exc:  # MLflow raises many types; the user needs the URI and the cause
             raise TrackingError(
-                f"cannot open MLflow experiment {experiment!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
+                f"cannot open MLflow experiment {self.experiment_name!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
                 "Check the URI (e.g. sqlite:///mlruns/mlflow.db or http://host:5000) or pass --tracking-uri."
             ) from None
-        self.parent_run_id: str | None = None
-        self.sweep_id: str | None = None
-        self.spec: SweepSpec | None = None
+        self.client = mlflow.MlflowClient(cfg.tracking_uri)
 
     # ------------------------------------------------------------ sweep
 
     def start_sweep(
-        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
+        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any],
+        resume_run_id: str | None = None, outer_run_id: str | None = None,
     ) -> None:
+        """Start (or, resuming, reopen) the parent run; it runs in the logging process, hence `outer_run_id`."""
+        self.open()
         mlflow = self.mlflow
         self.spec, self.sweep_id = spec, sweep_id
-        self._children: dict[str, tuple[str, str]] = {}
         if resume_run_id is not None:
             try:
-                mlflow.start_run(run_id=resume_run_id, nested=mlflow.active_run() is not None)
+                mlflow.start_run(run_id=resume_run_id)
             except Exception:  # the parent run is gone (deleted, another store): start a fresh one
                 resume_run_id = None
             else:
@@ -169,7 +189,7 @@ class MlflowTracker:
                     self._children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
                 return
         run = mlflow.start_run(
-            nested=mlflow.active_run() is not None,  # inside a user's own run, the sweep nests under it
+            parent_run_id=outer_run_id,  # inside a user's own run, the sweep nests under it
             run_name=f"{spec.name}-{sweep_id}",
             tags={
                 **audit_tags(),
@@ -197,126 +217,155 @@ class MlflowTracker:
         """(run id, status) of this variant's child run in the sweep being resumed, if any."""
         return self._children.get(variant_hash)
 
+    def runs_intact(self, sweep_id: str, parent_run_id: str | None, run_ids: Sequence[str]) -> bool:
+        """Are a finished sweep's parent and child runs all still there (not deleted) and FINISHED?"""
+        if not parent_run_id:
+            return False
+        self.open()
+        runs = self.mlflow.search_runs(
+            experiment_ids=[self.experiment.experiment_id],
+            filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}'",
+            output_format="list",
+        )
+        finished = {r.info.run_id for r in runs if r.info.status == "FINISHED"}
+        return {parent_run_id, *run_ids} <= finished
+
     def discard_run(self, run_id: str) -> None:
-        """Delete a partial child run (killed mid-variant) so the re-logged one is the only one."""
-        self.mlflow.MlflowClient(self.cfg.tracking_uri).delete_run(run_id)
+        """Delete a partial child run (killed mid-variant) and its traces, so the re-logged one is the only one."""
+        traces = self.client.search_traces(
+            locations=[self.experiment.experiment_id], run_id=run_id, max_results=500, include_spans=False
+        )
+        if traces:
+            self.client.delete_traces(self.experiment.experiment_id, trace_ids=[t.info.trace_id for t in traces])
+        self.client.delete_run(run_id)
 
-    def log_variant(
-        self,
-        variant: VariantConfig,
-        rows: Sequence[dict],
-        metrics: dict[str, float],
-        eval_frame: pd.DataFrame,
-        status: str | None = None,
-    ) -> str:
-        """One child run, logged in one go; `status` overrides FINISHED (KILLED for a cancelled variant).
+    def _dataset_input(self, eval_frame: pd.DataFrame):
+        """The eval set as an MLflow dataset input, built once per sweep (it hashes the whole frame)."""
+        if self._dataset is None:
+            from mlflow.entities import DatasetInput, InputTag
 
-        Safe to call from a logging thread: the parent is passed explicitly (MLflow's active-run stack
-        is per thread) and params, metrics and tags go in one `log_batch` call.
+            assert self.spec is not None
+            with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
+                warnings.simplefilter("ignore", UserWarning)
+                dataset = self.mlflow.data.from_pandas(
+                    eval_frame, source=self.spec.data.eval.path, name=Path(self.spec.data.eval.path).name
+                )
+                self._dataset = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "evaluation")])
+        return self._dataset
+
+    def start_variant(self, variant: VariantConfig, eval_frame: pd.DataFrame) -> str:
+        """Create the variant's child run (RUNNING) with its params, YAML and dataset; returns its id.
+
+        Uses the client with explicit run ids only (no active-run stack), so it is safe on a logging thread.
         """
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Param
 
-        mlflow = self.mlflow
         assert self.spec is not None and self.sweep_id is not None
-        if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
-            status = "FAILED"
-        if self.cfg.redact:
-            from workbench.redact import redact_row
-
-            rows = [redact_row(r) for r in rows]
-            eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
-        mlflow.set_tracking_uri(self.cfg.tracking_uri)
-        client = mlflow.MlflowClient(self.cfg.tracking_uri)
-        with mlflow.start_run(
-            experiment_id=self.experiment.experiment_id,
-            parent_run_id=self.parent_run_id,
+        run = self.client.create_run(
+            self.experiment.experiment_id,
             run_name=f"{variant.short_hash} {variant.label()}"[:250],
             tags={
                 **audit_tags(),
+                "mlflow.parentRunId": self.parent_run_id,
                 "workbench.variant_hash": variant.hash,
                 "workbench.sweep_id": self.sweep_id,
                 "workbench.spec_hash": self.spec.hash,
                 "workbench.kind": "variant",
                 "mlflow.note.content": f"Variant `{variant.short_hash}`: {variant.label()}",
             },
-        ) as run:
-            now = int(time.time() * 1000)
-            client.log_batch(
-                run.info.run_id,
-                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                params=[Param(k, str(v)) for k, v in variant.flat_params().items()],
-            )
-            extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
-            table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
-            mlflow.log_table(table, artifact_file="eval_results.json")
-            mlflow.log_text(to_yaml(variant), "variant.yaml")
-            with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
-                warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(
-                    eval_frame, source=self.spec.data.eval.path, name=Path(self.spec.data.eval.path).name
-                )
-                mlflow.log_input(dataset, context="evaluation")
-            self._log_traces(variant, rows[: self.cfg.max_traces_per_variant])
-            run_id = run.info.run_id
-        if status is not None:
-            mlflow.MlflowClient().set_terminated(run_id, status=status)
+        )
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in variant.flat_params().items()])
+        self.client.log_text(run_id, to_yaml(variant), "variant.yaml")
+        if self.cfg.redact:
+            from workbench.redact import redact_row
+
+            eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
+        self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_frame)])
         return run_id
 
-    def _log_traces(self, variant: VariantConfig, rows: Sequence[dict]) -> None:
-        """Rebuild each question's spans from measured timings (the core stays free of MLflow)."""
+    def finish_variant(
+        self, run_id: str, rows: Sequence[dict], metrics: dict[str, float], status: str | None = None
+    ) -> None:
+        """Metrics and the per-question table in one go, then the run's final status (default FINISHED;
+        FAILED when every cell failed; the sweep passes KILLED for a cancelled variant)."""
+        from mlflow.entities import Metric
+
+        if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
+            status = "FAILED"
+        if self.cfg.redact:
+            from workbench.redact import redact_row
+
+            rows = [redact_row(r) for r in rows]
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
+        table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
+        self.client.log_table(run_id, table, artifact_file="eval_results.json")
+        self.client.set_terminated(run_id, status=status or "FINISHED")
+
+    def log_trace(self, variant: VariantConfig, run_id: str, r: dict) -> None:
+        """One question's trace, rebuilt from its measured timings (the core stays free of MLflow) and
+        linked to the variant's run."""
         from mlflow.entities import SpanType
 
+        if self.cfg.redact:
+            from workbench.redact import redact_row
+
+            r = redact_row(r)
         mlflow = self.mlflow
-        for r in rows:
-            t0 = int(r["started_at_ns"])
-            t_ret = t0 + int((r.get("latency_retrieve_s") or 0) * 1e9)
-            t_end = t_ret + int((r.get("latency_generate_s") or 0) * 1e9)
-            root = mlflow.start_span_no_context(
-                "rag",
-                span_type=SpanType.CHAIN,
-                inputs={"question": r["question"]},
-                attributes={"workbench.variant_hash": variant.hash, "question_id": r["question_id"]},
-                tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or ""},
-                start_time_ns=t0,
-            )
-            ret = mlflow.start_span_no_context(
-                "retrieve",
-                span_type=SpanType.RETRIEVER,
-                parent_span=root,
-                inputs={"query": r["question"], "k": variant.retrieval.k, "kind": variant.retrieval.kind},
-                start_time_ns=t0,
-            )
-            ret.end(
-                outputs=[
-                    # traces are for looking, the table has everything: cap what a deep retrieval stores
-                    {"page_content": text[:TRACE_TEXT_CHARS], "metadata": {"doc_uri": doc, "chunk_id": cid}, "id": cid}
-                    for text, doc, cid in list(
-                        zip(r["contexts"], r["retrieved_chunk_doc_ids"], r["retrieved_chunk_ids"])
-                    )[:TRACE_MAX_DOCS]
-                ],
-                end_time_ns=t_ret,
-            )
-            status = "ERROR" if r.get("error") else "OK"
-            if "messages" not in r:  # retrieval only
-                root.end(outputs={"retrieved_doc_ids": r.get("retrieved_doc_ids")}, status=status, end_time_ns=t_ret)
-                continue
-            gen = mlflow.start_span_no_context(
-                "generate",
-                span_type=SpanType.CHAT_MODEL,
-                parent_span=root,
-                inputs={"messages": r["messages"], "model": variant.model.model},
-                attributes={
-                    "usage.prompt_tokens": r.get("tokens_prompt"),
-                    "usage.completion_tokens": r.get("tokens_completion"),
-                },
-                start_time_ns=t_ret,
-            )
-            gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
-            root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
+        t0 = int(r["started_at_ns"])
+        t_ret = t0 + int((r.get("latency_retrieve_s") or 0) * 1e9)
+        t_end = t_ret + int((r.get("latency_generate_s") or 0) * 1e9)
+        root = mlflow.start_span_no_context(
+            "rag",
+            span_type=SpanType.CHAIN,
+            inputs={"question": r["question"]},
+            attributes={"workbench.variant_hash": variant.hash, "question_id": r["question_id"]},
+            tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or ""},
+            metadata={"mlflow.sourceRun": run_id},
+            experiment_id=self.experiment.experiment_id,
+            start_time_ns=t0,
+        )
+        ret = mlflow.start_span_no_context(
+            "retrieve",
+            span_type=SpanType.RETRIEVER,
+            parent_span=root,
+            inputs={"query": r["question"], "k": variant.retrieval.k, "kind": variant.retrieval.kind},
+            start_time_ns=t0,
+        )
+        ret.end(
+            outputs=[
+                # traces are for looking, the table has everything: cap what a deep retrieval stores
+                {"page_content": text[:TRACE_TEXT_CHARS], "metadata": {"doc_uri": doc, "chunk_id": cid}, "id": cid}
+                for text, doc, cid in list(
+                    zip(r["contexts"], r["retrieved_chunk_doc_ids"], r["retrieved_chunk_ids"])
+                )[:TRACE_MAX_DOCS]
+            ],
+            end_time_ns=t_ret,
+        )
+        status = "ERROR" if r.get("error") else "OK"
+        if "messages" not in r:  # retrieval only
+            root.end(outputs={"retrieved_doc_ids": r.get("retrieved_doc_ids")}, status=status, end_time_ns=t_ret)
+            return
+        gen = mlflow.start_span_no_context(
+            "generate",
+            span_type=SpanType.CHAT_MODEL,
+            parent_span=root,
+            inputs={"messages": r["messages"], "model": variant.model.model},
+            attributes={
+                "usage.prompt_tokens": r.get("tokens_prompt"),
+                "usage.completion_tokens": r.get("tokens_completion"),
+            },
+            start_time_ns=t_ret,
+        )
+        gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
+        root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
 
 
-def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | NullTracker:
-    return MlflowTracker(cfg, experiment) if cfg.enabled else NullTracker()
+def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | None:
+    """Check the tracking URI (a bad one fails here, before anything is written); None when tracking is off."""
+    return MlflowTracker(cfg, experiment) if cfg.enabled else None
 
 
 def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
@@ -352,7 +401,9 @@ def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
 
         spec = parse_model(SweepSpec, yaml.safe_load(Path(spec_path).read_text(encoding="utf-8")), f"sweep {sweep_id}")
         variants, rows, run_ids = [], [], {}
-        for child in sorted(children, key=lambda r: r.info.start_time):
+        order = {v.hash: i for i, v in enumerate(spec.variants())}  # the spec's order, not the execution order
+        for child in sorted(children, key=lambda r: (order.get(r.data.tags.get("workbench.variant_hash"), len(order)),
+                                                     r.info.start_time)):
             d = Path(tmp) / child.info.run_id
             variant = load_variant(client.download_artifacts(child.info.run_id, "variant.yaml", str(d)))
             table = json.loads(Path(client.download_artifacts(child.info.run_id, "eval_results.json", str(d))).read_text())
