@@ -445,10 +445,11 @@ class _SweepRun:
 
     async def run(self, variants: list[VariantConfig]) -> None:
         self.executor = Executor(self.spec.execution, self.cache, self.cancel)
-        # Retrieval on one thread (in submission order), index builds on another, so BM25 questions are
-        # answered while a dense index is still being embedded.
+        # Retrieval on one thread (in submission order), chunking and index builds on another, so BM25
+        # questions are answered while a dense index is still being embedded.
         self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
         self.index_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
+        self.chunked: dict[str, asyncio.Future] = {}
         self.dense: dict[str, asyncio.Future] = {}
         self.runs: dict[str, _VariantRun] = {}
         # Variants that need no dense index go first; variants sharing an index run back to back.
@@ -490,12 +491,20 @@ class _SweepRun:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
     async def index_for(self, variant: VariantConfig) -> ChunkIndex:
-        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready."""
-        if not needs_dense(variant):
-            return await self.in_thread(self.retrieval_pool, self.ws.index, variant)
+        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready.
+
+        Chunking and dense builds share the index thread, in the order variants ask (BM25 ones first), so
+        the first BM25 variant's chunks are ready before anything is embedded; retrieval never waits behind them.
+        """
         key = index_key(self.ws.corpus.digest, variant.chunking, variant.embedding)
+        if key not in self.chunked:
+            self.chunked[key] = asyncio.ensure_future(self.in_thread(self.index_pool, self.ws.index, variant))
+        if not needs_dense(variant):
+            return await self.chunked[key]
         if key not in self.dense:
-            self.dense[key] = asyncio.ensure_future(self.in_thread(self.index_pool, self.ws.open_dense, variant))
+            await self.chunked[key]
+            if key not in self.dense:
+                self.dense[key] = asyncio.ensure_future(self.in_thread(self.index_pool, self.ws.open_dense, variant))
         return await self.dense[key]
 
     async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
