@@ -24,14 +24,14 @@ class Probe:
         self.gen_spans: list[tuple[float, float]] = []  # ChatModel.agenerate (start, end)
         self.cell_times: list[float] = []  # on_cell callback
         self.index_spans: list[tuple[float, float, bool]] = []  # ChunkIndex._open_or_build (start, end, built)
-        self.retrieve_all_spans: list[tuple[float, float]] = []  # Workspace.retrieve_all (incl. index + lock wait)
+        self.retrieve_spans: list[tuple[float, float]] = []  # Workspace.retrieve (retrieval thread)
         self.retrieve_s = 0.0  # Workspace.retrieve: per-question search time (memo misses and hits)
         self.retrieve_n = 0
         self.embed_calls = 0  # LocalMiniLM.embed calls (the model itself, below the cache)
         self.embedded_texts: list[str] = []
         self.embed_s = 0.0
-        self.mlflow: dict[str, float] = defaultdict(float)  # init / start_sweep / end_sweep seconds
-        self.log_spans: list[tuple[float, float]] = []  # MlflowTracker.log_variant (start, end)
+        self.mlflow: dict[str, float] = defaultdict(float)  # seconds per MlflowTracker method
+        self.log_spans: list[tuple[float, float]] = []  # every MlflowTracker call on the logging thread
         self.score_s = 0.0  # _score_cell, on the event loop
         self.score_n = 0
         self.score_max_s = 0.0
@@ -88,18 +88,6 @@ def install() -> Probe:
 
     retrieval.ChunkIndex._open_or_build = open_or_build
 
-    orig_ra = sweep.Workspace.retrieve_all
-
-    @functools.wraps(orig_ra)
-    def retrieve_all(self, variant, items):
-        t0 = now()
-        try:
-            return orig_ra(self, variant, items)
-        finally:
-            p.retrieve_all_spans.append((t0, now()))
-
-    sweep.Workspace.retrieve_all = retrieve_all
-
     orig_ret = sweep.Workspace.retrieve
 
     @functools.wraps(orig_ret)
@@ -108,6 +96,7 @@ def install() -> Probe:
         try:
             return orig_ret(self, pipe, item)
         finally:
+            p.retrieve_spans.append((t0, now()))
             p.retrieve_s += now() - t0
             p.retrieve_n += 1
 
@@ -129,7 +118,7 @@ def install() -> Probe:
 
     emb.LocalMiniLM.embed = embed
 
-    def timed(cls, name, key):
+    def timed(cls, name, key, span=False):
         orig = getattr(cls, name)
 
         @functools.wraps(orig)
@@ -139,27 +128,28 @@ def install() -> Probe:
                 return orig(*a, **k)
             finally:
                 p.mlflow[key] += now() - t0
+                if span:
+                    p.log_spans.append((t0, now()))
 
         setattr(cls, name, wrapper)
 
+    # __init__ runs on the sweep's thread (checks the URI); the logging runs in the tracking process,
+    # which reports its own timings when a sweep's session closes (perf_counter is system-wide on Linux)
     timed(tracking.MlflowTracker, "__init__", "init")
-    timed(tracking.MlflowTracker, "start_sweep", "start_sweep")
-    timed(tracking.MlflowTracker, "end_sweep", "end_sweep")
-    import mlflow
+    import workbench.tracking_process as tp
 
-    timed(mlflow, "flush_trace_async_logging", "flush_traces")  # inside end_sweep
+    orig_close = tp.TrackingSession.close
 
-    orig_log = tracking.MlflowTracker.log_variant
-
-    @functools.wraps(orig_log)
-    def log_variant(self, *a, **k):
-        t0 = now()
+    @functools.wraps(orig_close)
+    def close(self):
         try:
-            return orig_log(self, *a, **k)
+            return orig_close(self)
         finally:
-            p.log_spans.append((t0, now()))
+            for method, start, end in self.timings.get("spans", []):
+                p.mlflow[method] += end - start
+                p.log_spans.append((start, end))
 
-    tracking.MlflowTracker.log_variant = log_variant
+    tp.TrackingSession.close = close
 
     orig_score = sweep._score_cell
 
