@@ -313,3 +313,14 @@ def test_cancel_stops_the_run_after_the_current_cell(tmp_path):
     mlflow.set_tracking_uri(uri)
     parent = mlflow.get_run(wb.results.parent_run_id)
     assert parent.info.status == "KILLED"
+
+
+def test_run_again_unchanged_returns_the_finished_sweep(ran):
+    wb, _, _ = ran
+    first = wb.results
+    wb.run_tab.run_button.click()
+    wait(wb._thread)
+    assert wb.error is None, wb.error
+    assert wb.results.sweep_id == first.sweep_id and wb.results.stats["reused_cells"] == 2
+    assert "identical to finished sweep" in text(wb.run_tab.status)
+    assert wb.run_tab.progress.bar.max == 2 and wb.run_tab.progress.bar.value == 2

@@ -228,12 +228,11 @@ class Workbench:
             self.run_tab.status.value = self._msg(f"cannot run: {exc}", "error")
 
     def _worker(self, spec: SweepSpec, cancel: threading.Event, progress) -> None:
-        from workbench.data import load_eval
         from workbench.sweep import run_sweep
 
         try:
-            progress.set_total(len(spec.variants()) * len(load_eval(spec.data.eval)))
-            results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel)
+            results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel,
+                                on_start=lambda info: progress.set_total(info["total_cells"]))
         except WorkbenchError as exc:
             self.error = exc
             self.run_tab.finished(None, f"the sweep failed: {exc}", "error")
@@ -250,6 +249,7 @@ class Workbench:
             f"{len({r['variant_hash'] for r in results.rows})} of {len(results.variants)} variants"
             + (f" in {results.wall_s:.1f} s" if results.wall_s else ""),
         ]
+        lines += [n for n in results.notes if n.startswith(("identical to finished sweep", "resumed sweep"))]
         if results.parent_run_id:
             lines.append(f"MLflow parent run {results.parent_run_id} at {uri}")
             if uri.startswith("sqlite:///"):
