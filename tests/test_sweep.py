@@ -131,6 +131,14 @@ def test_cli_runs_a_spec_and_prints_a_summary(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "bm25@2" in out.stdout and "f1" in out.stdout and "1 variants" in out.stdout
     assert "mlflow ui --backend-store-uri" in out.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", str(path), "--limit", "1", "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "returned the finished sweep as it is: 1 cells" in again.stdout
+    sweep_line = [l for l in out.stdout.splitlines() if l.startswith("sweep ")][0].split(":")[0]
+    assert sweep_line in again.stdout  # the same sweep id
 
 
 @pytest.mark.parametrize(

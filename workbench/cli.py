@@ -67,10 +67,13 @@ def run(
     for note in results.notes:
         typer.echo(f"note: {note}")
     st = results.stats
-    typer.echo(
-        f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
-        f"indexes built {st.get('index_builds', 0)} / reused {st.get('index_reused', 0)}"
-    )
+    if st.get("reused_cells"):
+        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged")
+    else:
+        typer.echo(
+            f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
+            f"indexes built {st.get('index_builds', 0)} / reused {st.get('index_reused', 0)}"
+        )
     typer.echo(
         f"sweep {results.sweep_id}: {len(results.variants)} variants in {results.wall_s:.1f} s; "
         f"MLflow parent run {results.parent_run_id} at {results.spec.tracking.tracking_uri}"
