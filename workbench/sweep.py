@@ -520,15 +520,13 @@ class _SweepRun:
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
             self.log.submit("discard_run", logged[0])  # a partial run is re-logged whole
-        if self.cancelled():
-            return variant, []
         vrun = self.runs[variant.hash] = _VariantRun(variant)
         for i, row in enumerate(slots):
             if row is not None:
                 self.bar.update(1)
                 self.log_cell(vrun, i, row)
         todo = tuple(item for item, r in zip(items, slots) if r is None)
-        if todo:
+        if todo and not self.cancelled():
             index = await self.index_for(variant)
             pipe = RAGPipeline(variant, index, self.model_for(variant))
             if variant.retrieval_only:
