@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import threading
 import subprocess
 import sys
 import time
@@ -157,3 +158,38 @@ def test_changed_prompt_calls_the_model_only_for_its_cells(tmp_path, endpoint):
     results = run_sweep(spec, progress=False)
     assert len(results.variants) == 4
     assert endpoint.stats()["chat_calls"] == 2 * N  # only the new prompt's cells
+
+
+def test_a_cancelled_sweep_is_not_resumed_over_changed_data(tmp_path, endpoint):
+    copy = tmp_path / "corpus.json"
+    copy.write_text(Path(remote_spec(tmp_path, endpoint.base_url)["data"]["corpus"]["path"]).read_text())
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    spec["data"]["corpus"]["path"] = spec["data"]["eval"]["path"] = str(copy)
+    cancel = threading.Event()
+    first = run_sweep(spec, progress=False, cancel=cancel, on_cell=lambda row: cancel.set())
+    assert first.status == "KILLED" and len(first.rows) < 2 * N
+    data = json.loads(copy.read_text())
+    data["data"][0]["paragraphs"][0]["context"] += " An added sentence."
+    copy.write_text(json.dumps(data))
+    again = run_sweep(spec, progress=False)
+    assert again.sweep_id != first.sweep_id and again.status == "FINISHED" and len(again.rows) == 2 * N
+    assert again.data_info["data.corpus.digest"] != first.data_info["data.corpus.digest"]
+
+
+def test_resume_finds_the_parent_run_even_if_its_id_never_reached_the_record(tmp_path, endpoint):
+    """A kill while the parent run was being created leaves a run in MLflow but no id in the record."""
+    spec = remote_spec(tmp_path, endpoint.base_url)
+    first = run_sweep(spec, progress=False)
+    record = Path(spec["home"]) / "sweeps" / first.sweep_id
+    status = json.loads((record / "status.json").read_text())
+    status.pop("parent_run_id")
+    status["status"] = "KILLED"
+    (record / "status.json").write_text(json.dumps(status))
+    lines = (record / "cells.jsonl").read_text().splitlines()
+    (record / "cells.jsonl").write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    endpoint.reset_stats()
+    again = run_sweep(spec, progress=False)
+    assert again.sweep_id == first.sweep_id and again.parent_run_id == first.parent_run_id
+    assert endpoint.stats()["chat_calls"] == 0  # the dropped cells' answers come from the cache
+    parents = [r for r in _sweep_runs(spec) if r.data.tags["workbench.kind"] == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"

@@ -109,14 +109,19 @@ def find_finished(home: Path, spec: SweepSpec, data_info: dict[str, Any]) -> Swe
     return None
 
 
-def find_resumable(home: Path, spec: SweepSpec) -> SweepRecord | None:
-    """The newest unfinished sweep of this same spec whose process is gone, if any."""
+def find_resumable(home: Path, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord | None:
+    """The newest unfinished sweep of this same spec whose process is gone, if any. With `data_info`,
+    a record made over other data (the corpus or eval file changed since) is not resumed."""
     root = home / "sweeps"
     if not root.is_dir():
         return None
     key = resume_key(spec)
     for directory in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
         record = SweepRecord(directory)
-        if record.status().get("resume_key") == key and record.resumable():
-            return record
+        st = record.status()
+        if st.get("resume_key") != key or not record.resumable():
+            continue
+        if data_info is not None and st.get("data") and st["data"] != data_info:
+            continue
+        return record
     return None

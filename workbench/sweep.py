@@ -118,8 +118,16 @@ class Workspace:
             self.memo[(pipe.index.key, rkey, item.id)] = (h, each)
 
 
-def new_sweep_id(spec: SweepSpec) -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.hash[:6]}"
+def new_sweep_id(spec: SweepSpec, home: Path | None = None) -> str:
+    """<UTC time>-<spec hash>; a second sweep of the same spec in the same second gets a suffix."""
+    base = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.hash[:6]}"
+    if home is None:
+        return base
+    sweep_id, n = base, 1
+    while (home / "sweeps" / sweep_id).exists():
+        n += 1
+        sweep_id = f"{base}-{n}"
+    return sweep_id
 
 
 def _eval_frame(evalset: EvalSet) -> pd.DataFrame:
@@ -275,7 +283,7 @@ def run_sweep(
 
         make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
         # Every check passed: only now is anything written (sweep record, MLflow runs).
-        record = find_resumable(home, spec) if resume else None
+        record = find_resumable(home, spec, data_info) if resume else None
         done: list[dict[str, Any]] = []
         if record is not None:  # a killed or cancelled run of this same spec: finish it instead
             record.repair()
@@ -283,7 +291,7 @@ def run_sweep(
             resume_run_id = record.status().get("parent_run_id")
             record.write_status(status="RUNNING", pid=os.getpid())
         else:
-            sweep_id, resume_run_id = new_sweep_id(spec), None
+            sweep_id, resume_run_id = new_sweep_id(spec, home), None
             record = create_record(home, sweep_id, spec, data_info)
         cells_path = record.cells_path
 

@@ -174,6 +174,8 @@ class MlflowTracker:
         self.open()
         mlflow = self.mlflow
         self.spec, self.sweep_id = spec, sweep_id
+        if resume_run_id is None:  # its id may never have reached the sweep record (killed mid-call)
+            resume_run_id = self._find_run(sweep_id, "sweep")
         if resume_run_id is not None:
             try:
                 mlflow.start_run(run_id=resume_run_id)
@@ -181,12 +183,9 @@ class MlflowTracker:
                 resume_run_id = None
             else:
                 self.parent_run_id = resume_run_id
-                for run in mlflow.search_runs(
-                    experiment_ids=[self.experiment.experiment_id],
-                    filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}' and tags.`workbench.kind` = 'variant'",
-                    output_format="list",
-                ):
+                for run in self._search(sweep_id, "variant"):
                     self._children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
+                self._log_sweep_info(spec, n_variants, data_info)  # in case the first attempt died before it
                 return
         run = mlflow.start_run(
             parent_run_id=outer_run_id,  # inside a user's own run, the sweep nests under it
@@ -199,8 +198,22 @@ class MlflowTracker:
             },
         )
         self.parent_run_id = run.info.run_id
-        mlflow.log_params({"sweep.name": spec.name, "sweep.variants": n_variants, **data_info})
-        mlflow.log_text(to_yaml(spec), "sweep.yaml")
+        self._log_sweep_info(spec, n_variants, data_info)
+
+    def _log_sweep_info(self, spec: SweepSpec, n_variants: int, data_info: dict[str, Any]) -> None:
+        self.mlflow.log_params({"sweep.name": spec.name, "sweep.variants": n_variants, **data_info})
+        self.mlflow.log_text(to_yaml(spec), "sweep.yaml")
+
+    def _search(self, sweep_id: str, kind: str) -> list:
+        return self.mlflow.search_runs(
+            experiment_ids=[self.experiment.experiment_id],
+            filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}' and tags.`workbench.kind` = '{kind}'",
+            output_format="list",
+        )
+
+    def _find_run(self, sweep_id: str, kind: str) -> str | None:
+        runs = self._search(sweep_id, kind)
+        return runs[0].info.run_id if runs else None
 
     def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
         if self.parent_run_id is None:
