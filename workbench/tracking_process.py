@@ -89,7 +89,7 @@ class _Worker:
             future = self._pending.pop(job, None)
             if future is not None:
                 future.set_result(value) if ok else future.set_exception(value)
-        for future in self._pending.values():  # the worker died: nobody will answer these
+        for future in list(self._pending.values()):  # the worker died: nobody will answer these
             future.set_exception(TrackingError("the MLflow logging process exited unexpectedly"))
         self._pending.clear()
 
