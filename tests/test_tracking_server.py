@@ -121,3 +121,40 @@ def test_sweep_logs_to_a_real_server_and_survives_it_dying(tmp_path, endpoint):
         table = json.loads(Path(mlflow.MlflowClient().download_artifacts(child.info.run_id, "eval_results.json", str(tmp_path))).read_text())
         assert len(table["data"]) == N
     server.kill()
+
+
+def test_a_killed_logging_process_loses_no_answer_and_the_same_spec_finishes_the_logging(tmp_path, endpoint):
+    import workbench.tracking_process as tp
+    from workbench.errors import TrackingError
+    from workbench.sweep import run_sweep
+
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}], prompt=[
+        {"name": "default"}, {"name": "terse", "template": "Context: {context}\nQ: {question}\nA:"}])
+    spec["data"]["eval"]["limit"] = N
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": endpoint.base_url, "max_tokens": 8}]
+    spec["execution"] = {"concurrency": 1}
+    killed = []
+
+    def on_cell(row):
+        if len(killed) == 0 and tp._worker is not None:
+            os.kill(tp._worker.proc.pid, 9)
+            killed.append(row)
+
+    with pytest.raises(TrackingError, match="run the same spec again"):
+        run_sweep(spec, progress=False, on_cell=on_cell)
+    assert killed
+    (record,) = (tmp_path / "home" / "sweeps").iterdir()
+    rows = [json.loads(line) for line in (record / "cells.jsonl").read_text().splitlines()]
+    assert len({(r["variant_hash"], r["question_id"]) for r in rows}) == 2 * N  # every answer kept
+    assert json.loads((record / "status.json").read_text())["status"] == "FAILED"
+
+    endpoint.reset_stats()
+    again = run_sweep(spec, progress=False)  # a new logging process is started for it
+    assert again.sweep_id == record.name and again.status == "FINISHED"
+    assert endpoint.stats()["chat_calls"] == 0
+    mlflow.set_tracking_uri(spec["tracking"]["tracking_uri"])
+    runs = mlflow.search_runs(experiment_names=["t-sweep"], output_format="list")
+    assert [r.info.status for r in runs if r.data.tags["workbench.kind"] == "sweep"] == ["FINISHED"]
+    children = [r for r in runs if r.data.tags["workbench.kind"] == "variant"]
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+    assert {c.data.metrics["questions"] for c in children} == {N}

@@ -32,6 +32,10 @@ from workbench.errors import TrackingError
 # ---------------------------------------------------------------- the parent side
 
 
+_GONE = ("the MLflow logging process exited unexpectedly; the answers are saved: run the same spec again "
+         "to finish logging this sweep")
+
+
 class _Worker:
     def __init__(self) -> None:
         to_child_r, to_child_w = os.pipe()
@@ -75,7 +79,7 @@ class _Worker:
                 if msg is not None:
                     future = self._pending.pop(msg[0], None)
                     if future is not None:
-                        future.set_exception(TrackingError(f"the MLflow logging process is gone ({exc})"))
+                        future.set_exception(TrackingError(f"{_GONE} ({exc})"))
                 continue
             if msg is None:
                 return
@@ -90,7 +94,7 @@ class _Worker:
             if future is not None:
                 future.set_result(value) if ok else future.set_exception(value)
         for future in list(self._pending.values()):  # the worker died: nobody will answer these
-            future.set_exception(TrackingError("the MLflow logging process exited unexpectedly"))
+            future.set_exception(TrackingError(_GONE))
         self._pending.clear()
 
     def stop(self) -> None:
