@@ -158,3 +158,27 @@ def test_a_killed_logging_process_loses_no_answer_and_the_same_spec_finishes_the
     children = [r for r in runs if r.data.tags["workbench.kind"] == "variant"]
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
     assert {c.data.metrics["questions"] for c in children} == {N}
+
+
+def test_a_store_that_fails_to_open_in_the_logging_process_loses_no_answer(tmp_path, endpoint):
+    """The sqlite file passes the cheap check before the sweep (right header) but is corrupt: opening it
+    fails in the logging process, while the answers are being generated."""
+    from workbench.errors import TrackingError
+    from workbench.sweep import run_sweep
+
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    spec["data"]["eval"]["limit"] = 3
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": endpoint.base_url, "max_tokens": 8}]
+    store = Path(spec["tracking"]["tracking_uri"].removeprefix("sqlite:///"))
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    with pytest.raises(TrackingError) as failure:
+        run_sweep(spec, progress=False)
+    assert str(store) in str(failure.value) and "run the same spec again" in str(failure.value)
+    (record,) = (tmp_path / "home" / "sweeps").iterdir()
+    assert len((record / "cells.jsonl").read_text().splitlines()) == 3
+    store.unlink()  # the user fixes the store
+    endpoint.reset_stats()
+    again = run_sweep(spec, progress=False)
+    assert again.sweep_id == record.name and again.status == "FINISHED" and len(again.run_ids) == 1
+    assert endpoint.stats()["chat_calls"] == 0

@@ -305,7 +305,11 @@ def run_sweep(
         started_sweep.add_done_callback(lambda f: _note_parent_run(f, record, results))
         children: dict[str, tuple[str, str]] = {}
         if done:
-            children = started_sweep.result()[1]  # resuming needs the runs already logged
+            try:
+                children = started_sweep.result()[1]  # resuming needs the runs already logged
+            except WorkbenchError:
+                log.close()
+                raise log.error from None  # the first failure says what went wrong
             results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
         if on_start:
             on_start({"sweep_id": sweep_id, "total_cells": len(variants) * len(evalset), "variants": list(variants),

@@ -32,8 +32,8 @@ from workbench.errors import TrackingError
 # ---------------------------------------------------------------- the parent side
 
 
-_GONE = ("the MLflow logging process exited unexpectedly; the answers are saved: run the same spec again "
-         "to finish logging this sweep")
+_FINISH = "The answers are saved: run the same spec again (once MLflow is reachable) to finish logging this sweep."
+_GONE = f"the MLflow logging process exited unexpectedly. {_FINISH}"
 
 
 class _Worker:
@@ -53,6 +53,7 @@ class _Worker:
         # Jobs are pickled and written by a sender thread: a full pipe (the worker busy with a trace)
         # must never block the sweep's event loop, which submits them.
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.dead = False  # set when it exited or retired: the next session starts a new worker
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
         self._reader = threading.Thread(target=self._read, name="workbench-mlflow-reader", daemon=True)
@@ -61,7 +62,7 @@ class _Worker:
         self._sender.start()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None and self._reader.is_alive() and self._sender.is_alive()
+        return not self.dead and self.proc.poll() is None and self._reader.is_alive() and self._sender.is_alive()
 
     def call(self, session: int, method: str, *args: Any) -> Future:
         future: Future = Future()
@@ -89,6 +90,7 @@ class _Worker:
             try:
                 job, ok, value = self._recv.recv()
             except (EOFError, OSError):
+                self.dead = True
                 break
             future = self._pending.pop(job, None)
             if future is not None:
@@ -153,6 +155,8 @@ class TrackingSession:
         """Wait for every job of this session; its timings land in `timings`; returns the first failure."""
         try:
             self.timings = self.submit("__close__").result()
+            if self.timings.get("retire"):
+                self._worker.dead = True  # it exits after a failure: MLflow may have cached a broken store
         except BaseException as exc:  # the failure is already kept in self.error
             if self.error is None:
                 self.error = exc
@@ -252,13 +256,18 @@ def _serve(read_fd: int, write_fd: int) -> None:
         start = time.perf_counter()
         try:
             if method == "__open__":
-                sessions[sid] = _Session(*args)
+                try:
+                    sessions[sid] = _Session(*args)
+                except TrackingError as exc:  # the URI was checked before the sweep; the store failed since
+                    raise TrackingError(f"{exc} {_FINISH}") from None
                 sessions[sid].timings["seconds"]["open"] = time.perf_counter() - start
                 sessions[sid].timings["spans"].append(("open", start, time.perf_counter()))
                 value: Any = None
             elif method == "__close__":
                 session = sessions.pop(sid, None)
                 value = session.timings if session is not None else {}
+                retire = session is None or session.failed is not None
+                value = {**value, "retire": retire}
             else:
                 session = sessions.get(sid)
                 if session is None:
@@ -272,8 +281,7 @@ def _serve(read_fd: int, write_fd: int) -> None:
                     raise
                 except Exception as exc:  # MLflow raises many types: say what failed and where
                     session.failed = TrackingError(
-                        f"MLflow logging failed ({method}) at {session.tracker.cfg.tracking_uri}: {exc}. "
-                        "The answers are saved; run the same spec again to finish logging this sweep."
+                        f"MLflow logging failed ({method}) at {session.tracker.cfg.tracking_uri}: {exc}. {_FINISH}"
                     )
                     raise session.failed from None
                 end = time.perf_counter()
@@ -283,11 +291,13 @@ def _serve(read_fd: int, write_fd: int) -> None:
         except TrackingError as exc:
             reply = (job, False, exc)
         except Exception as exc:  # opening the tracker: same rule, one clear error
-            reply = (job, False, TrackingError(f"MLflow tracking failed ({method}): {exc}"))
+            reply = (job, False, TrackingError(f"MLflow tracking failed ({method}): {exc}. {_FINISH}"))
         try:
             send.send(reply)
         except (OSError, ValueError):
             return
+        if method == "__close__" and reply[1] and reply[2].get("retire"):
+            return  # a session failed: start afresh rather than reuse MLflow's cached (maybe broken) store
 
 
 if __name__ == "__main__":
