@@ -182,3 +182,17 @@ def test_a_store_that_fails_to_open_in_the_logging_process_loses_no_answer(tmp_p
     again = run_sweep(spec, progress=False)
     assert again.sweep_id == record.name and again.status == "FINISHED" and len(again.run_ids) == 1
     assert endpoint.stats()["chat_calls"] == 0
+
+
+def test_a_new_sqlite_store_appears_only_complete(tmp_path):
+    """A store whose creation was killed halfway is never used: it is built aside and renamed in."""
+    from workbench.config import TrackingConfig
+    from workbench.tracking import MlflowTracker
+
+    store = tmp_path / "mlruns" / "mlflow.db"
+    store.parent.mkdir()
+    (store.parent / "mlflow.db.creating-99999").write_bytes(b"SQLite format 3\x00 half-migrated")  # a killed creator
+    cfg = TrackingConfig(tracking_uri=f"sqlite:///{store}", artifact_location=str(tmp_path / "art"))
+    tracker = MlflowTracker(cfg, "fresh", defer_open=False)
+    assert tracker.experiment.name == "fresh" and store.exists()
+    assert not list(store.parent.glob("mlflow.db.creating-*"))

@@ -87,6 +87,24 @@ def _prepare_local_store(uri: str) -> None:
         Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
+def _create_sqlite_store_atomically(uri: str) -> None:
+    """A new sqlite store is migrated under a temporary name and renamed into place when complete.
+
+    MLflow's schema migrations are many separate statements: a process killed halfway left a store that
+    no later run could open ("table ... already exists"). Call with the store lock held.
+    """
+    path = Path(uri.removeprefix("sqlite:///")).expanduser()
+    if path.exists():
+        return
+    import mlflow
+
+    partial = path.with_name(f"{path.name}.creating-{os.getpid()}")
+    for leftover in path.parent.glob(f"{path.name}.creating-*"):  # from a process killed while creating it
+        leftover.unlink(missing_ok=True)
+    mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
+    os.replace(partial, path)
+
+
 def _check_sqlite_store(uri: str) -> None:
     """The cheap checks of a local sqlite store that can run before anything is written."""
     path = Path(uri.removeprefix("sqlite:///")).expanduser()
@@ -149,6 +167,8 @@ class MlflowTracker:
             # Two sweeps starting at once on a new sqlite store would both run its schema migrations
             # (and both create the experiment): one at a time.
             with _store_lock(cfg.tracking_uri):
+                if cfg.tracking_uri.startswith("sqlite:///"):
+                    _create_sqlite_store_atomically(cfg.tracking_uri)
                 mlflow.set_tracking_uri(cfg.tracking_uri)
                 exp = mlflow.get_experiment_by_name(self.experiment_name)
                 if exp is None:
