@@ -96,30 +96,29 @@ def create_record(home: Path, sweep_id: str, spec: SweepSpec, data_info: dict[st
     return record
 
 
-def find_finished(home: Path, spec: SweepSpec, data_info: dict[str, Any]) -> SweepRecord | None:
-    """The newest FINISHED sweep of this same spec over the same data (corpus and eval digests), if any."""
+def _records_of(home: Path, spec: SweepSpec):
+    """(record, status) of every sweep of this same spec under `home`, newest first."""
     root = home / "sweeps"
     if not root.is_dir():
-        return None
+        return
     key = resume_key(spec)
     for directory in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        st = SweepRecord(directory).status()
-        if st.get("resume_key") == key and st.get("status") == "FINISHED" and st.get("data") == data_info:
-            return SweepRecord(directory)
-    return None
+        record = SweepRecord(directory)
+        st = record.status()
+        if st.get("resume_key") == key:
+            yield record, st
+
+
+def find_finished(home: Path, spec: SweepSpec, data_info: dict[str, Any]) -> SweepRecord | None:
+    """The newest FINISHED sweep of this same spec over the same data (corpus and eval digests), if any."""
+    return next((r for r, st in _records_of(home, spec) if st.get("status") == "FINISHED" and st.get("data") == data_info), None)
 
 
 def find_resumable(home: Path, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord | None:
     """The newest unfinished sweep of this same spec whose process is gone, if any. With `data_info`,
     a record made over other data (the corpus or eval file changed since) is not resumed."""
-    root = home / "sweeps"
-    if not root.is_dir():
-        return None
-    key = resume_key(spec)
-    for directory in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        record = SweepRecord(directory)
-        st = record.status()
-        if st.get("resume_key") != key or not record.resumable():
+    for record, st in _records_of(home, spec):
+        if not record.resumable():
             continue
         if data_info is not None and st.get("data") and st["data"] != data_info:
             continue

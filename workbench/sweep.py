@@ -8,7 +8,7 @@ Pipelining: each question goes retrieve -> generate on its own, so the first ans
 while dense indexes are still being built (BM25 variants need none and go first). Model calls are
 admitted variant by variant, so variants finish one after another and each is logged while the next
 runs. Each finished cell is appended to `<home>/sweeps/<sweep id>/cells.jsonl` the moment it finishes;
-MLflow is written from one logging thread that overlaps the sweep.
+MLflow is written by a helper process (`workbench.tracking_process`) that overlaps the sweep.
 """
 
 from __future__ import annotations
@@ -365,7 +365,7 @@ def _reuse_finished(spec, home, data_info, evalset, variants, started, progress,
     st = record.status()
     rows = record.cells()
     hashes = {v.hash for v in variants}
-    if len(rows) != len(variants) * int(data_info["data.eval.questions"]) or {r["variant_hash"] for r in rows} != hashes:
+    if len(rows) != len(variants) * len(evalset) or {r["variant_hash"] for r in rows} != hashes:
         return None
     if any(r.get("error") for r in rows):
         return None
@@ -385,13 +385,12 @@ def _reuse_finished(spec, home, data_info, evalset, variants, started, progress,
     rows.sort(key=lambda r: (order[r["variant_hash"]], position.get(r["question_id"], 0)))
     results = SweepResults(spec=spec, sweep_id=record.sweep_id, variants=list(variants), rows=rows,
                            run_ids=dict(run_ids), parent_run_id=st.get("parent_run_id"), data_info=dict(data_info))
-    evalset_size = len(evalset)
     results.notes = _notes(spec, evalset, variants) + [
         f"identical to finished sweep {record.sweep_id}: its {len(rows)} cells and MLflow runs are returned as they "
         "are, nothing was run again (resume=False / --no-resume starts a new sweep; no_cache / --no-cache calls the models again)"
     ]
     if on_start:
-        on_start({"sweep_id": record.sweep_id, "total_cells": len(variants) * evalset_size, "variants": list(variants),
+        on_start({"sweep_id": record.sweep_id, "total_cells": len(rows), "variants": list(variants),
                   "local_server": None})
     if on_cell:
         for row in rows:
@@ -432,7 +431,7 @@ def _run_coroutine(coro) -> Any:
 @dataclass
 class _SweepRun:
     """One sweep's async execution: every question pipelined retrieve -> generate, model calls bounded
-    per endpoint and admitted variant by variant; MLflow written in order on one logging thread."""
+    per endpoint and admitted variant by variant; MLflow written in order by the logging process."""
 
     spec: SweepSpec
     ws: Workspace
@@ -463,7 +462,7 @@ class _SweepRun:
         self.index_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
         self.chunked: dict[str, asyncio.Future] = {}
         self.dense: dict[str, asyncio.Future] = {}
-        self.runs: dict[str, _VariantRun] = {}
+        self.logging: set[str] = set()  # variants whose MLflow run has been started
         # Variants that need no dense index go first; variants sharing an index run back to back.
         schedule = sorted(variants, key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
@@ -473,7 +472,7 @@ class _SweepRun:
                 # Judging after all generation: a judge sharing an endpoint must not queue in front of
                 # (and inflate the measured latency of) the answers being timed.
                 for variant, rows in done:
-                    if rows and variant.hash in self.runs and not self.cancelled():
+                    if rows and variant.hash in self.logging and not self.cancelled():
                         await self.judge_rows(rows)
                         self.finish_variant(variant, rows)
         finally:
@@ -532,11 +531,10 @@ class _SweepRun:
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
             self.log.submit("discard_run", logged[0])  # a partial run is re-logged whole
-        vrun = self.runs[variant.hash] = _VariantRun(variant)
         for i, row in enumerate(slots):
             if row is not None:
                 self.bar.update(1)
-                self.log_cell(vrun, i, row)
+                self.log_cell(variant, i, row)
         todo = tuple(item for item, r in zip(items, slots) if r is None)
         if todo and not self.cancelled():
             index = await self.index_for(variant)
@@ -557,7 +555,7 @@ class _SweepRun:
                 _score_cell(self.spec, variant, item, row)
                 slots[i] = row
                 self.finish(row)
-                self.log_cell(vrun, i, row)
+                self.log_cell(variant, i, row)
 
             await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
         rows = [r for r in slots if r is not None]
@@ -657,16 +655,16 @@ class _SweepRun:
             self.cells.write(json.dumps(row, default=str) + "\n")
         self.cells.flush()
 
-    def log_cell(self, vrun: "_VariantRun", i: int, row: dict[str, Any]) -> None:
+    def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
         """The variant's run is created with its first cell; the first N questions get a trace."""
-        if not vrun.started:
-            vrun.started = True
-            self.log.submit("start_variant", vrun.variant, self.eval_frame)
+        if variant.hash not in self.logging:
+            self.logging.add(variant.hash)
+            self.log.submit("start_variant", variant, self.eval_frame)
         if i < self.spec.tracking.max_traces_per_variant:
-            self.log.submit("log_trace", vrun.variant, row)
+            self.log.submit("log_trace", variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
-        """Metrics and table from the logging thread; `run_ids` is filled in when it is done."""
+        """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < len(self.evalset) else None
         done = self.log.submit("finish_variant", variant.hash, rows, aggregate(rows), status)
 
@@ -675,9 +673,3 @@ class _SweepRun:
                 self.results.run_ids[variant.hash] = future.result()
 
         done.add_done_callback(note)
-
-
-@dataclass
-class _VariantRun:
-    variant: VariantConfig
-    started: bool = False  # its MLflow run is created with its first logged cell

@@ -1,7 +1,7 @@
 """MLflow adapter: one parent run per sweep, one child run per variant, traces per question.
 
 Everything about MLflow lives here; the sweep hands over plain rows and metric dicts. A variant is
-logged in steps on the sweep's logging thread: its run (params, YAML, dataset) when it starts, a trace
+logged in steps by the sweep's logging process (`workbench.tracking_process`): its run (params, YAML, dataset) when it starts, a trace
 per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
 the sweep, so what is left after the last answer is one metrics batch and one table.
 """
@@ -81,10 +81,15 @@ def audit_tags() -> dict[str, str]:
     return dict(_audit_tags())
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The file of a local sqlite store (sqlite:///mlruns/mlflow.db), None for any other URI."""
+    return Path(uri.removeprefix("sqlite:///")).expanduser() if uri.startswith("sqlite:///") else None
+
+
 def _prepare_local_store(uri: str) -> None:
     """sqlite:///mlruns/mlflow.db needs its folder to exist before MLflow opens it."""
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if (path := _sqlite_path(uri)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _create_sqlite_store_atomically(uri: str) -> None:
@@ -93,8 +98,8 @@ def _create_sqlite_store_atomically(uri: str) -> None:
     MLflow's schema migrations are many separate statements: a process killed halfway left a store that
     no later run could open ("table ... already exists"). Call with the store lock held.
     """
-    path = Path(uri.removeprefix("sqlite:///")).expanduser()
-    if path.exists():
+    path = _sqlite_path(uri)
+    if path is None or path.exists():
         return
     import mlflow
 
@@ -107,7 +112,7 @@ def _create_sqlite_store_atomically(uri: str) -> None:
 
 def _check_sqlite_store(uri: str) -> None:
     """The cheap checks of a local sqlite store that can run before anything is written."""
-    path = Path(uri.removeprefix("sqlite:///")).expanduser()
+    path = _sqlite_path(uri)
     problem = None
     if path.is_dir():
         problem = "it is a directory"
@@ -129,11 +134,11 @@ def _check_sqlite_store(uri: str) -> None:
 def _store_lock(uri: str):
     import contextlib
 
-    if not uri.startswith("sqlite:///"):
+    if (path := _sqlite_path(uri)) is None:
         return contextlib.nullcontext()  # a tracking server serialises its own database
     from filelock import FileLock
 
-    return FileLock(str(Path(uri.removeprefix("sqlite:///")).expanduser()) + ".lock")
+    return FileLock(f"{path}.lock")
 
 
 class MlflowTracker:
@@ -149,7 +154,7 @@ class MlflowTracker:
         self.sweep_id: str | None = None
         self.spec: SweepSpec | None = None
         self._dataset: Any = None
-        self._children: dict[str, tuple[str, str]] = {}  # variant hash -> (run id, status), when resuming
+        self.children: dict[str, tuple[str, str]] = {}  # variant hash -> (run id, status), when resuming
         if defer_open and cfg.tracking_uri.startswith("sqlite:///"):
             _check_sqlite_store(cfg.tracking_uri)
         else:
@@ -167,8 +172,7 @@ class MlflowTracker:
             # Two sweeps starting at once on a new sqlite store would both run its schema migrations
             # (and both create the experiment): one at a time.
             with _store_lock(cfg.tracking_uri):
-                if cfg.tracking_uri.startswith("sqlite:///"):
-                    _create_sqlite_store_atomically(cfg.tracking_uri)
+                _create_sqlite_store_atomically(cfg.tracking_uri)
                 mlflow.set_tracking_uri(cfg.tracking_uri)
                 exp = mlflow.get_experiment_by_name(self.experiment_name)
                 if exp is None:
@@ -204,7 +208,7 @@ class MlflowTracker:
             else:
                 self.parent_run_id = resume_run_id
                 for run in self._search(sweep_id, "variant"):
-                    self._children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
+                    self.children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
                 self._log_sweep_info(spec, n_variants, data_info)  # in case the first attempt died before it
                 return
         run = mlflow.start_run(
@@ -224,11 +228,13 @@ class MlflowTracker:
         self.mlflow.log_params({"sweep.name": spec.name, "sweep.variants": n_variants, **data_info})
         self.mlflow.log_text(to_yaml(spec), "sweep.yaml")
 
-    def _search(self, sweep_id: str, kind: str) -> list:
+    def _search(self, sweep_id: str, kind: str | None = None) -> list:
+        """This sweep's runs: its parent ("sweep"), its variants ("variant"), or all of them."""
+        where = f"tags.`workbench.sweep_id` = '{sweep_id}'"
+        if kind is not None:
+            where += f" and tags.`workbench.kind` = '{kind}'"
         return self.mlflow.search_runs(
-            experiment_ids=[self.experiment.experiment_id],
-            filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}' and tags.`workbench.kind` = '{kind}'",
-            output_format="list",
+            experiment_ids=[self.experiment.experiment_id], filter_string=where, output_format="list"
         )
 
     def _find_run(self, sweep_id: str, kind: str) -> str | None:
@@ -246,21 +252,12 @@ class MlflowTracker:
 
     # ------------------------------------------------------------ one variant
 
-    def existing_run(self, variant_hash: str) -> tuple[str, str] | None:
-        """(run id, status) of this variant's child run in the sweep being resumed, if any."""
-        return self._children.get(variant_hash)
-
     def runs_intact(self, sweep_id: str, parent_run_id: str | None, run_ids: Sequence[str]) -> bool:
         """Are a finished sweep's parent and child runs all still there (not deleted) and FINISHED?"""
         if not parent_run_id:
             return False
         self.open()
-        runs = self.mlflow.search_runs(
-            experiment_ids=[self.experiment.experiment_id],
-            filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}'",
-            output_format="list",
-        )
-        finished = {r.info.run_id for r in runs if r.info.status == "FINISHED"}
+        finished = {r.info.run_id for r in self._search(sweep_id) if r.info.status == "FINISHED"}
         return {parent_run_id, *run_ids} <= finished
 
     def discard_run(self, run_id: str) -> None:
@@ -278,6 +275,10 @@ class MlflowTracker:
             from mlflow.entities import DatasetInput, InputTag
 
             assert self.spec is not None
+            if self.cfg.redact:
+                from workbench.redact import redact_row
+
+                eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
             with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = self.mlflow.data.from_pandas(
@@ -310,10 +311,6 @@ class MlflowTracker:
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in variant.flat_params().items()])
         self.client.log_text(run_id, to_yaml(variant), "variant.yaml")
-        if self.cfg.redact:
-            from workbench.redact import redact_row
-
-            eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
         self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_frame)])
         return run_id
 

@@ -137,13 +137,11 @@ class TrackingSession:
         self.cfg = cfg
         self.timings: dict[str, Any] = {}
         self.error: BaseException | None = None
-        self._last: Future | None = None
         self.submit("__open__", cfg, experiment)
 
     def submit(self, method: str, *args: Any) -> Future:
         future = self._worker.call(self._id, method, *args)
         future.add_done_callback(self._keep_error)
-        self._last = future
         return future
 
     def _keep_error(self, future: Future) -> None:
@@ -201,12 +199,12 @@ class _Session:
 
         self.tracker = MlflowTracker(cfg, experiment, defer_open=False)
         self.run_ids: dict[str, str] = {}
-        self.timings: dict[str, Any] = {"seconds": {}, "spans": []}
+        self.timings: dict[str, Any] = {"spans": []}  # (method, start, end); perf_counter is system-wide
         self.failed: BaseException | None = None
 
     def start_sweep(self, *args: Any, **kwargs: Any) -> tuple[str | None, dict[str, tuple[str, str]]]:
         self.tracker.start_sweep(*args, **kwargs)
-        return self.tracker.parent_run_id, dict(self.tracker._children)
+        return self.tracker.parent_run_id, dict(self.tracker.children)
 
     def start_variant(self, variant, eval_frame) -> str:
         run_id = self.tracker.start_variant(variant, eval_frame)
@@ -260,7 +258,6 @@ def _serve(read_fd: int, write_fd: int) -> None:
                     sessions[sid] = _Session(*args)
                 except TrackingError as exc:  # the URI was checked before the sweep; the store failed since
                     raise TrackingError(f"{exc} {_FINISH}") from None
-                sessions[sid].timings["seconds"]["open"] = time.perf_counter() - start
                 sessions[sid].timings["spans"].append(("open", start, time.perf_counter()))
                 value: Any = None
             elif method == "__close__":
@@ -284,9 +281,7 @@ def _serve(read_fd: int, write_fd: int) -> None:
                         f"MLflow logging failed ({method}) at {session.tracker.cfg.tracking_uri}: {exc}. {_FINISH}"
                     )
                     raise session.failed from None
-                end = time.perf_counter()
-                session.timings["seconds"][method] = session.timings["seconds"].get(method, 0.0) + end - start
-                session.timings["spans"].append((method, start, end))
+                session.timings["spans"].append((method, start, time.perf_counter()))
             reply = (job, True, value)
         except TrackingError as exc:
             reply = (job, False, exc)

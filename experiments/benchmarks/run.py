@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.data import load_corpus, load_eval
     from workbench.latency_endpoint import LatencyEndpoint
     from workbench.retrieval import index_key
+    from workbench.sweep import needs_dense
 
     probe = probe_mod.install()
     figures: dict[str, float] = {}
@@ -519,11 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         corpus = load_corpus(spec_obj.data.corpus)
         evalset = load_eval(spec_obj.data.eval, corpus)
         keys = {index_key(corpus.digest, v.chunking, v.embedding) for v in spec_obj.variants()
-                if v.retrieval.kind in ("dense", "hybrid")}  # BM25 alone builds no Chroma collection
+                if needs_dense(v)}  # BM25 alone builds no Chroma collection
         chunk_texts: set[str] = set()
         for c in {v.chunking for v in spec_obj.variants()}:
             chunk_texts |= {ch.text for ch in chunk_corpus(corpus, c)}
-        dense = any(v.retrieval.kind in ("dense", "hybrid") for v in spec_obj.variants())
+        dense = any(needs_dense(v) for v in spec_obj.variants())
         query_texts = {i.question for i in evalset.items} if dense else set()
         expected = chunk_texts | query_texts
         embedded_chunks = [t for t in embedded if t in chunk_texts]
