@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.local_server import LocalModelServer
+from workbench.rag.local_model import LocalModelServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT / "experiments" / "data" / "squad-super-bowl-50" / "dev-v1.1-super-bowl-50.json"
@@ -42,7 +42,7 @@ def small_spec(tmp_path: Path, **space) -> dict:
 @pytest.fixture(scope="session")
 def swept(tmp_path_factory):
     """One real sweep shared by the sweep, export and analysis tests: (tmp dir, spec dict, SweepResults)."""
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("sweep")
     spec = small_spec(tmp)

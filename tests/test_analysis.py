@@ -5,7 +5,7 @@ import sys
 
 import plotly.graph_objects as go
 
-from workbench.plots import plot_metric_bars, plot_pareto, plot_question_heatmap
+from workbench.analysis.plots import plot_metric_bars, plot_pareto, plot_question_heatmap
 
 
 def test_compare_diff_pareto_best_on_a_real_sweep(swept):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import pytrec_eval
 
-from workbench.config import CorpusSource, EvalSource, load_spec
-from workbench.data import load_corpus, load_eval
+from workbench.spec import CorpusSource, EvalSource, load_spec
+from workbench.data.loaders import load_corpus, load_eval
 from workbench.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,9 +95,9 @@ def _no_model(*args, **kwargs):
 
 @pytest.fixture(scope="module")
 def mini_sweep(tmp_path_factory):
-    from workbench.local_server import LocalModelServer
-    from workbench.models import ChatModel
-    from workbench.sweep import run_sweep
+    from workbench.rag.local_model import LocalModelServer
+    from workbench.rag.chat import ChatModel
+    from workbench.runner.sweep import run_sweep
 
     tmp = tmp_path_factory.mktemp("beir_sweep")
     spec = {

@@ -9,7 +9,7 @@ import mlflow
 import yaml
 
 from conftest import small_spec
-from workbench.latency_endpoint import LatencyEndpoint
+from workbench.testing.fake_endpoint import LatencyEndpoint
 
 N = 5
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workbench.config import (
+from workbench.spec import (
     ChunkingConfig,
     ModelConfig,
     PromptConfig,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from workbench import data as data_mod
-from workbench.config import CorpusSource, EvalSource
-from workbench.data import Corpus, Document, EvalItem, EvalSet, load_corpus, load_eval
+from workbench.spec import CorpusSource, EvalSource
+from workbench.data.loaders import Corpus, Document, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.errors import DataError
 
 SQUAD = Path(__file__).resolve().parents[1] / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"

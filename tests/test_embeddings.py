@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from workbench import embeddings
-from workbench.config import EmbeddingConfig
-from workbench.embeddings import CachedEmbedder, LocalMiniLM, OpenAIEmbedder, make_embedder
+from workbench.spec import EmbeddingConfig
+from workbench.rag.embeddings import CachedEmbedder, LocalMiniLM, OpenAIEmbedder, make_embedder
 from workbench.errors import ModelError
 
 

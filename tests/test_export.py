@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from workbench.errors import ConfigError, DataError, TrackingError
-from workbench.export import load_pipeline, read_export, to_mlflow_template
+from workbench.handover.export import load_pipeline, read_export, to_mlflow_template
 from workbench.redact import redact_text
-from workbench.tracking import load_sweep
+from workbench.analysis.load import load_sweep
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import mlflow
 import pytest
 
 from conftest import small_spec
-from workbench.latency_endpoint import LatencyEndpoint
-from workbench.sweep import run_sweep
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.runner.sweep import run_sweep
 
 N = 10
 

@@ -1,4 +1,4 @@
-"""The ragas judge adapter (workbench.judge) against the real local SmolLM2 server and a fake endpoint.
+"""The ragas judge adapter (workbench.scoring.judge) against the real local SmolLM2 server and a fake endpoint.
 
 SmolLM2-135M judges poorly; these tests check that its judgements parse into [0, 1] through the
 JSON-schema response_format, that failures are None with a reason (never 0), and the cache.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.config import JUDGE_METRICS, JudgeConfig
+from workbench.spec import JUDGE_METRICS, JudgeConfig
 from workbench.errors import ModelError
-from workbench.judge import REQUIREMENTS, Judge, JudgeScore, response_format
+from workbench.scoring.judge import REQUIREMENTS, Judge, JudgeScore, response_format
 
 SQUAD = Path(__file__).resolve().parent.parent / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
 MAIN = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
@@ -310,8 +310,8 @@ def test_sweep_with_a_judge_logs_judged_metrics_and_without_says_off(tmp_path):
     import mlflow
 
     from conftest import small_spec
-    from workbench.latency_endpoint import LatencyEndpoint
-    from workbench.sweep import run_sweep
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+    from workbench.runner.sweep import run_sweep
 
     with LatencyEndpoint(latency=0.01) as ep:
         spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from workbench.latency_endpoint import LatencyEndpoint, async_client, schema_instance
+from workbench.testing.fake_endpoint import LatencyEndpoint, async_client, schema_instance
 
 L = 0.2
 CONTEXT = ("Context: Super Bowl 50 was an American football game to determine the champion of the "

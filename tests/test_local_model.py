@@ -15,9 +15,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from workbench.config import DEFAULT_TEMPLATE, LOCAL_MODEL
+from workbench.spec import DEFAULT_TEMPLATE, LOCAL_MODEL
 from workbench.errors import ModelError
-from workbench.local_server import GGUF_NAME, LocalModelServer, local_model_path
+from workbench.rag.local_model import GGUF_NAME, LocalModelServer, local_model_path
 
 PROMPT_A = DEFAULT_TEMPLATE.format(
     context="The billing service listens on TCP port 7431 and writes its logs to /var/log/billing.",
@@ -223,7 +223,7 @@ def test_server_exits_when_its_parent_is_killed(tmp_path):
         f"""
         import os, signal, sys
         from pathlib import Path
-        from workbench.local_server import LocalModelServer
+        from workbench.rag.local_model import LocalModelServer
         server = LocalModelServer(log_dir=Path({str(tmp_path)!r}), smoke_test=False).start()
         print(server.pid, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # no atexit, no cleanup

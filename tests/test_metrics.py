@@ -1,4 +1,4 @@
-"""workbench.metrics: trec_eval-equal retrieval metrics, SQuAD v1.1 answer metrics, ragas non-LLM
+"""workbench.scoring.metrics: trec_eval-equal retrieval metrics, SQuAD v1.1 answer metrics, ragas non-LLM
 metrics, the registry and the bootstrap aggregates."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytrec_eval
 from rouge_score import rouge_scorer
 
 from workbench import metrics as m
-from workbench.metrics import (
+from workbench.scoring.metrics import (
     ANSWER_METRICS,
     doc_ranking,
     exact_match,

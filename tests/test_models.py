@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from workbench.config import DEFAULT_TEMPLATE, LOCAL_MODEL, ModelConfig
+from workbench.spec import DEFAULT_TEMPLATE, LOCAL_MODEL, ModelConfig
 from workbench.errors import ModelError
-from workbench.models import KEYLESS_PLACEHOLDER, ChatModel, Generation, cost_usd, resolve_api_key
+from workbench.rag.chat import KEYLESS_PLACEHOLDER, ChatModel, Generation, cost_usd, resolve_api_key
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 QUESTION = [{"role": "user", "content": DEFAULT_TEMPLATE.format(

@@ -72,7 +72,7 @@ def check_common(nb, export: Path) -> None:
     assert reason and len(reason[0]) > len("reason: ") + 10, "best()'s reason was not printed"
     assert "winner: " in text
 
-    from workbench.export import read_export
+    from workbench.handover.export import read_export
 
     assert export.is_file(), f"the notebook did not write {export}"
     doc = read_export(export)  # parses and verifies its hashes
@@ -99,7 +99,7 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, record_property):
     check_common(nb, work / "experiments" / "exports" / "quickstart_winner.yaml")
     text = all_text(nb)
     assert "4 variants x 5 questions" in text
-    from workbench.config import load_spec
+    from workbench.spec import load_spec
 
     summary = next(o for _, o in outputs(nb) if "text/html" in o.get("data", {}) and "latency_total_p95_s" in o["data"]["text/html"])
     hashes = [v.short_hash for v in load_spec(ROOT / "experiments" / "quickstart.yaml").variants()]

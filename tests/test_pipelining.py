@@ -7,10 +7,10 @@ import time
 import pytest
 
 from conftest import small_spec
-from workbench.executor import PrioritySemaphore
-from workbench.latency_endpoint import LatencyEndpoint
-from workbench.retrieval import chroma_client
-from workbench.sweep import Workspace, run_sweep
+from workbench.rag.executor import PrioritySemaphore
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.rag.retrieval import chroma_client
+from workbench.runner.sweep import Workspace, run_sweep
 
 
 def test_priority_semaphore_admits_lower_numbers_first_and_survives_cancellation():

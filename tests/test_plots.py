@@ -1,4 +1,4 @@
-"""workbench.plots: the info functions' numbers and the figures built from them (no browser)."""
+"""workbench.analysis.plots: the info functions' numbers and the figures built from them (no browser)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from workbench.plots import (
+from workbench.analysis.plots import (
     ParetoInfo,
     heatmap_info,
     metric_bars_info,
@@ -16,7 +16,7 @@ from workbench.plots import (
     plot_pareto,
     plot_question_heatmap,
 )
-from workbench.stats import StatsError, pareto_front
+from workbench.analysis.stats import StatsError, pareto_front
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from conftest import small_spec
-from workbench.latency_endpoint import LatencyEndpoint
-from workbench.sweep import run_sweep
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.runner.sweep import run_sweep
 
 N = 6
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.chunking import Chunk
-from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig
-from workbench.embeddings import LocalMiniLM
+from workbench.rag.chunking import Chunk
+from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig
+from workbench.rag.embeddings import LocalMiniLM
 from workbench.errors import DataError
-from workbench.retrieval import ChunkIndex, Hit, chroma_client, index_key, rrf
+from workbench.rag.retrieval import ChunkIndex, Hit, chroma_client, index_key, rrf
 
 SQUAD = Path("/work/shared/data/squad-v1.1-super-bowl-50/dev-v1.1-super-bowl-50.json")
 N_QUESTIONS = 30
@@ -191,8 +191,8 @@ def test_index_reused_across_clients_without_embedding(squad, squad_index, squad
     # …and from another process (the embedder there refuses to run)
     script = f"""
 import sys
-from workbench.chunking import Chunk
-from workbench.retrieval import ChunkIndex, chroma_client
+from workbench.rag.chunking import Chunk
+from workbench.rag.retrieval import ChunkIndex, chroma_client
 class Refuse:
     name, dim = "all-MiniLM-L6-v2-int8", 384
     def embed(self, texts):

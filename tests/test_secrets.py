@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import small_spec
-from workbench.latency_endpoint import LatencyEndpoint
-from workbench.sweep import run_sweep
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.runner.sweep import run_sweep
 
 PLANTED = "sk-wb-PLANTED-9f8e7d6c5b4a3f2e1d0c"
 

@@ -1,4 +1,4 @@
-"""workbench.stats: per-variant CIs, paired differences with a sign-flip permutation test,
+"""workbench.analysis.stats: per-variant CIs, paired differences with a sign-flip permutation test,
 Pareto fronts, constraints and the choice of a winner. The statistics are the unit, so the
 question frames here are synthetic, shaped like `SweepResults.questions()` / `to_frame()`."""
 
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.metrics import summarize
-from workbench.stats import (
+from workbench.scoring.metrics import summarize
+from workbench.analysis.stats import (
     Decision,
     PairedDiff,
     StatsError,

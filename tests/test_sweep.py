@@ -9,8 +9,8 @@ import mlflow
 import pytest
 import pytrec_eval
 
-from workbench.config import load_spec
-from workbench.sweep import run_sweep
+from workbench.spec import load_spec
+from workbench.runner.sweep import run_sweep
 
 from conftest import N_QUESTIONS, small_spec
 
@@ -78,7 +78,7 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_table_yaml_tags(sw
             assert col in table["columns"], col
         assert len(table["data"]) == N_QUESTIONS
         variant_yaml = Path(client.download_artifacts(child.run_id, "variant.yaml", str(tmp))).read_text()
-        from workbench.config import load_variant
+        from workbench.spec import load_variant
 
         assert load_variant(__import__("yaml").safe_load(variant_yaml)).hash == h
         run_inputs = client.get_run(child.run_id).inputs.dataset_inputs

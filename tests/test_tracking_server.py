@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from conftest import small_spec
-from workbench.latency_endpoint import LatencyEndpoint
+from workbench.testing.fake_endpoint import LatencyEndpoint
 
 N = 6
 
@@ -124,9 +124,9 @@ def test_sweep_logs_to_a_real_server_and_survives_it_dying(tmp_path, endpoint):
 
 
 def test_a_killed_logging_process_loses_no_answer_and_the_same_spec_finishes_the_logging(tmp_path, endpoint):
-    import workbench.tracking_process as tp
+    import workbench.tracking.process as tp
     from workbench.errors import TrackingError
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}], prompt=[
         {"name": "default"}, {"name": "terse", "template": "Context: {context}\nQ: {question}\nA:"}])
@@ -164,7 +164,7 @@ def test_a_store_that_fails_to_open_in_the_logging_process_loses_no_answer(tmp_p
     """The sqlite file passes the cheap check before the sweep (right header) but is corrupt: opening it
     fails in the logging process, while the answers are being generated."""
     from workbench.errors import TrackingError
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
     spec["data"]["eval"]["limit"] = 3
@@ -186,8 +186,8 @@ def test_a_store_that_fails_to_open_in_the_logging_process_loses_no_answer(tmp_p
 
 def test_a_new_sqlite_store_appears_only_complete(tmp_path):
     """A store whose creation was killed halfway is never used: it is built aside and renamed in."""
-    from workbench.config import TrackingConfig
-    from workbench.tracking import MlflowTracker
+    from workbench.spec import TrackingConfig
+    from workbench.tracking.mlflow_tracker import MlflowTracker
 
     store = tmp_path / "mlruns" / "mlflow.db"
     store.parent.mkdir()

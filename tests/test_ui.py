@@ -11,8 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from workbench.config import ModelConfig, load_spec
-from workbench.data import load_corpus
+from workbench.spec import ModelConfig, load_spec
+from workbench.data.loaders import load_corpus
 from workbench.errors import ConfigError
 from workbench.ui import Workbench
 

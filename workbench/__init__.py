@@ -22,7 +22,7 @@ for _name, _value in {
 }.items():
     _os.environ.setdefault(_name, _value)
 
-__version__ = "0.1.0"
+from workbench._version import __version__
 
 __all__ = ["run_sweep", "load_sweep", "load_pipeline", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
 
@@ -30,21 +30,21 @@ __all__ = ["run_sweep", "load_sweep", "load_pipeline", "load_spec", "SweepSpec",
 def __getattr__(name: str):
     # Lazy: `import workbench` stays cheap (no MLflow/Chroma import) until the API is used.
     if name == "run_sweep":
-        from workbench.sweep import run_sweep
+        from workbench.runner.sweep import run_sweep
 
         return run_sweep
     if name == "load_pipeline":
-        from workbench.export import load_pipeline
+        from workbench.handover.export import load_pipeline
 
         return load_pipeline
     if name == "load_sweep":
-        from workbench.tracking import load_sweep
+        from workbench.analysis.load import load_sweep
 
         return load_sweep
     if name in ("load_spec", "SweepSpec", "VariantConfig"):
-        from workbench import config
+        from workbench import spec
 
-        return getattr(config, name)
+        return getattr(spec, name)
     if name == "WorkbenchError":
         from workbench.errors import WorkbenchError
 

@@ -59,7 +59,7 @@ def run(
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
     import pandas as pd
 
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
@@ -102,13 +102,13 @@ def export(
 ) -> None:
     """Export one variant of a logged sweep as a production YAML with provenance."""
     from workbench.errors import ConfigError
-    from workbench.tracking import load_sweep
+    from workbench.analysis.load import load_sweep
 
     if (variant is None) == (best is None):
         raise ConfigError("give exactly one of --variant HASH or --best METRIC")
     results = load_sweep(sweep_id, tracking_uri)
     if best is not None:
-        from workbench.stats import parse_constraints
+        from workbench.analysis.stats import parse_constraints
 
         decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=not minimize)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
@@ -132,7 +132,7 @@ def answer(
     """Answer QUESTION with an exported pipeline (same pipeline and answers as in the sweep)."""
     import json
 
-    from workbench.export import load_pipeline
+    from workbench.handover.export import load_pipeline
 
     with load_pipeline(path, corpus_path=corpus) as pipe:
         result = pipe.answer(question)

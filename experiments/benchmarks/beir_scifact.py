@@ -273,7 +273,7 @@ def common_checks(results, qrels, cutoffs, uri: str, prefix: str) -> None:
 
 
 def run_scifact(args, tmp: Path) -> None:
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     data = Path(args.data)
     if args.docs is not None:
@@ -322,7 +322,7 @@ def run_scifact(args, tmp: Path) -> None:
 
 
 def run_squad(args, tmp: Path) -> None:
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     path = Path(args.squad_data)
     home = Path(args.home) if args.home else tmp / "home"

@@ -56,12 +56,12 @@ def install() -> Probe:
     if _installed:
         return PROBE
     _installed = True
-    import workbench.cache as cache_mod
-    import workbench.embeddings as emb
-    import workbench.models as models
-    import workbench.retrieval as retrieval
-    import workbench.sweep as sweep
-    import workbench.tracking as tracking
+    import workbench.rag.cache as cache_mod
+    import workbench.rag.embeddings as emb
+    import workbench.rag.chat as models
+    import workbench.rag.retrieval as retrieval
+    import workbench.runner.sweep as sweep
+    import workbench.tracking.mlflow_tracker as tracking
 
     p = PROBE
 
@@ -136,7 +136,7 @@ def install() -> Probe:
     # __init__ runs on the sweep's thread (checks the URI); the logging runs in the tracking process,
     # which reports its own timings when a sweep's session closes (perf_counter is system-wide on Linux)
     timed(tracking.MlflowTracker, "__init__", "init")
-    import workbench.tracking_process as tp
+    import workbench.tracking.process as tp
 
     orig_close = tp.TrackingSession.close
 

@@ -101,7 +101,7 @@ def make_spec(tmp: Path, name: str, base_url: str, cfg: dict, *, tracking: bool 
 
 def timed_sweep(spec: dict, endpoint, probe, **options) -> dict:
     """Run one sweep; wall time from outside, phases from the probe, calls from the endpoint."""
-    from workbench.sweep import run_sweep
+    from workbench.runner.sweep import run_sweep
 
     probe.reset()
     endpoint.reset_stats()
@@ -114,7 +114,7 @@ def timed_sweep(spec: dict, endpoint, probe, **options) -> dict:
 
 
 def spec_obj_traces(spec: dict) -> int:
-    from workbench.config import load_spec
+    from workbench.spec import load_spec
 
     return load_spec(spec).tracking.max_traces_per_variant
 
@@ -197,10 +197,10 @@ def generation_only(base_url: str, rows: list[dict], model_cfg, how: str) -> flo
     """
     import asyncio
 
-    from workbench.config import ExecutionConfig
-    from workbench.executor import Executor
-    from workbench.latency_endpoint import async_client
-    from workbench.models import ChatModel
+    from workbench.spec import ExecutionConfig
+    from workbench.rag.executor import Executor
+    from workbench.testing.fake_endpoint import async_client
+    from workbench.rag.chat import ChatModel
 
     messages = [r["messages"] for r in rows if r.get("messages")]
     params = {"model": model_cfg.model, "temperature": model_cfg.temperature, "max_tokens": model_cfg.max_tokens}
@@ -256,7 +256,7 @@ def embed_vs_raw(texts: list[str], repeats: int) -> dict:
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
-    import workbench.embeddings as emb
+    import workbench.rag.embeddings as emb
 
     model = emb.LocalMiniLM()
     session = ort.InferenceSession(str(model.model_path), sess_options=emb.session_options(),
@@ -345,7 +345,7 @@ def peak_rss_kb() -> float:
 def retrieval_at_scale(n: int, queries: int = 200) -> dict:
     import numpy as np
 
-    from workbench.retrieval import ADD_BATCH, chroma_client
+    from workbench.rag.retrieval import ADD_BATCH, chroma_client
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="wb-bench-chroma-") as tmp:
@@ -399,12 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
 
     import probe as probe_mod
-    from workbench.chunking import chunk_corpus
-    from workbench.config import load_spec
-    from workbench.data import load_corpus, load_eval
-    from workbench.latency_endpoint import LatencyEndpoint
-    from workbench.retrieval import index_key
-    from workbench.sweep import needs_dense
+    from workbench.rag.chunking import chunk_corpus
+    from workbench.spec import load_spec
+    from workbench.data.loaders import load_corpus, load_eval
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+    from workbench.rag.retrieval import index_key
+    from workbench.runner.sweep import needs_dense
 
     probe = probe_mod.install()
     figures: dict[str, float] = {}
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = make_spec(tmp / "warm", "bench-warm", base, warm_cfg)
         warm["space"]["chunking"] = warm["space"]["chunking"][:1]
         t0 = time.perf_counter()
-        from workbench.sweep import run_sweep
+        from workbench.runner.sweep import run_sweep
 
         run_sweep(warm, progress=False)
         note(f"warm-up sweep (2 variants x 2 questions, imports + model load, not in any figure): "

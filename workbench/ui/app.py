@@ -9,7 +9,7 @@
     wb.results              # SweepResults of the last finished / cancelled / loaded sweep
 
 The widgets only build configs (`spec()`) and call the Python API the CLI uses: `run_sweep`,
-`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export` and `workbench.plots`.
+`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export` and `workbench.analysis.plots`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import ipywidgets as W
 
-from workbench.config import (
+from workbench.spec import (
     CorpusSource,
     DataConfig,
     EmbeddingConfig,
@@ -228,7 +228,7 @@ class Workbench:
             self.run_tab.status.value = self._msg(f"cannot run: {exc}", "error")
 
     def _worker(self, spec: SweepSpec, cancel: threading.Event, progress) -> None:
-        from workbench.sweep import run_sweep
+        from workbench.runner.sweep import run_sweep
 
         try:
             results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel,
@@ -261,7 +261,7 @@ class Workbench:
 
     def load(self, sweep_id: str):
         """Load an earlier sweep from MLflow into the Results and Export tabs (nothing is re-run)."""
-        from workbench.tracking import load_sweep
+        from workbench.analysis.load import load_sweep
 
         _ = self.widget
         if not sweep_id:

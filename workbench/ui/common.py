@@ -67,7 +67,7 @@ def parse_ints(text: str, field: str) -> list[int]:
 
 def parse_constraints(text: str) -> dict[str, str]:
     """The same parser the CLI uses; a bad entry becomes a ConfigError the tab shows."""
-    from workbench.stats import StatsError, parse_constraints as parse
+    from workbench.analysis.stats import StatsError, parse_constraints as parse
 
     try:
         return parse(text)

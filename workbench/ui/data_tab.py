@@ -1,5 +1,5 @@
 """Data tab: corpus and eval sources (the spec's `data` section) and a Load button that shows counts,
-digests and a preview through `workbench.data.load_corpus` / `load_eval`."""
+digests and a preview through `workbench.data.loaders.load_corpus` / `load_eval`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from workbench.config import CorpusSource, DataConfig, EvalSource, parse_model
+from workbench.spec import CorpusSource, DataConfig, EvalSource, parse_model
 from workbench.errors import WorkbenchError
 from workbench.ui.common import field_help, literal_options, message, shorten, table_html
 
@@ -102,7 +102,7 @@ class DataTab:
 
     def load(self) -> bool:
         """Load both files; show counts, digests and a preview, or a red message. Never raises."""
-        from workbench.data import load_corpus, load_eval
+        from workbench.data.loaders import load_corpus, load_eval
 
         self.message.value = message("loading…", "info")
         try:

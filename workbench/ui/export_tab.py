@@ -8,7 +8,7 @@ import logging
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.results import quality_metrics
+from workbench.scoring.aggregate import quality_metrics
 from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,9 @@
-"""Results tab: the comparison figures from `workbench.plots` and a per-question drill-down.
+"""Results tab: the comparison figures from `workbench.analysis.plots` and a per-question drill-down.
 
 Pareto (quality vs latency p95 or cost per 1k, both chosen in dropdowns), mean-with-CI bars, the
 question heat map, and: pick a variant and a question → question, retrieved contexts with their
 document ids, answer, reference answers and scores. A sweep id + "Load sweep" fills the view from
-MLflow (`workbench.tracking.load_sweep`) without re-running anything.
+MLflow (`workbench.tracking.mlflow_tracker.load_sweep`) without re-running anything.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.results import QUALITY_METRICS, quality_metrics
+from workbench.scoring.aggregate import QUALITY_METRICS, quality_metrics
 from workbench.ui.common import FigureView, fmt, message, set_options
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class ResultsTab:
         self._draw_pareto()
         if self.results is None:
             return
-        from workbench.plots import plot_metric_bars, plot_question_heatmap
+        from workbench.analysis.plots import plot_metric_bars, plot_question_heatmap
 
         frame, questions = self.results.to_frame(), self.results.questions()
         self._try(self.bars, lambda: plot_metric_bars(frame))
@@ -113,7 +113,7 @@ class ResultsTab:
     def _draw_pareto(self) -> None:
         if self.results is None or self._filling:
             return
-        from workbench.plots import plot_pareto
+        from workbench.analysis.plots import plot_pareto
 
         frame = self.results.to_frame()
         self._try(self.pareto, lambda: plot_pareto(frame, quality=self.quality.value, x=self.x_axis.value))

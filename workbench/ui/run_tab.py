@@ -14,7 +14,7 @@ from typing import Any, Callable
 import ipywidgets as W
 import pandas as pd
 
-from workbench.results import aggregate
+from workbench.scoring.aggregate import aggregate
 from workbench.ui.common import message, table_html
 
 REFRESH_S = 0.5

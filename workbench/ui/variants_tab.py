@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import ipywidgets as W
 
-from workbench.config import (
+from workbench.spec import (
     ChunkingConfig,
     EmbeddingConfig,
     ModelConfig,

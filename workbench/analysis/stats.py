@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.metrics import summarize
+from workbench.scoring.metrics import summarize
 
 
 class StatsError(WorkbenchError, ValueError):

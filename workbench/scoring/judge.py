@@ -1,7 +1,7 @@
 """ragas' LLM-judged metrics through any OpenAI-compatible judge model, with a disk cache.
 
-    from workbench.config import JudgeConfig
-    from workbench.local_server import LocalModelServer
+    from workbench.spec import JudgeConfig
+    from workbench.rag.local_model import LocalModelServer
     with LocalModelServer() as server:
         judge = Judge(JudgeConfig(), base_url=server.base_url, cache_dir=".workbench/judge")
         scores = judge.score("Who won Super Bowl 50?", "The Denver Broncos",
@@ -60,9 +60,9 @@ import numpy as np
 import openai
 from pydantic import BaseModel, ValidationError
 
-from workbench.config import JudgeConfig, canonical_json
+from workbench.spec import JudgeConfig, canonical_json
 from workbench.errors import ModelError
-from workbench.models import _scrub, _server_message, resolve_endpoint
+from workbench.rag.chat import _scrub, _server_message, resolve_endpoint
 
 # ---------------------------------------------------------------- what each metric needs
 
@@ -278,7 +278,7 @@ def _make_embedding_class():
     from ragas.embeddings.base import BaseRagasEmbedding
 
     class WorkbenchRagasEmbedding(BaseRagasEmbedding):
-        """One of our embedders (`workbench.embeddings.Embedder`) as a ragas modern embedding."""
+        """One of our embedders (`workbench.rag.embeddings.Embedder`) as a ragas modern embedding."""
 
         def __init__(self, embedder: Any) -> None:
             super().__init__(cache=None)
@@ -470,7 +470,7 @@ class Judge:
             if name == "faithfulness":
                 metrics[name] = Faithfulness(llm=llm)
             elif name == "answer_relevancy":
-                from workbench.embeddings import make_embedder
+                from workbench.rag.embeddings import make_embedder
 
                 embeddings = _make_embedding_class()(make_embedder(self.cfg.embedding))
                 metrics[name] = AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=self.strictness)

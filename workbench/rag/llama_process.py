@@ -1,8 +1,8 @@
 """Launcher for llama-cpp-python's OpenAI-compatible server, with reproducible decoding.
 
-    python -m workbench.llama_server --model PATH --port P [--n_ctx 2048] [--n_threads 2]
+    python -m workbench.rag.llama_process --model PATH --port P [--n_ctx 2048] [--n_threads 2]
 
-`workbench.local_server.LocalModelServer` runs this module as a subprocess. It differs from
+`workbench.rag.local_model.LocalModelServer` runs this module as a subprocess. It differs from
 `python -m llama_cpp.server` in three ways:
 
 * it binds 127.0.0.1 only and serves the model under the alias `SmolLM2-135M-Instruct` (or --alias);
@@ -80,7 +80,7 @@ def build_app(model: str, n_ctx: int = 2048, n_threads: int | None = None, alias
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    from workbench.config import LOCAL_MODEL
+    from workbench.spec import LOCAL_MODEL
 
     _decode_from_reset_state()
     threads = n_threads or max(1, min(os.cpu_count() or 1, 4))
@@ -98,7 +98,7 @@ def build_app(model: str, n_ctx: int = 2048, n_threads: int | None = None, alias
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workbench.llama_server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workbench.rag.llama_process", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="Path to a GGUF file")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--n_ctx", type=int, default=2048)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app = build_app(args.model, n_ctx=args.n_ctx, n_threads=args.n_threads, alias=args.alias,
                     port=args.port, verbose=args.verbose)
-    print(f"workbench.llama_server: serving {args.model} on http://127.0.0.1:{args.port}/v1", file=sys.stderr, flush=True)
+    print(f"workbench.rag.llama_process: serving {args.model} on http://127.0.0.1:{args.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

@@ -10,9 +10,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from workbench.config import PromptConfig, VariantConfig
-from workbench.models import ChatModel, Generation, cost_usd
-from workbench.retrieval import ChunkIndex, Hit
+from workbench.spec import PromptConfig, VariantConfig
+from workbench.rag.chat import ChatModel, Generation, cost_usd
+from workbench.rag.retrieval import ChunkIndex, Hit
 
 
 @dataclass(frozen=True)

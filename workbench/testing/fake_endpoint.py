@@ -3,9 +3,9 @@
 For speed benchmarks (a sweep against a known per-call latency L must take ~⌈calls/concurrency⌉·L)
 and reliability tests (429 / 500 / timeouts / malformed / empty answers over real HTTP):
 
-    python -m workbench.latency_endpoint --port 8011 --latency 0.2 --fail-rate 0.1 --faults 429,timeout
+    python -m workbench.testing.fake_endpoint --port 8011 --latency 0.2 --fail-rate 0.1 --faults 429,timeout
 
-    from workbench.latency_endpoint import LatencyEndpoint
+    from workbench.testing.fake_endpoint import LatencyEndpoint
     with LatencyEndpoint(latency=0.2) as endpoint:
         client = openai.OpenAI(base_url=endpoint.base_url, api_key="x")
         ...
@@ -528,7 +528,7 @@ def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    parser = argparse.ArgumentParser(prog="python -m workbench.latency_endpoint", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m workbench.testing.fake_endpoint", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per chat completion")
@@ -565,7 +565,7 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 class LatencyEndpoint:
-    """`python -m workbench.latency_endpoint` in a subprocess on 127.0.0.1; a context manager.
+    """`python -m workbench.testing.fake_endpoint` in a subprocess on 127.0.0.1; a context manager.
 
     `start()` waits until /v1/models answers; `stop()` sends SIGTERM, then SIGKILL after
     `grace` seconds; it is idempotent and also runs at interpreter exit.
@@ -603,7 +603,7 @@ class LatencyEndpoint:
         if self.port is None:
             self.port = _free_port()
         c = self.config
-        cmd = [sys.executable, "-m", "workbench.latency_endpoint", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "workbench.testing.fake_endpoint", "--port", str(self.port),
                "--latency", repr(c.latency), "--embed-latency", repr(c.embed_latency),
                "--fail-rate", repr(c.fail_rate), "--faults", ",".join(c.faults),
                "--timeout-sleep", repr(c.timeout_sleep), "--retry-after", repr(c.retry_after),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.config import ModelConfig, content_hash
+from workbench.spec import ModelConfig, content_hash
 
 # Fields that change neither the request nor the answer.
 _NOT_IN_GENERATION_KEY = {"price_input_per_mtok", "price_output_per_mtok", "api_key_env"}
@@ -20,7 +20,7 @@ def generation_key(cfg: ModelConfig, messages: list[dict[str, Any]]) -> str:
     """(model config incl. base_url and sampling parameters, the exact messages)."""
     model = cfg.model_dump(mode="json", exclude=_NOT_IN_GENERATION_KEY)
     if cfg.provider == "local":
-        from workbench.local_server import GGUF_NAME
+        from workbench.rag.local_model import GGUF_NAME
 
         model["runtime"] = {"gguf": GGUF_NAME, "llama_cpp_python": _version("llama_cpp_python")}
     return content_hash({"kind": "generation/v1", "model": model, "messages": messages})

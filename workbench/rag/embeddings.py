@@ -1,6 +1,6 @@
 """Text embedders behind one small protocol: the offline MiniLM, any OpenAI-compatible endpoint, a disk cache.
 
-    from workbench.config import EmbeddingConfig
+    from workbench.spec import EmbeddingConfig
     embedder = make_embedder(EmbeddingConfig(), cache_dir=".workbench/embeddings")
     vectors = embedder.embed(["The cat sits on the mat.", "A kitten is sitting on a rug."])
     vectors.shape, float(vectors[0] @ vectors[1])   # ((2, 384), 0.6…)
@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from workbench.config import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
+from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 
 # ---------------------------------------------------------------- the offline model's files
@@ -206,7 +206,7 @@ class OpenAIEmbedder:
         self.cfg = cfg
         self.name = cfg.model
         self._dim: int | None = None
-        from workbench.models import resolve_endpoint
+        from workbench.rag.chat import resolve_endpoint
 
         self.where, key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
         self._client = OpenAI(base_url=self.where, api_key=key, timeout=timeout, max_retries=max_retries)

@@ -18,9 +18,9 @@ from dataclasses import asdict
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from workbench.cache import ResultCache, generation_key
-from workbench.config import ExecutionConfig
-from workbench.models import BadResponse, ChatModel, Generation
+from workbench.rag.cache import ResultCache, generation_key
+from workbench.spec import ExecutionConfig
+from workbench.rag.chat import BadResponse, ChatModel, Generation
 
 
 class Cancelled(Exception):

@@ -1,6 +1,6 @@
 """Corpora and evaluation sets: immutable records plus loaders for the formats in `config.py`.
 
-    from workbench.config import CorpusSource, EvalSource
+    from workbench.spec import CorpusSource, EvalSource
     path = "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
     corpus = load_corpus(CorpusSource(format="squad", path=path))
     evalset = load_eval(EvalSource(format="squad", path=path, limit=20), corpus)
@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from workbench.config import CorpusSource, EvalSource, content_hash
+from workbench.spec import CorpusSource, EvalSource, content_hash
 from workbench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def eval_digest(items: tuple[EvalItem, ...]) -> str:
 def load_corpus(src: CorpusSource) -> Corpus:
     """Load the documents `src` points at.
 
-    >>> from workbench.config import CorpusSource
+    >>> from workbench.spec import CorpusSource
     >>> path = "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
     >>> c = load_corpus(CorpusSource(format="squad", path=path))
     >>> len(c), c.documents[0].id
@@ -136,7 +136,7 @@ def load_corpus(src: CorpusSource) -> Corpus:
 def load_eval(src: EvalSource, corpus: Corpus | None = None) -> EvalSet:
     """Load the questions `src` points at; with `corpus`, check every relevant id is one of its documents.
 
-    >>> from workbench.config import EvalSource
+    >>> from workbench.spec import EvalSource
     >>> path = "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
     >>> e = load_eval(EvalSource(format="squad", path=path, limit=3))
     >>> len(e), e.items[0].relevant_ids

@@ -1,6 +1,6 @@
 """Retrieval over chunks: Chroma (dense, cosine), bm25s (sparse) and reciprocal-rank fusion of both.
 
-    from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig
+    from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig
     client = chroma_client(".workbench/chroma")
     key = index_key(corpus.digest, ChunkingConfig(), EmbeddingConfig())
     index = ChunkIndex(key, chunks, make_embedder(EmbeddingConfig()), client)
@@ -27,9 +27,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from workbench.chunking import Chunk
-from workbench.config import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
-from workbench.embeddings import Embedder
+from workbench.rag.chunking import Chunk
+from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
+from workbench.rag.embeddings import Embedder
 from workbench.errors import ConfigError, DataError
 
 ADD_BATCH = 5000  # chunks embedded per step; Chroma's max batch here is 5,461 (client.get_max_batch_size())

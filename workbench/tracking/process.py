@@ -10,7 +10,7 @@ paid once); it reads jobs from a pipe and runs them strictly in order. A sweep t
 that session are skipped, and `close()` returns it. If the parent dies, the worker sees end-of-file and
 exits.
 
-    python -m workbench.tracking_process READ_FD WRITE_FD     # started by the parent, never by hand
+    python -m workbench.tracking.process READ_FD WRITE_FD     # started by the parent, never by hand
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class _Worker:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workbench.tracking_process", str(to_child_r), str(from_child_w)],
+            [sys.executable, "-m", "workbench.tracking.process", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
             close_fds=True,
@@ -128,7 +128,7 @@ def warm_up() -> None:
 
 class TrackingSession:
     """One sweep's MLflow calls, run in order in the worker process. Methods are those of
-    `workbench.tracking.MlflowTracker` (plus `start_variant`/`log_trace`/`finish_variant` keyed by
+    `workbench.tracking.mlflow_tracker.MlflowTracker` (plus `start_variant`/`log_trace`/`finish_variant` keyed by
     variant), each returning a `concurrent.futures.Future`."""
 
     def __init__(self, cfg, experiment: str):
@@ -195,7 +195,7 @@ class _Session:
     """The worker's side of one sweep: an MlflowTracker plus each variant's run id."""
 
     def __init__(self, cfg, experiment: str):
-        from workbench.tracking import MlflowTracker
+        from workbench.tracking.mlflow_tracker import MlflowTracker
 
         self.tracker = MlflowTracker(cfg, experiment, defer_open=False)
         self.run_ids: dict[str, str] = {}
@@ -239,7 +239,7 @@ def _serve(read_fd: int, write_fd: int) -> None:
         pass
     import mlflow  # noqa: F401  (the slow import, done before the first job arrives)
 
-    import workbench.tracking  # noqa: F401
+    import workbench.tracking.mlflow_tracker  # noqa: F401
 
     recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sessions: dict[int, _Session] = {}

@@ -1,7 +1,7 @@
 """MLflow adapter: one parent run per sweep, one child run per variant, traces per question.
 
 Everything about MLflow lives here; the sweep hands over plain rows and metric dicts. A variant is
-logged in steps by the sweep's logging process (`workbench.tracking_process`): its run (params, YAML, dataset) when it starts, a trace
+logged in steps by the sweep's logging process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
 per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
 the sweep, so what is left after the last answer is one metrics batch and one table.
 """
@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from workbench import __version__
-from workbench.config import SweepSpec, TrackingConfig, VariantConfig, to_yaml
+from workbench._version import __version__
+from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.errors import TrackingError
 
 TABLE_COLUMNS = (
@@ -144,7 +144,7 @@ def _store_lock(uri: str):
 class MlflowTracker:
     """Sync MLflow calls for one sweep. A sweep makes one here only to check its tracking URI before
     anything is written (cheap for a local sqlite store, whose opening may run schema migrations); the
-    logging itself runs in `workbench.tracking_process`, which opens the store with `defer_open=False`."""
+    logging itself runs in `workbench.tracking.process`, which opens the store with `defer_open=False`."""
 
     def __init__(self, cfg: TrackingConfig, experiment: str, defer_open: bool = True):
         self.cfg = cfg
@@ -398,18 +398,14 @@ def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | None:
     return MlflowTracker(cfg, experiment) if cfg.enabled else None
 
 
-def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
-    """Rebuild a finished sweep's SweepResults from MLflow alone (no re-run): spec, variants, per-question rows.
-
-    >>> results = load_sweep("20261127-025350-17646e")   # doctest: +SKIP
-    """
+def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
+    """A logged sweep read back from MLflow alone: the fields of a SweepResults (spec, variants, rows, …)."""
     import json
     import tempfile
 
     import mlflow
 
-    from workbench.config import SweepSpec, load_variant, parse_model
-    from workbench.results import SweepResults
+    from workbench.spec import SweepSpec, load_variant, parse_model
 
     _prepare_local_store(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
@@ -443,7 +439,7 @@ def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db"):
             run_ids[variant.hash] = child.info.run_id
     params = parent.data.params
     data_info = {k: params[k] for k in params if k.startswith("data.")}
-    return SweepResults(
+    return dict(
         spec=spec,
         sweep_id=sweep_id,
         variants=variants,

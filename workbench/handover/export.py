@@ -17,8 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from workbench import __version__
-from workbench.config import CorpusSource, VariantConfig, content_hash, dump_yaml, parse_model
+from workbench._version import __version__
+from workbench.spec import CorpusSource, VariantConfig, content_hash, dump_yaml, parse_model
 from workbench.errors import ConfigError, DataError
 
 FORMAT = "workbench.export/v1"
@@ -84,7 +84,7 @@ def _metric_block(row: dict[str, Any]) -> dict[str, Any]:
 
 def build_export(results, variant_key: str, *, prompt_version: dict | None = None, redact: bool = True) -> dict:
     """The export document for one variant of a finished (or MLflow-loaded) sweep."""
-    from workbench.results import aggregate
+    from workbench.scoring.aggregate import aggregate
 
     variant = results.variant(variant_key)
     rows = [r for r in results.rows if r["variant_hash"] == variant.hash]
@@ -132,7 +132,7 @@ def build_export(results, variant_key: str, *, prompt_version: dict | None = Non
 
 
 def _git_commit() -> str | None:
-    from workbench.tracking import git_commit
+    from workbench.tracking.mlflow_tracker import git_commit
 
     return git_commit()
 
@@ -189,7 +189,7 @@ def export_variant(results, variant_key: str, path: str | Path, *, log_to_mlflow
 
 def read_export(path: str | Path) -> dict:
     """Parse and verify an export; a changed or tampered file is refused."""
-    from workbench.config import read_yaml
+    from workbench.spec import read_yaml
 
     doc = read_yaml(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -259,12 +259,12 @@ def load_pipeline(
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
       model behind your own gateway); the local model is started on 127.0.0.1 when needed.
     """
-    from workbench.chunking import chunk_corpus
-    from workbench.data import load_corpus
-    from workbench.embeddings import make_embedder
-    from workbench.models import ChatModel
-    from workbench.pipeline import RAGPipeline
-    from workbench.retrieval import ChunkIndex, chroma_client, index_key
+    from workbench.rag.chunking import chunk_corpus
+    from workbench.data.loaders import load_corpus
+    from workbench.rag.embeddings import make_embedder
+    from workbench.rag.chat import ChatModel
+    from workbench.rag.pipeline import RAGPipeline
+    from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
 
     doc = read_export(path)
     variant = VariantConfig.model_validate(doc["variant"])
@@ -288,7 +288,7 @@ def load_pipeline(
     server = None
     url = base_url
     if url is None and variant.model.provider == "local":
-        from workbench.local_server import LocalModelServer
+        from workbench.rag.local_model import LocalModelServer
 
         server = LocalModelServer(log_dir=home / "logs").start()
         url = server.base_url

@@ -8,7 +8,7 @@ Pipelining: each question goes retrieve -> generate on its own, so the first ans
 while dense indexes are still being built (BM25 variants need none and go first). Model calls are
 admitted variant by variant, so variants finish one after another and each is logged while the next
 runs. Each finished cell is appended to `<home>/sweeps/<sweep id>/cells.jsonl` the moment it finishes;
-MLflow is written by a helper process (`workbench.tracking_process`) that overlaps the sweep.
+MLflow is written by a helper process (`workbench.tracking.process`) that overlaps the sweep.
 """
 
 from __future__ import annotations
@@ -27,21 +27,22 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from workbench.chunking import chunk_corpus
-from workbench.config import SweepSpec, VariantConfig, content_hash, load_spec
-from workbench.data import Corpus, EvalItem, EvalSet, load_corpus, load_eval
-from workbench.embeddings import make_embedder
+from workbench.rag.chunking import chunk_corpus
+from workbench.spec import SweepSpec, VariantConfig, content_hash, load_spec
+from workbench.data.loaders import Corpus, EvalItem, EvalSet, load_corpus, load_eval
+from workbench.rag.embeddings import make_embedder
 from workbench.errors import ModelError, WorkbenchError
-from workbench.metrics import doc_ranking, missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
-from workbench.cache import ResultCache
-from workbench.executor import Cancelled, Executor
-from workbench.models import ChatModel, cost_usd
-from workbench.pipeline import RAGPipeline, render_messages
-from workbench.records import create_record, find_finished, find_resumable
-from workbench.results import SweepResults, aggregate
-from workbench.retrieval import ChunkIndex, chroma_client, index_key
-from workbench.tracking import make_tracker
-from workbench.tracking_process import open_session, outer_run_id, warm_up
+from workbench.scoring.metrics import doc_ranking, missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
+from workbench.rag.cache import ResultCache
+from workbench.rag.executor import Cancelled, Executor
+from workbench.rag.chat import ChatModel, cost_usd
+from workbench.rag.pipeline import RAGPipeline, render_messages
+from workbench.runner.records import create_record, find_finished, find_resumable
+from workbench.analysis.results import SweepResults
+from workbench.scoring.aggregate import aggregate
+from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
+from workbench.tracking.mlflow_tracker import make_tracker
+from workbench.tracking.process import open_session, outer_run_id, warm_up
 
 
 def needs_dense(variant: VariantConfig) -> bool:
@@ -270,14 +271,14 @@ def run_sweep(
         server = None
         needs_local = any(v.model is not None and v.model.provider == "local" for v in variants)
         if needs_local or (spec.judge is not None and spec.judge.provider == "local"):
-            from workbench.local_server import LocalModelServer
+            from workbench.rag.local_model import LocalModelServer
 
             server = stack.enter_context(LocalModelServer(log_dir=home / "logs"))
             base_urls["local"] = server.base_url
         _check_endpoints(variants, base_urls)
         judge = None
         if spec.judge is not None:
-            from workbench.judge import Judge
+            from workbench.scoring.judge import Judge
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 

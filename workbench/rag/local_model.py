@@ -1,13 +1,13 @@
 """The offline default model: SmolLM2-135M-Instruct served on 127.0.0.1 by llama-cpp-python.
 
-    from workbench.local_server import LocalModelServer
+    from workbench.rag.local_model import LocalModelServer
     with LocalModelServer() as server:
         model = ChatModel(ModelConfig(), base_url=server.base_url)
 
-The server runs in a subprocess (`python -m workbench.llama_server`) on a free port; its output
+The server runs in a subprocess (`python -m workbench.rag.llama_process`) on a free port; its output
 goes to a log file whose last lines are quoted when it fails. It answers one request at a time and
 decodes every request from a reset state, so identical messages give identical answers at
-temperature 0 whatever was asked before (see `workbench.llama_server`).
+temperature 0 whatever was asked before (see `workbench.rag.llama_process`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from workbench.config import LOCAL_MODEL
+from workbench.spec import LOCAL_MODEL
 from workbench.errors import ModelError
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -163,7 +163,7 @@ class LocalModelServer:
 
     def _command(self, model: Path) -> list[str]:
         return [
-            sys.executable, "-m", "workbench.llama_server",
+            sys.executable, "-m", "workbench.rag.llama_process",
             "--model", str(model), "--port", str(self.port),
             "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
             "--parent_pid", str(os.getpid()),

@@ -1,7 +1,7 @@
 """Chat models behind any OpenAI-compatible endpoint (the `openai` package), and their cost.
 
-    from workbench.config import ModelConfig
-    from workbench.local_server import LocalModelServer
+    from workbench.spec import ModelConfig
+    from workbench.rag.local_model import LocalModelServer
     with LocalModelServer() as server:
         model = ChatModel(ModelConfig(), base_url=server.base_url)
         print(model.generate([{"role": "user", "content": "Say hi"}]).text)
@@ -19,7 +19,7 @@ from decimal import Decimal
 
 import openai
 
-from workbench.config import Endpoint, ModelConfig
+from workbench.spec import Endpoint, ModelConfig
 from workbench.errors import ModelError
 
 KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
@@ -66,7 +66,7 @@ def resolve_endpoint(endpoint: Endpoint, provider: str, what: str, base_url: str
         if provider == "local":
             raise ModelError(
                 f"the local {what} has no base_url until its server runs: start a "
-                "workbench.local_server.LocalModelServer and pass its base_url"
+                "workbench.rag.local_model.LocalModelServer and pass its base_url"
             )
         url = OPENAI_BASE_URL
     if endpoint.api_key_env is None and url.rstrip("/") == OPENAI_BASE_URL:

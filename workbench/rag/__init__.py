@@ -1,0 +1,1 @@
+"""The RAG core: chunking, embeddings, retrieval, the OpenAI-compatible chat client, the local model launcher, the one retrieve → prompt → generate pipeline and its assembly. Routers, cascades and the response cache belong here."""

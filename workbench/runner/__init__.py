@@ -1,0 +1,1 @@
+"""The sweep runner: environment (local model, endpoint checks), workspace (indexes), records and resume, scheduling and execution. Search strategies, budgets and execution backends (local, Ray) belong here."""
