@@ -10,7 +10,8 @@ from conftest import small_spec
 from workbench.rag.executor import PrioritySemaphore
 from workbench.testing.fake_endpoint import LatencyEndpoint
 from workbench.rag.retrieval import chroma_client
-from workbench.runner.sweep import Workspace, run_sweep
+from workbench.runner.sweep import run_sweep
+from workbench.runner.workspace import Workspace
 
 
 def test_priority_semaphore_admits_lower_numbers_first_and_survives_cancellation():

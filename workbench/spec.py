@@ -6,6 +6,9 @@ its canonical JSON (sorted keys, compact separators): the canonical form is a co
 keys and MLflow tags stay stable across processes and machines.
 
 Secrets are never fields: a remote endpoint names the environment variable that holds its key.
+
+Over 400 lines: the spec's whole schema stays in one file so it reads top to bottom as the YAML does;
+splitting the models by stage would scatter one document's validation over several modules.
 """
 
 from __future__ import annotations

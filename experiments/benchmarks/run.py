@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     from workbench.data.loaders import load_corpus, load_eval
     from workbench.testing.fake_endpoint import LatencyEndpoint
     from workbench.rag.retrieval import index_key
-    from workbench.runner.sweep import needs_dense
+    from workbench.runner.workspace import needs_dense
 
     probe = probe_mod.install()
     figures: dict[str, float] = {}

@@ -259,13 +259,8 @@ def load_pipeline(
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
       model behind your own gateway); the local model is started on 127.0.0.1 when needed.
     """
-    from workbench.rag.chunking import chunk_corpus
     from workbench.data.loaders import load_corpus
-    from workbench.rag.embeddings import make_embedder
-    from workbench.rag.chat import ChatModel
-    from workbench.rag.pipeline import RAGPipeline
-    from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
-
+    from workbench.rag.assemble import build_index, build_pipeline, chat_model
     doc = read_export(path)
     variant = VariantConfig.model_validate(doc["variant"])
     source = CorpusSource.model_validate(doc["data"]["corpus"])
@@ -279,12 +274,7 @@ def load_pipeline(
             "Point corpus_path at the original corpus, or pass allow_corpus_change=True to accept the difference."
         )
     home = Path(home)
-    index = ChunkIndex(
-        index_key(corpus.digest, variant.chunking, variant.embedding),
-        chunk_corpus(corpus, variant.chunking),
-        make_embedder(variant.embedding, cache_dir=home / "cache" / "embeddings"),
-        chroma_client(home / "chroma"),
-    )
+    index = build_index(corpus, variant, home)
     server = None
     url = base_url
     if url is None and variant.model.provider == "local":
@@ -293,9 +283,9 @@ def load_pipeline(
         server = LocalModelServer(log_dir=home / "logs").start()
         url = server.base_url
     try:
-        model = ChatModel(variant.model, base_url=url)
+        model = chat_model(variant.model, url)
     except Exception:
         if server is not None:
             server.stop()
         raise
-    return Pipeline(doc, RAGPipeline(variant, index, model), server)
+    return Pipeline(doc, build_pipeline(variant, index, model), server)

@@ -1,0 +1,81 @@
+"""What a sweep runs against: the local model (started, and revived once if it dies) and endpoint checks.
+
+Every check here runs before anything is written, so a missing key, an unreachable base_url or an
+unknown model name fails in seconds with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import ModelError
+from workbench.rag.chat import ChatModel
+from workbench.spec import SweepSpec, VariantConfig, content_hash
+
+
+@dataclass
+class Environment:
+    """The endpoints of one sweep: base URLs by provider and the local model server, if one was started."""
+
+    base_urls: dict[str, str | None] = field(default_factory=dict)
+    server: Any = None  # a LocalModelServer, if this sweep started one
+    restarts: int = 0
+    _restart_lock: asyncio.Lock | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, spec: SweepSpec, variants: list[VariantConfig], stack: ExitStack) -> Environment:
+        """Start the local model if a variant or the judge needs it (stopped when `stack` closes)."""
+        env = cls()
+        needs_local = any(v.model is not None and v.model.provider == "local" for v in variants)
+        if needs_local or (spec.judge is not None and spec.judge.provider == "local"):
+            from workbench.rag.local_model import LocalModelServer
+
+            env.server = stack.enter_context(LocalModelServer(log_dir=Path(spec.home) / "logs"))
+            env.base_urls["local"] = env.server.base_url
+        return env
+
+    def check_endpoints(self, variants: list[VariantConfig]) -> None:
+        """One tiny call per distinct model endpoint, before any work."""
+        seen: set[str] = set()
+        for v in variants:
+            m = v.model
+            if m is None:
+                continue
+            key = content_hash([m.provider, m.base_url, m.model, m.api_key_env])
+            if key in seen:
+                continue
+            seen.add(key)
+            ChatModel(m, base_url=self.base_urls.get(m.provider), max_retries=1).check()
+
+    async def revive_local(self, variant: VariantConfig, notes: list[str]) -> bool:
+        """The local server died mid-sweep: restart it once (same port); if it dies again, report it.
+
+        True when the caller should try its call again; the restart is noted in `notes`.
+        """
+        if self.server is None or variant.model is None or variant.model.provider != "local":
+            return False
+        self._restart_lock = self._restart_lock or asyncio.Lock()
+        async with self._restart_lock:
+            for _ in range(20):  # a killed process can look alive for a moment before it is reaped
+                if not self.server.alive():
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                return True  # alive and well: another cell already restarted it
+            if self.restarts >= 1:
+                try:
+                    self.server.check()
+                except ModelError as exc:
+                    raise ModelError(f"the local model server died again after a restart: {exc}") from None
+                return False
+            died = f"the local model server died mid-sweep (log {self.server.log_path}); restarted it once"
+            await asyncio.to_thread(self.server.restart)
+            self.restarts += 1
+            notes.append(died)
+            if self.server.base_url != self.base_urls.get("local"):
+                raise ModelError(f"{died}, but it came back at {self.server.base_url} instead of {self.base_urls.get('local')}")
+            return True

@@ -1,0 +1,249 @@
+"""One sweep's async execution: every question goes retrieve -> generate on its own, model calls are
+bounded per endpoint and admitted variant by variant (so variants finish one after another and each is
+logged while the next runs), each finished cell is persisted at once and handed to the tracker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import pandas as pd
+
+from workbench.analysis.results import SweepResults
+from workbench.data.loaders import EvalItem
+from workbench.errors import ModelError
+from workbench.rag.cache import ResultCache
+from workbench.rag.assemble import build_pipeline, chat_model
+from workbench.rag.chat import ChatModel, cost_usd
+from workbench.rag.executor import Cancelled, Executor
+from workbench.rag.pipeline import RAGPipeline, render_messages
+from workbench.rag.retrieval import index_key
+from workbench.runner.environment import Environment
+from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
+from workbench.scoring.aggregate import aggregate
+from workbench.scoring.metrics import doc_ranking, retrieval_metrics, retrieval_metrics_at, score_answer
+from workbench.spec import SweepSpec, VariantConfig, content_hash
+
+
+def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
+    """Add retrieval and answer scores to a row; a score whose inputs are missing stays None."""
+    ranked = doc_ranking(row["retrieved_chunk_doc_ids"])
+    row["retrieved_doc_ids"] = ranked
+    relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
+    if relevance:
+        row.update(retrieval_metrics(ranked, relevance, variant.retrieval.k))
+        if spec.retrieval_cutoffs:
+            row.update(retrieval_metrics_at(ranked, relevance, spec.retrieval_cutoffs))
+    if not variant.retrieval_only and row.get("error") is None and item.reference_answers:
+        row.update(score_answer(row["answer"], list(item.reference_answers)))
+
+
+def _judge_cell(judge, item: EvalItem, row: dict[str, Any]) -> None:
+    """LLM-judged scores; a failed judgement is None with its reason in `<metric>_error`, never 0."""
+    if row.get("error") is not None:
+        return
+    scores = judge.score(row["question"], row["answer"], row["contexts"], list(item.reference_answers))
+    for name, score in scores.items():
+        row[name] = score.value
+        row[f"{name}_error"] = score.error
+
+
+@dataclass
+class Execution:
+    """Runs the variants' missing cells; `results` collects the rows, `tracker` gets them in order."""
+
+    inputs: SweepInputs
+    hooks: Hooks
+    env: Environment
+    ws: Workspace
+    tracker: Any  # a TrackingSession (MLflow calls, in order, in the logging process) or a NullSession
+    judge: Any
+    cache: ResultCache
+    results: SweepResults
+    cells: IO[str]  # the sweep record's cells.jsonl, open for appending
+    bar: Any  # tqdm
+    eval_frame: pd.DataFrame  # the eval set, logged as each run's evaluation dataset
+    done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
+    children: dict[str, tuple[str, str]] = field(default_factory=dict)  # its child runs: hash -> (id, status)
+    # set up by run()
+    executor: Executor = field(init=False)
+    retrieval_pool: ThreadPoolExecutor = field(init=False)
+    indexes: IndexQueue = field(init=False)
+    models: dict[str, ChatModel] = field(init=False, default_factory=dict)
+    logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
+
+    @property
+    def spec(self) -> SweepSpec:
+        return self.inputs.spec
+
+    async def run(self) -> None:
+        self.executor = Executor(self.spec.execution, self.cache, self.hooks.cancel)
+        # Retrieval on one thread (in submission order), chunking and index builds on another.
+        self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
+        self.indexes = IndexQueue(self.ws)
+        # Variants that need no dense index go first; variants sharing an index run back to back.
+        schedule = sorted(self.inputs.variants,
+                          key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
+        rank = {v.hash: i for i, v in enumerate(schedule)}
+        try:
+            done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
+            if self.judge is not None:
+                # Judging after all generation: a judge sharing an endpoint must not queue in front of
+                # (and inflate the measured latency of) the answers being timed.
+                for variant, rows in done:
+                    if rows and variant.hash in self.logging and not self.hooks.cancelled():
+                        await self.judge_rows(rows)
+                        self.finish_variant(variant, rows)
+        finally:
+            self.retrieval_pool.shutdown(wait=True)
+            self.indexes.close()
+            for model in self.models.values():
+                await model.aclose()
+            self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts})
+
+    def model_for(self, variant: VariantConfig) -> ChatModel | None:
+        if variant.model is None:
+            return None
+        url = self.env.base_urls.get(variant.model.provider)
+        key = content_hash([variant.model.model_dump(mode="json"), url])
+        if key not in self.models:
+            self.models[key] = chat_model(variant.model, url, self.spec.execution)
+        return self.models[key]
+
+    async def retrieve(self, fn, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.retrieval_pool, fn, *args)
+
+    async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
+        items = self.inputs.evalset.items
+        earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
+        slots: list[dict | None] = [earlier.get(item.id) for item in items]
+        logged = self.children.get(variant.hash)
+        if all(slots) and logged is not None and logged[1] in ("FINISHED", "FAILED"):
+            rows = [r for r in slots if r is not None]
+            self.results.rows.extend(rows)
+            self.results.run_ids[variant.hash] = logged[0]
+            self.bar.update(len(rows))
+            return variant, rows  # finished and logged before the kill: nothing to do
+        if logged is not None:
+            self.tracker.submit("discard_run", logged[0])  # a partial run is re-logged whole
+        for i, row in enumerate(slots):
+            if row is not None:
+                self.bar.update(1)
+                self.log_cell(variant, i, row)
+        todo = tuple(item for item, r in zip(items, slots) if r is None)
+        if todo and not self.hooks.cancelled():
+            index = await self.indexes.index_for(variant)
+            pipe = build_pipeline(variant, index, self.model_for(variant))
+            if variant.retrieval_only:
+                await self.retrieve(self.ws.retrieve_batch, pipe, todo)
+
+            async def cell(i: int, item: EvalItem) -> None:
+                if slots[i] is not None or self.hooks.cancelled():
+                    return
+                hits, retrieve_s = await self.retrieve(self.ws.retrieve, pipe, item)
+                if self.hooks.cancelled():
+                    return
+                try:
+                    row = await self.answer(pipe, item, hits, retrieve_s, rank)
+                except Cancelled:
+                    return  # never started: not a result, not a failure
+                _score_cell(self.spec, variant, item, row)
+                slots[i] = row
+                self.finish(row)
+                self.log_cell(variant, i, row)
+
+            await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
+        rows = [r for r in slots if r is not None]
+        self.results.rows.extend(rows)
+        if rows and self.judge is None:
+            self.finish_variant(variant, rows)
+        return variant, rows
+
+    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
+        variant = pipe.variant
+        row: dict[str, Any] = {
+            "variant_hash": variant.hash,
+            "variant": variant.short_hash,
+            "question_id": item.id,
+            "question": item.question,
+            "reference_answers": list(item.reference_answers),
+            "relevant_ids": list(item.relevant_ids),
+            "retrieved_chunk_ids": [h.chunk.id for h in hits],
+            "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
+            "contexts": [h.chunk.text for h in hits],
+            "started_at_ns": time.time_ns() - int(retrieve_s * 1e9),
+            "latency_retrieve_s": retrieve_s,
+            "latency_total_s": retrieve_s,
+            "error": None,
+        }
+        if variant.prompt is None or pipe.model is None:
+            return row  # retrieval only
+        messages = render_messages(variant.prompt, item.question, row["contexts"])
+        row["messages"] = messages
+        try:
+            for attempt in range(2):  # the second attempt only after the local server was restarted
+                try:
+                    gen, cached = await self.executor.generate(pipe.model, messages, priority=rank)
+                    break
+                except ModelError:
+                    if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
+                        raise
+        except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
+            row.update({"answer": None, "error": str(exc), "latency_total_s": None})
+            return row
+        row.update(
+            {
+                "answer": gen.text,
+                "cached": cached,
+                "latency_generate_s": gen.latency_s,
+                "latency_total_s": retrieve_s + gen.latency_s,
+                "tokens_prompt": gen.prompt_tokens,
+                "tokens_completion": gen.completion_tokens,
+                "cost_usd": cost_usd(variant.model, gen.prompt_tokens, gen.completion_tokens),
+            }
+        )
+        return row
+
+    def finish(self, row: dict[str, Any]) -> None:
+        """Persist the cell the moment it finishes, then report it."""
+        self.cells.write(json.dumps(row, default=str) + "\n")
+        self.cells.flush()
+        if self.hooks.on_cell:
+            self.hooks.on_cell(row)
+        ex = self.executor
+        self.bar.set_postfix_str(f"calls={ex.calls} cached={ex.cache_hits} {ex.rate():.1f} calls/s", refresh=False)
+        self.bar.update(1)
+
+    async def judge_rows(self, rows: list[dict]) -> None:
+        items = {i.id: i for i in self.inputs.evalset.items}
+        for row in rows:
+            if self.hooks.cancelled():
+                return
+            await asyncio.to_thread(_judge_cell, self.judge, items[row["question_id"]], row)
+            # the judged row replaces the unjudged one in the record (last write wins)
+            self.cells.write(json.dumps(row, default=str) + "\n")
+        self.cells.flush()
+
+    def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
+        """The variant's run is created with its first cell; the first N questions get a trace."""
+        if variant.hash not in self.logging:
+            self.logging.add(variant.hash)
+            self.tracker.submit("start_variant", variant, self.eval_frame)
+        if i < self.spec.tracking.max_traces_per_variant:
+            self.tracker.submit("log_trace", variant, row)
+
+    def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
+        """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
+        status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
+        done = self.tracker.submit("finish_variant", variant.hash, rows, aggregate(rows), status)
+
+        def note(future) -> None:
+            if future.exception() is None and future.result():
+                self.results.run_ids[variant.hash] = future.result()
+
+        done.add_done_callback(note)

@@ -1,0 +1,125 @@
+"""Per-sweep reuse of what variants share: embedders, chunk lists, Chroma collections, retrieval results.
+
+Everything is keyed by content, so variants with the same (corpus, chunking, embedding) share one index
+and variants that also share the retrieval config share its results. `IndexQueue` builds indexes on one
+thread, in the order variants ask for them, so BM25 variants (which never embed) start at once while a
+dense index is still being embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.data.loaders import Corpus, EvalItem
+from workbench.rag.assemble import build_index, embedder_for
+from workbench.rag.pipeline import RAGPipeline
+from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
+from workbench.spec import VariantConfig, content_hash
+
+
+def needs_dense(variant: VariantConfig) -> bool:
+    return variant.retrieval.kind in ("dense", "hybrid")
+
+
+@dataclass
+class Workspace:
+    """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content (thread-safe)."""
+
+    home: Path
+    corpus: Corpus
+    memo: dict[tuple[str, str, str], tuple[list, float]] = field(default_factory=dict)
+    share_cpu: bool = False  # indexes are built while model calls run: leave them a core
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.client = chroma_client(self.home / "chroma")
+        self._embedders: dict[str, Any] = {}
+        self._indexes: dict[str, ChunkIndex] = {}
+        self._dense_opened: set[str] = set()
+        self.index_builds = 0  # Chroma collections built (embedding the chunks) by this sweep
+        self.index_reused = 0  # complete collections found and reused
+
+    def embedder(self, variant: VariantConfig):
+        key = variant.embedding.vector_key
+        if key not in self._embedders:
+            self._embedders[key] = embedder_for(variant.embedding, self.home, share_cpu=self.share_cpu)
+        return self._embedders[key]
+
+    def index(self, variant: VariantConfig) -> ChunkIndex:
+        """The variant's chunk index (chunked once per key); its dense collection is opened separately."""
+        key = index_key(self.corpus.digest, variant.chunking, variant.embedding)
+        with self._lock:
+            if key not in self._indexes:
+                self._indexes[key] = build_index(self.corpus, variant, self.home, embedder=self.embedder(variant),
+                                                 client=self.client, dense=False)
+            return self._indexes[key]
+
+    def open_dense(self, variant: VariantConfig) -> ChunkIndex:
+        """Open or build the variant's Chroma collection, once per sweep."""
+        from filelock import FileLock
+
+        index = self.index(variant)
+        (self.home / "locks").mkdir(parents=True, exist_ok=True)
+        # Another sweep on the same home may be building this very collection: build it once.
+        with FileLock(str(self.home / "locks" / f"{index.key}.lock")):
+            index.ensure_dense()
+        with self._lock:
+            if index.key not in self._dense_opened:
+                self._dense_opened.add(index.key)
+                self.index_builds += int(index.built)
+                self.index_reused += int(not index.built)
+        return index
+
+    def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
+        key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
+        if key not in self.memo:
+            self.memo[key] = pipe.retrieve(item.question)
+        return self.memo[key]
+
+    def retrieve_batch(self, pipe: RAGPipeline, items: tuple[EvalItem, ...]) -> None:
+        """Retrieval-only sweeps: one batched search; each question is charged the mean latency."""
+        rkey = content_hash(pipe.variant.retrieval.model_dump(mode="json"))
+        todo = [i for i in items if (pipe.index.key, rkey, i.id) not in self.memo]
+        if not todo:
+            return
+        start = time.perf_counter()
+        hits = pipe.index.search([i.question for i in todo], pipe.variant.retrieval)
+        each = (time.perf_counter() - start) / len(todo)
+        for item, h in zip(todo, hits):
+            self.memo[(pipe.index.key, rkey, item.id)] = (h, each)
+
+
+class IndexQueue:
+    """Chunking and dense builds share one thread, in the order variants ask (BM25 ones first), so the
+    first BM25 variant's chunks are ready before anything is embedded; retrieval never waits behind them."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
+        self._chunked: dict[str, asyncio.Future] = {}
+        self._dense: dict[str, asyncio.Future] = {}
+
+    def _in_pool(self, fn, variant: VariantConfig) -> asyncio.Future:
+        return asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(self.pool, fn, variant))
+
+    async def index_for(self, variant: VariantConfig) -> ChunkIndex:
+        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready."""
+        key = index_key(self.ws.corpus.digest, variant.chunking, variant.embedding)
+        if key not in self._chunked:
+            self._chunked[key] = self._in_pool(self.ws.index, variant)
+        if not needs_dense(variant):
+            return await self._chunked[key]
+        if key not in self._dense:
+            await self._chunked[key]
+            if key not in self._dense:
+                self._dense[key] = self._in_pool(self.ws.open_dense, variant)
+        return await self._dense[key]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
