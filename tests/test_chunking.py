@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import chunking
+from workbench.rag import chunking
 from workbench.rag.chunking import STRATEGIES, Chunk, chunk_corpus, chunk_text, count_tokens, locate
 from workbench.spec import ChunkingConfig, CorpusSource
 from workbench.data.loaders import Corpus, Document, corpus_digest, load_corpus

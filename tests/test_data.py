@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import data as data_mod
+from workbench.data import loaders as data_mod
 from workbench.spec import CorpusSource, EvalSource
 from workbench.data.loaders import Corpus, Document, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.errors import DataError

@@ -119,7 +119,7 @@ def test_every_completion_evaluates_its_whole_prompt(monkeypatch):
     """The launcher's patch: no KV prefix reuse, so a repeat decodes exactly like a cold request."""
     import llama_cpp
 
-    from workbench import llama_server
+    from workbench.rag import llama_process as llama_server
 
     monkeypatch.setattr(llama_cpp.Llama, "generate", llama_cpp.Llama.generate)  # undone after the test
     llama_server._decode_from_reset_state()

@@ -13,7 +13,7 @@ import pytest
 import pytrec_eval
 from rouge_score import rouge_scorer
 
-from workbench import metrics as m
+from workbench.scoring import metrics as m
 from workbench.scoring.metrics import (
     ANSWER_METRICS,
     doc_ranking,

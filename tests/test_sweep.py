@@ -175,7 +175,7 @@ def test_limit_override_and_spec_object(tmp_path):
 
 
 def test_retrieval_only_stage_makes_no_model_call(tmp_path, monkeypatch):
-    from workbench import local_server, models
+    from workbench.rag import chat as models, local_model as local_server
 
     def forbidden(*a, **k):
         raise AssertionError("a retrieval-only sweep must not call or start a model")

@@ -31,6 +31,7 @@ from workbench.rag.chunking import Chunk
 from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
 from workbench.rag.embeddings import Embedder
 from workbench.errors import ConfigError, DataError
+from workbench.events import span
 
 ADD_BATCH = 5000  # chunks embedded per step; Chroma's max batch here is 5,461 (client.get_max_batch_size())
 # Chroma's add holds the GIL for its whole call (~0.5 ms per vector, more as the collection grows): small
@@ -154,7 +155,9 @@ class ChunkIndex:
         with self._dense_lock:
             if self.collection is not None:
                 return False
-            self.collection, self.built = self._open_or_build()
+            with span("index_build", key=self.key) as info:
+                self.collection, self.built = self._open_or_build()
+                info["built"] = self.built
             return self.built
 
     def _open_or_build(self) -> tuple[Any, bool]:

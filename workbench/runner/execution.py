@@ -16,6 +16,7 @@ import pandas as pd
 from workbench.analysis.results import SweepResults
 from workbench.data.loaders import EvalItem
 from workbench.errors import ModelError
+from workbench.events import point, span
 from workbench.rag.cache import ResultCache
 from workbench.rag.assemble import build_pipeline, chat_model
 from workbench.rag.chat import ChatModel, cost_usd
@@ -90,6 +91,7 @@ class Execution:
         schedule = sorted(self.inputs.variants,
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
+        point("loop_started", loop=asyncio.get_running_loop())
         try:
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
@@ -100,6 +102,7 @@ class Execution:
                         await self.judge_rows(rows)
                         self.finish_variant(variant, rows)
         finally:
+            point("execution_done")
             self.retrieval_pool.shutdown(wait=True)
             self.indexes.close()
             for model in self.models.values():
@@ -152,7 +155,8 @@ class Execution:
                     row = await self.answer(pipe, item, hits, retrieve_s, rank)
                 except Cancelled:
                     return  # never started: not a result, not a failure
-                _score_cell(self.spec, variant, item, row)
+                with span("score"):
+                    _score_cell(self.spec, variant, item, row)
                 slots[i] = row
                 self.finish(row)
                 self.log_cell(variant, i, row)

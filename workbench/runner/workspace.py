@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data.loaders import Corpus, EvalItem
+from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
@@ -78,9 +79,10 @@ class Workspace:
 
     def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
         key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
-        if key not in self.memo:
-            self.memo[key] = pipe.retrieve(item.question)
-        return self.memo[key]
+        with span("retrieve"):
+            if key not in self.memo:
+                self.memo[key] = pipe.retrieve(item.question)
+            return self.memo[key]
 
     def retrieve_batch(self, pipe: RAGPipeline, items: tuple[EvalItem, ...]) -> None:
         """Retrieval-only sweeps: one batched search; each question is charged the mean latency."""
