@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = (
-    ("errors", "_version", "redact", "spec", "sync"),
+    ("errors", "_version", "redact", "spec", "sync", "processes"),
     ("data",),
     ("rag",),
     ("scoring",),

@@ -17,7 +17,8 @@ import argparse
 import functools
 import os
 import sys
-import time
+
+from workbench.processes import exit_with_parent
 
 
 def _decode_from_reset_state() -> None:
@@ -57,23 +58,6 @@ def _decode_from_reset_state() -> None:
     llama_cpp.Llama.generate = generate
 
 
-def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
-    """A daemon thread that ends this process once `parent_pid` has exited.
-
-    atexit in the parent covers normal exits and exceptions; this covers SIGKILL and crashes. (Not
-    PR_SET_PDEATHSIG: it fires when the parent *thread* that forked exits, e.g. a worker thread.)
-    """
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent_pid:  # re-parented: the parent is gone
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def build_app(model: str, n_ctx: int = 2048, n_threads: int | None = None, alias: str | None = None,
               port: int = 8000, verbose: bool = False):
     """Build llama-cpp-python's FastAPI app (loads the model) with the workbench settings."""
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Exit when this process is gone (no orphan server if the caller is killed)")
     args = parser.parse_args(argv)
     if args.parent_pid:
-        _exit_with_parent(args.parent_pid)
+        exit_with_parent(args.parent_pid)
 
     import uvicorn
 
