@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from workbench import embeddings
+from workbench.rag import embeddings
 from workbench.spec import EmbeddingConfig
 from workbench.rag.embeddings import CachedEmbedder, LocalMiniLM, OpenAIEmbedder, make_embedder
 from workbench.errors import ModelError
