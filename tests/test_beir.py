@@ -13,7 +13,8 @@ import pytest
 import pytrec_eval
 
 from workbench.spec import CorpusSource, EvalSource, load_spec
-from workbench.data.loaders import load_corpus, load_eval
+from workbench.data.corpus import load_corpus
+from workbench.data.evalset import load_eval
 from workbench.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from workbench.spec import ModelConfig, load_spec
-from workbench.data.loaders import load_corpus
+from workbench.data.corpus import load_corpus
 from workbench.errors import ConfigError
 from workbench.ui import Workbench
 

@@ -260,7 +260,7 @@ def load_pipeline(
       model behind your own gateway); the local model is started on 127.0.0.1 when needed.
     """
     from workbench.rag.chunking import chunk_corpus
-    from workbench.data.loaders import load_corpus
+    from workbench.data.corpus import load_corpus
     from workbench.rag.embeddings import make_embedder
     from workbench.rag.chat import ChatModel
     from workbench.rag.pipeline import RAGPipeline
