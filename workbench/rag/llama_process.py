@@ -7,7 +7,7 @@
 
 * it binds 127.0.0.1 only and serves the model under the alias `SmolLM2-135M-Instruct` (or --alias);
 * `interrupt_requests=False`: with the default, a waiting request cuts off a running stream
-  (DESIGN.md measured 3 of 4 concurrent streams getting no chunk);
+  (measured: 3 of 4 concurrent streams got no chunk);
 * every completion decodes from a reset model state (see `_decode_from_reset_state`).
 """
 
@@ -29,7 +29,7 @@ def _decode_from_reset_state() -> None:
     when they share a prefix, keeps those cache cells (`kv_cache_seq_rm(-1, prefix, -1)`) and only
     evaluates the remaining suffix. The logits of the suffix are then computed with a different
     batch split than a cold evaluation of the whole prompt, which changes floating-point
-    accumulation; DESIGN.md saw the greedy answer change ("The port is TCP 7431." vs "The port is
+    accumulation; the greedy answer was seen to change ("The port is TCP 7431." vs "The port is
     7431.") when a repeat reused the cached prefix. Sweeps and exported pipelines must give the same
     answer for the same messages regardless of what was asked before, so we give up prefix reuse.
 
@@ -39,7 +39,7 @@ def _decode_from_reset_state() -> None:
     in the same batches as on a fresh server. We also clear the KV memory outright
     (`_ctx.kv_cache_clear()`, the same call `create_embedding` uses) so no cell of an earlier
     request survives. The `LlamaCache` (`cache=True`, the other reuse path in `_create_completion`)
-    stays off (its default). Cost: no speed-up from shared prompt prefixes (DESIGN.md: 2.4 s cold
+    stays off (its default). Cost: no speed-up from shared prompt prefixes (measured: 2.4 s cold
     vs 0.6 s warm for a ~450-token prompt).
     """
     import llama_cpp

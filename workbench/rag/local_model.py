@@ -221,7 +221,7 @@ class LocalModelServer:
         )
 
     def _smoke_completion(self) -> None:
-        """One 1-token completion: a llama-cpp-python built with native flags segfaults here (DESIGN.md)."""
+        """One 1-token completion: a llama-cpp-python built with native CPU flags segfaults here on AMX CPUs."""
         body = json.dumps({"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "Hi"}],
                            "max_tokens": 1, "temperature": 0}).encode()
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
