@@ -20,6 +20,8 @@ import pytest
 
 from workbench.processes import free_port, wait_until_answers
 
+pytestmark = pytest.mark.slow  # JupyterLab in headless Chromium, running the quickstart sweep
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
