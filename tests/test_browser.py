@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.processes import free_port, wait_until_answers
+from workbench.processes import free_port, stop_process, wait_until_answers
 
 pytestmark = pytest.mark.slow  # JupyterLab in headless Chromium, running the quickstart sweep
 
@@ -114,12 +114,7 @@ def jupyter(tmp_path):
             urllib.request.urlopen(req, timeout=10).close()
             proc.wait(timeout=60)
         except Exception:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc, grace=30)
 
 
 # Runs in the page: what the notebook shows so far.

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from workbench.processes import free_port, wait_until_answers
+import workbench
+from workbench.processes import child_env, free_port, stop_process, wait_until_answers
 
 
 def python(code: str, **kw) -> subprocess.Popen:
@@ -91,6 +92,26 @@ def test_a_child_exits_when_its_parent_is_killed(tmp_path):
         stop(parent)
         if child_pid and _alive(child_pid):
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_a_child_imports_this_same_workbench_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # only what child_env adds
+    proc = subprocess.run([sys.executable, "-c", "import workbench; print(workbench.__file__)"], cwd=tmp_path,
+                          env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == workbench.__file__
+
+
+def test_stop_process_terminates_and_kills_what_ignores_sigterm():
+    polite = python("import time; time.sleep(60)")
+    assert stop_process(polite, grace=10) == -signal.SIGTERM
+    stubborn = python("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                      "print('ready', flush=True); time.sleep(60)", stdout=subprocess.PIPE)
+    assert stubborn.stdout.readline() == b"ready\n"  # SIGTERM is ignored from here on
+    start = time.monotonic()
+    assert stop_process(stubborn, grace=0.5) == -signal.SIGKILL
+    assert time.monotonic() - start < 10
+    assert stop_process(stubborn, grace=0.5) == -signal.SIGKILL  # already ended: nothing to do
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""Helpers for the local servers the workbench runs as subprocesses: a free port, no orphans, readiness.
+"""Helpers for the local servers the workbench runs as subprocesses: start, readiness, stop, no orphans.
 
 Used by the llama-cpp model server and the fake OpenAI endpoint (parent and child side alike).
 """
@@ -13,6 +13,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the folder that holds the `workbench` package
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -20,6 +23,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def child_env() -> dict[str, str]:
+    """This environment for a Python child that must import this same `workbench`, whatever its
+    working directory or what else is installed; unbuffered, so its log is complete when it dies."""
+    python_path = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=python_path)
+
+
+def stop_process(process: subprocess.Popen, grace: float) -> int:
+    """SIGTERM, then SIGKILL if it still runs after `grace` s; the exit code (nothing to do if it ended)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
 
 
 def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:

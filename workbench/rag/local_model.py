@@ -27,7 +27,7 @@ from pathlib import Path
 
 from workbench.spec import LOCAL_MODEL
 from workbench.errors import ModelError
-from workbench.processes import free_port, wait_until_answers
+from workbench.processes import child_env, free_port, stop_process, wait_until_answers
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REINSTALL_HINT = (
@@ -137,13 +137,9 @@ class LocalModelServer:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"llama_server-{self.port}.log"
         self._log_file = open(self.log_path, "ab")
-        cmd = self._command(model)
-        # The child must import this same `workbench`, whatever the caller's working directory.
-        package_root = str(Path(__file__).resolve().parent.parent)
-        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=python_path)
         self._process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
+            self._command(model), stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env=child_env(),
         )
         atexit.register(self.stop)
         try:
@@ -166,14 +162,7 @@ class LocalModelServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-            self._last_returncode = process.returncode
+            self._last_returncode = stop_process(process, grace=10)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

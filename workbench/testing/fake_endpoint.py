@@ -30,7 +30,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from workbench.processes import free_port, wait_until_answers
+from workbench.processes import child_env, free_port, stop_process, wait_until_answers
 from workbench.testing.fake_content import count_tokens, embed_text, make_answer, schema_instance
 from workbench.testing.fake_server import FAULT_KINDS, MODEL_ID, Config, FaultPlan, Stats, create_app, main
 
@@ -82,16 +82,13 @@ class LatencyEndpoint:
                "--fail-rate", repr(c.fail_rate), "--faults", ",".join(c.faults),
                "--timeout-sleep", repr(c.timeout_sleep), "--retry-after", repr(c.retry_after),
                "--seed", str(c.seed), "--dim", str(c.dim), "--parent-pid", str(os.getpid())]
-        package_root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a+b")
         else:
             self._log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         self._process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                         env=env)
+                                         env=child_env())
         atexit.register(self.stop)
         try:
             self._wait_ready()
@@ -116,13 +113,7 @@ class LatencyEndpoint:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=self.grace)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_process(process, grace=self.grace)
         if self._log is not None:
             self._log.close()
             self._log = None
