@@ -8,6 +8,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SQUAD = ROOT / "experiments" / "data" / "squad-super-bowl-50" / "dev-v1.1-super-bowl-50.json"
 N_QUESTIONS = 3
 
+# Fixtures that start the local model server or run a real sweep: every test using one (also through
+# another fixture) is marked slow, so `python -m pytest -m "not slow"` leaves it out.
+SLOW_FIXTURES = frozenset({"local_server", "swept"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def local_server(tmp_path_factory):

@@ -146,6 +146,7 @@ def test_missing_spec_file(tmp_path):
     assert result.exit_code == 2 and "file not found" in result.output
 
 
+@pytest.mark.slow  # a real sweep on the local model
 def test_question_longer_than_the_context_window_fails_its_cell_not_the_sweep(tmp_path):
     """A too-long prompt is that cell's recorded failure (never a 0), the others are scored, exit code 1."""
     long_q = "Who won " + "the game and " * 3000 + "?"

@@ -13,7 +13,8 @@ import pytest
 import pytrec_eval
 
 from workbench.spec import CorpusSource, EvalSource, load_spec
-from workbench.data.loaders import load_corpus, load_eval
+from workbench.data.corpus import load_corpus
+from workbench.data.evalset import load_eval
 from workbench.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +147,7 @@ def _run_of(group, cut: int | None = None):
     return run
 
 
+@pytest.mark.slow
 def test_sweep_is_retrieval_only_with_zero_model_calls(mini_sweep):
     _, results = mini_sweep
     assert results.status == "FINISHED"
@@ -167,6 +169,7 @@ def _short(results, kind: str) -> str:
     return next(v.short_hash for v in results.variants if v.retrieval.kind == kind)
 
 
+@pytest.mark.slow
 def test_metrics_at_cutoffs_equal_pytrec_eval_per_question(mini_sweep):
     _, results = mini_sweep
     qrels_all = {i.id: dict(i.relevance) for i in load_eval(EvalSource(format="beir", path=str(MINI)))}
@@ -197,6 +200,7 @@ def test_metrics_at_cutoffs_equal_pytrec_eval_per_question(mini_sweep):
     assert compared == 3 * 5 * 9
 
 
+@pytest.mark.slow
 def test_graded_relevance_is_honoured(mini_sweep):
     """nDCG uses the grades (2 > 1), not just relevant/irrelevant: it differs from binary nDCG somewhere."""
     _, results = mini_sweep
@@ -218,6 +222,7 @@ def test_graded_relevance_is_honoured(mini_sweep):
         assert r.recall_at_10 in (0.0, 1.0)  # one relevant document (d7)
 
 
+@pytest.mark.slow
 def test_mlflow_child_runs_hold_the_frame_metrics(mini_sweep):
     import mlflow
 
@@ -268,6 +273,7 @@ EXPECTED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(), reason="BEIR SciFact not on this machine")
 def test_reduced_scifact_benchmark_runs(tmp_path):
     proc = subprocess.run(

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from workbench.processes import free_port, stop_process, wait_until_answers
+
+pytestmark = pytest.mark.slow  # JupyterLab in headless Chromium, running the quickstart sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -62,25 +65,12 @@ def keep_screenshots(tmp_path: Path) -> None:
             shutil.copy(png, Path(keep) / png.name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"jupyter lab not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}")
+    wait_until_answers(
+        url, proc, timeout=timeout, interval=0.5, request_timeout=5,
+        exited=lambda: AssertionError(f"jupyter lab exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}"),
+        late=lambda: AssertionError(f"jupyter lab not ready after {timeout} s:\n{log.read_text(errors='replace')[-3000:]}"),
+    )
 
 
 @pytest.fixture
@@ -124,12 +114,7 @@ def jupyter(tmp_path):
             urllib.request.urlopen(req, timeout=10).close()
             proc.wait(timeout=60)
         except Exception:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc, grace=30)
 
 
 # Runs in the page: what the notebook shows so far.

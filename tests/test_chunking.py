@@ -10,7 +10,7 @@ import pytest
 from workbench.rag import chunking
 from workbench.rag.chunking import STRATEGIES, Chunk, chunk_corpus, chunk_text, count_tokens, locate
 from workbench.spec import ChunkingConfig, CorpusSource
-from workbench.data.loaders import Corpus, Document, corpus_digest, load_corpus
+from workbench.data.corpus import Corpus, Document, corpus_digest, load_corpus
 
 SQUAD = Path(__file__).resolve().parents[1] / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
 

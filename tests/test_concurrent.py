@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 
 from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
+
+pytestmark = pytest.mark.slow  # two real sweeps in subprocesses
 
 N = 5
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from workbench.data import loaders as data_mod
+from workbench.data import corpus as corpus_mod
 from workbench.spec import CorpusSource, EvalSource
-from workbench.data.loaders import Corpus, Document, EvalItem, EvalSet, load_corpus, load_eval
+from workbench.data.corpus import Corpus, Document, load_corpus
+from workbench.data.evalset import EvalItem, EvalSet, load_eval
 from workbench.errors import DataError
 
 SQUAD = Path(__file__).resolve().parents[1] / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
@@ -238,7 +239,7 @@ def eval_of(fmt: str, path: Path, corpus: Corpus | None = None, **kw):
 
 def tiny_corpus(*ids: str) -> Corpus:
     docs = tuple(Document(i, f"text of {i}") for i in ids)
-    return Corpus(docs, data_mod.corpus_digest(docs), "test")
+    return Corpus(docs, corpus_mod.corpus_digest(docs), "test")
 
 
 def case_missing_file(t):
@@ -384,7 +385,7 @@ def case_huge_folder_document(t):
     path = t / "d" / "huge.txt"
     path.parent.mkdir(parents=True)
     with path.open("wb") as f:
-        f.truncate(data_mod.MAX_DOCUMENT_BYTES + 1)  # sparse file: cheap to create
+        f.truncate(corpus_mod.MAX_DOCUMENT_BYTES + 1)  # sparse file: cheap to create
     return corpus_of("folder", t / "d"), ["huge.txt", "20 MB limit", "split it"]
 
 
@@ -416,7 +417,7 @@ def test_bad_input_raises_one_data_error_naming_the_problem(case, tmp_path):
 
 
 def test_huge_jsonl_document_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "MAX_DOCUMENT_BYTES", 1000)
+    monkeypatch.setattr(corpus_mod, "MAX_DOCUMENT_BYTES", 1000)
     path = jsonl(tmp_path / "c.jsonl", [{"id": "small", "text": "x"}, {"id": "big", "text": "é" * 600}])
     with pytest.raises(DataError, match=r"c\.jsonl:2: document 'big' is .* MB, above the .* limit.*split it"):
         load_corpus(CorpusSource(format="jsonl", path=str(path)))

@@ -10,6 +10,8 @@ from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
 from workbench.runner.sweep import run_sweep
 
+pytestmark = pytest.mark.slow  # real sweeps, two of them on the local model server
+
 N = 10
 
 

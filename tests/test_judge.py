@@ -305,6 +305,7 @@ def test_local_judge_needs_a_base_url():
         Judge(JudgeConfig())
 
 
+@pytest.mark.slow
 def test_sweep_with_a_judge_logs_judged_metrics_and_without_says_off(tmp_path):
     """Integration through real HTTP: the judge endpoint answers schema-valid JSON (latency endpoint)."""
     import mlflow

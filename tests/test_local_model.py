@@ -115,6 +115,7 @@ def test_json_schema_response_format(local_server):
     assert isinstance(data["age"], int) and not isinstance(data["age"], bool)
 
 
+@pytest.mark.slow
 def test_every_completion_evaluates_its_whole_prompt(monkeypatch):
     """The launcher's patch: no KV prefix reuse, so a repeat decodes exactly like a cold request."""
     import llama_cpp
@@ -145,6 +146,7 @@ def test_every_completion_evaluates_its_whole_prompt(monkeypatch):
 # ------------------------------------------------------------------ lifecycle
 
 
+@pytest.mark.slow
 def test_stop_frees_the_port_and_ends_the_process(tmp_path):
     server = LocalModelServer(log_dir=tmp_path).start()
     port, pid = server.port, server.pid
@@ -157,6 +159,7 @@ def test_stop_frees_the_port_and_ends_the_process(tmp_path):
     server.stop()  # idempotent
 
 
+@pytest.mark.slow
 def test_restart_serves_again_on_the_same_port(tmp_path):
     with LocalModelServer(log_dir=tmp_path) as server:
         port, pid = server.port, server.pid
@@ -218,6 +221,7 @@ def test_segfault_on_first_completion_names_the_native_build_fix(tmp_path):
     assert not server.alive()
 
 
+@pytest.mark.slow
 def test_server_exits_when_its_parent_is_killed(tmp_path):
     script = textwrap.dedent(
         f"""

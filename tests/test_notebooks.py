@@ -89,6 +89,7 @@ def check_common(nb, export: Path) -> None:
     assert "exported winner: " in "".join(text_of(o) for o in last.outputs)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_quickstart_notebook_runs_end_to_end(tmp_path, record_property):
     work = copy_repo_parts(tmp_path)
@@ -111,6 +112,7 @@ def test_quickstart_notebook_runs_end_to_end(tmp_path, record_property):
     assert (work / ".workbench" / "sweeps").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_own_data_notebook_runs_end_to_end(tmp_path, record_property, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # offline: the remote model stays out

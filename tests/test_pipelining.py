@@ -46,6 +46,7 @@ def endpoint():
         yield ep
 
 
+@pytest.mark.slow
 def test_bm25_answers_start_before_the_dense_index_is_built_and_variants_finish_in_turn(tmp_path, endpoint, monkeypatch):
     spec = small_spec(
         tmp_path,
@@ -87,6 +88,7 @@ def test_bm25_answers_start_before_the_dense_index_is_built_and_variants_finish_
     assert [r["variant_hash"] for r in results.rows[::8]] == [v.hash for v in results.variants]
 
 
+@pytest.mark.slow
 def test_bm25_alone_never_embeds_the_corpus(tmp_path):
     spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 3}])
     spec["stage"] = "retrieve"

@@ -19,6 +19,8 @@ from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
 from workbench.runner.sweep import run_sweep
 
+pytestmark = pytest.mark.slow  # real sweeps, one killed in a subprocess
+
 N = 6
 
 

@@ -9,6 +9,8 @@ from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
 from workbench.runner.sweep import run_sweep
 
+pytestmark = pytest.mark.slow  # real sweeps
+
 PLANTED = "sk-wb-PLANTED-9f8e7d6c5b4a3f2e1d0c"
 
 

@@ -118,6 +118,7 @@ def test_cells_are_persisted_as_they_finish(swept):
     assert {l["variant_hash"] for l in lines} == {v.hash for v in results.variants}
 
 
+@pytest.mark.slow
 def test_cli_runs_a_spec_and_prints_a_summary(tmp_path):
     spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
     path = tmp_path / "spec.yaml"
@@ -141,6 +142,7 @@ def test_cli_runs_a_spec_and_prints_a_summary(tmp_path):
     assert sweep_line in again.stdout  # the same sweep id
 
 
+@pytest.mark.slow  # four CLI subprocesses; test_bad_input.py checks the same errors in-process
 @pytest.mark.parametrize(
     "mutate, needle",
     [
@@ -166,6 +168,7 @@ def test_cli_bad_input_is_one_clear_error_and_exit_2(tmp_path, mutate, needle):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_limit_override_and_spec_object(tmp_path):
     spec = load_spec(small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 1}]))
     spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(update={"enabled": False})})
@@ -174,6 +177,7 @@ def test_limit_override_and_spec_object(tmp_path):
     assert results.parent_run_id is None and results.run_ids == {}
 
 
+@pytest.mark.slow
 def test_retrieval_only_stage_makes_no_model_call(tmp_path, monkeypatch):
     from workbench.rag import chat as models, local_model as local_server
 
@@ -208,6 +212,7 @@ def test_retrieval_stage_rejects_a_model_axis(tmp_path):
         load_spec(spec)
 
 
+@pytest.mark.slow
 def test_cancel_keeps_finished_cells_and_marks_runs_killed(tmp_path):
     import threading
 

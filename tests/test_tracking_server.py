@@ -21,6 +21,8 @@ import yaml
 from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
 
+pytestmark = pytest.mark.slow  # an MLflow tracking server and real sweeps
+
 N = 6
 
 

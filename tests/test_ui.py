@@ -12,7 +12,7 @@ import mlflow
 import pytest
 
 from workbench.spec import ModelConfig, load_spec
-from workbench.data.loaders import load_corpus
+from workbench.data.corpus import load_corpus
 from workbench.errors import ConfigError
 from workbench.ui import Workbench
 
@@ -222,6 +222,7 @@ def ran(tmp_path_factory):
     return wb, tmp, uri
 
 
+@pytest.mark.slow
 def test_run_button_runs_the_sweep_with_live_progress_and_table(ran):
     wb, _, uri = ran
     rt = wb.run_tab
@@ -236,6 +237,7 @@ def test_run_button_runs_the_sweep_with_live_progress_and_table(ran):
     assert not rt.run_button.disabled and rt.cancel_button.disabled
 
 
+@pytest.mark.slow
 def test_results_tab_shows_figures_and_the_drill_down(ran):
     wb, _, _ = ran
     res = wb.results_tab
@@ -257,6 +259,7 @@ def test_results_tab_shows_figures_and_the_drill_down(ran):
     assert row["retrieved_chunk_doc_ids"][0] in detail and "f1" in detail
 
 
+@pytest.mark.slow
 def test_load_sweep_fills_results_without_running(ran):
     wb, tmp, uri = ran
     before = count_runs(uri)
@@ -273,6 +276,7 @@ def test_load_sweep_fills_results_without_running(ran):
     assert is_red(fresh.results_tab.message) and "no-such-sweep" in text(fresh.results_tab.message)
 
 
+@pytest.mark.slow
 def test_export_best_under_constraints_writes_the_yaml_and_names_the_run(ran):
     wb, tmp, uri = ran
     ex = wb.export_tab
@@ -295,6 +299,7 @@ def test_export_best_under_constraints_writes_the_yaml_and_names_the_run(ran):
     assert f"mlflow ui --backend-store-uri {uri}" in shown and f"/runs/{run_id}" in shown
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_run_after_the_current_cell(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     wb = Workbench(quickstart_in(tmp_path, limit=8), tracking_uri=uri)
@@ -315,6 +320,7 @@ def test_cancel_stops_the_run_after_the_current_cell(tmp_path):
     assert parent.info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_run_again_unchanged_returns_the_finished_sweep(ran):
     wb, _, _ = ran
     first = wb.results

@@ -7,7 +7,7 @@
 
 import os as _os
 
-# Nothing leaves the machine unless the user points a model at a remote endpoint (DESIGN.md).
+# Nothing leaves the machine unless the user points a model at a remote endpoint.
 for _name, _value in {
     "RAGAS_DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",

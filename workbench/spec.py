@@ -28,7 +28,7 @@ from workbench.errors import ConfigError
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
 
-# Short and SmolLM2-friendly: one user message, context first, then the question (DESIGN.md).
+# Short and SmolLM2-friendly: one user message, context first, then the question.
 DEFAULT_TEMPLATE = (
     "Answer the question using only the context. Reply with a short phrase.\n\n"
     "Context:\n{context}\n\nQuestion: {question}\nAnswer:"

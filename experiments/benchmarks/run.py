@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     import probe as probe_mod
     from workbench.rag.chunking import chunk_corpus
     from workbench.spec import load_spec
-    from workbench.data.loaders import load_corpus, load_eval
+    from workbench.data.corpus import load_corpus
+    from workbench.data.evalset import load_eval
     from workbench.testing.fake_endpoint import LatencyEndpoint
     from workbench.rag.retrieval import index_key
     from workbench.runner.workspace import needs_dense

@@ -3,7 +3,7 @@
 Pure core: numpy and pandas only (no plotly, no MLflow). Everything works on the two frames a
 sweep produces: `results.questions()` (one row per variant × question, per-question scores) and
 `results.to_frame()` (one row per variant, index `variant`, aggregates). Comparisons between two
-variants are paired by `question_id` (DESIGN.md, "Metrics"): both answered the same questions, so
+variants are paired by `question_id`: both answered the same questions, so
 the per-question differences carry far less noise than two independent means.
 
 Failed cells (a non-empty `error`) and unscored questions (None / NaN) are left out, never counted 0.

@@ -259,8 +259,9 @@ def load_pipeline(
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
       model behind your own gateway); the local model is started on 127.0.0.1 when needed.
     """
-    from workbench.data.loaders import load_corpus
+    from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import build_index, build_pipeline, chat_model
+
     doc = read_export(path)
     variant = VariantConfig.model_validate(doc["variant"])
     source = CorpusSource.model_validate(doc["data"]["corpus"])

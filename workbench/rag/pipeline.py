@@ -43,7 +43,7 @@ class Answer:
 
 
 def render_messages(prompt: PromptConfig, question: str, contexts: Sequence[str]) -> list[dict[str, str]]:
-    """One short user message: SmolLM2 answers best without a system prompt (DESIGN.md)."""
+    """One short user message: SmolLM2 answers best without a system prompt."""
     content = prompt.template.format(context=prompt.context_separator.join(contexts), question=question)
     return [{"role": "user", "content": content}]
 

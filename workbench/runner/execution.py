@@ -14,7 +14,7 @@ from typing import IO, Any
 import pandas as pd
 
 from workbench.analysis.results import SweepResults
-from workbench.data.loaders import EvalItem
+from workbench.data.evalset import EvalItem
 from workbench.errors import ModelError
 from workbench.events import point, span
 from workbench.rag.cache import ResultCache

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from workbench.data.loaders import Corpus, EvalSet, load_corpus, load_eval
+from workbench.data.corpus import Corpus, load_corpus
+from workbench.data.evalset import EvalSet, load_eval
 from workbench.errors import WorkbenchError
 from workbench.scoring.metrics import missing_inputs
 from workbench.spec import SweepSpec, VariantConfig

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbench.data.loaders import Corpus, EvalItem
+from workbench.data.corpus import Corpus
+from workbench.data.evalset import EvalItem
 from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline

@@ -21,18 +21,18 @@ definitions (checked against pytrec_eval in the tests).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import string
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
+
+from workbench.sync import run_coroutine
 
 # The inputs a metric can need, named as the eval set's columns.
 INPUTS = frozenset({"reference_answers", "relevant_ids", "contexts"})
@@ -223,12 +223,12 @@ def token_f1(prediction: str, references: Sequence[str]) -> float | None:
 # ---------------------------------------------------------------- ragas non-LLM metrics
 
 
-def _run_coroutine(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+def _score_now(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a ragas `ascore` coroutine from sync code, also inside a running event loop (Jupyter).
 
     ragas' non-LLM `ascore` never suspends, so one `send` finishes it: no event loop, ~0.1 ms.
     ragas' own sync `score()` calls `asyncio.run` and raises inside Jupyter's loop. Should a
-    future ragas really await something, run a fresh coroutine on its own loop in a worker thread.
+    future ragas really await something, a fresh coroutine runs to completion on its own loop.
     """
     coro = make()
     try:
@@ -236,8 +236,7 @@ def _run_coroutine(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     except StopIteration as stop:
         return stop.value
     coro.close()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, make()).result()
+    return run_coroutine(make(), thread_name="workbench-metrics")
 
 
 @cache
@@ -260,7 +259,7 @@ def _ragas_max(metric: Any, prediction: str, references: Sequence[str]) -> float
         return None
     prediction = prediction or ""
     return max(
-        float(_run_coroutine(lambda r=r: metric.ascore(reference=r, response=prediction)).value) for r in refs
+        float(_score_now(lambda r=r: metric.ascore(reference=r, response=prediction)).value) for r in refs
     )
 
 

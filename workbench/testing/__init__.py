@@ -1,1 +1,1 @@
-"""Test doubles that speak the real protocol over a real socket (the fake OpenAI-compatible endpoint); used by tests and benchmarks only, never by the product."""
+"""Test doubles that speak the real protocol over a real socket (the fake OpenAI-compatible endpoint); used by tests and benchmarks only, never by the product. Its server needs the `testing` extra (starlette, uvicorn): pip install -e ".[testing]"."""

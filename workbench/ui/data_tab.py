@@ -1,5 +1,5 @@
 """Data tab: corpus and eval sources (the spec's `data` section) and a Load button that shows counts,
-digests and a preview through `workbench.data.loaders.load_corpus` / `load_eval`."""
+digests and a preview through `workbench.data.corpus.load_corpus` / `evalset.load_eval`."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ class DataTab:
 
     def load(self) -> bool:
         """Load both files; show counts, digests and a preview, or a red message. Never raises."""
-        from workbench.data.loaders import load_corpus, load_eval
+        from workbench.data.corpus import load_corpus
+        from workbench.data.evalset import load_eval
 
         self.message.value = message("loading…", "info")
         try:
