@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from workbench.events import span
 from workbench.spec import ModelConfig, content_hash
 
 # Fields that change neither the request nor the answer.
@@ -61,7 +62,8 @@ class ResultCache:
     def get(self, key: str) -> Any | None:
         if self._cache is None:
             return None
-        value = self._cache.get(key)
+        with span("cache"):
+            value = self._cache.get(key)
         with self._count_lock:
             if value is None:
                 self.misses += 1
@@ -71,7 +73,8 @@ class ResultCache:
 
     def set(self, key: str, value: Any) -> None:
         if self._cache is not None:
-            self._cache.set(key, value)
+            with span("cache"):
+                self._cache.set(key, value)
 
     def set_many(self, items: Mapping[str, Any]) -> None:
         """Store every (key, value) in one transaction: one disk sync instead of one per entry."""

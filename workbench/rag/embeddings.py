@@ -24,6 +24,7 @@ import numpy as np
 
 from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
+from workbench.events import span
 from workbench.rag.cache import ResultCache
 
 # ---------------------------------------------------------------- the offline model's files
@@ -163,6 +164,10 @@ class LocalMiniLM:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
+        with span("embed", texts=texts):
+            return self._embed_all(texts)
+
+    def _embed_all(self, texts: list[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Longest first, so each batch pads to lengths close to its own; results go back in input order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
