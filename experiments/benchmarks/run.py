@@ -9,7 +9,7 @@ experiments/benchmarks/RESULTS.md.
 
 All timings are measured in this one process (and one child process for the retrieval-at-scale
 figure, so its peak RSS is its own); ratios are taken within the run. The instrumentation
-(`probe.py`) wraps workbench functions from outside to time phases; it changes no results.
+(`probe.py`) listens to the workbench's public timing events (`workbench.events`); it changes no results.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def embed_vs_raw(texts: list[str], repeats: int) -> dict:
         return np.concatenate(outs)
 
     def wb() -> np.ndarray:
-        return getattr(emb.LocalMiniLM.embed, "__wrapped__", emb.LocalMiniLM.embed)(model, texts)
+        return model.embed(texts)
 
     def raw_batch(batch, session=session):
         enc = tok.encode_batch(batch)
@@ -298,7 +298,7 @@ def embed_vs_raw(texts: list[str], repeats: int) -> dict:
         pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
         return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
-    wb_embed = getattr(emb.LocalMiniLM.embed, "__wrapped__", emb.LocalMiniLM.embed)  # unwrapped from the probe
+    wb_embed = emb.LocalMiniLM.embed
     raw(), wb()  # warm both sessions
     # Interleaved per batch (A/B then B/A), so drifting load from other processes hits both alike.
     raw_batch(batches[0], shared_session)  # warm
