@@ -41,8 +41,7 @@ from workbench.runner.records import create_record, find_finished, find_resumabl
 from workbench.analysis.results import SweepResults
 from workbench.scoring.aggregate import aggregate
 from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
-from workbench.tracking.mlflow_tracker import make_tracker
-from workbench.tracking.process import open_session, outer_run_id, warm_up
+from workbench.tracking import Tracker, open_tracker, warm_up
 
 
 def needs_dense(variant: VariantConfig) -> bool:
@@ -225,6 +224,7 @@ def run_sweep(
     resume: bool = True,
     no_cache: bool = False,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
@@ -237,6 +237,8 @@ def run_sweep(
       resume=False starts a new sweep (cached answers are still used).
     no_cache: ignore cached generations (they are still written) and never return a finished sweep.
     on_start: called once before the first cell with {sweep_id, total_cells, variants, local_server}.
+    tracker: log to this Tracker instead of the spec's (MLflow in a helper process, or nothing when
+      tracking.enabled is false); it is used even when tracking is disabled.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -247,7 +249,7 @@ def run_sweep(
     if no_cache:
         spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"cache": False})})
     started = time.perf_counter()
-    if spec.tracking.enabled:
+    if spec.tracking.enabled and tracker is None:
         warm_up()  # the MLflow process imports its libraries while we load data and check endpoints
     corpus = load_corpus(spec.data.corpus)
     evalset = load_eval(spec.data.eval, corpus)
@@ -261,7 +263,7 @@ def run_sweep(
     }
 
     if resume and not no_cache:
-        reused = _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start)
+        reused = _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start, tracker)
         if reused is not None:
             return reused
 
@@ -282,7 +284,7 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 
-        make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
+        log = tracker or open_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         record = find_resumable(home, spec, data_info) if resume else None
         done: list[dict[str, Any]] = []
@@ -299,18 +301,14 @@ def run_sweep(
         results = SweepResults(spec=spec, sweep_id=sweep_id, variants=list(variants), notes=_notes(spec, evalset, variants))
         results.data_info = data_info
         ws = Workspace(home=home, corpus=corpus, share_cpu=spec.stage == "generate")
-        log = open_session(spec.tracking, spec.experiment_name)
-        started_sweep = log.submit(
-            "start_sweep", spec, sweep_id, len(variants), data_info, resume_run_id, outer_run_id()
-        )
+        started_sweep = log.start_sweep(spec, sweep_id, len(variants), data_info, resume_run_id)
         started_sweep.add_done_callback(lambda f: _note_parent_run(f, record, results))
         children: dict[str, tuple[str, str]] = {}
         if done:
             try:
-                children = started_sweep.result()[1]  # resuming needs the runs already logged
-            except WorkbenchError:
-                log.close()
-                raise log.error from None  # the first failure says what went wrong
+                children = started_sweep.result().children  # resuming needs the runs already logged
+            except WorkbenchError as exc:
+                raise (log.close() or exc) from None  # the first failure says what went wrong
             results.notes.append(f"resumed sweep {sweep_id}: {len(done)} finished cells kept, only missing cells run")
         if on_start:
             on_start({"sweep_id": sweep_id, "total_cells": len(variants) * len(evalset), "variants": list(variants),
@@ -335,8 +333,8 @@ def run_sweep(
             results.wall_s = time.perf_counter() - started
             results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                                   "generation_cache_hits": cache.hits})
-            log.submit("end_sweep", status,
-                       {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
+            log.finish_sweep(status, {"wall_s": results.wall_s,
+                                      "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
             error = log.close()
             failed = sum(1 for r in results.rows if r.get("error"))
             if error is not None and status == "FINISHED":
@@ -352,12 +350,13 @@ def run_sweep(
 def _note_parent_run(future, record, results) -> None:
     """The parent run exists: note it in the sweep record at once (a kill -9 then resumes into it)."""
     if future.exception() is None:
-        results.parent_run_id = future.result()[0]
+        results.parent_run_id = future.result().parent_run_id
         record.write_status(parent_run_id=results.parent_run_id)
 
 
 
-def _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start) -> SweepResults | None:
+def _reuse_finished(spec, home, data_info, evalset, variants, started, progress, on_cell, on_start,
+                    tracker: Tracker | None = None) -> SweepResults | None:
     """An identical re-run: the finished sweep of this same spec on the same data, if nothing in it failed
     and its MLflow runs are still there. Nothing is run or logged again."""
     record = find_finished(home, spec, data_info)
@@ -371,11 +370,11 @@ def _reuse_finished(spec, home, data_info, evalset, variants, started, progress,
     if any(r.get("error") for r in rows):
         return None
     run_ids = st.get("run_ids") or {}
-    if spec.tracking.enabled:
+    if spec.tracking.enabled or tracker is not None:
         if set(run_ids) != hashes:
             return None
-        session = open_session(spec.tracking, spec.experiment_name)
-        intact = session.submit("runs_intact", record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
+        session = tracker or open_tracker(spec.tracking, spec.experiment_name)
+        intact = session.runs_intact(record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
         error = session.close()
         if error is not None:
             raise error
@@ -437,7 +436,7 @@ class _SweepRun:
     spec: SweepSpec
     ws: Workspace
     evalset: EvalSet
-    log: Any  # a TrackingSession (MLflow calls, in order, in the logging process) or a NullSession
+    log: Tracker  # MLflow calls, in order, in the logging process (or a NullTracker)
     judge: Any
     base_urls: dict[str, str | None]
     cache: ResultCache
@@ -531,7 +530,7 @@ class _SweepRun:
             self.bar.update(len(rows))
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
-            self.log.submit("discard_run", logged[0])  # a partial run is re-logged whole
+            self.log.discard_run(logged.run_id)  # a partial run is re-logged whole
         for i, row in enumerate(slots):
             if row is not None:
                 self.bar.update(1)
@@ -660,14 +659,14 @@ class _SweepRun:
         """The variant's run is created with its first cell; the first N questions get a trace."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
-            self.log.submit("start_variant", variant, self.eval_frame)
+            self.log.start_variant(variant, self.eval_frame)
         if i < self.spec.tracking.max_traces_per_variant:
-            self.log.submit("log_trace", variant, row)
+            self.log.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < len(self.evalset) else None
-        done = self.log.submit("finish_variant", variant.hash, rows, aggregate(rows), status)
+        done = self.log.finish_variant(variant.hash, rows, aggregate(rows), status)
 
         def note(future) -> None:
             if future.exception() is None and future.result():
