@@ -11,5 +11,5 @@ def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db", 
 
     >>> results = load_sweep("20261127-025350-17646e")   # doctest: +SKIP
     """
-    tracker = tracker or open_reader(tracking_uri)
+    tracker = tracker if tracker is not None else open_reader(tracking_uri)
     return SweepResults(**tracker.read_sweep(sweep_id).result())

@@ -284,7 +284,8 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
 
-        log = tracker or open_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
+        # a bad tracking URI fails here, before any write
+        log = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         record = find_resumable(home, spec, data_info) if resume else None
         done: list[dict[str, Any]] = []
@@ -373,7 +374,7 @@ def _reuse_finished(spec, home, data_info, evalset, variants, started, progress,
     if spec.tracking.enabled or tracker is not None:
         if set(run_ids) != hashes:
             return None
-        session = tracker or open_tracker(spec.tracking, spec.experiment_name)
+        session = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         intact = session.runs_intact(record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
         error = session.close()
         if error is not None:

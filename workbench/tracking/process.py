@@ -165,6 +165,7 @@ class ProcessTracker:
         self._session: int | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self.timings: dict[str, Any] = {}  # the last closed session's {"spans": [(operation, start, end)]}
 
     start_sweep = _forward(Tracker.start_sweep)
     start_variant = _forward(Tracker.start_variant)
@@ -201,7 +202,8 @@ class ProcessTracker:
             worker, session, self._session = self._worker, self._session, None
         if worker is not None and session is not None:
             try:
-                if worker.call(session, "__close__").result():
+                self.timings = worker.call(session, "__close__").result()
+                if self.timings["retire"]:
                     worker.dead = True  # it exits after a failed session: the next one starts afresh
             except BaseException as exc:  # the helper died: nobody answers
                 if self._error is None:

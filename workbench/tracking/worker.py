@@ -4,7 +4,8 @@
 
 Jobs are (job, session, operation, args, kwargs); answers are (job, ok, value or TrackingError). Besides
 the protocol's operations: "__preload__" (import modules ahead of use), "__open__" (build the session's
-tracker from "module:callable"), "__close__" (end the session; answers whether this process retires).
+tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
+exits now, "spans": [(operation, start, end)]}, perf_counter times, system-wide on Linux, for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -28,6 +30,7 @@ def build(factory: str, args: tuple, kwargs: dict) -> Any:
 class _Session:
     def __init__(self, tracker: Any = None, failed: BaseException | None = None):
         self.tracker, self.failed = tracker, failed
+        self.spans: list[tuple[str, float, float]] = []
 
     def run(self, operation: str, args: tuple, kwargs: dict) -> Any:
         if operation not in OPERATIONS:
@@ -35,8 +38,11 @@ class _Session:
         logging = operation in LOGGING
         if logging and self.failed is not None:
             raise TrackingError(f"skipped after an earlier tracking failure: {self.failed}")
+        start = time.perf_counter()
         try:
-            return getattr(self.tracker, operation)(*args, **kwargs).result()
+            value = getattr(self.tracker, operation)(*args, **kwargs).result()
+            self.spans.append((operation, start, time.perf_counter()))
+            return value
         except Exception as exc:  # a tracker that broke the protocol's rule still gives one clear error
             error = exc if isinstance(exc, TrackingError) else tracking_failure(operation, exc)
             if logging:
@@ -61,8 +67,9 @@ def _answer(sessions: dict[int, _Session], sid: int, operation: str, args: tuple
     if operation == "__close__":
         session = sessions.pop(sid, None)
         if session is None or session.tracker is None:
-            return True
-        return session.tracker.close() is not None or session.failed is not None
+            return {"retire": True, "spans": []}
+        failed = session.tracker.close() is not None or session.failed is not None
+        return {"retire": failed, "spans": session.spans}
     session = sessions.get(sid)
     if session is None:
         raise TrackingError("tracking could not be opened for this sweep (see the first error)")
@@ -99,7 +106,7 @@ def serve(read_fd: int, write_fd: int) -> None:
             return
         except Exception as exc:  # an answer that cannot be pickled
             send.send((job, False, TrackingError(f"the answer to {operation} could not be sent back: {exc}")))
-        if operation == "__close__" and reply[1] and reply[2]:
+        if operation == "__close__" and reply[1] and reply[2]["retire"]:
             return  # a session failed: start afresh rather than reuse MLflow's cached (maybe broken) store
 
 
