@@ -101,7 +101,6 @@ OPERATIONS = frozenset(name for name in vars(Tracker) if not name.startswith("_"
 LOGGING = OPERATIONS - {"read_sweep"}  # the calls under the first-failure rule
 
 
-
 def tracking_failure(operation: str, exc: BaseException, what: str = "tracking", at: str | None = None) -> TrackingError:
     """One clear error for an unexpected exception: what failed, where, and (when logging) how to finish."""
     where = f" at {at}" if at else ""
