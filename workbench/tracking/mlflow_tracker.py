@@ -59,6 +59,7 @@ TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
 # Row fields that are not per-question results (or are too bulky for the table).
 _NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns"}
 
+
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
