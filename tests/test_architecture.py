@@ -144,3 +144,25 @@ def test_layering_rules_can_fail(tmp_path, monkeypatch):
     monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "workbench")
     with pytest.raises(AssertionError, match="a layer above it"):
         test_imports_point_down()
+
+
+def mlflow_imports(path: Path) -> list[int]:
+    """Lines of every `import mlflow…` / `from mlflow… import` in the file, wherever it stands."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlflow" for a in node.names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "mlflow":
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_tracking_imports_mlflow(tmp_path):
+    """Everything about MLflow lives in workbench.tracking: a new tracking backend replaces that package alone."""
+    outside = [f"{name}:{line}" for name, path in modules().items() if top(name) != "tracking"
+               for line in mlflow_imports(path)]
+    assert not outside, f"mlflow imported outside workbench/tracking: {outside}"
+    assert mlflow_imports(PACKAGE / "tracking" / "mlflow_tracker.py")  # the check sees function-level imports
+    scratch = tmp_path / "x.py"
+    scratch.write_text("def f():\n    if True:\n        from mlflow.entities import Metric\n")
+    assert mlflow_imports(scratch) == [3]

@@ -195,6 +195,7 @@ def test_a_new_sqlite_store_appears_only_complete(tmp_path):
     store.parent.mkdir()
     (store.parent / "mlflow.db.creating-99999").write_bytes(b"SQLite format 3\x00 half-migrated")  # a killed creator
     cfg = TrackingConfig(tracking_uri=f"sqlite:///{store}", artifact_location=str(tmp_path / "art"))
-    tracker = MlflowTracker(cfg, "fresh", defer_open=False)
+    tracker = MlflowTracker(cfg, "fresh")
+    tracker.open()
     assert tracker.experiment.name == "fresh" and store.exists()
     assert not list(store.parent.glob("mlflow.db.creating-*"))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from workbench.analysis.results import SweepResults
-from workbench.tracking.mlflow_tracker import read_sweep
+from workbench.tracking import Tracker, open_reader
 
 
-def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db") -> SweepResults:
-    """Rebuild a finished sweep's SweepResults from MLflow alone: spec, variants, per-question rows.
+def load_sweep(sweep_id: str, tracking_uri: str = "sqlite:///mlruns/mlflow.db", *, tracker: Tracker | None = None) -> SweepResults:
+    """Rebuild a finished sweep's SweepResults from MLflow alone (or from `tracker`): spec, variants, rows.
 
     >>> results = load_sweep("20261127-025350-17646e")   # doctest: +SKIP
     """
-    return SweepResults(**read_sweep(sweep_id, tracking_uri))
+    tracker = tracker if tracker is not None else open_reader(tracking_uri)
+    return SweepResults(**tracker.read_sweep(sweep_id).result())

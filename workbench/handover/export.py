@@ -143,17 +143,15 @@ def prompt_registry_name(experiment: str, prompt_name: str) -> str:
 
 def register_prompt(results, variant: VariantConfig) -> dict:
     """Register the variant's template in the MLflow prompt registry; returns {name, version, uri}."""
-    import mlflow
+    from workbench.tracking.export_log import register_prompt as register
 
-    mlflow.set_tracking_uri(results.spec.tracking.tracking_uri)
-    name = prompt_registry_name(results.spec.experiment_name, variant.prompt.name)
-    version = mlflow.genai.register_prompt(
-        name=name,
-        template=to_mlflow_template(variant.prompt.template),
+    return register(
+        results.spec.tracking.tracking_uri,
+        prompt_registry_name(results.spec.experiment_name, variant.prompt.name),
+        to_mlflow_template(variant.prompt.template),
         commit_message=f"exported from sweep {results.sweep_id}, variant {variant.short_hash}",
         tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": results.sweep_id},
     )
-    return {"name": name, "version": int(version.version), "uri": f"prompts:/{name}/{version.version}"}
 
 
 def export_variant(results, variant_key: str, path: str | Path, *, log_to_mlflow: bool = True, redact: bool = True) -> Path:
@@ -176,11 +174,9 @@ def export_variant(results, variant_key: str, path: str | Path, *, log_to_mlflow
     )
     tmp.replace(path)  # never a half-written export
     if tracked:
-        import mlflow
+        from workbench.tracking.export_log import log_export
 
-        client = mlflow.MlflowClient(results.spec.tracking.tracking_uri)
-        client.log_artifact(run_id, str(path), artifact_path="export")
-        client.set_tag(run_id, "workbench.exported", "true")
+        log_export(results.spec.tracking.tracking_uri, run_id, path)
     return path
 
 

@@ -29,6 +29,7 @@ from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring.metrics import doc_ranking, retrieval_metrics, retrieval_metrics_at, score_answer
 from workbench.spec import SweepSpec, VariantConfig, content_hash
+from workbench.tracking import LoggedRun, Tracker
 
 
 def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
@@ -62,7 +63,7 @@ class Execution:
     hooks: Hooks
     env: Environment
     ws: Workspace
-    tracker: Any  # a TrackingSession (MLflow calls, in order, in the logging process) or a NullSession
+    tracker: Tracker  # MLflow calls, in order, in the logging process (or a NullTracker)
     judge: Any
     cache: ResultCache
     results: SweepResults
@@ -70,7 +71,7 @@ class Execution:
     bar: Any  # tqdm
     eval_frame: pd.DataFrame  # the eval set, logged as each run's evaluation dataset
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
-    children: dict[str, tuple[str, str]] = field(default_factory=dict)  # its child runs: hash -> (id, status)
+    children: dict[str, LoggedRun] = field(default_factory=dict)  # its runs already logged, by variant hash
     # set up by run()
     executor: Executor = field(init=False)
     retrieval_pool: ThreadPoolExecutor = field(init=False)
@@ -126,14 +127,14 @@ class Execution:
         earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
         slots: list[dict | None] = [earlier.get(item.id) for item in items]
         logged = self.children.get(variant.hash)
-        if all(slots) and logged is not None and logged[1] in ("FINISHED", "FAILED"):
+        if all(slots) and logged is not None and logged.status in ("FINISHED", "FAILED"):
             rows = [r for r in slots if r is not None]
             self.results.rows.extend(rows)
-            self.results.run_ids[variant.hash] = logged[0]
+            self.results.run_ids[variant.hash] = logged.run_id
             self.bar.update(len(rows))
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
-            self.tracker.submit("discard_run", logged[0])  # a partial run is re-logged whole
+            self.tracker.discard_run(logged.run_id)  # a partial run is re-logged whole
         for i, row in enumerate(slots):
             if row is not None:
                 self.bar.update(1)
@@ -237,14 +238,14 @@ class Execution:
         """The variant's run is created with its first cell; the first N questions get a trace."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
-            self.tracker.submit("start_variant", variant, self.eval_frame)
+            self.tracker.start_variant(variant, self.eval_frame)
         if i < self.spec.tracking.max_traces_per_variant:
-            self.tracker.submit("log_trace", variant, row)
+            self.tracker.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
-        done = self.tracker.submit("finish_variant", variant.hash, rows, aggregate(rows), status)
+        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows), status)
 
         def note(future) -> None:
             if future.exception() is None and future.result():

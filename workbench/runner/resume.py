@@ -16,7 +16,7 @@ from workbench.analysis.results import SweepResults
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.records import SweepRecord, create_record, find_finished, find_resumable
 from workbench.spec import SweepSpec
-from workbench.tracking.process import open_session
+from workbench.tracking import Tracker, open_tracker
 
 
 def new_sweep_id(spec: SweepSpec, home: Path | None = None) -> str:
@@ -56,7 +56,7 @@ def open_record(inputs: SweepInputs, resume: bool) -> Start:
     return start
 
 
-def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float) -> SweepResults | None:
+def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float, tracker: Tracker | None = None) -> SweepResults | None:
     """An identical re-run: the finished sweep of this same spec on the same data, if nothing in it failed
     and its MLflow runs are still there. Nothing is run or logged again."""
     spec, variants, evalset = inputs.spec, inputs.variants, inputs.evalset
@@ -71,11 +71,11 @@ def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float) -> SweepRe
     if any(r.get("error") for r in rows):
         return None
     run_ids = st.get("run_ids") or {}
-    if spec.tracking.enabled:
+    if spec.tracking.enabled or tracker is not None:
         if set(run_ids) != hashes:
             return None
-        session = open_session(spec.tracking, spec.experiment_name)
-        intact = session.submit("runs_intact", record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
+        session = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
+        intact = session.runs_intact(record.sweep_id, st.get("parent_run_id"), list(run_ids.values()))
         error = session.close()
         if error is not None:
             raise error

@@ -24,8 +24,7 @@ from workbench.runner.inputs import Hooks, SweepInputs, with_overrides
 from workbench.runner.resume import Start, open_record, reuse_finished
 from workbench.runner.workspace import Workspace
 from workbench.spec import SweepSpec, load_spec
-from workbench.tracking.mlflow_tracker import make_tracker
-from workbench.tracking.process import open_session, outer_run_id, warm_up
+from workbench.tracking import LoggedRun, Tracker, open_tracker, warm_up
 
 
 def run_sweep(
@@ -39,6 +38,7 @@ def run_sweep(
     resume: bool = True,
     no_cache: bool = False,
     on_start: Callable[[dict[str, Any]], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
@@ -51,6 +51,8 @@ def run_sweep(
       resume=False starts a new sweep (cached answers are still used).
     no_cache: ignore cached generations (they are still written) and never return a finished sweep.
     on_start: called once before the first cell with {sweep_id, total_cells, variants, local_server}.
+    tracker: log to this Tracker instead of the spec's (MLflow in a helper process, or nothing when
+      tracking.enabled is false); it is used even when tracking is disabled.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -58,11 +60,11 @@ def run_sweep(
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel)
     started = time.perf_counter()
-    if spec.tracking.enabled:
+    if spec.tracking.enabled and tracker is None:
         warm_up()  # the MLflow process imports its libraries while we load data and check endpoints
     inputs = SweepInputs.load(spec)
     if resume and not no_cache:
-        reused = reuse_finished(inputs, hooks, started)
+        reused = reuse_finished(inputs, hooks, started, tracker)
         if reused is not None:
             return reused
     with ExitStack() as stack:
@@ -74,32 +76,29 @@ def run_sweep(
 
             judge = Judge(spec.judge, base_url=env.base_urls.get(spec.judge.provider),
                           cache_dir=inputs.home / "cache" / "judge")
-        make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
+        # a bad tracking URI fails here, before any write
+        log = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         start = open_record(inputs, resume)
-        return _execute(inputs, hooks, env, judge, start, started, stack)
+        return _execute(inputs, hooks, env, judge, log, start, started, stack)
 
 
-def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, start: Start, started: float,
-             stack: ExitStack) -> SweepResults:
+def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, log: Tracker, start: Start,
+             started: float, stack: ExitStack) -> SweepResults:
     from tqdm.auto import tqdm
 
     spec, variants, record = inputs.spec, inputs.variants, start.record
     results = SweepResults(spec=spec, sweep_id=start.sweep_id, variants=list(variants), notes=inputs.notes(),
                            data_info=inputs.data_info)
     ws = Workspace(home=inputs.home, corpus=inputs.corpus, share_cpu=spec.stage == "generate")
-    log = open_session(spec.tracking, spec.experiment_name)
-    started_sweep = log.submit(
-        "start_sweep", spec, start.sweep_id, len(variants), inputs.data_info, start.parent_run_id, outer_run_id()
-    )
+    started_sweep = log.start_sweep(spec, start.sweep_id, len(variants), inputs.data_info, start.parent_run_id)
     started_sweep.add_done_callback(lambda f: _note_parent_run(f, record, results))
-    children: dict[str, tuple[str, str]] = {}
+    children: dict[str, LoggedRun] = {}
     if start.done:
         try:
-            children = started_sweep.result()[1]  # resuming needs the runs already logged
-        except WorkbenchError:
-            log.close()
-            raise log.error from None  # the first failure says what went wrong
+            children = started_sweep.result().children  # resuming needs the runs already logged
+        except WorkbenchError as exc:
+            raise (log.close() or exc) from None  # the first failure says what went wrong
         results.notes.append(f"resumed sweep {start.sweep_id}: {len(start.done)} finished cells kept, only missing cells run")
     if hooks.on_start:
         hooks.on_start({"sweep_id": start.sweep_id, "total_cells": inputs.total_cells, "variants": list(variants),
@@ -124,8 +123,8 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, st
         results.wall_s = time.perf_counter() - started
         results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                               "generation_cache_hits": cache.hits})
-        log.submit("end_sweep", status,
-                   {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
+        log.finish_sweep(status, {"wall_s": results.wall_s,
+                                  "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
         error = log.close()
         failed = sum(1 for r in results.rows if r.get("error"))
         if error is not None and status == "FINISHED":
@@ -141,7 +140,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, st
 def _note_parent_run(future, record, results) -> None:
     """The parent run exists: note it in the sweep record at once (a kill -9 then resumes into it)."""
     if future.exception() is None:
-        results.parent_run_id = future.result()[0]
+        results.parent_run_id = future.result().parent_run_id
         record.write_status(parent_run_id=results.parent_run_id)
 
 

@@ -1,7 +1,7 @@
-"""MLflow adapter: one parent run per sweep, one child run per variant, traces per question.
+"""The Tracker protocol on MLflow: one parent run per sweep, one child run per variant, traces per question.
 
-Everything about MLflow lives here; the sweep hands over plain rows and metric dicts. A variant is
-logged in steps by the sweep's logging process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
+The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
+helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
 per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
 the sweep, so what is left after the last answer is one metrics batch and one table.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import getpass
-import os
 import platform
 import subprocess
 import time
@@ -22,6 +21,10 @@ import pandas as pd
 
 from workbench._version import __version__
 from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
+from workbench.tracking.protocol import (
+    LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, end_status, immediate, tracking_failure,
+)
+from workbench.tracking.store import check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock
 from workbench.errors import TrackingError
 
 TABLE_COLUMNS = (
@@ -81,84 +84,33 @@ def audit_tags() -> dict[str, str]:
     return dict(_audit_tags())
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    """The file of a local sqlite store (sqlite:///mlruns/mlflow.db), None for any other URI."""
-    return Path(uri.removeprefix("sqlite:///")).expanduser() if uri.startswith("sqlite:///") else None
-
-
-def _prepare_local_store(uri: str) -> None:
-    """sqlite:///mlruns/mlflow.db needs its folder to exist before MLflow opens it."""
-    if (path := _sqlite_path(uri)) is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _create_sqlite_store_atomically(uri: str) -> None:
-    """A new sqlite store is migrated under a temporary name and renamed into place when complete.
-
-    MLflow's schema migrations are many separate statements: a process killed halfway left a store that
-    no later run could open ("table ... already exists"). Call with the store lock held.
-    """
-    path = _sqlite_path(uri)
-    if path is None or path.exists():
-        return
-    import mlflow
-
-    partial = path.with_name(f"{path.name}.creating-{os.getpid()}")
-    for leftover in path.parent.glob(f"{path.name}.creating-*"):  # from a process killed while creating it
-        leftover.unlink(missing_ok=True)
-    mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
-    os.replace(partial, path)
-
-
-def _check_sqlite_store(uri: str) -> None:
-    """The cheap checks of a local sqlite store that can run before anything is written."""
-    path = _sqlite_path(uri)
-    problem = None
-    if path.is_dir():
-        problem = "it is a directory"
-    elif path.exists():
-        with path.open("rb") as fh:
-            if fh.read(16) not in (b"SQLite format 3\x00", b""):
-                problem = "it is not an SQLite database"
+def check_tracking_uri(cfg: TrackingConfig, experiment: str) -> None:
+    """A bad tracking URI fails here, before anything is written. A local sqlite store only gets cheap file
+    checks (opening it may run schema migrations); any other URI is opened (its experiment created)."""
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        check_sqlite_store(cfg.tracking_uri)
     else:
-        parent = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
-        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
-            problem = f"its folder cannot be created under {parent}"
-    if problem:
-        raise TrackingError(
-            f"cannot use MLflow tracking URI {uri!r}: {problem}. Point tracking.tracking_uri (or --tracking-uri) "
-            "at a new or existing sqlite file, e.g. sqlite:///mlruns/mlflow.db, or at a server (http://host:5000)."
-        )
+        MlflowTracker(cfg, experiment).open()
 
 
-def _store_lock(uri: str):
-    import contextlib
+class MlflowTracker(Immediate):
+    """The Tracker protocol on MLflow, in the calling thread (completed futures); the sweep runs it in the
+    helper process (`workbench.tracking.process.ProcessTracker`). The store is opened by the first call.
 
-    if (path := _sqlite_path(uri)) is None:
-        return contextlib.nullcontext()  # a tracking server serialises its own database
-    from filelock import FileLock
+    outer_run_id: the user's own active run in the sweep's process, under which the parent run nests. The
+    parent run is this process's active MLflow run, so in-process there must be no other active run.
+    """
 
-    return FileLock(f"{path}.lock")
-
-
-class MlflowTracker:
-    """Sync MLflow calls for one sweep. A sweep makes one here only to check its tracking URI before
-    anything is written (cheap for a local sqlite store, whose opening may run schema migrations); the
-    logging itself runs in `workbench.tracking.process`, which opens the store with `defer_open=False`."""
-
-    def __init__(self, cfg: TrackingConfig, experiment: str, defer_open: bool = True):
+    def __init__(self, cfg: TrackingConfig, experiment: str | None, outer_run_id: str | None = None):
         self.cfg = cfg
         self.experiment_name = experiment
+        self.outer_run_id = outer_run_id
         self.experiment: Any = None
         self.parent_run_id: str | None = None
         self.sweep_id: str | None = None
         self.spec: SweepSpec | None = None
         self._dataset: Any = None
-        self.children: dict[str, tuple[str, str]] = {}  # variant hash -> (run id, status), when resuming
-        if defer_open and cfg.tracking_uri.startswith("sqlite:///"):
-            _check_sqlite_store(cfg.tracking_uri)
-        else:
-            self.open()
+        self.run_ids: dict[str, str] = {}  # variant hash -> its run, once started
 
     def open(self) -> None:
         if self.experiment is not None:
@@ -167,12 +119,10 @@ class MlflowTracker:
 
         self.mlflow = mlflow
         cfg = self.cfg
-        _prepare_local_store(cfg.tracking_uri)
+        prepare_local_store(cfg.tracking_uri)
         try:
-            # Two sweeps starting at once on a new sqlite store would both run its schema migrations
-            # (and both create the experiment): one at a time.
-            with _store_lock(cfg.tracking_uri):
-                _create_sqlite_store_atomically(cfg.tracking_uri)
+            with store_lock(cfg.tracking_uri):
+                create_sqlite_store_atomically(cfg.tracking_uri)
                 mlflow.set_tracking_uri(cfg.tracking_uri)
                 exp = mlflow.get_experiment_by_name(self.experiment_name)
                 if exp is None:
@@ -188,16 +138,26 @@ class MlflowTracker:
             ) from None
         self.client = mlflow.MlflowClient(cfg.tracking_uri)
 
+    def _open_for_sweep(self) -> None:
+        """Open the store for a sweep already under way: its answers are saved whatever happens here."""
+        try:
+            self.open()
+        except TrackingError as exc:
+            raise TrackingError(f"{exc} {RERUN_HINT}") from None
+
+    def failure(self, operation: str, exc: Exception) -> TrackingError:
+        return tracking_failure(operation, exc, "MLflow logging" if operation in LOGGING else "MLflow", self.cfg.tracking_uri)
+
     # ------------------------------------------------------------ sweep
 
+    @immediate
     def start_sweep(
-        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any],
-        resume_run_id: str | None = None, outer_run_id: str | None = None,
-    ) -> None:
-        """Start (or, resuming, reopen) the parent run; it runs in the logging process, hence `outer_run_id`."""
-        self.open()
+        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
+    ) -> SweepStart:
+        """Start (or, resuming, reopen) the parent run, the active run of this process until `finish_sweep`."""
+        self._open_for_sweep()
         mlflow = self.mlflow
-        self.spec, self.sweep_id = spec, sweep_id
+        self.spec, self.sweep_id, self._dataset, self.run_ids = spec, sweep_id, None, {}
         if resume_run_id is None:  # its id may never have reached the sweep record (killed mid-call)
             resume_run_id = self._find_run(sweep_id, "sweep")
         if resume_run_id is not None:
@@ -207,12 +167,14 @@ class MlflowTracker:
                 resume_run_id = None
             else:
                 self.parent_run_id = resume_run_id
-                for run in self._search(sweep_id, "variant"):
-                    self.children[run.data.tags["workbench.variant_hash"]] = (run.info.run_id, run.info.status)
+                children = {
+                    run.data.tags["workbench.variant_hash"]: LoggedRun(run.info.run_id, run.info.status)
+                    for run in self._search(sweep_id, "variant")
+                }
                 self._log_sweep_info(spec, n_variants, data_info)  # in case the first attempt died before it
-                return
+                return SweepStart(resume_run_id, children)
         run = mlflow.start_run(
-            parent_run_id=outer_run_id,  # inside a user's own run, the sweep nests under it
+            parent_run_id=self.outer_run_id,  # inside a user's own run, the sweep nests under it
             run_name=f"{spec.name}-{sweep_id}",
             tags={
                 **audit_tags(),
@@ -223,6 +185,7 @@ class MlflowTracker:
         )
         self.parent_run_id = run.info.run_id
         self._log_sweep_info(spec, n_variants, data_info)
+        return SweepStart(self.parent_run_id, {})
 
     def _log_sweep_info(self, spec: SweepSpec, n_variants: int, data_info: dict[str, Any]) -> None:
         self.mlflow.log_params({"sweep.name": spec.name, "sweep.variants": n_variants, **data_info})
@@ -241,7 +204,8 @@ class MlflowTracker:
         runs = self._search(sweep_id, kind)
         return runs[0].info.run_id if runs else None
 
-    def end_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
+    @immediate
+    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
         if self.parent_run_id is None:
             return
         if metrics:
@@ -250,18 +214,24 @@ class MlflowTracker:
         self.mlflow.end_run(status=status)
         self.parent_run_id = None
 
-    # ------------------------------------------------------------ one variant
-
+    @immediate
     def runs_intact(self, sweep_id: str, parent_run_id: str | None, run_ids: Sequence[str]) -> bool:
-        """Are a finished sweep's parent and child runs all still there (not deleted) and FINISHED?"""
         if not parent_run_id:
             return False
-        self.open()
+        self._open_for_sweep()
         finished = {r.info.run_id for r in self._search(sweep_id) if r.info.status == "FINISHED"}
         return {parent_run_id, *run_ids} <= finished
 
+    @immediate
+    def read_sweep(self, sweep_id: str) -> dict[str, Any]:
+        from workbench.tracking.readback import read_sweep
+
+        return read_sweep(sweep_id, self.cfg.tracking_uri)
+
+    # ------------------------------------------------------------ one variant
+
+    @immediate
     def discard_run(self, run_id: str) -> None:
-        """Delete a partial child run (killed mid-variant) and its traces, so the re-logged one is the only one."""
         traces = self.client.search_traces(
             locations=[self.experiment.experiment_id], run_id=run_id, max_results=500, include_spans=False
         )
@@ -287,11 +257,9 @@ class MlflowTracker:
                 self._dataset = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "evaluation")])
         return self._dataset
 
+    @immediate
     def start_variant(self, variant: VariantConfig, eval_frame: pd.DataFrame) -> str:
-        """Create the variant's child run (RUNNING) with its params, YAML and dataset; returns its id.
-
-        Uses the client with explicit run ids only (no active-run stack), so it is safe on a logging thread.
-        """
+        """Uses the client with explicit run ids only (no active-run stack), so it is safe on any thread."""
         from mlflow.entities import Param
 
         assert self.spec is not None and self.sweep_id is not None
@@ -312,17 +280,16 @@ class MlflowTracker:
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in variant.flat_params().items()])
         self.client.log_text(run_id, to_yaml(variant), "variant.yaml")
         self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_frame)])
+        self.run_ids[variant.hash] = run_id
         return run_id
 
+    @immediate
     def finish_variant(
-        self, run_id: str, rows: Sequence[dict], metrics: dict[str, float], status: str | None = None
-    ) -> None:
-        """Metrics and the per-question table in one go, then the run's final status (default FINISHED;
-        FAILED when every cell failed; the sweep passes KILLED for a cancelled variant)."""
+        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None
+    ) -> str:
         from mlflow.entities import Metric
 
-        if status is None and metrics.get("failed_cells", 0) > 0 and metrics.get("failed_cells") == metrics.get("questions"):
-            status = "FAILED"
+        run_id = self.run_ids[variant_hash]
         if self.cfg.redact:
             from workbench.redact import redact_row
 
@@ -332,13 +299,17 @@ class MlflowTracker:
         extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
         table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
         self.client.log_table(run_id, table, artifact_file="eval_results.json")
-        self.client.set_terminated(run_id, status=status or "FINISHED")
+        self.client.set_terminated(run_id, status=end_status(metrics, status))
+        return run_id
 
-    def log_trace(self, variant: VariantConfig, run_id: str, r: dict) -> None:
+    @immediate
+    def log_cell(self, variant: VariantConfig, row: dict[str, Any]) -> None:
         """One question's trace, rebuilt from its measured timings (the core stays free of MLflow) and
         linked to the variant's run."""
         from mlflow.entities import SpanType
 
+        run_id = self.run_ids[variant.hash]
+        r = row
         if self.cfg.redact:
             from workbench.redact import redact_row
 
@@ -391,63 +362,3 @@ class MlflowTracker:
         )
         gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
         root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-
-
-def make_tracker(cfg: TrackingConfig, experiment: str) -> MlflowTracker | None:
-    """Check the tracking URI (a bad one fails here, before anything is written); None when tracking is off."""
-    return MlflowTracker(cfg, experiment) if cfg.enabled else None
-
-
-def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
-    """A logged sweep read back from MLflow alone: the fields of a SweepResults (spec, variants, rows, …)."""
-    import json
-    import tempfile
-
-    import mlflow
-
-    from workbench.spec import SweepSpec, load_variant, parse_model
-
-    _prepare_local_store(tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    runs = mlflow.search_runs(
-        search_all_experiments=True, filter_string=f"tags.`workbench.sweep_id` = '{sweep_id}'", output_format="list"
-    )
-    parents = [r for r in runs if r.data.tags.get("workbench.kind") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("workbench.kind") == "variant"]
-    if not parents:
-        raise TrackingError(
-            f"no sweep {sweep_id!r} at {tracking_uri}; list sweeps in the MLflow UI (tag workbench.sweep_id) "
-            "or pass the right --tracking-uri"
-        )
-    parent = parents[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path = client.download_artifacts(parent.info.run_id, "sweep.yaml", tmp)
-        import yaml
-
-        spec = parse_model(SweepSpec, yaml.safe_load(Path(spec_path).read_text(encoding="utf-8")), f"sweep {sweep_id}")
-        variants, rows, run_ids = [], [], {}
-        order = {v.hash: i for i, v in enumerate(spec.variants())}  # the spec's order, not the execution order
-        for child in sorted(children, key=lambda r: (order.get(r.data.tags.get("workbench.variant_hash"), len(order)),
-                                                     r.info.start_time)):
-            d = Path(tmp) / child.info.run_id
-            variant = load_variant(client.download_artifacts(child.info.run_id, "variant.yaml", str(d)))
-            table = json.loads(Path(client.download_artifacts(child.info.run_id, "eval_results.json", str(d))).read_text())
-            for values in table["data"]:
-                rows.append({"variant_hash": variant.hash, "variant": variant.short_hash, **dict(zip(table["columns"], values))})
-            variants.append(variant)
-            run_ids[variant.hash] = child.info.run_id
-    params = parent.data.params
-    data_info = {k: params[k] for k in params if k.startswith("data.")}
-    return dict(
-        spec=spec,
-        sweep_id=sweep_id,
-        variants=variants,
-        rows=rows,
-        run_ids=run_ids,
-        parent_run_id=parent.info.run_id,
-        data_info=data_info,
-        wall_s=parent.data.metrics.get("wall_s"),
-        status=parent.info.status,
-    )
-

@@ -9,26 +9,12 @@ import ipywidgets as W
 
 from workbench.errors import WorkbenchError
 from workbench.scoring.aggregate import quality_metrics
+from workbench.tracking.export_log import run_location
 from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)
 
 OBJECTIVE_EXTRA = ["latency_total_p95_s", "latency_total_p50_s", "cost_usd_per_1k"]
-
-
-def run_location(tracking_uri: str, run_id: str) -> str:
-    """Where to see a run: `<server>/#/experiments/<exp>/runs/<run>`, or for a local store the
-    `mlflow ui` command plus that path on its default address."""
-    try:
-        import mlflow
-
-        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
-    except Exception:  # the link is a convenience; the run id alone still finds the run
-        return f"MLflow run {run_id} at {tracking_uri}"
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/{path}"
-    return f"mlflow ui --backend-store-uri {tracking_uri}  →  http://127.0.0.1:5000/{path}"
 
 
 class ExportTab:

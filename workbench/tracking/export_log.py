@@ -1,0 +1,39 @@
+"""What an exported variant leaves in MLflow: its prompt in the registry, the export file on its run, and
+where to look at that run. The hand-over and the UI call these; they never import MLflow themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register_prompt(tracking_uri: str, name: str, template: str, commit_message: str, tags: dict[str, str]) -> dict:
+    """A new version of prompt `name` (an MLflow `{{slot}}` template); returns {name, version, uri}."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.genai.register_prompt(name=name, template=template, commit_message=commit_message, tags=tags)
+    return {"name": name, "version": int(version.version), "uri": f"prompts:/{name}/{version.version}"}
+
+
+def log_export(tracking_uri: str, run_id: str, path: str | Path) -> None:
+    """The export file under the run's `export/` artifacts, and the run tagged `workbench.exported`."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    client.log_artifact(run_id, str(path), artifact_path="export")
+    client.set_tag(run_id, "workbench.exported", "true")
+
+
+def run_location(tracking_uri: str, run_id: str) -> str:
+    """Where to see a run: `<server>/#/experiments/<exp>/runs/<run>`, or for a local store the
+    `mlflow ui` command plus that path on its default address."""
+    try:
+        import mlflow
+
+        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # the link is a convenience; the run id alone still finds the run
+        return f"MLflow run {run_id} at {tracking_uri}"
+    path = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/{path}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}  →  http://127.0.0.1:5000/{path}"

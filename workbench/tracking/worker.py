@@ -1,0 +1,114 @@
+"""The helper process behind `ProcessTracker`: runs each session's tracker, one job at a time, in order.
+
+    python -m workbench.tracking.worker READ_FD WRITE_FD     # started by the parent, never by hand
+
+Jobs are (job, session, operation, args, kwargs); answers are (job, ok, value or TrackingError). Besides
+the protocol's operations: "__preload__" (import modules ahead of use), "__open__" (build the session's
+tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
+exits now, "spans": [(operation, start, end)]}, perf_counter times, system-wide on Linux, for profiling).
+The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from workbench.errors import TrackingError
+from workbench.tracking.protocol import LOGGING, OPERATIONS, RERUN_HINT, tracking_failure
+
+
+def build(factory: str, args: tuple, kwargs: dict) -> Any:
+    module, _, name = factory.partition(":")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+class _Session:
+    def __init__(self, tracker: Any = None, failed: BaseException | None = None):
+        self.tracker, self.failed = tracker, failed
+        self.spans: list[tuple[str, float, float]] = []
+
+    def run(self, operation: str, args: tuple, kwargs: dict) -> Any:
+        if operation not in OPERATIONS:
+            raise TrackingError(f"{operation!r} is not a Tracker operation")
+        logging = operation in LOGGING
+        if logging and self.failed is not None:
+            raise TrackingError(f"skipped after an earlier tracking failure: {self.failed}")
+        start = time.perf_counter()
+        try:
+            value = getattr(self.tracker, operation)(*args, **kwargs).result()
+            self.spans.append((operation, start, time.perf_counter()))
+            return value
+        except Exception as exc:  # a tracker that broke the protocol's rule still gives one clear error
+            error = exc if isinstance(exc, TrackingError) else tracking_failure(operation, exc)
+            if logging:
+                self.failed = error
+            raise error from None
+
+
+def _answer(sessions: dict[int, _Session], sid: int, operation: str, args: tuple, kwargs: dict) -> Any:
+    if operation == "__preload__":
+        for module in args:
+            importlib.import_module(module)
+        return None
+    if operation == "__open__":
+        (factory, f_args, f_kwargs), paths = args
+        sys.path.extend(p for p in paths if p not in sys.path)
+        try:
+            sessions[sid] = _Session(build(factory, f_args, f_kwargs))
+        except Exception as exc:
+            sessions[sid] = _Session(failed=TrackingError(f"could not start the tracker {factory}: {exc}. {RERUN_HINT}"))
+            raise sessions[sid].failed from None
+        return None
+    if operation == "__close__":
+        session = sessions.pop(sid, None)
+        if session is None or session.tracker is None:
+            return {"retire": True, "spans": []}
+        failed = session.tracker.close() is not None or session.failed is not None
+        return {"retire": failed, "spans": session.spans}
+    session = sessions.get(sid)
+    if session is None:
+        raise TrackingError("tracking could not be opened for this sweep (see the first error)")
+    return session.run(operation, args, kwargs)
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")  # MLflow/pandas deprecation chatter would land in the user's terminal
+    try:
+        os.nice(10)  # background work: on a busy machine the sweep (and a local model) come first
+    except OSError:
+        pass
+    recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    sessions: dict[int, _Session] = {}
+    while True:
+        try:
+            msg = recv.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if msg is None:
+            return
+        job, sid, operation, args, kwargs = msg
+        try:
+            reply = (job, True, _answer(sessions, sid, operation, args, kwargs))
+        except TrackingError as exc:
+            reply = (job, False, exc)
+        except Exception as exc:
+            reply = (job, False, tracking_failure(operation, exc))
+        try:
+            send.send(reply)
+        except (OSError, ValueError):
+            return
+        except Exception as exc:  # an answer that cannot be pickled
+            send.send((job, False, TrackingError(f"the answer to {operation} could not be sent back: {exc}")))
+        if operation == "__close__" and reply[1] and reply[2]["retire"]:
+            return  # a session failed: start afresh rather than reuse MLflow's cached (maybe broken) store
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))
