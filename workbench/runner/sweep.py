@@ -32,7 +32,8 @@ from workbench.spec import SweepSpec, VariantConfig, content_hash, load_spec
 from workbench.data.loaders import Corpus, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.rag.embeddings import make_embedder
 from workbench.errors import ModelError, WorkbenchError
-from workbench.scoring.metrics import doc_ranking, missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
+from workbench.scoring.cell import Cell
+from workbench.scoring.score import missing_inputs, score_cell
 from workbench.rag.cache import ResultCache
 from workbench.rag.executor import Cancelled, Executor
 from workbench.rag.chat import ChatModel, cost_usd
@@ -178,16 +179,12 @@ def _notes(spec: SweepSpec, evalset: EvalSet, variants: list[VariantConfig]) -> 
 
 
 def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
-    """Add retrieval and answer scores to a row; a score whose inputs are missing stays None."""
-    ranked = doc_ranking(row["retrieved_chunk_doc_ids"])
-    row["retrieved_doc_ids"] = ranked
+    """Add the document ranking, retrieval and answer scores to a row (the catalogue's metrics); a
+    metric whose inputs are missing is left out, never 0."""
     relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
-    if relevance:
-        row.update(retrieval_metrics(ranked, relevance, variant.retrieval.k))
-        if spec.retrieval_cutoffs:
-            row.update(retrieval_metrics_at(ranked, relevance, spec.retrieval_cutoffs))
-    if not variant.retrieval_only and row.get("error") is None and item.reference_answers:
-        row.update(score_answer(row["answer"], list(item.reference_answers)))
+    scored = score_cell(Cell.from_row(row), relevance, variant.retrieval.k, spec.retrieval_cutoffs,
+                        answers=not variant.retrieval_only)
+    row.update(scored.to_row())  # only adds keys: the row keeps its order
 
 
 def _judge_cell(judge, item: EvalItem, row: dict[str, Any]) -> None:
@@ -567,25 +564,25 @@ class _SweepRun:
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
         variant = pipe.variant
-        row: dict[str, Any] = {
-            "variant_hash": variant.hash,
-            "variant": variant.short_hash,
-            "question_id": item.id,
-            "question": item.question,
-            "reference_answers": list(item.reference_answers),
-            "relevant_ids": list(item.relevant_ids),
-            "retrieved_chunk_ids": [h.chunk.id for h in hits],
-            "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
-            "contexts": [h.chunk.text for h in hits],
-            "started_at_ns": time.time_ns() - int(retrieve_s * 1e9),
-            "latency_retrieve_s": retrieve_s,
-            "latency_total_s": retrieve_s,
-            "error": None,
-        }
+        cell = Cell(
+            variant_hash=variant.hash,
+            variant=variant.short_hash,
+            question_id=item.id,
+            question=item.question,
+            reference_answers=list(item.reference_answers),
+            relevant_ids=list(item.relevant_ids),
+            retrieved_chunk_ids=[h.chunk.id for h in hits],
+            retrieved_chunk_doc_ids=[h.chunk.doc_id for h in hits],
+            contexts=[h.chunk.text for h in hits],
+            started_at_ns=time.time_ns() - int(retrieve_s * 1e9),
+            latency_retrieve_s=retrieve_s,
+            latency_total_s=retrieve_s,
+            error=None,
+        )
         if variant.prompt is None or pipe.model is None:
-            return row  # retrieval only
-        messages = render_messages(variant.prompt, item.question, row["contexts"])
-        row["messages"] = messages
+            return cell.to_row()  # retrieval only
+        messages = render_messages(variant.prompt, item.question, cell.contexts)
+        cell = cell.replace(messages=messages)
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:
@@ -595,20 +592,16 @@ class _SweepRun:
                     if not await self.revive_local_server(variant) or attempt == 1:
                         raise
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
-            row.update({"answer": None, "error": str(exc), "latency_total_s": None})
-            return row
-        row.update(
-            {
-                "answer": gen.text,
-                "cached": cached,
-                "latency_generate_s": gen.latency_s,
-                "latency_total_s": retrieve_s + gen.latency_s,
-                "tokens_prompt": gen.prompt_tokens,
-                "tokens_completion": gen.completion_tokens,
-                "cost_usd": cost_usd(variant.model, gen.prompt_tokens, gen.completion_tokens),
-            }
-        )
-        return row
+            return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
+        return cell.replace(
+            answer=gen.text,
+            cached=cached,
+            latency_generate_s=gen.latency_s,
+            latency_total_s=retrieve_s + gen.latency_s,
+            tokens_prompt=gen.prompt_tokens,
+            tokens_completion=gen.completion_tokens,
+            cost_usd=cost_usd(variant.model, gen.prompt_tokens, gen.completion_tokens),
+        ).to_row()
 
     async def revive_local_server(self, variant: VariantConfig) -> bool:
         """The local server died mid-sweep: restart it once (same port); if it dies again, report it."""

@@ -8,7 +8,8 @@ import logging
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.scoring.aggregate import quality_metrics
+from workbench.scoring.aggregate import direction
+from workbench.scoring.catalogue import quality_metrics
 from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class ExportTab:
         self.variant = W.Dropdown(options=[], description="variant", layout=W.Layout(width="70%"))
         self.objective = W.Dropdown(options=["f1"], value="f1", description="objective")
         self.maximize = W.Checkbox(value=True, description="higher is better", indent=False)
+        # the objective's declared direction (higher f1, lower latency) until the user says otherwise
+        self.objective.observe(self._objective_changed, "value")
         self.constraints = W.Text(
             description="constraints", placeholder="latency_total_p95_s<=2, cost_usd_per_1k<=0.5", layout=W.Layout(width="70%")
         )
@@ -65,6 +68,10 @@ class ExportTab:
             ]
         )
         self._mode_changed()
+
+    def _objective_changed(self, change: dict) -> None:
+        if change["new"]:
+            self.maximize.value = direction(change["new"]) == "max"
 
     def _mode_changed(self) -> None:
         best = self.mode.value == "best"
