@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.spec import JUDGE_METRICS, JudgeConfig
+from workbench.spec import JudgeConfig
 from workbench.errors import ModelError
+from workbench.scoring import catalogue
 from workbench.scoring.judge import REQUIREMENTS, Judge, JudgeScore, response_format
+
+JUDGE_METRICS = tuple(catalogue.names("judged"))
 
 SQUAD = Path(__file__).resolve().parent.parent / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
 MAIN = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")

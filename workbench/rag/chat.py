@@ -92,6 +92,27 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return str(exc.message or exc)
 
 
+def describe_api_error(exc: openai.APIError, *, where: str, what: str, key: str | None,
+                       api_key_env: str | None) -> str:
+    """One line saying why a request to an OpenAI-compatible endpoint failed, for callers outside
+    `ChatModel` (the judge): the server's own explanation when it gave one, the key never shown.
+
+    `where` is the base_url, `what` names the model (e.g. "judge model 'gpt-4.1-mini'").
+    """
+    if isinstance(exc, openai.APITimeoutError):
+        msg = f"the request to {where} timed out ({what})"
+    elif isinstance(exc, openai.APIConnectionError):
+        msg = f"cannot connect to {where} ({what}): check that the server is running and the base_url"
+    elif isinstance(exc, openai.AuthenticationError):
+        msg = (f"{where} rejected the API key for {what}: check the environment variable "
+               f"{api_key_env or '(none configured: set api_key_env)'}")
+    elif isinstance(exc, openai.APIStatusError):
+        msg = f"{where} failed for {what} (HTTP {exc.status_code}): {_server_message(exc)}"
+    else:
+        msg = f"{where} failed for {what}: {exc}"
+    return _scrub(msg, key)
+
+
 class BadResponse(ModelError):
     """The endpoint answered 200 with something unusable (malformed JSON, no choices): worth a retry."""
 

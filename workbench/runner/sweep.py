@@ -32,6 +32,7 @@ from workbench.spec import SweepSpec, VariantConfig, content_hash, load_spec
 from workbench.data.loaders import Corpus, EvalItem, EvalSet, load_corpus, load_eval
 from workbench.rag.embeddings import make_embedder
 from workbench.errors import ModelError, WorkbenchError
+from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
 from workbench.scoring.score import missing_inputs, score_cell
 from workbench.rag.cache import ResultCache
@@ -187,16 +188,6 @@ def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: di
     row.update(scored.to_row())  # only adds keys: the row keeps its order
 
 
-def _judge_cell(judge, item: EvalItem, row: dict[str, Any]) -> None:
-    """LLM-judged scores; a failed judgement is None with its reason in `<metric>_error`, never 0."""
-    if row.get("error") is not None:
-        return
-    scores = judge.score(row["question"], row["answer"], row["contexts"], list(item.reference_answers))
-    for name, score in scores.items():
-        row[name] = score.value
-        row[f"{name}_error"] = score.error
-
-
 def _check_endpoints(variants: list[VariantConfig], base_urls: dict[str, str | None]) -> None:
     """Fail fast, before any work, on a missing key, an unreachable base_url or an unknown model."""
     seen: set[str] = set()
@@ -241,6 +232,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     spec = _with_overrides(load_spec(spec), tracking_uri, limit)
+    catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
     if no_cache:
         spec = spec.model_copy(update={"execution": spec.execution.model_copy(update={"cache": False})})
     started = time.perf_counter()
@@ -277,7 +269,9 @@ def run_sweep(
         if spec.judge is not None:
             from workbench.scoring.judge import Judge
 
-            judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge")
+            judge = Judge(spec.judge, base_url=base_urls.get(spec.judge.provider), cache_dir=home / "cache" / "judge",
+                          execution=spec.execution)
+            stack.callback(judge.close)  # its client, event loop and cache
 
         make_tracker(spec.tracking, spec.experiment_name)  # a bad tracking URI fails here, before any write
         # Every check passed: only now is anything written (sweep record, MLflow runs).
@@ -640,13 +634,14 @@ class _SweepRun:
         self.bar.update(1)
 
     async def judge_rows(self, rows: list[dict]) -> None:
-        items = {i.id: i for i in self.evalset.items}
-        for row in rows:
-            if self.cancelled():
-                return
-            await asyncio.to_thread(_judge_cell, self.judge, items[row["question_id"]], row)
-            # the judged row replaces the unjudged one in the record (last write wins)
-            self.cells.write(json.dumps(row, default=str) + "\n")
+        """LLM-judged scores for a variant's rows, judged concurrently; a failed judgement is None with its
+        reason in `<metric>_error`, never 0. Each judged row is written as it comes (last write wins)."""
+
+        def judged(i: int, cell: Cell) -> None:
+            rows[i].update(cell.to_row())  # only adds the judged keys (or updates them when resuming)
+            self.cells.write(json.dumps(rows[i], default=str) + "\n")
+
+        await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.cancelled)
         self.cells.flush()
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
