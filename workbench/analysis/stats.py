@@ -50,7 +50,8 @@ _NEGATION = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!="}
 def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per variant: mean, bootstrap 95 % CI (`metrics.summarize`) and n of a per-question metric.
 
-    Index `variant`; sorted by mean, best first (variants with no scored question last, mean NaN).
+    Index `variant`; sorted by mean, best first in the metric's direction (variants with no scored
+    question last, mean NaN).
 
     >>> q = pd.DataFrame({"variant": ["a", "a", "b", "b"], "question_id": ["q1", "q2"] * 2,
     ...                   "f1": [1.0, 0.0, 1.0, None]})
@@ -72,7 +73,7 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
         )
     frame = pd.DataFrame.from_records(records, columns=["variant", "mean", "ci_low", "ci_high", "n"]).set_index("variant")
     frame["n"] = frame["n"].astype(int)
-    return frame.sort_values("mean", ascending=False, na_position="last", kind="stable")
+    return frame.sort_values("mean", ascending=direction(metric) == "min", na_position="last", kind="stable")
 
 
 # ---------------------------------------------------------------- Pareto front
