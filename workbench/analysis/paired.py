@@ -4,8 +4,7 @@ Pure core: numpy and pandas only. `results.questions()` has one row per variant 
 per-question scores; `score_columns` says which columns are scores (derived from the Cell declaration:
 every column that does not describe the cell), `scored` takes one of them with failed cells and
 unscored questions left out (never counted 0), and `paired_diff` compares two variants on the
-questions both scored (DESIGN.md, "Metrics"): the per-question differences carry far less noise than
-two independent means.
+questions both scored: the per-question differences carry far less noise than two independent means.
 
 >>> q = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 4, "question_id": list("wxyz") * 2,
 ...                   "f1": [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]})

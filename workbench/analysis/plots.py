@@ -1,4 +1,4 @@
-"""Comparison figures (plotly graph_objects), split the Optuna way (DESIGN.md, "Style").
+"""Comparison figures (plotly graph_objects), split the Optuna way: numbers, then drawing.
 
 Each figure first gets its numbers from an `*_info` function (pure pandas, testable without
 plotly), then tiny `_make_*` helpers turn them into a `go.Figure` without any logic of their own.
