@@ -8,8 +8,7 @@ import logging
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.scoring.aggregate import direction
-from workbench.scoring.catalogue import quality_metrics
+from workbench.scoring.aggregate import quality_metrics
 from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)
@@ -70,6 +69,8 @@ class ExportTab:
         self._mode_changed()
 
     def _objective_changed(self, change: dict) -> None:
+        from workbench.scoring.aggregate import direction
+
         if change["new"]:
             self.maximize.value = direction(change["new"]) == "max"
 
