@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.spec import JUDGE_METRICS, JudgeConfig
+from workbench.spec import JudgeConfig
 from workbench.errors import ModelError
+from workbench.scoring import catalogue
 from workbench.scoring.judge import REQUIREMENTS, Judge, JudgeScore, response_format
+
+JUDGE_METRICS = tuple(catalogue.names("judged"))
 
 SQUAD = Path(__file__).resolve().parent.parent / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
 MAIN = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
@@ -335,3 +338,41 @@ def test_sweep_with_a_judge_logs_judged_metrics_and_without_says_off(tmp_path):
             assert frame[metric].iloc[0] == pytest.approx(scored.mean())
             metrics = mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).get_run(on.run_ids[on.variants[0].hash]).data.metrics
             assert metrics[metric] == pytest.approx(scored.mean())
+
+
+def test_score_cells_judges_a_variant_concurrently_through_one_client_then_closes(tmp_path):
+    """A variant's cells at once: requests in flight bounded by execution.concurrency, one client for all,
+    each cell handed back as it is judged, a failed cell left alone, and close() ends the client."""
+    from workbench.scoring.cell import Cell
+    from workbench.spec import ExecutionConfig
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+
+    question, answer, contexts, refs = CASES[0]
+    cells = [Cell(variant_hash="v" * 64, variant="v" * 12, question_id=f"q{i}", question=f"{question} ({i})",
+                  answer=answer, contexts=contexts, reference_answers=refs, error=None) for i in range(8)]
+    cells.append(Cell(variant_hash="v" * 64, variant="v" * 12, question_id="q8", question=question, answer=None,
+                      error="HTTP 500"))
+    metrics = ["faithfulness", "context_recall"]
+    with LatencyEndpoint(latency=0.2) as ep:
+        cfg = JudgeConfig(provider="openai", model="latency-endpoint", metrics=metrics)
+        judge = Judge(cfg, base_url=ep.base_url, cache_dir=tmp_path,
+                      execution=ExecutionConfig(concurrency=4, timeout_s=30, max_retries=0))
+        seen: list[int] = []
+        judged = asyncio.run(judge.score_cells(cells, on_cell=lambda i, cell: seen.append(i)))
+        client = judge._client
+        again = asyncio.run(judge.score_cells(cells[:2]))  # another event loop: the same client
+        stats = ep.stats()
+        assert judge._client is client
+        judge.close()
+    assert 1 < stats["max_in_flight"] <= 4  # concurrent, and bounded by execution.concurrency
+    assert judge.calls == stats["chat_calls"] > 0
+    assert sorted(seen) == list(range(8)) and judged[8] is cells[8]  # the failed cell is not judged
+    for cell in judged[:8]:
+        row = cell.to_row()
+        for metric in metrics:
+            assert (row[metric] is None) != (row[f"{metric}_error"] is None), row  # a value or a reason
+            assert row[metric] is None or 0.0 <= row[metric] <= 1.0
+    assert [c.scores for c in again] == [c.scores for c in judged[:2]]
+    assert client.is_closed()
+    with pytest.raises(ModelError, match="closed"):
+        judge.score(question, answer, contexts, refs)

@@ -13,22 +13,21 @@ import pytest
 import pytrec_eval
 from rouge_score import rouge_scorer
 
+from workbench.scoring import catalogue
 from workbench.scoring import metrics as m
 from workbench.scoring.metrics import (
-    ANSWER_METRICS,
     doc_ranking,
     exact_match,
-    missing_inputs,
     normalize_answer,
     percentile,
-    retrieval_metrics,
-    retrieval_metrics_at,
     rouge_l,
-    score_answer,
     string_similarity,
     summarize,
     token_f1,
 )
+from workbench.scoring.score import missing_inputs, retrieval_metrics, retrieval_metrics_at, score_answer
+
+ANSWER_METRICS = catalogue.names("answer")
 
 # ---------------------------------------------------------------- retrieval: hand-worked
 
@@ -259,14 +258,13 @@ def test_ragas_metrics_are_fast_and_quiet():
 
 
 def test_registry_declares_names_inputs_and_functions():
-    assert set(ANSWER_METRICS) == {"exact_match", "f1", "rouge_l", "string_similarity"}
-    for name, metric in ANSWER_METRICS.items():
-        assert metric.name == name
-        assert metric.requires == frozenset({"reference_answers"})
-        assert metric.description
-    assert ANSWER_METRICS["f1"].fn is token_f1
+    assert ANSWER_METRICS == ["exact_match", "f1", "rouge_l", "string_similarity"]
+    for metric in catalogue.all_metrics("answer"):
+        assert metric.needs == frozenset({"reference_answers"})
+        assert metric.description and metric.better == "higher"
+    assert catalogue.get("f1").fn is token_f1
     with pytest.raises(ValueError, match="unknown input"):
-        m.AnswerMetric("bad", frozenset({"gold"}), token_f1, "")
+        catalogue.Metric("bad", "answer", "", needs=frozenset({"gold"}), fn=token_f1)
 
 
 def test_score_answer_computes_every_metric():

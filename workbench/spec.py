@@ -282,9 +282,6 @@ class SpaceConfig(Frozen):
         return list(seen.values())
 
 
-JUDGE_METRICS = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
-
-
 class JudgeConfig(Endpoint):
     """An LLM judge for ragas' LLM-judged metrics. Off unless the spec has a `judge` section."""
 
@@ -292,9 +289,12 @@ class JudgeConfig(Endpoint):
         "local", description="local: the offline SmolLM2 server (parses, judges poorly); openai: any OpenAI-compatible base_url"
     )
     model: str = LOCAL_MODEL
-    metrics: list[Literal[JUDGE_METRICS]] = Field(  # type: ignore[valid-type]
+    # Names from the metric catalogue (workbench.scoring.catalogue, a layer above this one): a sweep
+    # checks them before any work (`catalogue.check_judge`), a Judge when it is made.
+    metrics: list[str] = Field(
         default_factory=lambda: ["faithfulness", "answer_relevancy", "context_precision", "context_recall"],
         min_length=1,
+        description="LLM-judged metrics to compute (see workbench.scoring.catalogue for the names)",
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(

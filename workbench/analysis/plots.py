@@ -5,6 +5,9 @@ plotly), then tiny `_make_*` helpers turn them into a `go.Figure` without any lo
 The frames are the sweep's: `results.to_frame()` (one row per variant, index `variant`) and
 `results.questions()` (one row per variant × question).
 
+Over 400 lines: three figures, each a pure `*_info` function plus tiny `_make_*` helpers, sharing the
+formatting helpers at the top; splitting them apart would only move those helpers around.
+
 >>> frame = pd.DataFrame({"label": ["small", "big"], "f1": [0.4, 0.6], "latency_total_p95_s": [1.0, 3.0]},
 ...                      index=pd.Index(["aaa", "bbb"], name="variant"))
 >>> pareto_info(frame).points["on_front"].tolist()
@@ -21,7 +24,8 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from workbench.analysis.stats import StatsError, scored, pareto_front, score_columns
+from workbench.analysis.stats import StatsError, pareto_front, scored
+from workbench.scoring.aggregate import direction
 
 DEFAULT_BAR_METRICS = ("f1", "exact_match", "hit_at_k")
 _AXIS_TITLES = {
@@ -112,9 +116,10 @@ def _hover(row: pd.Series, quality: str, x: str) -> str:
 
 
 def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_total_p95_s", x_goal: str = "min") -> ParetoInfo:
-    """The points and front of a quality-vs-`x` Pareto plot (quality maximised, `x` minimised by default).
+    """The points and front of a quality-vs-`x` Pareto plot (`x` minimised by default).
 
-    The front is `stats.pareto_front(frame, {quality: "max", x: x_goal})`.
+    The front is `stats.pareto_front(frame, {quality: direction(quality), x: x_goal})`: quality in its
+    declared direction (higher f1, lower answer length).
 
     >>> f = pd.DataFrame({"f1": [0.5, 0.4, 0.6], "cost_usd_per_1k": [0.0, 0.0, 1.0]}, index=["a", "b", "c"])
     >>> info = pareto_info(f, x="cost_usd_per_1k")
@@ -125,7 +130,7 @@ def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_tota
         raise StatsError(f"x_goal={x_goal!r}; use 'min' (lower {x} is better) or 'max'")
     _check_column(frame, quality, "quality")
     _check_column(frame, x, "x")
-    on_front = set(pareto_front(frame, {quality: "max", x: x_goal}))
+    on_front = set(pareto_front(frame, {quality: direction(quality), x: x_goal}))
     labels = _labels(frame)
 
     def col(name: str) -> pd.Series:
@@ -190,7 +195,8 @@ def _make_pareto_figure(info: ParetoInfo) -> go.Figure:
         ]
     )
     better = "lower" if info.x_goal == "min" else "higher"
-    title = f"{info.quality} vs {axis_title(info.x)} (up and {'left' if info.x_goal == 'min' else 'right'} is better)"
+    up = "up" if direction(info.quality) == "max" else "down"
+    title = f"{info.quality} vs {axis_title(info.x)} ({up} and {'left' if info.x_goal == 'min' else 'right'} is better)"
     if info.missing:
         title += f"<br><sup>not shown, no value: {', '.join(info.missing)}</sup>"
     fig.update_layout(
@@ -396,13 +402,5 @@ def plot_question_heatmap(questions: pd.DataFrame, metric: str = "f1", max_quest
     return _make_heatmap(matrix, _heatmap_text(questions, matrix, metric), metric, total)
 
 
-__all__ = [
-    "ParetoInfo",
-    "axis_title",
-    "heatmap_info",
-    "metric_bars_info",
-    "pareto_info",
-    "plot_metric_bars",
-    "plot_pareto",
-    "plot_question_heatmap",
-]
+__all__ = ["ParetoInfo", "axis_title", "heatmap_info", "metric_bars_info", "pareto_info", "plot_metric_bars",
+           "plot_pareto", "plot_question_heatmap"]

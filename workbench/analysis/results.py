@@ -6,12 +6,12 @@ The aggregate metrics come from `workbench.scoring.aggregate`, the same function
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from workbench.spec import SweepSpec, VariantConfig
-from workbench.scoring.aggregate import aggregate
+from workbench.scoring.aggregate import aggregate, direction
 
 @dataclass
 class SweepResults:
@@ -106,19 +106,21 @@ class SweepResults:
         return paired_diff(self.questions(), self.variant(a).short_hash, self.variant(b).short_hash, metric)
 
     def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s") -> pd.DataFrame:
-        """The non-dominated variants: highest quality for their cost and latency."""
+        """The non-dominated variants: best quality (in the metric's declared direction) for their cost and latency."""
         from workbench.analysis.stats import pareto_front
 
         frame = self.to_frame()
-        objectives = {quality: "max"}
+        objectives = {quality: direction(quality)}
         for col in (cost, latency):
             # an axis nobody could price (no column, or all NaN) says nothing: leave it out
             if col and col in frame.columns and frame[col].notna().any():
                 objectives[col] = "min"
         return frame.loc[pareto_front(frame, objectives)]
 
-    def best(self, objective: str = "f1", constraints: dict | None = None, *, maximize: bool = True, alpha: float = 0.05):
-        """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason."""
+    def best(self, objective: str = "f1", constraints: dict | None = None, *, maximize: bool | None = None,
+             alpha: float = 0.05):
+        """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason.
+        `maximize=None`: the objective's declared direction (higher f1, lower latency)."""
         from workbench.analysis.stats import best
 
         return best(self.to_frame(), self.questions(), objective, constraints, maximize=maximize, alpha=alpha)

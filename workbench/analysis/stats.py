@@ -3,16 +3,15 @@
 Pure core: numpy and pandas only (no plotly, no MLflow). Everything works on the two frames a
 sweep produces: `results.questions()` (one row per variant × question, per-question scores) and
 `results.to_frame()` (one row per variant, index `variant`, aggregates). Comparisons between two
-variants are paired by `question_id`: both answered the same questions, so
-the per-question differences carry far less noise than two independent means.
+variants are paired by `question_id` (`workbench.analysis.paired`). Which way is better for a metric
+comes from the metric catalogue (`workbench.scoring.aggregate.direction`), never assumed.
 
 Failed cells (a non-empty `error`) and unscored questions (None / NaN) are left out, never counted 0.
 
 >>> q = pd.DataFrame({"variant": ["a"] * 4 + ["b"] * 4, "question_id": list("wxyz") * 2,
 ...                   "f1": [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]})
->>> d = paired_diff(q, "a", "b", "f1")
->>> d.mean_diff, d.p_value      # exact test: only 2 of the 2**4 sign patterns reach |mean| = 1
-(1.0, 0.125)
+>>> compare(q, "f1")["mean"].to_dict()
+{'a': 1.0, 'b': 0.0}
 """
 
 from __future__ import annotations
@@ -21,126 +20,28 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.analysis.paired import (  # noqa: F401  (re-exported: stats is the decide step's one import)
+    EXACT_MAX_N,
+    NON_SCORE_COLUMNS,
+    PairedDiff,
+    StatsError,
+    _fmt,
+    _fmt_p,
+    _is_number,
+    paired_diff,
+    score_columns,
+    scored,
+)
+from workbench.scoring.aggregate import direction
 from workbench.scoring.metrics import summarize
 
-
-class StatsError(WorkbenchError, ValueError):
-    """A comparison cannot be made (unknown metric or variant, nothing shared, nothing left).
-
-    Both a `WorkbenchError` (the CLI prints it without a traceback) and a `ValueError`.
-    """
-
-
-# Columns of `results.questions()` that describe a cell rather than score it.
-NON_SCORE_COLUMNS = frozenset(
-    {
-        "variant",
-        "variant_hash",
-        "question_id",
-        "question",
-        "answer",
-        "reference_answers",
-        "relevant_ids",
-        "contexts",
-        "retrieved_doc_ids",
-        "error",
-        "label",
-        "run_id",
-    }
-)
-EXACT_MAX_N = 16  # up to 2**16 sign patterns are enumerated exactly
-_CHUNK_CELLS = 2_000_000  # resample rows drawn at a time ≈ this / n (memory stays ~16 MB)
 OPERATORS = ("<=", "<", ">=", ">", "==")
 _NEGATION = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!="}
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def _fmt(x: Any) -> str:
-    """A number as the reasons show it: 3 significant digits, 'n/a' when missing."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    x = float(x)
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.3g}"
-
-
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}"
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (Real, np.number)) and not isinstance(v, (bool, np.bool_))
-
-
-def score_columns(questions: pd.DataFrame) -> list[str]:
-    """The per-question score columns of a questions frame (numbers or None in every row).
-
-    >>> score_columns(pd.DataFrame({"variant": ["a"], "question_id": ["q1"], "f1": [0.5], "answer": ["x"]}))
-    ['f1']
-    """
-    out = []
-    for col in questions.columns:
-        if col in NON_SCORE_COLUMNS:
-            continue
-        s = questions[col]
-        if pd.api.types.is_bool_dtype(s):
-            continue
-        if pd.api.types.is_numeric_dtype(s) or all(_is_number(v) for v in s.dropna()):
-            out.append(str(col))
-    return out
-
-
-def _check_metric(questions: pd.DataFrame, metric: str) -> None:
-    for col in ("variant", "question_id"):
-        if col not in questions.columns:
-            raise StatsError(f"the questions frame has no {col!r} column; pass results.questions()")
-    available = score_columns(questions)
-    if metric not in available:
-        raise StatsError(f"unknown metric {metric!r}; the questions frame scores: {', '.join(available) or 'nothing'}")
-
-
-def scored(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Columns variant, question_id, value (the metric as float); failed cells and unscored questions dropped.
-
-    >>> scored(pd.DataFrame({"variant": ["a", "a"], "question_id": ["q1", "q2"], "f1": [0.5, None],
-    ...                      "error": [None, None]}), "f1")["value"].tolist()
-    [0.5]
-    """
-    _check_metric(questions, metric)
-    q = questions
-    if "error" in q.columns:
-        failed = q["error"].notna() & (q["error"].astype(str) != "")
-        q = q[~failed]
-    out = pd.DataFrame(
-        {"variant": q["variant"].to_numpy(), "question_id": q["question_id"].to_numpy(), "value": q[metric].astype(float).to_numpy()}
-    )
-    return out[out["value"].notna()]
-
-
-def _resolve_variant(questions: pd.DataFrame, key: str) -> str:
-    """The short hash (`variant`) of the variant named by short hash, full hash or a unique prefix."""
-    full = questions["variant_hash"] if "variant_hash" in questions.columns else questions["variant"]
-    pairs = pd.DataFrame({"short": questions["variant"].astype(str), "full": full.astype(str)}).drop_duplicates()
-    key = str(key)
-    exact = pairs[(pairs["short"] == key) | (pairs["full"] == key)]
-    if len(exact["short"].unique()) == 1:
-        return exact["short"].iloc[0]
-    hits = pairs[pairs["short"].str.startswith(key) | pairs["full"].str.startswith(key)]
-    found = list(dict.fromkeys(hits["short"]))
-    if len(found) != 1:
-        known = ", ".join(dict.fromkeys(pairs["short"]))
-        raise StatsError(f"variant {key!r} matches {len(found)} variants; known: {known}")
-    return found[0]
 
 
 # ---------------------------------------------------------------- per-variant summaries
@@ -149,7 +50,8 @@ def _resolve_variant(questions: pd.DataFrame, key: str) -> str:
 def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per variant: mean, bootstrap 95 % CI (`metrics.summarize`) and n of a per-question metric.
 
-    Index `variant`; sorted by mean, best first (variants with no scored question last, mean NaN).
+    Index `variant`; sorted by mean, best first in the metric's direction (variants with no scored
+    question last, mean NaN).
 
     >>> q = pd.DataFrame({"variant": ["a", "a", "b", "b"], "question_id": ["q1", "q2"] * 2,
     ...                   "f1": [1.0, 0.0, 1.0, None]})
@@ -171,115 +73,7 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
         )
     frame = pd.DataFrame.from_records(records, columns=["variant", "mean", "ci_low", "ci_high", "n"]).set_index("variant")
     frame["n"] = frame["n"].astype(int)
-    return frame.sort_values("mean", ascending=False, na_position="last", kind="stable")
-
-
-# ---------------------------------------------------------------- paired differences
-
-
-@dataclass(frozen=True)
-class PairedDiff:
-    """Variant `a` minus variant `b` on `metric`, over the `n` questions both have a score for."""
-
-    a: str
-    b: str
-    metric: str
-    n: int
-    mean_a: float
-    mean_b: float
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    test: str
-
-    def significant(self, alpha: float = 0.05) -> bool:
-        """p < alpha (two-sided)."""
-        return self.p_value < alpha
-
-
-def _bootstrap_mean_ci(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, float]:
-    n = d.size
-    means = np.empty(n_resamples)
-    chunk = max(1, _CHUNK_CELLS // n)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _sign_flip_p(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, str]:
-    """Two-sided paired permutation p-value of mean(d) = 0 by flipping the signs of the differences."""
-    n = d.size
-    observed = abs(float(d.sum()))
-    threshold = observed - 1e-9 * max(observed, 1e-300)  # a pattern equal to the observed one counts
-    if n <= EXACT_MAX_N:
-        patterns = np.arange(2**n)[:, None] >> np.arange(n)
-        signs = 1.0 - 2.0 * (patterns & 1)
-        count = int(np.count_nonzero(np.abs(signs @ d) >= threshold))
-        return count / 2**n, f"paired sign-flip permutation test, exact (all 2^{n} sign patterns)"
-    count = 0
-    chunk = max(1, _CHUNK_CELLS // n)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(stop - start, n))
-        count += int(np.count_nonzero(np.abs(signs @ d) >= threshold))
-    return (count + 1) / (n_resamples + 1), f"paired sign-flip permutation test, {n_resamples} random sign flips"
-
-
-def paired_diff(
-    questions: pd.DataFrame, a: str, b: str, metric: str, *, n_resamples: int = 10_000, seed: int = 0
-) -> PairedDiff:
-    """Mean of `a - b` over the questions both variants scored, with a CI and a p-value.
-
-    Pairs by `question_id` (a question asked several times is averaged first); failed cells and
-    unscored questions are left out. The CI is the percentile bootstrap 95 % interval of the mean
-    difference (`n_resamples` resamples). The p-value is a two-sided paired sign-flip permutation
-    test of "no difference": under it each difference is equally likely to have either sign, so
-    p = share of sign patterns whose |mean| is at least the observed |mean|. With n <= 16 all 2^n
-    patterns are enumerated (exact); above, `n_resamples` random patterns give
-    p = (count + 1) / (n_resamples + 1). `test` says which was used. `a` and `b` may be short or
-    full hashes or any unique prefix; `seed` makes the result reproducible.
-
-    >>> q = pd.DataFrame({"variant": ["a"] * 3 + ["b"] * 3, "question_id": ["q1", "q2", "q3"] * 2,
-    ...                   "f1": [1.0, 1.0, None, 0.0, 0.5, 1.0]})
-    >>> d = paired_diff(q, "a", "b", "f1")
-    >>> d.n, d.mean_diff, d.p_value     # q3 unscored for a; diffs [1, .5]: 2 of 4 sign patterns reach |.75|
-    (2, 0.75, 0.5)
-    """
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise StatsError(f"n_resamples must be a positive integer, got {n_resamples!r}")
-    values = scored(questions, metric)
-    va, vb = _resolve_variant(questions, a), _resolve_variant(questions, b)
-    if va == vb:
-        raise StatsError(f"a and b name the same variant {va!r}; pass two different variants")
-    sa = values[values["variant"] == va].groupby("question_id", sort=False)["value"].mean()
-    sb = values[values["variant"] == vb].groupby("question_id", sort=False)["value"].mean()
-    shared = sa.index.intersection(sb.index, sort=False)
-    if len(shared) == 0:
-        raise StatsError(
-            f"variants {va} and {vb} share no scored question on {metric!r} "
-            f"({len(sa)} scored for {va}, {len(sb)} for {vb}); nothing to pair"
-        )
-    xa, xb = sa.loc[shared].to_numpy(dtype=float), sb.loc[shared].to_numpy(dtype=float)
-    d = xa - xb
-    rng = np.random.default_rng(seed)
-    ci_low, ci_high = _bootstrap_mean_ci(d, n_resamples, rng)
-    p, test = _sign_flip_p(d, n_resamples, rng)
-    return PairedDiff(
-        a=va,
-        b=vb,
-        metric=metric,
-        n=int(d.size),
-        mean_a=float(xa.mean()),
-        mean_b=float(xb.mean()),
-        mean_diff=float(d.mean()),
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=float(p),
-        test=test,
-    )
+    return frame.sort_values("mean", ascending=direction(metric) == "min", na_position="last", kind="stable")
 
 
 # ---------------------------------------------------------------- Pareto front
@@ -426,7 +220,7 @@ def best(
     objective: str,
     constraints: Mapping[str, Any] | None = None,
     *,
-    maximize: bool = True,
+    maximize: bool | None = None,
     alpha: float = 0.05,
     tie_break: Sequence[str] = ("cost_usd_per_1k", "latency_total_p95_s"),
 ) -> Decision:
@@ -441,6 +235,9 @@ def best(
        top) stays in the running and the first of them on `tie_break` wins (lowest value first,
        NaN or a missing column last; then the objective): by default the cheapest, then the fastest.
 
+    `maximize=None` takes the objective's direction from the metric catalogue (`aggregate.direction`:
+    a metric's declared one; latency, tokens and cost lower is better).
+
     An objective with no per-question scores (e.g. `latency_total_p95_s`) is ranked without a test
     (`significant` is None). The tests are not corrected for multiple comparisons.
 
@@ -454,6 +251,8 @@ def best(
         raise StatsError(f"unknown objective {objective!r}; the frame has: {', '.join(map(str, frame.columns))}")
     if not 0 < alpha < 1:
         raise StatsError(f"alpha must be between 0 and 1, got {alpha!r}")
+    if maximize is None:
+        maximize = direction(objective) == "max"
     parsed: dict[str, tuple[str, float]] = {}
     for col, spec in (constraints or {}).items():
         if col not in frame.columns:

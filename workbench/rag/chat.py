@@ -21,6 +21,7 @@ import openai
 
 from workbench.spec import Endpoint, ModelConfig
 from workbench.errors import ModelError
+from workbench.events import span
 
 KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -90,6 +91,27 @@ def _server_message(exc: openai.APIStatusError) -> str:
             if candidate:
                 return str(candidate)
     return str(exc.message or exc)
+
+
+def describe_api_error(exc: openai.APIError, *, where: str, what: str, key: str | None,
+                       api_key_env: str | None) -> str:
+    """One line saying why a request to an OpenAI-compatible endpoint failed, for callers outside
+    `ChatModel` (the judge): the server's own explanation when it gave one, the key never shown.
+
+    `where` is the base_url, `what` names the model (e.g. "judge model 'gpt-4.1-mini'").
+    """
+    if isinstance(exc, openai.APITimeoutError):
+        msg = f"the request to {where} timed out ({what})"
+    elif isinstance(exc, openai.APIConnectionError):
+        msg = f"cannot connect to {where} ({what}): check that the server is running and the base_url"
+    elif isinstance(exc, openai.AuthenticationError):
+        msg = (f"{where} rejected the API key for {what}: check the environment variable "
+               f"{api_key_env or '(none configured: set api_key_env)'}")
+    elif isinstance(exc, openai.APIStatusError):
+        msg = f"{where} failed for {what} (HTTP {exc.status_code}): {_server_message(exc)}"
+    else:
+        msg = f"{where} failed for {what}: {exc}"
+    return _scrub(msg, key)
 
 
 class BadResponse(ModelError):
@@ -182,7 +204,8 @@ class ChatModel:
         params = self.request_params(messages) | extra
         start = time.perf_counter()
         try:
-            response = await self.async_client.chat.completions.create(**params)
+            with span("generate", model=self.cfg.model):
+                response = await self.async_client.chat.completions.create(**params)
         except openai.APIError as exc:
             raise self._model_error(exc) from None
         except ValueError as exc:

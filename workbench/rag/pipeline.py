@@ -69,18 +69,25 @@ class RAGPipeline:
         hits = self.index.search([question], self.variant.retrieval)[0]
         return hits, time.perf_counter() - start
 
+    def messages(self, question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+        """The prompt for this question and these retrieved chunks."""
+        return render_messages(self.variant.prompt, question, [h.chunk.text for h in hits])
+
     def generate(self, question: str, hits: Sequence[Hit]) -> Generation:
         if self.model is None:
             raise RuntimeError("this pipeline has no model (retrieval only)")
-        messages = render_messages(self.variant.prompt, question, [h.chunk.text for h in hits])
-        return self.model.generate(messages)
+        return self.model.generate(self.messages(question, hits))
 
     def answer(self, question: str) -> Answer:
         hits, retrieve_s = self.retrieve(question)
         return self.answer_from_hits(question, hits, retrieve_s)
 
     def answer_from_hits(self, question: str, hits: Sequence[Hit], retrieve_s: float) -> Answer:
-        gen = self.generate(question, hits)
+        return self.answer_from_generation(question, hits, retrieve_s, self.generate(question, hits))
+
+    def answer_from_generation(self, question: str, hits: Sequence[Hit], retrieve_s: float, gen: Generation) -> Answer:
+        """The typed answer, however the generation was obtained (the sweep's bounded, cached executor
+        or a direct call): one place computes its latency, tokens and cost."""
         return Answer(
             question=question,
             answer=gen.text,

@@ -19,40 +19,27 @@ from workbench.errors import ModelError
 from workbench.events import point, span
 from workbench.rag.cache import ResultCache
 from workbench.rag.assemble import build_pipeline, chat_model
-from workbench.rag.chat import ChatModel, cost_usd
+from workbench.rag.chat import ChatModel
 from workbench.rag.executor import Cancelled, Executor
-from workbench.rag.pipeline import RAGPipeline, render_messages
+from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
-from workbench.scoring.metrics import doc_ranking, retrieval_metrics, retrieval_metrics_at, score_answer
+from workbench.scoring.cell import Cell
+from workbench.scoring.score import score_cell
 from workbench.spec import SweepSpec, VariantConfig, content_hash
 from workbench.tracking import LoggedRun, Tracker
 
 
 def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
-    """Add retrieval and answer scores to a row; a score whose inputs are missing stays None."""
-    ranked = doc_ranking(row["retrieved_chunk_doc_ids"])
-    row["retrieved_doc_ids"] = ranked
+    """Add the document ranking, retrieval and answer scores to a row (the catalogue's metrics); a
+    metric whose inputs are missing is left out, never 0."""
     relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
-    if relevance:
-        row.update(retrieval_metrics(ranked, relevance, variant.retrieval.k))
-        if spec.retrieval_cutoffs:
-            row.update(retrieval_metrics_at(ranked, relevance, spec.retrieval_cutoffs))
-    if not variant.retrieval_only and row.get("error") is None and item.reference_answers:
-        row.update(score_answer(row["answer"], list(item.reference_answers)))
-
-
-def _judge_cell(judge, item: EvalItem, row: dict[str, Any]) -> None:
-    """LLM-judged scores; a failed judgement is None with its reason in `<metric>_error`, never 0."""
-    if row.get("error") is not None:
-        return
-    scores = judge.score(row["question"], row["answer"], row["contexts"], list(item.reference_answers))
-    for name, score in scores.items():
-        row[name] = score.value
-        row[f"{name}_error"] = score.error
+    scored = score_cell(Cell.from_row(row), relevance, variant.retrieval.k, spec.retrieval_cutoffs,
+                        answers=not variant.retrieval_only)
+    row.update(scored.to_row())  # only adds keys: the row keeps its order
 
 
 @dataclass
@@ -171,25 +158,25 @@ class Execution:
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
         variant = pipe.variant
-        row: dict[str, Any] = {
-            "variant_hash": variant.hash,
-            "variant": variant.short_hash,
-            "question_id": item.id,
-            "question": item.question,
-            "reference_answers": list(item.reference_answers),
-            "relevant_ids": list(item.relevant_ids),
-            "retrieved_chunk_ids": [h.chunk.id for h in hits],
-            "retrieved_chunk_doc_ids": [h.chunk.doc_id for h in hits],
-            "contexts": [h.chunk.text for h in hits],
-            "started_at_ns": time.time_ns() - int(retrieve_s * 1e9),
-            "latency_retrieve_s": retrieve_s,
-            "latency_total_s": retrieve_s,
-            "error": None,
-        }
+        cell = Cell(
+            variant_hash=variant.hash,
+            variant=variant.short_hash,
+            question_id=item.id,
+            question=item.question,
+            reference_answers=list(item.reference_answers),
+            relevant_ids=list(item.relevant_ids),
+            retrieved_chunk_ids=[h.chunk.id for h in hits],
+            retrieved_chunk_doc_ids=[h.chunk.doc_id for h in hits],
+            contexts=[h.chunk.text for h in hits],
+            started_at_ns=time.time_ns() - int(retrieve_s * 1e9),
+            latency_retrieve_s=retrieve_s,
+            latency_total_s=retrieve_s,
+            error=None,
+        )
         if variant.prompt is None or pipe.model is None:
-            return row  # retrieval only
-        messages = render_messages(variant.prompt, item.question, row["contexts"])
-        row["messages"] = messages
+            return cell.to_row()  # retrieval only
+        messages = pipe.messages(item.question, hits)
+        cell = cell.replace(messages=messages)
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:
@@ -199,20 +186,17 @@ class Execution:
                     if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
                         raise
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
-            row.update({"answer": None, "error": str(exc), "latency_total_s": None})
-            return row
-        row.update(
-            {
-                "answer": gen.text,
-                "cached": cached,
-                "latency_generate_s": gen.latency_s,
-                "latency_total_s": retrieve_s + gen.latency_s,
-                "tokens_prompt": gen.prompt_tokens,
-                "tokens_completion": gen.completion_tokens,
-                "cost_usd": cost_usd(variant.model, gen.prompt_tokens, gen.completion_tokens),
-            }
-        )
-        return row
+            return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
+        answer = pipe.answer_from_generation(item.question, hits, retrieve_s, gen)
+        return cell.replace(
+            answer=answer.answer,
+            cached=cached,
+            latency_generate_s=answer.latency["generate_s"],
+            latency_total_s=answer.latency["total_s"],
+            tokens_prompt=answer.prompt_tokens,
+            tokens_completion=answer.completion_tokens,
+            cost_usd=answer.cost_usd,
+        ).to_row()
 
     def finish(self, row: dict[str, Any]) -> None:
         """Persist the cell the moment it finishes, then report it."""
@@ -225,13 +209,13 @@ class Execution:
         self.bar.update(1)
 
     async def judge_rows(self, rows: list[dict]) -> None:
-        items = {i.id: i for i in self.inputs.evalset.items}
-        for row in rows:
-            if self.hooks.cancelled():
-                return
-            await asyncio.to_thread(_judge_cell, self.judge, items[row["question_id"]], row)
-            # the judged row replaces the unjudged one in the record (last write wins)
-            self.cells.write(json.dumps(row, default=str) + "\n")
+        """Judge a variant's cells concurrently; each judged row replaces the unjudged one in the record
+        (last write wins)."""
+        def judged(i: int, cell: Cell) -> None:
+            rows[i].update(cell.to_row())
+            self.cells.write(json.dumps(rows[i], default=str) + "\n")
+
+        await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.hooks.cancelled)
         self.cells.flush()
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 from workbench.data.corpus import Corpus, load_corpus
 from workbench.data.evalset import EvalSet, load_eval
 from workbench.errors import WorkbenchError
-from workbench.scoring.metrics import missing_inputs
+from workbench.scoring.score import missing_inputs
 from workbench.spec import SweepSpec, VariantConfig
 
 

@@ -23,6 +23,7 @@ from workbench.runner.execution import Execution
 from workbench.runner.inputs import Hooks, SweepInputs, with_overrides
 from workbench.runner.resume import Start, open_record, reuse_finished
 from workbench.runner.workspace import Workspace
+from workbench.scoring import catalogue
 from workbench.spec import SweepSpec, load_spec
 from workbench.tracking import LoggedRun, Tracker, open_tracker, warm_up
 
@@ -58,6 +59,7 @@ def run_sweep(
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
     """
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
+    catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
@@ -75,7 +77,8 @@ def run_sweep(
             from workbench.scoring.judge import Judge
 
             judge = Judge(spec.judge, base_url=env.base_urls.get(spec.judge.provider),
-                          cache_dir=inputs.home / "cache" / "judge")
+                          cache_dir=inputs.home / "cache" / "judge", execution=spec.execution)
+            stack.callback(judge.close)  # its client, event loop and cache
         # a bad tracking URI fails here, before any write
         log = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         # Every check passed: only now is anything written (sweep record, MLflow runs).

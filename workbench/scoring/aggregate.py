@@ -1,39 +1,27 @@
 """Aggregation is pure: `aggregate(rows)` turns a variant's per-question rows into the flat metric dict
-that the DataFrame, the notebook and MLflow all show, so they can never disagree."""
+that the DataFrame, the notebook and MLflow all show, so they can never disagree.
+
+Which metrics are averaged comes from the metric catalogue, which measurements are summarised from the
+`Cell` declaration; `direction(column)` says which way is better for any column this produces.
+"""
 
 from __future__ import annotations
 
-import re
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
+from workbench.scoring import catalogue
+from workbench.scoring.catalogue import quality_metrics
+from workbench.scoring.cell import MEASURES, measure_stem
 from workbench.scoring.metrics import percentile, summarize
 
-# Per-question scores averaged per variant (with bootstrap CI and n). Retrieval ones need relevant ids,
-# answer ones need reference answers; a score that could not be computed is None and is not averaged.
-QUALITY_METRICS = (
-    "hit_at_k",
-    "recall_at_k",
-    "mrr",
-    "ndcg_at_k",
-    "exact_match",
-    "f1",
-    "rouge_l",
-    "string_similarity",
-)
-STAGES = ("retrieve", "generate", "total")
-JUDGED = ("faithfulness", "answer_relevancy", "context_precision", "context_recall", "factual_correctness")
-_CUTOFF = re.compile(r"^(hit|recall|mrr|ndcg)_at_\d+$")
-
-
-def quality_metrics(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Fixed metrics, then retrieval metrics at extra cut-offs (`ndcg_at_10`), then LLM-judged ones present."""
-    present = set().union(*(r.keys() for r in rows)) if rows else set()
-    cutoffs = sorted((k for k in present if _CUTOFF.match(k)), key=lambda k: (k.split("_at_")[0], int(k.split("_at_")[1])))
-    return [*QUALITY_METRICS, *cutoffs, *(j for j in JUDGED if j in present)]
+_SUFFIXES = ("_ci_low", "_ci_high")
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost."""
+    """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost.
+
+    Failed cells are left out of every mean; a metric no cell could compute is left out (never 0).
+    """
     ok = [r for r in rows if not r.get("error")]
     out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
     for name in quality_metrics(rows):
@@ -44,23 +32,41 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         out[f"{name}_ci_low"] = s["ci_low"]
         out[f"{name}_ci_high"] = s["ci_high"]
         out[f"{name}_n"] = float(s["n"])
-    for name in JUDGED:
-        errors = sum(1 for r in ok if r.get(f"{name}_error"))
+    for name in catalogue.names("judged"):
+        errors = sum(1 for r in ok if r.get(catalogue.error_of(name)))
         if errors:
             out[f"{name}_failed"] = float(errors)  # judgements that did not parse: excluded from the mean
-    for stage in STAGES:
-        values = [r[f"latency_{stage}_s"] for r in ok if r.get(f"latency_{stage}_s") is not None]
+    for name in (n for n, kind in MEASURES.items() if kind == "latency"):
+        values = [r[name] for r in ok if r.get(name) is not None]
         if values:
-            out[f"latency_{stage}_p50_s"] = percentile(values, 50)
-            out[f"latency_{stage}_p95_s"] = percentile(values, 95)
-            out[f"latency_{stage}_mean_s"] = sum(values) / len(values)
-    for name in ("tokens_prompt", "tokens_completion"):
+            stem = measure_stem(name)
+            out[f"{stem}_p50_s"] = percentile(values, 50)
+            out[f"{stem}_p95_s"] = percentile(values, 95)
+            out[f"{stem}_mean_s"] = sum(values) / len(values)
+    for name in (n for n, kind in MEASURES.items() if kind == "tokens"):
         values = [r.get(name) for r in ok]
         if ok and all(v is not None for v in values):
             out[name] = float(sum(values))
             out[f"{name}_mean"] = float(sum(values)) / len(values)
-    costs = [r.get("cost_usd") for r in ok]
-    if ok and all(c is not None for c in costs):  # an unknown price is not a free model
-        out["cost_usd"] = float(sum(costs))
-        out["cost_usd_per_1k"] = 1000.0 * float(sum(costs)) / len(costs)
+    for name in (n for n, kind in MEASURES.items() if kind == "cost"):
+        costs = [r.get(name) for r in ok]
+        if ok and all(c is not None for c in costs):  # an unknown price is not a free model
+            out[name] = float(sum(costs))
+            out[f"{name}_per_1k"] = 1000.0 * float(sum(costs)) / len(costs)
     return out
+
+
+def direction(column: str) -> Literal["max", "min"]:
+    """Which way is better for a column of `results.to_frame()` or `results.questions()`: a metric's
+    declared direction (also for its CI bounds); "min" for latency, tokens, cost and failure counts."""
+    stem = next((column.removesuffix(s) for s in _SUFFIXES if column.endswith(s)), column)
+    if catalogue.is_metric(stem):
+        return catalogue.direction(stem)
+    if column == "failed_cells" or (column.endswith("_failed") and catalogue.is_metric(column.removesuffix("_failed"))):
+        return "min"
+    if any(column.startswith(measure_stem(m)) for m in MEASURES):
+        return "min"
+    return "max"
+
+
+__all__ = ["aggregate", "direction", "quality_metrics"]

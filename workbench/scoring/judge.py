@@ -2,39 +2,22 @@
 
     from workbench.spec import JudgeConfig
     from workbench.rag.local_model import LocalModelServer
-    with LocalModelServer() as server:
-        judge = Judge(JudgeConfig(), base_url=server.base_url, cache_dir=".workbench/judge")
+    with LocalModelServer() as server, Judge(JudgeConfig(), base_url=server.base_url,
+                                             cache_dir=".workbench/cache/judge") as judge:
         scores = judge.score("Who won Super Bowl 50?", "The Denver Broncos",
                              ["The Denver Broncos defeated the Carolina Panthers 24-10."], ["Denver Broncos"])
         scores["faithfulness"]        # JudgeScore(value=1.0, error=None)
+        judged = await judge.score_cells(cells)   # a variant's cells, concurrently (the sweep runner)
 
-How ragas is hooked in
-----------------------
-ragas 0.4's `metrics.collections` metrics (Faithfulness, AnswerRelevancy, ContextPrecision,
-ContextRecall, FactualCorrectness) accept any `ragas.llms.base.InstructorBaseRagasLLM` and call only
-`await llm.agenerate(prompt: str, response_model: type[BaseModel])`. `llm_factory` returns an
-`InstructorLLM` that gets structured output through the `instructor` library's JSON mode; the
-offline SmolLM2-135M fails that way (missing required fields, JSON cut off). `SchemaLLM` below is our
-own small `InstructorBaseRagasLLM`: it sends the response model's JSON schema to the endpoint as a
-`response_format` and validates the reply with `response_model.model_validate_json`.
+Which metrics can be judged, and how (the ragas class and the inputs it is given), is declared in
+`workbench.scoring.catalogue`; the ragas plumbing (schema-constrained JSON through `response_format`,
+our embedder) is in `workbench.scoring.ragas_adapters`.
 
-The response_format style is chosen by provider (`RESPONSE_FORMAT_STYLES`):
-
-* ``local`` (llama-cpp-python's server): ``{"type": "json_object", "schema": <schema>}`` - the server
-  compiles the schema into a grammar, so every reply is JSON of that shape (it can still be cut off at
-  max_tokens, which is reported as a parse failure).
-* ``openai`` (OpenAI and compatible APIs): ``{"type": "json_schema", "json_schema": {"name": ...,
-  "schema": <schema>, "strict": False}}`` - OpenAI's structured outputs; non-strict because ragas'
-  schemas are not written for strict mode (which wants every property required and
-  additionalProperties false). vLLM and recent llama.cpp servers accept this style too.
-
-Binary judgement fields that ragas declares as plain ``int`` ("0/1") - ``verdict``, ``attributed``,
-``noncommittal`` - are narrowed to ``enum [0, 1]`` in the schema sent and checked after parsing, so
-a "verdict": 7 can neither come out of the grammar nor slip into a score.
-
-answer_relevancy embeds questions with our own embedder (`make_embedder(cfg.embedding)`, the
-offline MiniLM by default) wrapped as a `ragas.embeddings.base.BaseRagasEmbedding`; ragas never
-downloads a model. None of these metrics calls tiktoken (checked in tests/test_judge.py).
+One loop, one client: the judge sends its requests from its own event loop in a background thread,
+through ONE AsyncOpenAI client, whoever calls it (a notebook cell, the sweep's event loop, a thread).
+Requests in flight are bounded by `max_concurrency` (from the spec's `execution`: `local_concurrency`
+for the local server, `concurrency` otherwise), with its `timeout_s` and `max_retries`. `close()` /
+`aclose()` closes the client, the loop and the cache; the sweep runner calls it when the sweep ends.
 
 A failed judgement is never a number: a value of None with the reason (unparseable reply, endpoint
 error, missing inputs, a NaN or out-of-range result). Only successful scores are cached.
@@ -44,36 +27,35 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
-import copy
 import hashlib
-import json
+import inspect
 import math
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import openai
-from pydantic import BaseModel, ValidationError
 
-from workbench.spec import JudgeConfig, canonical_json
 from workbench.errors import ModelError
-from workbench.rag.chat import _scrub, _server_message, resolve_endpoint
+from workbench.rag.cache import ResultCache
+from workbench.rag.chat import resolve_endpoint
+from workbench.scoring import catalogue
+from workbench.scoring.cell import Cell
+from workbench.scoring.ragas_adapters import (
+    RECORD,
+    RESPONSE_FORMAT_STYLES,
+    JudgeEndpointError,
+    JudgeParseError,
+    make_embedding,
+    make_schema_llm,
+    response_format,
+    shorten,
+    trim_examples,
+)
+from workbench.spec import ExecutionConfig, JudgeConfig, canonical_json
 
-# ---------------------------------------------------------------- what each metric needs
-
-INPUTS = frozenset({"question", "answer", "contexts", "reference"})
-REQUIREMENTS: dict[str, frozenset[str]] = {
-    "faithfulness": frozenset({"question", "answer", "contexts"}),
-    "answer_relevancy": frozenset({"question", "answer"}),
-    "context_precision": frozenset({"question", "contexts", "reference"}),
-    "context_recall": frozenset({"question", "contexts", "reference"}),
-    "factual_correctness": frozenset({"answer", "reference"}),
-}
 _MISSING_REASON = {
     "question": "needs a question",
     "answer": "needs an answer (the response is empty)",
@@ -83,9 +65,6 @@ _MISSING_REASON = {
 # Floating-point slack for a score at a bound (a cosine of 1.0000001); anything further out is an error.
 _EPS = 1e-6
 CACHE_FORMAT = 1  # bump when the cache key or the stored value changes meaning
-
-RESPONSE_FORMAT_STYLES = {"local": "llama_cpp", "openai": "json_schema"}
-BINARY_FIELDS = frozenset({"verdict", "attributed", "noncommittal"})
 
 
 @dataclass(frozen=True)
@@ -100,304 +79,98 @@ class JudgeScore:
         return self.value is not None
 
 
-class JudgeParseError(ModelError):
-    """The judge answered, but not with JSON matching the response model."""
-
-
-class JudgeEndpointError(ModelError):
-    """The judge endpoint could not be reached or refused the request."""
-
-
-# ---------------------------------------------------------------- structured output through a JSON schema
-
-
-def binary_schema(schema: dict) -> dict:
-    """A copy of a pydantic JSON schema whose integer 0/1 judgement fields are `enum: [0, 1]`."""
-    schema = copy.deepcopy(schema)
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            props = node.get("properties")
-            if isinstance(props, dict):
-                for name, prop in props.items():
-                    if name in BINARY_FIELDS and isinstance(prop, dict) and prop.get("type") == "integer":
-                        prop["enum"] = [0, 1]
-            for value in node.values():
-                visit(value)
-        elif isinstance(node, list):
-            for value in node:
-                visit(value)
-
-    visit(schema)
-    return schema
-
-
-def nonempty_lists(schema: dict) -> dict:
-    """`schema` with `minItems: 1` on the top-level array properties (statements, claims, classifications).
-
-    Used for grammar-constrained local models only: SmolLM2 otherwise answers `{"statements": []}`,
-    which ragas turns into NaN. A real model's empty list stays possible on the json_schema path.
-    """
-    schema = copy.deepcopy(schema)
-    for prop in (schema.get("properties") or {}).values():
-        if isinstance(prop, dict) and prop.get("type") == "array":
-            prop.setdefault("minItems", 1)
-    return schema
-
-
-def response_format(response_model: type[BaseModel], style: str) -> dict:
-    """The `response_format` that asks an endpoint for JSON matching `response_model`.
-
-    llama_cpp: `{"type": "json_object", "schema": ...}` (llama-cpp-python compiles it to a grammar;
-    top-level lists must be non-empty); json_schema: OpenAI's structured outputs, non-strict.
-    """
-    schema = binary_schema(response_model.model_json_schema())
-    if style == "llama_cpp":
-        return {"type": "json_object", "schema": nonempty_lists(schema)}
-    if style == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": response_model.__name__, "schema": schema,
-                                                        "strict": False}}
-    raise ValueError(f"unknown response_format style {style!r}; choose llama_cpp or json_schema")
-
-
-def _check_binary(obj: Any) -> None:
-    """Raise ValueError when a 0/1 judgement field holds another value (a non-strict endpoint)."""
-    if isinstance(obj, BaseModel):
-        for name, value in obj:
-            if name in BINARY_FIELDS and isinstance(value, int) and value not in (0, 1):
-                raise ValueError(f"{name} must be 0 or 1, got {value}")
-            _check_binary(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            _check_binary(item)
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# Per-metric record of what the judge answered (asyncio tasks copy the context, so concurrent
-# metrics keep separate records).
-_RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("workbench_judge_record", default=None)
-
-
-def _ragas_llm_base():
-    from ragas.llms.base import InstructorBaseRagasLLM
-
-    return InstructorBaseRagasLLM
-
-
-def _make_schema_llm_class():
-    """Define SchemaLLM on first use: importing ragas takes ~2 s."""
-
-    class SchemaLLM(_ragas_llm_base()):
-        """A ragas `InstructorBaseRagasLLM` whose structured output comes from a JSON-schema response_format.
-
-        `client` is a callable giving the AsyncOpenAI client for the running event loop (an httpx
-        connection pool belongs to one loop). `on_call` is called once per request sent.
-        """
-
-        def __init__(self, client: Callable[[], openai.AsyncOpenAI], model: str, style: str, *,
-                     temperature: float, max_tokens: int, where: str, key: str,
-                     api_key_env: str | None, on_call: Callable[[], None] | None = None) -> None:
-            self._client = client
-            self.model = model
-            self.style = style
-            self.temperature = temperature
-            self.max_tokens = max_tokens
-            self.where = where
-            self._key = key
-            self.api_key_env = api_key_env
-            self._on_call = on_call
-
-        def __repr__(self) -> str:
-            return f"SchemaLLM(model={self.model!r}, base_url={self.where!r}, style={self.style!r})"
-
-        def generate(self, prompt: str, response_model: type[BaseModel]) -> BaseModel:
-            return _run_sync(lambda: self.agenerate(prompt, response_model))
-
-        async def agenerate(self, prompt: str, response_model: type[BaseModel]) -> BaseModel:
-            params = {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-                "response_format": response_format(response_model, self.style),
-            }
-            if self._on_call is not None:
-                self._on_call()
-            try:
-                response = await self._client().chat.completions.create(**params)
-            except openai.APIError as exc:
-                raise JudgeEndpointError(self._endpoint_message(exc)) from None
-            if not response.choices:
-                raise JudgeParseError(f"{self.where} returned no choices")
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            cut = " (the reply was cut off at max_tokens={})".format(self.max_tokens) \
-                if choice.finish_reason == "length" else ""
-            if not text.strip():
-                raise JudgeParseError(f"empty reply{cut}")
-            try:
-                # strict=False: llama.cpp's JSON grammar lets raw newlines/tabs into strings, which strict
-                # JSON (and pydantic's model_validate_json) rejects although the structure is sound.
-                parsed = response_model.model_validate(json.loads(text, strict=False))
-                _check_binary(parsed)
-            except (ValidationError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
-                detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors() else str(exc)
-                raise JudgeParseError(
-                    f"expected JSON for {response_model.__name__}{cut}: {_shorten(detail, 120)}; "
-                    f"reply began {_shorten(text, 80)!r}"
-                ) from None
-            record = _RECORD.get()
-            if record is not None:
-                record.append(parsed)
-            return parsed
-
-        def _endpoint_message(self, exc: openai.APIError) -> str:
-            where, model = self.where, self.model
-            if isinstance(exc, openai.APITimeoutError):
-                msg = f"the request to {where} timed out (judge model {model!r})"
-            elif isinstance(exc, openai.APIConnectionError):
-                msg = (f"cannot connect to {where} (judge model {model!r}): check that the server is running "
-                       "and the base_url")
-            elif isinstance(exc, openai.AuthenticationError):
-                return (f"{where} rejected the API key for judge model {model!r}: check the environment "
-                        f"variable {self.api_key_env or '(none configured: set api_key_env)'}")
-            elif isinstance(exc, openai.APIStatusError):
-                msg = f"{where} failed for judge model {model!r} (HTTP {exc.status_code}): {_server_message(exc)}"
-            else:
-                msg = f"{where} failed for judge model {model!r}: {exc}"
-            return _scrub(msg, self._key)
-
-    return SchemaLLM
-
-
-def _make_embedding_class():
-    from ragas.embeddings.base import BaseRagasEmbedding
-
-    class WorkbenchRagasEmbedding(BaseRagasEmbedding):
-        """One of our embedders (`workbench.rag.embeddings.Embedder`) as a ragas modern embedding."""
-
-        def __init__(self, embedder: Any) -> None:
-            super().__init__(cache=None)
-            self.embedder = embedder
-            self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; OpenAI clients too; be safe
-
-        def _embed(self, texts: list[str]) -> list[list[float]]:
-            with self._lock:
-                return np.asarray(self.embedder.embed(texts), dtype=np.float32).tolist()
-
-        def embed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return self._embed([text])[0]
-
-        def embed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return self._embed(list(texts))
-
-        async def aembed_text(self, text: str, **kwargs: Any) -> list[float]:
-            return (await asyncio.to_thread(self._embed, [text]))[0]
-
-        async def aembed_texts(self, texts: list[str], **kwargs: Any) -> list[list[float]]:
-            return await asyncio.to_thread(self._embed, list(texts))
-
-    return WorkbenchRagasEmbedding
-
-
-def _trim_examples(metric: Any, keep: int) -> None:
-    """Keep the `keep` shortest few-shot examples of each prompt a ragas metric holds (instance-level)."""
-    from ragas.prompt.metrics.base_prompt import BasePrompt
-
-    for prompt in vars(metric).values():
-        # FactualCorrectness' claim prompt picks its examples per call from `_all_examples` (short ones).
-        if isinstance(prompt, BasePrompt) and not hasattr(prompt, "_all_examples"):
-            examples = list(prompt.examples)
-            if len(examples) > keep:
-                size = {id(ex): len(ex[0].model_dump_json()) + len(ex[1].model_dump_json()) for ex in examples}
-                shortest = sorted(examples, key=lambda ex: size[id(ex)])[:keep]
-                prompt.examples = [ex for ex in examples if ex in shortest]
-
-
-def _run_sync(make_coro: Callable[[], Any]) -> Any:
-    """Run a coroutine to completion from sync code, also inside a running loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coro())
-    # A loop runs in this thread (a notebook cell, an async caller): asyncio.run would raise, so run a
-    # fresh loop in a worker thread and wait for it.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-judge") as pool:
-        return pool.submit(lambda: asyncio.run(make_coro())).result()
-
-
-# ---------------------------------------------------------------- the judge
+def requirements(metrics: Sequence[str]) -> dict[str, frozenset[str]]:
+    """For each judged metric, the inputs it needs from {question, answer, contexts, reference}."""
+    return {m: catalogue.get(m).judge.inputs for m in metrics}
 
 
 class Judge:
-    """ragas LLM-judged metrics for one question at a time, through the judge a `JudgeConfig` names.
+    """ragas LLM-judged metrics through the judge a `JudgeConfig` names.
 
     `base_url` overrides `cfg.base_url` (the local server's URL is known only once it runs).
-    `score(...)` returns one `JudgeScore` per configured metric; `ascore(...)` is the same for async
-    callers. `calls` counts requests sent to the judge, `cache_hits` metric scores read from the cache.
+    `execution` (the spec's ExecutionConfig) sets the concurrency, timeout and retries; the keyword
+    arguments override it. `calls` counts requests sent, `cache_hits` scores read from the cache.
     """
 
     def __init__(self, cfg: JudgeConfig, base_url: str | None = None, *, cache_dir: str | Path | None = None,
-                 timeout: float = 120, max_concurrency: int | None = None,
+                 execution: ExecutionConfig | None = None, timeout: float | None = None,
+                 max_concurrency: int | None = None, max_retries: int | None = None,
                  few_shot: int | None = None) -> None:
+        catalogue.check_judge_metrics(cfg.metrics)
         self.cfg = cfg
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"judge model {cfg.model!r}", base_url)
-        self.timeout = timeout
-        self.style = RESPONSE_FORMAT_STYLES[cfg.provider]
+        local = cfg.provider == "local"
+        self.timeout = timeout or (execution.timeout_s if execution else 120.0)
+        self.max_retries = max_retries if max_retries is not None else (execution.max_retries if execution else 2)
         # The local server answers one request at a time: more in flight only queue up and time out.
-        self.max_concurrency = max_concurrency or (1 if cfg.provider == "local" else 8)
+        default_slots = (execution.local_concurrency if local else execution.concurrency) if execution else (1 if local else 8)
+        self.max_concurrency = max_concurrency or default_slots
+        self.style = RESPONSE_FORMAT_STYLES[cfg.provider]
         # ragas' few-shot examples make prompts of up to ~1,500 tokens; the local model has a 2,048-token
         # window (and reads ~100-200 tokens/s on 2 cores): keep only its shortest example per prompt.
-        self.few_shot = few_shot if few_shot is not None else (1 if cfg.provider == "local" else None)
+        self.few_shot = few_shot if few_shot is not None else (1 if local else None)
         # answer_relevancy asks `strictness` times for a question with the same prompt; at temperature 0
         # the answers are identical (the local server decodes deterministically), so ask once.
         self.strictness = 1 if cfg.temperature == 0 else 3
         self.calls = 0
         self.cache_hits = 0
-        self._count_lock = threading.Lock()
-        self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> (client, semaphore)
-        self._metrics: dict[str, Any] | None = None
-        self._metrics_lock = threading.Lock()
-        self._cache = None
-        if cache_dir is not None:
-            import diskcache
-
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
-            self._cache = diskcache.Cache(str(cache_dir))
+        self._cache = ResultCache(cache_dir) if cache_dir is not None else None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: openai.AsyncOpenAI | None = None  # made on the judge's loop, used only there
+        self._metrics: dict[str, Any] = {}
 
     def __repr__(self) -> str:  # never shows the key
         return f"Judge(model={self.cfg.model!r}, base_url={self.base_url!r}, metrics={self.cfg.metrics})"
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------ public API
 
     def requirements(self) -> dict[str, frozenset[str]]:
         """For each configured metric, the inputs it needs from {question, answer, contexts, reference}."""
-        return {m: REQUIREMENTS[m] for m in self.cfg.metrics}
+        return requirements(self.cfg.metrics)
 
     def score(self, question: str, answer: str, contexts: Sequence[str],
               references: Sequence[str]) -> dict[str, JudgeScore]:
         """Every configured metric for one question (blocking; safe inside a running event loop)."""
-        return _run_sync(lambda: self._ascore_and_close(question, answer, contexts, references))
+        return self._submit(lambda: self._score(question, answer, contexts, references)).result()
 
     async def ascore(self, question: str, answer: str, contexts: Sequence[str],
                      references: Sequence[str]) -> dict[str, JudgeScore]:
-        """`score` for async callers (the sweep runner); metrics run concurrently up to max_concurrency."""
-        contexts = [c for c in contexts if c and c.strip()]
-        references = [r for r in references if r and r.strip()]
-        present = {
-            "question": bool(question and question.strip()),
-            "answer": bool(answer and answer.strip()),
-            "contexts": bool(contexts),
-            "reference": bool(references),
-        }
-        results = await asyncio.gather(*(
-            self._score_one(metric, present, question, answer, contexts, references) for metric in self.cfg.metrics
-        ))
-        return dict(zip(self.cfg.metrics, results))
+        """`score` for async callers; the caller's loop stays free while the judge works."""
+        return await asyncio.wrap_future(self._submit(lambda: self._score(question, answer, contexts, references)))
+
+    async def score_cells(self, cells: Sequence[Cell], *, on_cell: Callable[[int, Cell], None] | None = None,
+                          stop: Callable[[], bool] | None = None) -> list[Cell]:
+        """The cells with every configured metric (`<metric>` and `<metric>_error`), judged concurrently.
+
+        A failed cell is returned as it is (never judged). `on_cell(i, cell)` runs in the caller's loop
+        as each cell is judged; once `stop()` is true, cells not yet started are returned unjudged.
+        """
+        out = list(cells)
+        slots = asyncio.Semaphore(self.max_concurrency)  # cells in flight; requests are bounded separately
+
+        async def one(i: int, cell: Cell) -> None:
+            if not cell.ok:
+                return
+            async with slots:
+                if stop is not None and stop():
+                    return
+                scores = await self.ascore(cell.question, cell.answer or "", cell.contexts or [],
+                                           cell.reference_answers or [])
+            out[i] = cell.with_scores({m: s.value for m, s in scores.items()}, {m: s.error for m, s in scores.items()})
+            if on_cell is not None:
+                on_cell(i, out[i])
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(cells)))
+        return out
 
     def cache_key(self, metric: str, question: str, answer: str, contexts: Sequence[str],
                   references: Sequence[str]) -> str:
@@ -418,124 +191,118 @@ class Judge:
         return "judge:" + hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
     def close(self) -> None:
+        """Close the client, stop the judge's loop and close the cache (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None:
+            if self._client is not None:
+                asyncio.run_coroutine_threadsafe(self._client.close(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()
         if self._cache is not None:
             self._cache.close()
 
-    # ------------------------------------------------------------ internals
+    async def aclose(self) -> None:
+        """`close` for async callers (the sweep runner)."""
+        await asyncio.to_thread(self.close)
 
-    async def _ascore_and_close(self, *args) -> dict[str, JudgeScore]:
-        try:
-            return await self.ascore(*args)
-        finally:  # this loop ends with the call: close its connection pool while the loop still runs
-            entry = self._loops.pop(asyncio.get_running_loop(), None)
-            if entry is not None:
-                await entry[0].close()
+    # ------------------------------------------------------------ the judge's own loop
 
-    def _loop_state(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        entry = self._loops.get(loop)
-        if entry is None:
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=self.timeout,
-                                        max_retries=2)
-            entry = (client, asyncio.Semaphore(self.max_concurrency))
-            self._loops[loop] = entry
-        return entry
+    def _submit(self, make: Callable[[], Any]) -> concurrent.futures.Future:
+        with self._lock:
+            if self._closed:
+                raise ModelError(f"{self!r} is closed; make a new Judge")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="workbench-judge", daemon=True)
+                self._thread.start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(make(), loop)
+
+    async def _score(self, question: str, answer: str, contexts: Sequence[str],
+                     references: Sequence[str]) -> dict[str, JudgeScore]:
+        contexts = [c for c in contexts if c and c.strip()]
+        references = [r for r in references if r and r.strip()]
+        inputs = {"question": question, "answer": answer, "contexts": contexts, "reference": references}
+        present = {"question": bool(question and question.strip()), "answer": bool(answer and answer.strip()),
+                   "contexts": bool(contexts), "reference": bool(references)}
+        results = await asyncio.gather(*(self._score_one(metric, inputs, present) for metric in self.cfg.metrics))
+        return dict(zip(self.cfg.metrics, results))
 
     def _count_call(self) -> None:
-        with self._count_lock:
-            self.calls += 1
+        self.calls += 1  # only ever on the judge's loop thread
 
-    def _ragas_metrics(self) -> dict[str, Any]:
-        with self._metrics_lock:
-            if self._metrics is None:
-                self._metrics = self._build_metrics()
-            return self._metrics
+    def _ragas_metric(self, name: str) -> Any:
+        """The ragas metric object, built on first use on the judge's loop with its one client."""
+        if not self._metrics:
+            import ragas.metrics.collections as collections
 
-    def _build_metrics(self) -> dict[str, Any]:
-        from ragas.metrics.collections import (
-            AnswerRelevancy,
-            ContextPrecision,
-            ContextRecall,
-            FactualCorrectness,
-            Faithfulness,
-        )
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=self.timeout,
+                                              max_retries=self.max_retries)
+            llm = make_schema_llm(self._client, self.cfg.model, self.style, temperature=self.cfg.temperature,
+                                  max_tokens=self.cfg.max_tokens, where=self.base_url, key=self._key,
+                                  api_key_env=self.cfg.api_key_env, slots=asyncio.Semaphore(self.max_concurrency),
+                                  on_call=self._count_call)
+            for metric in self.cfg.metrics:
+                binding = catalogue.get(metric).judge
+                cls = getattr(collections, binding.ragas)
+                kwargs: dict[str, Any] = {"llm": llm}
+                if binding.embeddings:
+                    from workbench.rag.embeddings import make_embedder
 
-        llm = _make_schema_llm_class()(
-            lambda: self._loop_state()[0], self.cfg.model, self.style, temperature=self.cfg.temperature,
-            max_tokens=self.cfg.max_tokens, where=self.base_url, key=self._key, api_key_env=self.cfg.api_key_env,
-            on_call=self._count_call,
-        )
-        metrics: dict[str, Any] = {}
-        for name in self.cfg.metrics:
-            if name == "faithfulness":
-                metrics[name] = Faithfulness(llm=llm)
-            elif name == "answer_relevancy":
-                from workbench.rag.embeddings import make_embedder
+                    kwargs["embeddings"] = make_embedding(make_embedder(self.cfg.embedding))
+                if "strictness" in inspect.signature(cls).parameters:
+                    kwargs["strictness"] = self.strictness
+                self._metrics[metric] = cls(**kwargs)
+                if self.few_shot is not None:
+                    trim_examples(self._metrics[metric], self.few_shot)
+        return self._metrics[name]
 
-                embeddings = _make_embedding_class()(make_embedder(self.cfg.embedding))
-                metrics[name] = AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=self.strictness)
-            elif name == "context_precision":
-                metrics[name] = ContextPrecision(llm=llm)
-            elif name == "context_recall":
-                metrics[name] = ContextRecall(llm=llm)
-            elif name == "factual_correctness":
-                metrics[name] = FactualCorrectness(llm=llm)
-        if self.few_shot is not None:
-            for metric in metrics.values():
-                _trim_examples(metric, self.few_shot)
-        return metrics
-
-    async def _score_one(self, metric: str, present: dict[str, bool], question: str, answer: str,
-                         contexts: list[str], references: list[str]) -> JudgeScore:
+    async def _score_one(self, metric: str, inputs: dict[str, Any], present: dict[str, bool]) -> JudgeScore:
+        binding = catalogue.get(metric).judge
         missing = [need for need in ("reference", "contexts", "answer", "question")
-                   if need in REQUIREMENTS[metric] and not present[need]]
+                   if need in binding.inputs and not present[need]]
         if missing:
             return JudgeScore(None, "; ".join(_MISSING_REASON[m] for m in missing))
-        key = self.cache_key(metric, question, answer, contexts, references)
+        key = self.cache_key(metric, inputs["question"], inputs["answer"], inputs["contexts"], inputs["reference"])
         if self._cache is not None:
-            cached = self._cache.get(key)
+            cached = await asyncio.to_thread(self._cache.get, key)  # disk I/O off the loop
             if cached is not None:
-                with self._count_lock:
-                    self.cache_hits += 1
+                self.cache_hits += 1
                 return JudgeScore(float(cached))
-        _client, semaphore = self._loop_state()
-        async with semaphore:
-            result = await self._evaluate(metric, question, answer, contexts, references)
+        result = await self._evaluate(metric, inputs)
         if result.value is not None and self._cache is not None:
-            self._cache.set(key, result.value)
+            await asyncio.to_thread(self._cache.set, key, result.value)
         return result
 
-    async def _evaluate(self, metric: str, question: str, answer: str, contexts: list[str],
-                        references: list[str]) -> JudgeScore:
-        ragas_metric = self._ragas_metrics()[metric]
+    async def _evaluate(self, metric: str, inputs: dict[str, Any]) -> JudgeScore:
         # ragas takes one reference text: the first reference answer (SQuAD lists the canonical one first).
-        reference = references[0] if references else ""
-        kwargs: dict[str, Any] = {
-            "faithfulness": dict(user_input=question, response=answer, retrieved_contexts=contexts),
-            "answer_relevancy": dict(user_input=question, response=answer),
-            "context_precision": dict(user_input=question, reference=reference, retrieved_contexts=contexts),
-            "context_recall": dict(user_input=question, retrieved_contexts=contexts, reference=reference),
-            "factual_correctness": dict(response=answer, reference=reference),
-        }[metric]
+        given = {**inputs, "reference": inputs["reference"][0] if inputs["reference"] else ""}
+        kwargs = {arg: given[source] for arg, source in catalogue.get(metric).judge.args}
         record: list = []
-        token = _RECORD.set(record)
+        token = RECORD.set(record)
         try:
-            result = await ragas_metric.ascore(**kwargs)
+            result = await self._ragas_metric(metric).ascore(**kwargs)
         except JudgeParseError as exc:
             return JudgeScore(None, f"{metric}: could not parse the judge's answer: {exc}")
         except ModelError as exc:
             return JudgeScore(None, f"{metric}: the judge endpoint failed: {exc}")
         except Exception as exc:  # ragas' own checks and anything unexpected: a reason, never a number
-            return JudgeScore(None, f"{metric}: ragas failed: {type(exc).__name__}: {_shorten(str(exc), 200)}")
+            return JudgeScore(None, f"{metric}: ragas failed: {type(exc).__name__}: {shorten(str(exc), 200)}")
         finally:
-            _RECORD.reset(token)
+            RECORD.reset(token)
         return self._checked(metric, result.value, record)
 
     @staticmethod
     def _checked(metric: str, value: Any, record: list) -> JudgeScore:
-        if metric == "answer_relevancy" and not any(getattr(r, "question", "").strip() for r in record):
-            # ragas returns 0.0 when the judge generated no question: that is no judgement, not a zero.
-            return JudgeScore(None, f"{metric}: the judge generated no question from the answer")
+        must = catalogue.get(metric).judge.must_generate
+        if must and not any(str(getattr(r, must, "") or "").strip() for r in record):
+            # ragas returns 0.0 when the judge generated nothing to compare: that is no judgement, not a zero.
+            return JudgeScore(None, f"{metric}: the judge generated no {must} from the answer")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -547,5 +314,11 @@ class Judge:
         return JudgeScore(min(max(number, 0.0), 1.0))  # only float slack (|excess| <= 1e-6) is absorbed
 
 
-__all__ = ["Judge", "JudgeScore", "JudgeParseError", "JudgeEndpointError", "REQUIREMENTS", "response_format",
-           "RESPONSE_FORMAT_STYLES"]
+def __getattr__(name: str) -> Any:
+    if name == "REQUIREMENTS":  # the catalogue's judged metrics, as registered now
+        return requirements(catalogue.names("judged"))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Judge", "JudgeScore", "JudgeParseError", "JudgeEndpointError", "REQUIREMENTS", "requirements",
+           "response_format", "RESPONSE_FORMAT_STYLES"]

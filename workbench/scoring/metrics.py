@@ -1,19 +1,19 @@
-"""Metrics: retrieval (trec_eval definitions), answers without an LLM, and aggregates.
+"""Metric functions: retrieval (trec_eval definitions), answers without an LLM, and aggregates.
 
-Pure core: no MLflow, no files, no network. Every metric declares the inputs it needs
-(`reference_answers`, `relevant_ids`, `contexts`); a metric whose inputs are missing is skipped
-with a stated reason (`missing_inputs`), never scored 0. Per-question values are `float | None`:
-None means "not defined for this question" and aggregates leave it out (`summarize` reports n).
+Pure core: no MLflow, no files, no network, no registry. Which metrics exist, what each needs and
+which way is better is declared once in `workbench.scoring.catalogue`; `workbench.scoring.score`
+applies the catalogue to a cell. Per-question values are `float | None`: None means "not defined
+for this question" and aggregates leave it out (`summarize` reports n).
 
 Retrieval works on documents, not chunks: `doc_ranking` turns the retrieved chunks' document ids
-into a document ranking (a document counts at the rank of its first chunk), then
-`retrieval_metrics` scores that ranking against graded relevance judgements with trec_eval's
-definitions (checked against pytrec_eval in the tests).
+into a document ranking (a document counts at the rank of its first chunk); the retrieval
+functions score that ranking against the positive relevance grades (`relevant_gains`) with
+trec_eval's definitions (checked against pytrec_eval in the tests).
 
 >>> ranking = doc_ranking(["d3", "d3", "d1", "d7"])
 >>> ranking
 ['d3', 'd1', 'd7']
->>> retrieval_metrics(ranking, {"d1": 1}, k=2)["mrr"]
+>>> reciprocal_rank(ranking, relevant_gains({"d1": 1}))
 0.5
 >>> exact_match("The Denver Broncos!", ["Denver Broncos"])
 1.0
@@ -26,16 +26,12 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
 
 from workbench.sync import run_coroutine
-
-# The inputs a metric can need, named as the eval set's columns.
-INPUTS = frozenset({"reference_answers", "relevant_ids", "contexts"})
 
 # ---------------------------------------------------------------- retrieval (document level)
 
@@ -51,12 +47,12 @@ def doc_ranking(chunk_doc_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(chunk_doc_ids))
 
 
-def _check_cutoff(k: int, name: str = "k") -> None:
+def check_cutoff(k: int, name: str = "k") -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"{name} must be a positive integer, got {k!r}")
 
 
-def _relevant_gains(relevance: Mapping[str, int]) -> dict[str, float]:
+def relevant_gains(relevance: Mapping[str, int]) -> dict[str, float]:
     """Judged documents with a positive grade. trec_eval counts grade >= 1 as relevant and gives
     negative grades no gain."""
     return {doc: float(grade) for doc, grade in relevance.items() if grade > 0}
@@ -66,93 +62,39 @@ def _dcg(gains: Sequence[float]) -> float:
     return sum(g / math.log2(rank + 1) for rank, g in enumerate(gains, start=1))
 
 
-def _scores_at(ranking: list[str], gains: dict[str, float], k: int) -> dict[str, float]:
-    top = ranking[:k]
-    gains_top = [gains.get(doc, 0.0) for doc in top]
-    n_rel_top = sum(1 for g in gains_top if g > 0)
+def hit_at(ranking: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+    """1 if any relevant document is in the top k, else 0 (trec_eval `P_k > 0`).
+
+    >>> hit_at(["x", "d1"], {"d1": 1.0}, 1)
+    0.0
+    """
+    return 1.0 if any(gains.get(doc, 0.0) > 0 for doc in ranking[:k]) else 0.0
+
+
+def recall_at(ranking: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+    """Relevant documents in the top k / all relevant documents (trec_eval `recall_k`)."""
+    return sum(1 for doc in ranking[:k] if gains.get(doc, 0.0) > 0) / len(gains)
+
+
+def ndcg_at(ranking: Sequence[str], gains: Mapping[str, float], k: int) -> float:
+    """Graded nDCG over the top k: gain = grade, discount log2(rank + 1), the ideal built from every
+    relevant judged document (trec_eval `ndcg_cut`)."""
     ideal = _dcg(sorted(gains.values(), reverse=True)[:k])
-    return {
-        "hit": 1.0 if n_rel_top else 0.0,
-        "recall": n_rel_top / len(gains),
-        "ndcg": _dcg(gains_top) / ideal,
-    }
+    return _dcg([gains.get(doc, 0.0) for doc in ranking[:k]]) / ideal
 
 
-def _recip_rank(ranking: list[str], gains: dict[str, float], cutoff: int | None = None) -> float:
+def reciprocal_rank(ranking: Sequence[str], gains: Mapping[str, float], cutoff: int | None = None) -> float:
+    """1 / rank of the first relevant document, 0 if none is within `cutoff` (None: anywhere; trec_eval
+    `recip_rank`).
+
+    >>> reciprocal_rank(["x", "d1"], {"d1": 1.0}), reciprocal_rank(["x", "d1"], {"d1": 1.0}, cutoff=1)
+    (0.5, 0.0)
+    """
     for rank, doc in enumerate(ranking if cutoff is None else ranking[:cutoff], start=1):
         if doc in gains:
             return 1.0 / rank
     return 0.0
 
-
-def retrieval_metrics(
-    ranked_doc_ids: Sequence[str], relevance: Mapping[str, int], k: int
-) -> dict[str, float | None]:
-    """hit_at_k, recall_at_k, mrr and ndcg_at_k of one ranking, with trec_eval's definitions.
-
-    `relevance` maps document ids to graded judgements (0 = judged not relevant, 1, 2, … relevant).
-    nDCG uses gain = grade and discount log2(rank + 1), the ideal built from every relevant judged
-    document (trec_eval `ndcg_cut`); recall = relevant in the top k / all relevant (`recall_k`);
-    mrr = 1 / rank of the first relevant document anywhere in the ranking (`recip_rank`, no cut-off);
-    hit = any relevant in the top k (`P_k > 0`). A repeated id counts at its first rank.
-
-    When no document is relevant (no grade > 0) the metrics are undefined and every value is None
-    (pytrec_eval would report 0.0; we leave such questions out of the means instead).
-
-    >>> retrieval_metrics(["x", "d1", "y"], {"d1": 1, "d2": 1}, k=3)
-    {'hit_at_k': 1.0, 'recall_at_k': 0.5, 'mrr': 0.5, 'ndcg_at_k': 0.38685280723454163}
-    """
-    _check_cutoff(k)
-    ranking = doc_ranking(ranked_doc_ids)
-    gains = _relevant_gains(relevance)
-    if not gains:
-        return {"hit_at_k": None, "recall_at_k": None, "mrr": None, "ndcg_at_k": None}
-    at = _scores_at(ranking, gains, k)
-    return {
-        "hit_at_k": at["hit"],
-        "recall_at_k": at["recall"],
-        "mrr": _recip_rank(ranking, gains),
-        "ndcg_at_k": at["ndcg"],
-    }
-
-
-def retrieval_metrics_at(
-    ranked_doc_ids: Sequence[str], relevance: Mapping[str, int], cutoffs: Sequence[int]
-) -> dict[str, float | None]:
-    """hit_at_N, recall_at_N, mrr_at_N and ndcg_at_N for every cutoff N.
-
-    mrr_at_N = 1 / rank of the first relevant document if it is within the top N, else 0.
-    Every value is None when no document is relevant (see `retrieval_metrics`).
-
-    >>> retrieval_metrics_at(["x", "d1"], {"d1": 1}, [1, 10])["mrr_at_10"]
-    0.5
-    """
-    if not cutoffs:
-        raise ValueError("cutoffs must name at least one cutoff, e.g. [1, 5, 10]")
-    for c in cutoffs:
-        _check_cutoff(c, "each cutoff")
-    ranking = doc_ranking(ranked_doc_ids)
-    gains = _relevant_gains(relevance)
-    out: dict[str, float | None] = {}
-    for c in sorted(set(cutoffs)):
-        if not gains:
-            out.update({f"hit_at_{c}": None, f"recall_at_{c}": None, f"mrr_at_{c}": None, f"ndcg_at_{c}": None})
-            continue
-        at = _scores_at(ranking, gains, c)
-        out[f"hit_at_{c}"] = at["hit"]
-        out[f"recall_at_{c}"] = at["recall"]
-        out[f"mrr_at_{c}"] = _recip_rank(ranking, gains, cutoff=c)
-        out[f"ndcg_at_{c}"] = at["ndcg"]
-    return out
-
-
-RETRIEVAL_METRICS: dict[str, str] = {
-    "hit_at_k": "1 if any relevant document is in the top k, else 0",
-    "recall_at_k": "relevant documents in the top k / all relevant documents",
-    "mrr": "1 / rank of the first relevant document (trec_eval recip_rank)",
-    "ndcg_at_k": "graded nDCG over the top k (trec_eval ndcg_cut)",
-}
-RETRIEVAL_REQUIRES = frozenset({"relevant_ids"})
 
 # ---------------------------------------------------------------- SQuAD v1.1 answer metrics
 
@@ -280,69 +222,6 @@ def string_similarity(prediction: str, references: Sequence[str]) -> float | Non
     0.5714285714285714
     """
     return _ragas_max(_ragas_string_similarity(), prediction, references)
-
-
-# ---------------------------------------------------------------- the answer-metric registry
-
-
-@dataclass(frozen=True)
-class AnswerMetric:
-    """An answer metric, registered by the name the YAML and the results use."""
-
-    name: str
-    requires: frozenset[str]
-    fn: Callable[[str, Sequence[str]], float | None]
-    description: str
-
-    def __post_init__(self) -> None:
-        unknown = self.requires - INPUTS
-        if unknown:
-            raise ValueError(f"metric {self.name!r} requires unknown input(s) {sorted(unknown)}; known: {sorted(INPUTS)}")
-
-
-_REF = frozenset({"reference_answers"})
-ANSWER_METRICS: dict[str, AnswerMetric] = {
-    m.name: m
-    for m in (
-        AnswerMetric("exact_match", _REF, exact_match, "SQuAD v1.1 exact match after normalisation, max over references"),
-        AnswerMetric("f1", _REF, token_f1, "SQuAD v1.1 token F1 after normalisation, max over references"),
-        AnswerMetric("rouge_l", _REF, rouge_l, "ragas ROUGE-L F-measure, max over references"),
-        AnswerMetric(
-            "string_similarity", _REF, string_similarity, "ragas 1 - normalised Levenshtein distance, max over references"
-        ),
-    )
-}
-
-
-def score_answer(prediction: str, references: Sequence[str]) -> dict[str, float | None]:
-    """Every registered answer metric for one answer; all None when there are no references.
-
-    >>> score_answer("Denver Broncos", ["Denver Broncos"])["f1"]
-    1.0
-    """
-    return {name: metric.fn(prediction, references) for name, metric in ANSWER_METRICS.items()}
-
-
-def missing_inputs(available: set[str], include_retrieval: bool = True) -> dict[str, str]:
-    """Metrics that cannot run with the eval set's `available` inputs → the reason, for the report.
-
-    Covers the answer metrics and, with `include_retrieval`, the retrieval metrics.
-
-    >>> missing_inputs({"relevant_ids"})["exact_match"]
-    'needs reference_answers (the eval set has none)'
-    """
-    unknown = set(available) - INPUTS
-    if unknown:
-        raise ValueError(f"unknown input name(s) {sorted(unknown)}; known inputs: {sorted(INPUTS)}")
-    needs: dict[str, frozenset[str]] = {name: m.requires for name, m in ANSWER_METRICS.items()}
-    if include_retrieval:
-        needs.update({name: RETRIEVAL_REQUIRES for name in RETRIEVAL_METRICS})
-    out: dict[str, str] = {}
-    for name, requires in needs.items():
-        lacking = sorted(requires - set(available))
-        if lacking:
-            out[name] = f"needs {' and '.join(lacking)} (the eval set has none)"
-    return out
 
 
 # ---------------------------------------------------------------- aggregates

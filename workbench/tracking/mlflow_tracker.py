@@ -27,37 +27,16 @@ from workbench.tracking.protocol import (
 from workbench.tracking.store import check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock
 from workbench.errors import TrackingError
 
-TABLE_COLUMNS = (
-    "question_id",
-    "question",
-    "answer",
-    "reference_answers",
-    "relevant_ids",
-    "retrieved_doc_ids",
-    "retrieved_chunk_ids",
-    "contexts",
-    "exact_match",
-    "f1",
-    "rouge_l",
-    "string_similarity",
-    "hit_at_k",
-    "recall_at_k",
-    "mrr",
-    "ndcg_at_k",
-    "latency_retrieve_s",
-    "latency_generate_s",
-    "latency_total_s",
-    "tokens_prompt",
-    "tokens_completion",
-    "cost_usd",
-    "error",
-)
+# The eval_results table's columns, derived from the Cell declaration and the metric catalogue: what
+# was asked and answered, the answer and retrieval scores, measurements, the error; a row's other keys
+# (cut-offs, judged scores, metrics registered later) follow. `_NOT_IN_TABLE`: not per-question results
+# (or too bulky for the table).
+from workbench.scoring.cell import NOT_IN_TABLE as _NOT_IN_TABLE, table_columns  # noqa: E402
+
+TABLE_COLUMNS = table_columns()
 
 
 TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
-
-# Row fields that are not per-question results (or are too bulky for the table).
-_NOT_IN_TABLE = {"variant_hash", "variant", "messages", "started_at_ns"}
 
 
 def git_commit(cwd: Path | None = None) -> str | None:

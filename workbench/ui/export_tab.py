@@ -24,6 +24,8 @@ class ExportTab:
         self.variant = W.Dropdown(options=[], description="variant", layout=W.Layout(width="70%"))
         self.objective = W.Dropdown(options=["f1"], value="f1", description="objective")
         self.maximize = W.Checkbox(value=True, description="higher is better", indent=False)
+        # the objective's declared direction (higher f1, lower latency) until the user says otherwise
+        self.objective.observe(self._objective_changed, "value")
         self.constraints = W.Text(
             description="constraints", placeholder="latency_total_p95_s<=2, cost_usd_per_1k<=0.5", layout=W.Layout(width="70%")
         )
@@ -51,6 +53,12 @@ class ExportTab:
             ]
         )
         self._mode_changed()
+
+    def _objective_changed(self, change: dict) -> None:
+        from workbench.scoring.aggregate import direction
+
+        if change["new"]:
+            self.maximize.value = direction(change["new"]) == "max"
 
     def _mode_changed(self) -> None:
         best = self.mode.value == "best"

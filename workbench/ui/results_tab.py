@@ -16,13 +16,14 @@ from typing import Any, Callable
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
-from workbench.scoring.aggregate import QUALITY_METRICS, quality_metrics
+from workbench.scoring.catalogue import quality_metrics
+from workbench.scoring.cell import MEASURES
 from workbench.ui.common import FigureView, fmt, message, set_options
 
 log = logging.getLogger(__name__)
 
 X_AXES = [("latency p95 (s)", "latency_total_p95_s"), ("cost per 1k questions (USD)", "cost_usd_per_1k")]
-_SCORE_EXTRA = ("latency_retrieve_s", "latency_generate_s", "latency_total_s", "tokens_prompt", "tokens_completion", "cost_usd")
+_SCORE_EXTRA = tuple(MEASURES)  # shown after the scores in the drill-down
 
 
 def _present(value: Any) -> bool:
@@ -78,7 +79,7 @@ class ResultsTab:
         frame = results.to_frame()
         metrics = [
             m for m in quality_metrics(results.rows) if m in frame.columns and frame[m].notna().any()
-        ] or list(QUALITY_METRICS[:1])
+        ] or quality_metrics([])[:1]
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in results.notes)
         self.summary.value = (
             f"<b>sweep {html.escape(results.sweep_id)}</b> · {html.escape(str(results.status))} · "
