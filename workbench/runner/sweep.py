@@ -8,7 +8,6 @@ MLflow is written by a helper process (`workbench.tracking.process`) that overla
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from contextlib import ExitStack
@@ -25,6 +24,7 @@ from workbench.runner.resume import Start, open_record, reuse_finished
 from workbench.runner.workspace import Workspace
 from workbench.scoring import catalogue
 from workbench.spec import SweepSpec, load_spec
+from workbench.sync import run_coroutine
 from workbench.tracking import LoggedRun, Tracker, open_tracker, warm_up
 
 
@@ -114,7 +114,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         with record.cells_path.open("a", encoding="utf-8") as cells:
             run = Execution(inputs, hooks, env, ws, log, judge, cache, results, cells, bar, inputs.eval_frame(),
                             start.done, children)
-            _run_coroutine(run.run())
+            run_coroutine(run.run(), thread_name="workbench-sweep")
         status = "KILLED" if hooks.cancelled() else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -145,25 +145,3 @@ def _note_parent_run(future, record, results) -> None:
     if future.exception() is None:
         results.parent_run_id = future.result().parent_run_id
         record.write_status(parent_run_id=results.parent_run_id)
-
-
-def _run_coroutine(coro) -> Any:
-    """asyncio.run, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="workbench-sweep", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
