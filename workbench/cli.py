@@ -97,7 +97,7 @@ def export(
     variant: Optional[str] = typer.Option(None, "--variant", help="Variant hash (or unique prefix) to export"),
     best: Optional[str] = typer.Option(None, "--best", help="Export the best variant by this metric, e.g. f1"),
     constraint: list[str] = typer.Option([], "--constraint", help="With --best: METRIC<=VALUE (repeatable)"),
-    minimize: bool = typer.Option(False, "--minimize", help="With --best: lower is better"),
+    minimize: bool = typer.Option(False, "--minimize", help="With --best: lower is better (default: the metric's own direction)"),
     tracking_uri: str = typer.Option("sqlite:///mlruns/mlflow.db", "--tracking-uri", help="MLflow tracking URI"),
 ) -> None:
     """Export one variant of a logged sweep as a production YAML with provenance."""
@@ -110,7 +110,7 @@ def export(
     if best is not None:
         from workbench.analysis.stats import parse_constraints
 
-        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=not minimize)
+        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
         variant = decision.winner
     try:

@@ -272,7 +272,7 @@ class ChunkIndex:
     def search(self, queries: Sequence[str], cfg: RetrievalConfig) -> list[list[Hit]]:
         """One best-first list of at most `cfg.k` hits per query, all queries in one batch."""
         try:
-            retriever = RETRIEVERS[cfg.kind]
+            retriever = RETRIEVERS[cfg.kind].search
         except KeyError:
             raise ConfigError(
                 f"retrieval.kind: unknown kind {cfg.kind!r}; choose one of {', '.join(sorted(RETRIEVERS))}"
@@ -285,9 +285,23 @@ class ChunkIndex:
         ]
 
 
+@dataclass(frozen=True)
+class Retriever:
+    """A retrieval kind: its search (index, queries, config -> per query [(chunk position, score)], best
+    first) and whether it needs the embedded Chroma collection (the runner builds those before use)."""
+
+    search: Callable[[ChunkIndex, Sequence[str], RetrievalConfig], list[list[tuple[int, float]]]]
+    needs_vectors: bool
+
+
 # The names the YAML uses (RetrievalConfig.kind). A new retriever: one method/function + one entry here.
-RETRIEVERS: dict[str, Callable[[ChunkIndex, Sequence[str], RetrievalConfig], list[list[tuple[int, float]]]]] = {
-    "dense": lambda index, queries, cfg: index._dense(queries, cfg.k),
-    "bm25": lambda index, queries, cfg: index._sparse(queries, cfg.k),
-    "hybrid": lambda index, queries, cfg: index._hybrid(queries, cfg),
+RETRIEVERS: dict[str, Retriever] = {
+    "dense": Retriever(lambda index, queries, cfg: index._dense(queries, cfg.k), needs_vectors=True),
+    "bm25": Retriever(lambda index, queries, cfg: index._sparse(queries, cfg.k), needs_vectors=False),
+    "hybrid": Retriever(lambda index, queries, cfg: index._hybrid(queries, cfg), needs_vectors=True),
 }
+
+
+def needs_vectors(cfg: RetrievalConfig) -> bool:
+    """Does this retrieval search the dense (embedded) index? BM25 alone never embeds the corpus."""
+    return RETRIEVERS[cfg.kind].needs_vectors

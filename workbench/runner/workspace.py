@@ -21,12 +21,12 @@ from workbench.data.evalset import EvalItem
 from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
-from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
+from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key, needs_vectors
 from workbench.spec import VariantConfig, content_hash
 
 
 def needs_dense(variant: VariantConfig) -> bool:
-    return variant.retrieval.kind in ("dense", "hybrid")
+    return needs_vectors(variant.retrieval)
 
 
 @dataclass
