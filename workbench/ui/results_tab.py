@@ -3,7 +3,7 @@
 Pareto (quality vs latency p95 or cost per 1k, both chosen in dropdowns), mean-with-CI bars, the
 question heat map, and: pick a variant and a question → question, retrieved contexts with their
 document ids, answer, reference answers and scores. A sweep id + "Load sweep" fills the view from
-MLflow (`workbench.tracking.mlflow_tracker.load_sweep`) without re-running anything.
+MLflow (`workbench.analysis.load.load_sweep`) without re-running anything.
 """
 
 from __future__ import annotations
