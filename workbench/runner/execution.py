@@ -42,7 +42,7 @@ def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: di
     row.update(scored.to_row())  # only adds keys: the row keeps its order
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Execution:
     """Runs the variants' missing cells; `results` collects the rows, `tracker` gets them in order."""
 

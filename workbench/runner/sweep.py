@@ -112,8 +112,9 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     status = "FAILED"
     try:
         with record.cells_path.open("a", encoding="utf-8") as cells:
-            run = Execution(inputs, hooks, env, ws, log, judge, cache, results, cells, bar, inputs.eval_frame(),
-                            start.done, children)
+            run = Execution(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
+                            results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
+                            done=start.done, children=children)
             run_coroutine(run.run(), thread_name="workbench-sweep")
         status = "KILLED" if hooks.cancelled() else "FINISHED"
     except KeyboardInterrupt:
