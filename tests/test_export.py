@@ -45,7 +45,8 @@ def test_export_is_logged_to_the_variant_run_and_prompt_registered(exported):
     results, variant, path = exported
     client = mlflow.MlflowClient(results.spec.tracking.tracking_uri)
     run_id = results.run_ids[variant.hash]
-    assert [a.path for a in client.list_artifacts(run_id, "export")] == ["export/winner.yaml"]
+    # other tests may export the same shared sweep's variant too (the CLI's --best picks by latency on ties)
+    assert "export/winner.yaml" in [a.path for a in client.list_artifacts(run_id, "export")]
     assert client.get_run(run_id).data.tags["workbench.exported"] == "true"
     reg = yaml.safe_load(path.read_text())["provenance"]["prompt_registry"]
     mlflow.set_tracking_uri(results.spec.tracking.tracking_uri)
