@@ -366,6 +366,7 @@ def test_score_cells_judges_a_variant_concurrently_through_one_client_then_close
         judge.close()
     assert 1 < stats["max_in_flight"] <= 4  # concurrent, and bounded by execution.concurrency
     assert judge.calls == stats["chat_calls"] > 0
+    assert judge.limits.admitted == judge.calls  # every request went through the sweep's endpoint limits
     assert sorted(seen) == list(range(8)) and judged[8] is cells[8]  # the failed cell is not judged
     for cell in judged[:8]:
         row = cell.to_row()
@@ -376,3 +377,32 @@ def test_score_cells_judges_a_variant_concurrently_through_one_client_then_close
     assert client.is_closed()
     with pytest.raises(ModelError, match="closed"):
         judge.score(question, answer, contexts, refs)
+
+
+def test_judge_takes_the_sweeps_rate_limits_and_a_limit_holds_requests_back():
+    """The judge admits its requests through the executor's EndpointLimits, built from the spec's
+    execution; with one request per minute a second request waits, without a limit it does not."""
+    from workbench.rag.executor import EndpointLimits
+    from workbench.spec import ExecutionConfig
+
+    ex = ExecutionConfig(concurrency=3, requests_per_minute=1, tokens_per_minute=5000)
+    judge = Judge(JudgeConfig(provider="openai", model="m"), base_url="http://127.0.0.1:9/v1", execution=ex)
+    judge.close()
+    assert isinstance(judge.limits, EndpointLimits) and judge.max_concurrency == 3
+    assert judge.limits.rpm.max_rate == 1 and judge.limits.tpm.max_rate == 5000
+
+    async def admitted_within(limits: EndpointLimits, seconds: float) -> int:
+        async def one() -> None:
+            async with limits.admit(10):
+                pass
+
+        try:
+            async with asyncio.timeout(seconds):
+                await one()
+                await one()
+        except TimeoutError:
+            pass
+        return limits.admitted
+
+    assert asyncio.run(admitted_within(judge.limits, 0.3)) == 1  # the second waits for the next minute
+    assert asyncio.run(admitted_within(EndpointLimits.for_endpoint(ExecutionConfig(), local=False), 0.3)) == 2

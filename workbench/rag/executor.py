@@ -13,6 +13,8 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 from aiolimiter import AsyncLimiter
@@ -62,11 +64,29 @@ class PrioritySemaphore:
         self._value += 1
 
 
-class _EndpointLimits:
+class EndpointLimits:
+    """What one endpoint admits: requests in flight, requests and tokens per minute. The sweep's executor
+    and the judge both admit every request through one of these (bind it to one event loop by using it)."""
+
     def __init__(self, concurrency: int, rpm: float | None, tpm: float | None):
         self.semaphore = PrioritySemaphore(concurrency)
         self.rpm = AsyncLimiter(rpm, 60) if rpm else None
         self.tpm = AsyncLimiter(tpm, 60) if tpm else None
+        self.admitted = 0  # requests let through so far
+
+    @classmethod
+    def for_endpoint(cls, execution: ExecutionConfig, local: bool) -> EndpointLimits:
+        """The spec's limits for one endpoint (the local server answers one request at a time)."""
+        n = execution.local_concurrency if local else execution.concurrency
+        return cls(n, execution.requests_per_minute, execution.tokens_per_minute)
+
+    @asynccontextmanager
+    async def admit(self, tokens: int, priority: int = 0) -> AsyncIterator[None]:
+        await self.acquire(tokens, priority)
+        try:
+            yield
+        finally:
+            self.release()
 
     async def acquire(self, tokens: int, priority: int = 0) -> None:
         await self.semaphore.acquire(priority)
@@ -78,6 +98,7 @@ class _EndpointLimits:
         except BaseException:
             self.semaphore.release()
             raise
+        self.admitted += 1
 
     def release(self) -> None:
         self.semaphore.release()
@@ -96,18 +117,16 @@ class Executor:
         self.execution = execution
         self.cache = cache
         self.cancel = cancel  # a threading.Event: calls still waiting for their turn are dropped
-        self._limits: dict[str, _EndpointLimits] = {}
+        self._limits: dict[str, EndpointLimits] = {}
         self.calls = 0  # requests that reached an endpoint and succeeded
         self.attempts = 0  # including retried bad responses
         self.cache_hits = 0
         self.started = time.perf_counter()
 
-    def _limits_for(self, model: ChatModel) -> _EndpointLimits:
+    def _limits_for(self, model: ChatModel) -> EndpointLimits:
         key = str(model.base_url)
         if key not in self._limits:
-            ex = self.execution
-            n = ex.local_concurrency if model.cfg.provider == "local" else ex.concurrency
-            self._limits[key] = _EndpointLimits(n, ex.requests_per_minute, ex.tokens_per_minute)
+            self._limits[key] = EndpointLimits.for_endpoint(self.execution, model.cfg.provider == "local")
         return self._limits[key]
 
     async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0) -> tuple[Generation, bool]:

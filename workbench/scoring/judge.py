@@ -15,8 +15,9 @@ our embedder) is in `workbench.scoring.ragas_adapters`.
 
 One loop, one client: the judge sends its requests from its own event loop in a background thread,
 through ONE AsyncOpenAI client, whoever calls it (a notebook cell, the sweep's event loop, a thread).
-Requests in flight are bounded by `max_concurrency` (from the spec's `execution`: `local_concurrency`
-for the local server, `concurrency` otherwise), with its `timeout_s` and `max_retries`. `close()` /
+Requests are admitted by the sweep's `EndpointLimits`: in flight at most `max_concurrency` (from the
+spec's `execution`: `local_concurrency` for the local server, `concurrency` otherwise), and per minute
+`requests_per_minute` / `tokens_per_minute` when set; with its `timeout_s` and `max_retries`. `close()` /
 `aclose()` closes the client, the loop and the cache; the sweep runner calls it when the sweep ends.
 
 A failed judgement is never a number: a value of None with the reason (unparseable reply, endpoint
@@ -41,6 +42,7 @@ import openai
 from workbench.errors import ModelError
 from workbench.rag.cache import ResultCache
 from workbench.rag.chat import resolve_endpoint
+from workbench.rag.executor import EndpointLimits
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
 from workbench.scoring.ragas_adapters import (
@@ -105,6 +107,9 @@ class Judge:
         # The local server answers one request at a time: more in flight only queue up and time out.
         default_slots = (execution.local_concurrency if local else execution.concurrency) if execution else (1 if local else 8)
         self.max_concurrency = max_concurrency or default_slots
+        # The sweep's per-endpoint limits: requests in flight, and per minute when the spec sets them.
+        self.limits = EndpointLimits(self.max_concurrency, execution.requests_per_minute if execution else None,
+                                     execution.tokens_per_minute if execution else None)
         self.style = RESPONSE_FORMAT_STYLES[cfg.provider]
         # ragas' few-shot examples make prompts of up to ~1,500 tokens; the local model has a 2,048-token
         # window (and reads ~100-200 tokens/s on 2 cores): keep only its shortest example per prompt.
@@ -245,7 +250,7 @@ class Judge:
                                               max_retries=self.max_retries)
             llm = make_schema_llm(self._client, self.cfg.model, self.style, temperature=self.cfg.temperature,
                                   max_tokens=self.cfg.max_tokens, where=self.base_url, key=self._key,
-                                  api_key_env=self.cfg.api_key_env, slots=asyncio.Semaphore(self.max_concurrency),
+                                  api_key_env=self.cfg.api_key_env, limits=self.limits,
                                   on_call=self._count_call)
             for metric in self.cfg.metrics:
                 binding = catalogue.get(metric).judge

@@ -40,6 +40,7 @@ import numpy as np
 import openai
 from pydantic import BaseModel, ValidationError
 
+from workbench.rag.executor import EndpointLimits, estimate_tokens
 from workbench.sync import run_coroutine
 from workbench.errors import ModelError
 from workbench.rag.chat import describe_api_error
@@ -131,10 +132,10 @@ RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("workbench_
 
 
 def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, temperature: float, max_tokens: int,
-                    where: str, key: str, api_key_env: str | None, slots: asyncio.Semaphore,
+                    where: str, key: str, api_key_env: str | None, limits: EndpointLimits,
                     on_call: Callable[[], None] | None = None) -> Any:
     """A `SchemaLLM` (defined on first use: importing ragas takes ~2 s). Every request goes through
-    `client` and holds one of `slots` while in flight."""
+    `client` and is admitted by `limits` (in flight, per minute) like the sweep's own calls."""
     from ragas.llms.base import InstructorBaseRagasLLM
 
     class SchemaLLM(InstructorBaseRagasLLM):
@@ -157,7 +158,7 @@ def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, tempe
                 "max_tokens": max_tokens,
                 "response_format": response_format(response_model, style),
             }
-            async with slots:
+            async with limits.admit(estimate_tokens(params["messages"], max_tokens)):
                 if on_call is not None:
                     on_call()
                 try:
