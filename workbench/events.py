@@ -3,7 +3,8 @@
 Instrumented places wrap their work in `span(name, **info)`; when nobody listens that is one list check.
 A listener gets each finished `Event` on the thread that did the work, so it must be quick and
 thread-safe. Names in use (see docs/architecture.md): generate, index_build, retrieve, embed, score,
-cache, tracking.<operation>, and the instants loop_started (info["loop"]: the sweep's event loop) and execution_done.
+cache, tracking.<operation>, and the instants loop_started (info["loop"]: the sweep's event loop) and
+execution_done.
 
 >>> seen = []
 >>> unsubscribe = subscribe(seen.append)
@@ -41,10 +42,6 @@ def subscribe(listener: Callable[[Event], None]) -> Callable[[], None]:
     """Start receiving events; call the returned function to stop."""
     _listeners.append(listener)
     return lambda: _listeners.remove(listener) if listener in _listeners else None
-
-
-def listening() -> bool:
-    return bool(_listeners)
 
 
 def emit(event: Event) -> None:

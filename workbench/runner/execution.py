@@ -36,8 +36,8 @@ from workbench.tracking import LoggedRun, Tracker
 def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
     """Add the document ranking, retrieval and answer scores to a row (the catalogue's metrics); a
     metric whose inputs are missing is left out, never 0."""
-    relevance = dict(item.relevance) if item.relevance else {d: 1 for d in item.relevant_ids}
-    scored = score_cell(Cell.from_row(row), relevance, variant.retrieval.k, spec.retrieval_cutoffs,
+    # item.relevance is graded; an eval item with plain relevant_ids defaults it to grade 1 each
+    scored = score_cell(Cell.from_row(row), item.relevance, variant.retrieval.k, spec.retrieval_cutoffs,
                         answers=not variant.retrieval_only)
     row.update(scored.to_row())  # only adds keys: the row keeps its order
 
