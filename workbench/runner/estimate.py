@@ -56,6 +56,18 @@ def count_calls(spec: SweepSpec, corpus_digest: str, questions: Iterable[tuple[s
     return CallCount(total, cached, "estimate from earlier sweeps' records, checked against the cache")
 
 
+def records_signature(home: Path) -> tuple:
+    """Changes when a sweep record is added or grows: (name, size, mtime) of every cells.jsonl."""
+    root = home / "sweeps"
+    if not root.is_dir():
+        return ()
+    out = []
+    for cells in sorted(root.glob("*/cells.jsonl")):
+        st = cells.stat()
+        out.append((cells.parent.name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corpus_digest: str) -> list[str]:
     """The generation key of every wanted (variant, question) some earlier sweep on this corpus sent."""
     root = home / "sweeps"
