@@ -23,6 +23,7 @@ from workbench.runner.sweep import run_sweep
 from workbench.testing.fake_endpoint import LatencyEndpoint
 from workbench.tracking.links import RunLink
 from workbench.ui import Workbench
+from workbench.ui.common import widget_wording
 from workbench.ui.export_tab import link_html
 
 N = 3  # questions
@@ -306,6 +307,32 @@ def test_export_links_to_the_run_in_the_mlflow_ui(tmp_path, endpoint):
     url = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
     assert f'<a href="{url}"' in ex.link.value
     assert f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000" in text(ex.link)
+    assert f"open it with: mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000" in text(wb.run_tab.status)
+
+    # a sweep this store does not hold: the message names the widget's control, not the CLI's flag
+    wb.results_tab.sweep_id.value = "no-such-sweep"
+    wb.results_tab.load_button.click()
+    shown = text(wb.results_tab.message)
+    assert "no-such-sweep" in shown and "the Run tab's tracking URI" in shown and "--tracking-uri" not in shown
+
+
+def test_the_tracking_uri_field_is_what_runs_log_to(tmp_path, endpoint):
+    wb = Workbench(spec_for(tmp_path, endpoint.base_url))
+    assert wb.run_tab.tracking_uri.value == wb.spec().tracking.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    wb.run_tab.tracking_uri.value = "  "
+    assert "tracking URI (Run tab): empty" in text(wb.run_tab.problem) and wb.run_tab.run_button.disabled
+    wb.run_tab.tracking_uri.value = "sqlite:////proc/no-such-dir/mlflow.db"  # a folder nobody can create
+    assert wb.spec().tracking.tracking_uri == "sqlite:////proc/no-such-dir/mlflow.db"
+    wb.run(block=True)
+    shown = text(wb.run_tab.status)
+    assert "wb-error" in wb.run_tab.status.value and "sqlite:////proc/no-such-dir/mlflow.db" in shown
+    assert "--tracking-uri" not in shown and "Traceback" not in shown, shown
+
+
+def test_cli_flags_in_messages_become_the_widget_controls():
+    assert widget_wording("pass --tracking-uri; --no-resume starts anew; --no-cache calls; pip --no-cache-dir") == (
+        "pass the Run tab's tracking URI; Resume unticked (Run tab) starts anew; No cache ticked (Run tab) calls; "
+        "pip --no-cache-dir")
 
 
 def test_a_tracking_server_link_is_the_servers_own_address():

@@ -30,6 +30,11 @@ def _absolute_store(tracking_uri: str) -> str:
     return tracking_uri
 
 
+def ui_command(tracking_uri: str) -> str:
+    """The command that serves a local store's runs at http://UI_HOST:UI_PORT/."""
+    return f"mlflow ui --backend-store-uri {_absolute_store(tracking_uri)} --host {UI_HOST} --port {UI_PORT}"
+
+
 def run_link(tracking_uri: str, run_id: str) -> RunLink:
     """The run's page `<server>/#/experiments/<experiment id>/runs/<run id>`."""
     try:
@@ -41,5 +46,4 @@ def run_link(tracking_uri: str, run_id: str) -> RunLink:
     path = f"#/experiments/{experiment_id}/runs/{run_id}"
     if tracking_uri.startswith(("http://", "https://")):
         return RunLink(run_id, f"{tracking_uri.rstrip('/')}/{path}")
-    command = f"mlflow ui --backend-store-uri {_absolute_store(tracking_uri)} --host {UI_HOST} --port {UI_PORT}"
-    return RunLink(run_id, f"http://{UI_HOST}:{UI_PORT}/{path}", command)
+    return RunLink(run_id, f"http://{UI_HOST}:{UI_PORT}/{path}", ui_command(tracking_uri))

@@ -32,6 +32,7 @@ from workbench.spec import (
     load_spec,
 )
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.ui.common import widget_wording
 from workbench.ui.data_tab import DataTab
 from workbench.ui.export_tab import ExportTab, default_export_path
 from workbench.ui.results_tab import ResultsTab
@@ -63,7 +64,7 @@ class Workbench:
     """Build, run, compare and export RAG sweeps from a notebook.
 
     spec: a YAML path, a dict or a SweepSpec to start from (None: the quickstart data, default variant).
-    tracking_uri: overrides the spec's MLflow tracking URI.
+    tracking_uri: overrides the spec's MLflow tracking URI (the Run tab's "tracking URI" field starts with it).
     endpoints: ModelConfig / EmbeddingConfig entries offered as extra checkboxes in the Variants tab.
     tracker: log runs to and load sweeps from this Tracker instead of the spec's MLflow store.
     """
@@ -108,7 +109,8 @@ class Workbench:
         base = self._base
         self._data_tab = DataTab(base.data)
         self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints)
-        self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel)
+        self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel,
+                               tracking_uri=self._tracking_uri or base.tracking.tracking_uri)
         self._results_tab = ResultsTab(on_load=self._on_load_click)
         self._export_tab = ExportTab(default_path=default_export_path(base.name))
         self._status = StatusLine()
@@ -171,8 +173,10 @@ class Workbench:
         space = self.variants_tab.space()
         base = self._base
         tracking = base.tracking.model_dump(mode="json")
-        if self._tracking_uri:
-            tracking["tracking_uri"] = self._tracking_uri
+        tracking["tracking_uri"] = self.run_tab.tracking_uri.value.strip()
+        if not tracking["tracking_uri"]:
+            raise ConfigError("tracking URI (Run tab): empty; give an MLflow tracking URI such as "
+                              "sqlite:///mlruns/mlflow.db or http://host:5000")
         name = self.run_tab.name.value.strip()
         experiment = self.run_tab.experiment.value.strip() or None
         return load_spec(
@@ -241,7 +245,7 @@ class Workbench:
         try:
             return self.spec().tracking.tracking_uri
         except ConfigError:
-            return self._tracking_uri or self._base.tracking.tracking_uri
+            return self.run_tab.tracking_uri.value.strip() or self._base.tracking.tracking_uri
 
     # ------------------------------------------------------------ run
 
@@ -284,7 +288,7 @@ class Workbench:
         try:
             self.run()
         except WorkbenchError as exc:
-            self.run_tab.status.value = self._msg(f"cannot run: {exc}", "error")
+            self.run_tab.status.value = self._msg(f"cannot run: {widget_wording(str(exc))}", "error")
 
     def _worker(self, spec: SweepSpec, cancel: threading.Event, progress, options: dict[str, bool]) -> None:
         try:
@@ -302,7 +306,7 @@ class Workbench:
                                 tracker=self._tracker, **options)
         except WorkbenchError as exc:
             self.error = exc
-            self.run_tab.finished(None, f"the sweep failed: {exc}", "error")
+            self.run_tab.finished(None, f"the sweep failed: {widget_wording(str(exc))}", "error")
             return
         except Exception as exc:  # shown in the tab, logged with its traceback for a bug report
             log.exception("sweep failed")
@@ -322,8 +326,10 @@ class Workbench:
             lines.append(how)
         if results.parent_run_id:
             lines.append(f"MLflow parent run {results.parent_run_id} at {uri}")
-            if uri.startswith("sqlite:///"):
-                lines.append(f"open it with: mlflow ui --backend-store-uri {uri}")
+            if not uri.startswith(("http://", "https://")):  # a local store: no server until one is started
+                from workbench.tracking.links import ui_command
+
+                lines.append(f"open it with: {ui_command(uri)}")
         self.run_tab.finished(results.status, "\n".join(lines), "ok" if results.status == "FINISHED" else "warn")
         self._show_results(results)
 
@@ -335,7 +341,8 @@ class Workbench:
 
         _ = self.widget
         if not sweep_id:
-            raise ConfigError("sweep id: empty; give the id `workbench run` printed (e.g. 20261127-025350-17646e)")
+            raise ConfigError("sweep id: empty; give the id of an earlier sweep (the status line shows it; "
+                              "`workbench run` prints it), e.g. 20261127-025350-17646e")
         where = "the given tracker" if self._tracker is not None else self._tracking()
         results = load_sweep(sweep_id, self._tracking(), tracker=self._tracker)
         self.results = results
@@ -349,7 +356,7 @@ class Workbench:
         try:
             self.load(sweep_id)
         except WorkbenchError as exc:
-            self.results_tab.show_message(str(exc), "error")
+            self.results_tab.show_message(widget_wording(str(exc)), "error")
         except Exception as exc:
             log.exception("loading sweep failed")
             self.results_tab.show_message(f"loading failed: {type(exc).__name__}: {exc}", "error")

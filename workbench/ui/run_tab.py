@@ -51,9 +51,15 @@ class SweepProgress:
 
 
 class RunTab:
-    def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any]) -> None:
+    def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any],
+                 tracking_uri: str = "") -> None:
         self.name = W.Text(value=name, description="sweep name")
         self.experiment = W.Text(value=experiment or "", description="experiment", placeholder="(default: the sweep name)")
+        self.tracking_uri = W.Text(
+            value=tracking_uri, description="tracking URI", placeholder="sqlite:///mlruns/mlflow.db or http://host:5000",
+            tooltip="The MLflow tracking URI runs are logged to and sweeps are loaded from",
+            layout=W.Layout(width="45%"), style={"description_width": "initial"},
+        )
         self.run_button = W.Button(description="Run", icon="play", button_style="success")
         self.cancel_button = W.Button(description="Cancel", icon="stop", button_style="warning", disabled=True)
         self.run_button.on_click(lambda _: on_run())
@@ -83,6 +89,7 @@ class RunTab:
         self.widget = W.VBox(
             [
                 W.HBox([self.name, self.experiment]),
+                self.tracking_uri,
                 W.HBox([self.run_button, self.cancel_button]),
                 self.options_row,
                 self.problem,
@@ -96,7 +103,7 @@ class RunTab:
     @property
     def inputs(self) -> list[W.Widget]:
         """The widgets whose value is part of the spec (the app observes them)."""
-        return [self.name, self.experiment]
+        return [self.name, self.experiment, self.tracking_uri]
 
     @property
     def run_options(self) -> dict[str, bool]:
