@@ -38,7 +38,7 @@ def origin(results, loaded_from: str | None) -> str:
     if loaded_from is not None:
         return f"loaded from {loaded_from} (nothing was run)"
     if results.stats.get("reused_cells"):
-        return ("returned as is: identical to this finished sweep, nothing was run again "
+        return (f"returned as is: identical to finished sweep {results.sweep_id}, nothing was run again "
                 "(untick Resume in the Run tab to start a new sweep; tick No cache to call the models again)")
     resumed = next((n for n in results.notes if n.startswith("resumed sweep")), None)
     if resumed:
