@@ -205,7 +205,9 @@ class Workbench:
             self.run_tab.set_problem(exc)
             self.status.render(None, "fix the message in the Variants or Run tab")
             return
-        self.variants_tab.show_count(len(spec.variants()), self.data_tab.question_count(), self.call_count(spec))
+        data = self._questions(spec.data)  # the questions the sweep will use, when its files load
+        questions = len(data[1]) if data is not None else self.data_tab.question_count()
+        self.variants_tab.show_count(len(spec.variants()), questions, self.call_count(spec))
         self.run_tab.set_problem(None)
         self.status.render(spec)
 

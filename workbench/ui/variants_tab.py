@@ -37,13 +37,8 @@ def _unique(items):
     return list({item: None for item in items})  # frozen configs are hashable; keeps first-seen order
 
 
-def endpoint_label(cfg: ModelConfig | EmbeddingConfig) -> str:
-    text = f"{cfg.provider}: {cfg.model}"
-    if cfg.base_url:
-        text += f" @ {cfg.base_url}"
-    if isinstance(cfg, ModelConfig):
-        text += f" (temperature {cfg.temperature:g}, max_tokens {cfg.max_tokens})"
-    return text
+def endpoint_label(cfg: EmbeddingConfig) -> str:
+    return f"{cfg.provider}: {cfg.model}" + (f" @ {cfg.base_url}" if cfg.base_url else "")
 
 
 class PromptEditor:
