@@ -4,8 +4,9 @@ Prompts are edited one by one (name + template, slots checked as you type with
 `config.check_template`); chunking is, per strategy, sizes × overlaps (comma-separated integers);
 retrieval is kinds × k; embeddings are checkboxes over the spec's entries plus the endpoints the user
 configured; models are checkboxes with editable parameters and an "add endpoint" form (`models_editor`).
-Identical prompt templates are warned about (they only duplicate variants). `space()` turns the widgets into the config lists (in the same
-order as the spec, so a spec round-trips unchanged) or raises ConfigError naming the field.
+Identical prompt templates are warned about (they only duplicate variants). `space()` turns the widgets
+into the config lists (in the same order as the spec, so a spec round-trips unchanged) or raises
+ConfigError naming the field.
 """
 
 from __future__ import annotations
