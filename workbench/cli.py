@@ -68,7 +68,8 @@ def run(
         typer.echo(f"note: {note}")
     st = results.stats
     if st.get("reused_cells"):
-        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged")
+        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged "
+                   "(--no-resume starts a new sweep; --no-cache calls the models again)")
     else:
         typer.echo(
             f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "

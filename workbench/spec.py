@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from workbench.errors import ConfigError
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
+_HTTP_URL = TypeAdapter(AnyHttpUrl)  # checks an endpoint's base_url
 
 # Short and SmolLM2-friendly: one user message, context first, then the question.
 DEFAULT_TEMPLATE = (
@@ -103,6 +104,16 @@ class Endpoint(Frozen):
 
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:  # pydantic's URL parser checks the scheme and host; the string itself is kept (hashes)
+                _HTTP_URL.validate_python(value)
+            except ValidationError:
+                raise ValueError("must be an http(s) URL with a host, like http://localhost:11434/v1") from None
+        return value
 
     @field_validator("api_key_env")
     @classmethod
