@@ -232,7 +232,8 @@ class Workbench:
 
         try:
             results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel,
-                                on_start=lambda info: progress.set_total(info["total_cells"]))
+                                on_start=lambda info: progress.set_total(info["total_cells"]),
+                                **self.run_tab.run_options())
         except WorkbenchError as exc:
             self.error = exc
             self.run_tab.finished(None, f"the sweep failed: {exc}", "error")
