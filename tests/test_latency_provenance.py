@@ -213,7 +213,7 @@ def test_old_rows_and_old_cache_entries_load_as_earlier_run_unknown(tmp_path, en
     prov = again.latency_provenance()
     assert prov["unknown_run"].tolist() == [N] and prov["earlier_sweeps"].tolist() == [""]
     message = again.latency_warning()
-    assert message is not None and "a run nobody recorded" in message
+    assert message is not None and "which one is unknown" in message
 
 
 def test_remeasure_latency_is_checked_and_reaches_run_sweep_from_every_face(tmp_path, endpoint):
@@ -243,3 +243,28 @@ def test_remeasure_latency_is_checked_and_reaches_run_sweep_from_every_face(tmp_
     assert "note: re-timed 2 question(s) per variant" in out.output
     out = runner.invoke(app, ["run", str(path), "--no-progress", "--remeasure-latency", "-1"])
     assert out.exit_code == 2 and "--remeasure-latency" in out.output and "Traceback" not in out.output
+
+
+def test_each_call_records_the_load_it_was_timed_under(tmp_path, endpoint):
+    endpoint.configure(latency=0.2)  # calls outlast the serial retrieval feeding them
+    spec = spec_for(tmp_path, endpoint.base_url, TEMPLATES, concurrency=3)
+    results = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    loads = [r["latency_in_flight"] for r in results.rows]
+    assert {r["latency_concurrency_limit"] for r in results.rows} == {3}
+    assert max(loads) == 3 and min(loads) >= 1  # 10 calls through 3 slots: full most of the time
+    assert endpoint.stats()["max_in_flight"] <= 3
+
+
+@pytest.mark.slow
+def test_a_sweep_read_back_from_mlflow_keeps_where_its_latencies_were_measured(tmp_path, endpoint):
+    from workbench.analysis.load import load_sweep
+
+    spec = spec_for(tmp_path, endpoint.base_url, TEMPLATES)
+    first = run_sweep(spec, progress=False)
+    spec["space"]["prompt"] = [*TEMPLATES, THIRD]
+    second = run_sweep(spec, progress=False, resume=False)
+    loaded = load_sweep(second.sweep_id, spec["tracking"]["tracking_uri"])
+    cols = ["timed_cells", "measured_here", "measured_elsewhere", "unknown_run", "earlier_sweeps", "latency_basis"]
+    assert loaded.latency_provenance()[cols].equals(second.latency_provenance()[cols])
+    assert f"sweep {first.sweep_id}" in loaded.latency_warning() and loaded.latency_warning() == second.latency_warning()
+    assert loaded.to_frame()["latency_total_p95_s"].tolist() == pytest.approx(second.to_frame()["latency_total_p95_s"].tolist())

@@ -35,7 +35,7 @@ def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[Var
 
     timed_cells: cells with a latency (failed cells have none); measured_here: timed in this sweep
     (`sweep_id`), measured_elsewhere: cached answers timed in an earlier run, of which unknown_run in a run
-    nobody recorded (cached before provenance existed); earlier_sweeps: those runs' sweep ids;
+    whose id is unknown (cached before provenance was recorded); earlier_sweeps: those runs' sweep ids;
     latency_basis: the cells its latency aggregates (p50/p95/mean) are computed from — "this sweep" when
     any cell was measured here, else "earlier runs" (see `scoring.aggregate`); measured_here_share:
     measured_here / timed_cells (NaN without timed cells).
@@ -64,7 +64,7 @@ def latency_warning(rows: Sequence[Mapping[str, Any]], variants: Sequence[Varian
     """One sentence when comparing these variants' latencies mixes runs, else None.
 
     Aggregates (`per_question=False`, what to_frame / best / pareto use) mix runs when the variants'
-    latency bases (see `latency_provenance`) come from more than one run, or from a run nobody recorded.
+    latency bases (see `latency_provenance`) come from more than one run, or from a run whose id is unknown.
     Per-question latencies (`compare("latency_total_s")`) mix runs when any cell was measured elsewhere
     while others were not.
     """
@@ -83,8 +83,9 @@ def latency_warning(rows: Sequence[Mapping[str, Any]], variants: Sequence[Varian
     total = {v: sum(1 for r in _timed(rows) if r["variant"] == v) for v in named}
     listed = ", ".join(f"{v} ({n} of {total[v]} cells)" for v, n in named.items())
     earlier = sorted(runs - {THIS_SWEEP, UNKNOWN_RUN})
-    where = " and ".join(filter(None, [f"sweep {', '.join(earlier)}" if earlier else "",
-                                       "a run nobody recorded" if UNKNOWN_RUN in runs else ""]))
+    unknown = "which one is unknown: cached before provenance was recorded"
+    where = ((f"sweep {', '.join(earlier)}" + (" and others unknown" if UNKNOWN_RUN in runs else "")) if earlier
+             else unknown)
     others = "; the other variants were timed in this sweep" if THIS_SWEEP in runs else ""
     what = "per-question latencies" if per_question else "latency figures (p50/p95/mean)"
     return (f"latency comparison mixes runs: {len(named)} of {len(per_variant)} variants have {what} measured in an "

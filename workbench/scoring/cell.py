@@ -84,9 +84,10 @@ class Cell:
     cost_usd: float | None = _f("generation", measure="cost")  # None: unknown price, never "free"
     # When and under what load the latencies above were measured (a cached answer keeps the latency of
     # the run that made its model call). None: a cache entry older than these fields, so "earlier run,
-    # unknown". Not per-question results: kept in the row and cells.jsonl, not in the eval_results table.
+    # unknown". The sweep id is in the eval_results table so a sweep read back from MLflow still tells
+    # fresh from reused timings; the rest are conditions, not results: in the row and cells.jsonl only.
+    latency_sweep_id: str | None = _f("generation")  # the sweep whose model call it was
     latency_measured_at: str | None = _f("generation", table=False)  # ISO 8601 UTC, when the answer arrived
-    latency_sweep_id: str | None = _f("generation", table=False)  # the sweep whose model call it was
     latency_in_flight: int | None = _f("generation", table=False)  # calls in flight to the endpoint then
     latency_concurrency_limit: int | None = _f("generation", table=False)  # the endpoint's limit then
     error: str | None = _f("retrieval")  # why the cell failed; a failed cell is never scored
@@ -193,12 +194,14 @@ def latency_source(row: Mapping[str, Any], sweep_id: str | None) -> str:
     >>> latency_source({"cached": True, "latency_sweep_id": "s1"}, "s2"), latency_source({"cached": False}, "s2")
     ('s1', 'this sweep')
     """
+    cached = row.get("cached")
+    cached = bool(cached) and cached == cached  # NaN (a table's empty cell) is not True
     if "latency_sweep_id" not in row:
-        return UNKNOWN_RUN if row.get("cached") else THIS_SWEEP
+        return UNKNOWN_RUN if cached else THIS_SWEEP
     measured_in = row["latency_sweep_id"]
-    if measured_in is None:
+    if not isinstance(measured_in, str) or not measured_in:  # None, or NaN read back from a table
         return UNKNOWN_RUN
-    if measured_in == sweep_id or (sweep_id is None and not row.get("cached")):
+    if measured_in == sweep_id or (sweep_id is None and not cached):
         return THIS_SWEEP
     return measured_in
 

@@ -58,7 +58,7 @@ class RunTab:
         self.retime = W.BoundedIntText(value=0, min=0, max=1_000_000, description="re-time N questions",
                                        tooltip="re-time N questions per variant past the generation cache, so "
                                        "latencies compare like for like (0: off)",
-                                       style={"description_width": "initial"}, layout=W.Layout(width="200px"))
+                                       style={"description_width": "initial"}, layout=W.Layout(width="260px"))
         self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
         self.status = W.HTML()
         self.progress_box = W.VBox()
