@@ -116,8 +116,16 @@ def export(
     if best is not None:
         from workbench.analysis.stats import parse_constraints
 
-        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
+        import warnings
+
+        from workbench.analysis.provenance import LatencyProvenanceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LatencyProvenanceWarning)  # printed below as one line
+            decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
+        for warning in decision.warnings:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         variant = decision.winner
     try:
         chosen = results.variant(variant)

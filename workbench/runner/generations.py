@@ -73,6 +73,9 @@ def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
     """A cached entry as (generation, provenance); None when it is not a generation (read as a miss)."""
     if not isinstance(entry, dict) or not all(name in entry for name in _GENERATION_FIELDS):
         return None
+    latency = entry["latency_s"]
+    if not isinstance(entry["text"], str) or isinstance(latency, bool) or not isinstance(latency, (int, float)):
+        return None  # not what we store: ask the model rather than report a wrong answer or latency
     measured = entry.get("measured")
     try:
         provenance = Measured(**measured) if isinstance(measured, dict) else UNKNOWN
