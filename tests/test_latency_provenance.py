@@ -116,6 +116,8 @@ def test_cached_cells_keep_their_first_sweeps_latency_best_warns_and_remeasure_f
         assert f"{variant} ({N} of {N} cells)" in message
     assert new not in message.split(":")[1]  # the freshly timed variant is not among those named
     assert any("mixes runs" in n for n in second.notes)  # the CLI prints notes after the summary
+    again = run_sweep(spec, progress=False, tracker=tracker)  # the finished sweep returned as is: same note
+    assert again.sweep_id == second.sweep_id and any("mixes runs" in n for n in again.notes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LatencyProvenanceWarning)
         decision = second.best("f1")

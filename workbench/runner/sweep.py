@@ -77,7 +77,7 @@ def run_sweep(
     if resume and not no_cache and not remeasure_latency:
         reused = reuse_finished(inputs, hooks, started, tracker)
         if reused is not None:
-            return reused
+            return _note_latency(reused)
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
         env.check_endpoints(list(inputs.variants))
@@ -93,7 +93,7 @@ def run_sweep(
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         start = open_record(inputs, resume)
         retime = retime_ids((item.id for item in inputs.evalset.items), remeasure_latency)
-        return _execute(inputs, hooks, env, judge, log, start, started, stack, retime)
+        return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime))
 
 
 def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, log: Tracker, start: Start,
@@ -151,6 +151,12 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     if retime:
         results.notes.append(f"re-timed {len(retime)} question(s) per variant past the generation cache "
                              f"(remeasure_latency): latency aggregates use the cells timed in this sweep")
+    return results
+
+
+def _note_latency(results: SweepResults) -> SweepResults:
+    """The latency warning among the notes (the CLI prints them after the summary) when the variants'
+    latency figures mix runs."""
     mixed = results.latency_warning()
     if mixed:
         results.notes.append(mixed)
