@@ -7,7 +7,7 @@ it with latencies measured now compares *when* cells ran: `best()` once excluded
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -26,11 +26,15 @@ class LatencyProvenanceWarning(UserWarning):
     """A latency comparison mixes cells measured in different runs (see `SweepResults.latency_warning`)."""
 
 
-def _timed(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in rows if not r.get("error") and r.get("latency_total_s") is not None]
+def _sources(rows: Sequence[Mapping[str, Any]], variants: Sequence[VariantConfig],
+             sweep_id: str | None) -> dict[VariantConfig, list[str]]:
+    """Per variant: where each of its timed cells (not failed, with a latency) was measured."""
+    return {v: [latency_source(r, sweep_id) for r in rows if r["variant_hash"] == v.hash
+                and not r.get("error") and r.get("latency_total_s") is not None] for v in variants}
 
 
-def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[VariantConfig], sweep_id: str | None) -> pd.DataFrame:
+def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[VariantConfig],
+                       sweep_id: str | None) -> pd.DataFrame:
     """One row per variant (index: short hash): where its cells' latencies were measured.
 
     timed_cells: cells with a latency (failed cells have none); measured_here: timed in this sweep
@@ -41,10 +45,8 @@ def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[Var
     measured_here / timed_cells (NaN without timed cells).
     """
     records = []
-    for v in variants:
-        sources = [latency_source(r, sweep_id) for r in _timed(r for r in rows if r["variant_hash"] == v.hash)]
+    for v, sources in _sources(rows, variants, sweep_id).items():
         here = sources.count(THIS_SWEEP)
-        earlier = sorted({s for s in sources if s not in (THIS_SWEEP, UNKNOWN_RUN)})
         records.append({
             "variant": v.short_hash,
             "label": v.label(),
@@ -52,7 +54,7 @@ def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[Var
             "measured_here": here,
             "measured_elsewhere": len(sources) - here,
             "unknown_run": sources.count(UNKNOWN_RUN),
-            "earlier_sweeps": ", ".join(earlier),
+            "earlier_sweeps": ", ".join(sorted(set(sources) - {THIS_SWEEP, UNKNOWN_RUN})),
             "latency_basis": THIS_SWEEP if here else ("earlier runs" if sources else "none"),
             "measured_here_share": here / len(sources) if sources else float("nan"),
         })
@@ -64,30 +66,29 @@ def latency_warning(rows: Sequence[Mapping[str, Any]], variants: Sequence[Varian
     """One sentence when comparing these variants' latencies mixes runs, else None.
 
     Aggregates (`per_question=False`, what to_frame / best / pareto use) mix runs when the variants'
-    latency bases (see `latency_provenance`) come from more than one run, or from a run whose id is unknown.
-    Per-question latencies (`compare("latency_total_s")`) mix runs when any cell was measured elsewhere
-    while others were not.
+    latency bases (see `latency_provenance`) come from more than one run, or from a run whose id is
+    unknown. Per-question latencies (`compare("latency_total_s")`) mix runs when any cell was measured
+    elsewhere while others were not.
     """
-    per_variant: dict[str, tuple[set[str], int]] = {}  # short hash -> (runs its compared latencies come from, cells elsewhere)
-    for v in variants:
-        sources = [latency_source(r, sweep_id) for r in _timed(r for r in rows if r["variant_hash"] == v.hash)]
-        if not sources:
-            continue
-        elsewhere = sum(1 for s in sources if s != THIS_SWEEP)
-        basis = set(sources) if per_question or THIS_SWEEP not in sources else {THIS_SWEEP}
-        per_variant[v.short_hash] = (basis, elsewhere)
-    runs = set().union(*(basis for basis, _ in per_variant.values())) if per_variant else set()
+    bases: dict[VariantConfig, set[str]] = {}  # the runs each variant's compared latencies come from
+    elsewhere: dict[VariantConfig, tuple[int, int]] = {}  # (cells measured elsewhere, timed cells)
+    for v, sources in _sources(rows, variants, sweep_id).items():
+        if sources:
+            here = THIS_SWEEP in sources and not per_question
+            bases[v] = {THIS_SWEEP} if here else set(sources)
+            elsewhere[v] = (sum(1 for s in sources if s != THIS_SWEEP), len(sources))
+    runs = set().union(*bases.values())
     if len(runs) <= 1 and UNKNOWN_RUN not in runs:
         return None
-    named = {v: n for v, (basis, n) in per_variant.items() if basis != {THIS_SWEEP}}
-    total = {v: sum(1 for r in _timed(rows) if r["variant"] == v) for v in named}
-    listed = ", ".join(f"{v} ({n} of {total[v]} cells)" for v, n in named.items())
+    named = [v for v, basis in bases.items() if basis != {THIS_SWEEP}]
+    listed = ", ".join(f"{v.short_hash} ({elsewhere[v][0]} of {elsewhere[v][1]} cells)" for v in named)
     earlier = sorted(runs - {THIS_SWEEP, UNKNOWN_RUN})
-    unknown = "which one is unknown: cached before provenance was recorded"
-    where = ((f"sweep {', '.join(earlier)}" + (" and others unknown" if UNKNOWN_RUN in runs else "")) if earlier
-             else unknown)
-    others = "; the other variants were timed in this sweep" if THIS_SWEEP in runs else ""
+    if earlier:
+        where = f"sweep {', '.join(earlier)}" + (" and others unknown" if UNKNOWN_RUN in runs else "")
+    else:
+        where = "which one is unknown: cached before provenance was recorded"
+    others = "; the other variants were timed in this sweep" if len(named) < len(bases) else ""
     what = "per-question latencies" if per_question else "latency figures (p50/p95/mean)"
-    return (f"latency comparison mixes runs: {len(named)} of {len(per_variant)} variants have {what} measured in an "
-            f"earlier run ({where}), not in this sweep {sweep_id}: {listed}{others}. Those latencies reflect when and "
-            f"under what load the cells ran, not how fast the variant is; to compare like for like, {FIX}.")
+    return (f"latency comparison mixes runs: {len(named)} of {len(bases)} variants have {what} measured in an "
+            f"earlier run ({where}), not in this sweep {sweep_id}: {listed}{others}. Those latencies reflect when "
+            f"and under what load the cells ran, not how fast the variant is; to compare like for like, {FIX}.")
