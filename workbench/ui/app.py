@@ -292,14 +292,14 @@ class Workbench:
         except WorkbenchError as exc:
             self.run_tab.status.value = self._msg(f"cannot run: {widget_wording(str(exc))}", "error")
 
-    def _worker(self, spec: SweepSpec, cancel: threading.Event, progress, options: dict[str, bool]) -> None:
+    def _worker(self, spec: SweepSpec, cancel: threading.Event, progress, options: dict[str, Any]) -> None:
         try:
             self._run_sweep(spec, cancel, progress, options)
         finally:
             self.status.running(None)
             self._refresh()  # the status line and the new-vs-cached count (the caches grew)
 
-    def _run_sweep(self, spec: SweepSpec, cancel: threading.Event, progress, options: dict[str, bool]) -> None:
+    def _run_sweep(self, spec: SweepSpec, cancel: threading.Event, progress, options: dict[str, Any]) -> None:
         from workbench.runner.sweep import run_sweep
 
         try:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import ipywidgets as W
 import pandas as pd
 
+from workbench.runner.progress import CallRate
 from workbench.scoring.aggregate import aggregate
 from workbench.ui.common import message, table_html
 
@@ -29,21 +30,17 @@ class SweepProgress:
         self.bar = W.IntProgress(value=0, min=0, max=1, description=name[:20], bar_style="info")
         self.label = W.Label("starting: loading data, starting the model server…")
         self.widget = W.HBox([self.bar, self.label])
-        self.first_cell_at: float | None = None
+        self.calls = CallRate()  # model calls only: cached cells are not calls
 
     def set_total(self, total: int) -> None:
         self.bar.max = max(total, 1)
         self.label.value = f"0 / {total} cells"
 
-    def advance(self) -> None:
-        now = time.perf_counter()
-        if self.first_cell_at is None:
-            self.first_cell_at = now
+    def advance(self, row: dict[str, Any] | None = None) -> None:
+        if row is not None:
+            self.calls.add(row)
         self.bar.value = min(self.bar.value + 1, self.bar.max)
-        done = self.bar.value
-        rate = (done - 1) / (now - self.first_cell_at) if done > 1 and now > self.first_cell_at else None
-        speed = f", {rate:.2f} calls/s" if rate else ""
-        self.label.value = f"{done} / {self.bar.max} cells{speed}"
+        self.label.value = f"{self.bar.value} / {self.bar.max} cells{self.calls.text()}"
 
     def finish(self, status: str) -> None:
         self.bar.bar_style = {"FINISHED": "success", "KILLED": "warning"}.get(status, "danger")
@@ -74,7 +71,12 @@ class RunTab:
             value=False, description="No cache", indent=False, layout=W.Layout(width="auto"),
             tooltip="Call the models even for answers the cache holds (and never return a finished sweep as is)",
         )
-        self.options_row = W.HBox([self.resume, self.no_cache])
+        # run_sweep(remeasure_latency=N): latencies of cached answers were measured in earlier runs
+        self.retime = W.BoundedIntText(value=0, min=0, max=1_000_000, description="re-time N questions",
+                                       tooltip="re-time N questions per variant past the generation cache, so "
+                                       "latencies compare like for like (0: off)",
+                                       style={"description_width": "initial"}, layout=W.Layout(width="260px"))
+        self.options_row = W.HBox([self.resume, self.no_cache, self.retime])
         self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
         self.status = W.HTML()
         self.progress_output = W.Output()  # holds the current sweep's bar only
@@ -106,9 +108,10 @@ class RunTab:
         return [self.name, self.experiment, self.tracking_uri]
 
     @property
-    def run_options(self) -> dict[str, bool]:
-        """Keyword arguments for run_sweep."""
-        return {"resume": self.resume.value, "no_cache": self.no_cache.value}
+    def run_options(self) -> dict[str, Any]:
+        """Keyword arguments for run_sweep set in this tab."""
+        return {"resume": self.resume.value, "no_cache": self.no_cache.value,
+                "remeasure_latency": int(self.retime.value)}
 
     def set_problem(self, error: Exception | None) -> None:
         self.problem.value = message(f"cannot run yet: {error}", "error") if error else ""
@@ -134,7 +137,7 @@ class RunTab:
         with self._lock:  # the runner may call back from more than one thread
             self._rows.append(row)
             if self.progress is not None:
-                self.progress.advance()
+                self.progress.advance(row)
             due = time.perf_counter() - self._last_refresh >= REFRESH_S
         if due:
             self.refresh_table()
