@@ -100,8 +100,20 @@ def _isbn_ok(candidate: str) -> bool:
     return isbn.is_valid(candidate)
 
 
+# File name endings that are no top-level domain: jane@example.com.txt keeps its ".txt" ([EMAIL].txt),
+# so redacted document ids still read as file names.
+FILE_SUFFIXES = frozenset({"txt", "pdf", "json", "jsonl", "csv", "tsv", "html", "htm", "xml", "yaml", "yml", "docx"})
+
+
 def emails(text: str) -> list[Span]:
-    return [Span(m.start(), m.end(), "EMAIL") for m in EMAIL.on(text).finditer(text)] if "@" in text else []
+    if "@" not in text:
+        return []
+    found = []
+    for m in EMAIL.on(text).finditer(text):
+        head, _, last = m.group(0).rpartition(".")
+        end = m.end() - len(last) - 1 if last.lower() in FILE_SUFFIXES and "." in head.partition("@")[2] else m.end()
+        found.append(Span(m.start(), end, "EMAIL"))
+    return found
 
 
 def ibans(text: str) -> list[Span]:
