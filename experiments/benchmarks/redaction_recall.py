@@ -7,7 +7,15 @@ POSITIVES are (kind, sentence, secret): caught when no digit run / address of th
 redaction and the placeholder for its kind is there. NEGATIVES are sentences that must come back
 unchanged (IP addresses, dates, versions, ISBNs, SQuAD-style numbers). tests/test_redaction.py
 imports these lists and asserts the same figures. Prints `name: value` summary lines; exits 1 when
-recall < 0.95 or any negative is changed.
+recall < 0.95 or any negative is changed. With the default --prose files present (SQuAD v1.1 dev,
+BEIR SciFact under /work/shared/data) it also prints every span found in 52,546 real texts, to be
+read by eye: they should all be real contacts (SciFact has a few CONTACT lines).
+
+Measured 2026-11-29 on the 2-core shared host (figures vary ±50% with load): recall 1.000 on 96
+formats, 0 of 48 negatives changed, 0.65-1.7 ms per ~8 kB row (question, 5 passages, the prompt that
+holds them, ids), import + first phone 0.03-0.1 s; on real prose 0.15-0.3 ms per kB, 14 spans, all
+true contacts. Presidio 2.2.366 (blank spaCy, its default recognizers, run on these same lists in a
+separate venv): recall 0.927 (7 missed), 11 false positives, ~12 ms per short string, 1.5-10 s import.
 """
 
 from __future__ import annotations
