@@ -130,8 +130,8 @@ def test_import_is_lazy_and_cheap():
 
 
 def test_per_row_cost_stays_in_milliseconds():
-    """~0.7-1.7 ms per 8 kB row here (the benchmark prints it); 10 ms catches a detector that went
-    back to scanning whole prompts once per region (56 ms per row when it did)."""
+    """~0.5 ms per 8 kB row here (the benchmark prints it); 10 ms catches a detector that went back
+    to scanning whole prompts once per region (56 ms per row when it did)."""
     assert bench().timing(rows=60)["mean_ms"] < 10
 
 

@@ -11,11 +11,12 @@ recall < 0.95 or any negative is changed. With the default --prose files present
 BEIR SciFact under /work/shared/data) it also prints every span found in 52,546 real texts, to be
 read by eye: they should all be real contacts (SciFact has a few CONTACT lines).
 
-Measured 2026-11-29 on the 2-core shared host (figures vary ±50% with load): recall 1.000 on 96
-formats, 0 of 48 negatives changed, 0.65-1.7 ms per ~8 kB row (question, 5 passages, the prompt that
-holds them, ids), import + first phone 0.03-0.1 s; on real prose 0.15-0.3 ms per kB, 14 spans, all
-true contacts. Presidio 2.2.366 (blank spaCy, its default recognizers, run on these same lists in a
-separate venv): recall 0.927 (7 missed), 11 false positives, ~12 ms per short string, 1.5-10 s import.
+Measured 2026-11-29 on the 2-core shared host (load 4-14): recall 1.000 on 96 formats, 0 of 48
+negatives changed; 0.53 ms per ~8 kB row (best of 3 per row, p95 0.67 ms; a question, 5 passages,
+the prompt that holds them, ids); import + first phone number 0.03-0.15 s; real prose 0.15-0.55 ms
+per kB, 14 spans found, all true contacts. Presidio 2.2.366 (blank spaCy, its default recognizers,
+run on these same lists in a separate venv): recall 0.927 (7 missed), 11 false positives, ~12 ms
+per short string, 1.5-10 s import.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def evaluate() -> dict:
 
 
 def timing(rows: int = 300) -> dict:
-    """Per-row cost on SQuAD-like rows (question, answer, 5 passages of ~700 chars, the prompt that
+    """Per-row cost (best of 3) on SQuAD-like rows (question, answer, 5 passages of ~700 chars, the prompt that
     holds them, ids) with a phone and an e-mail in some, every text distinct (no cache hits)."""
     import workbench.redact as redact
 
@@ -238,12 +239,16 @@ def timing(rows: int = 300) -> dict:
                "retrieved_chunk_ids": [f"doc{i}#0"], "retrieved_chunk_doc_ids": [f"doc{i}"]}
         out.append(row)
     redact.redact_text("warm-up: call 020 7946 0958 or 98765 43210, 4111 1111 1111 1111")  # loads metadata
-    redact._redact.cache_clear()  # every text is measured uncached
-    times = []
-    for row in out:
-        t = time.perf_counter()
-        redact.redact_row(row)
-        times.append(time.perf_counter() - t)
+    # Best of 3 per row, the cache cleared before each pass (every text is measured uncached): on a
+    # shared host the scheduler, not the code, makes the slowest of a single pass.
+    best = [float("inf")] * rows
+    for _ in range(3):
+        redact._redact.cache_clear()
+        for i, row in enumerate(out):
+            t = time.perf_counter()
+            redact.redact_row(row)
+            best[i] = min(best[i], time.perf_counter() - t)
+    times = best
     return {"rows": rows, "mean_ms": 1000 * statistics.mean(times), "p95_ms": 1000 * sorted(times)[int(0.95 * rows)]}
 
 
@@ -252,7 +257,6 @@ def real_prose(paths: list[str]) -> dict:
     abstracts), for reading by eye: it holds a few true contacts (SciFact's CONTACT lines) and
     should hold nothing else."""
     import json
-    from pathlib import Path
 
     from workbench.redact import find
 

@@ -230,7 +230,8 @@ def phones(text: str, runs: list[tuple[int, int]], regions: tuple[str, ...] = PH
         hits: list[tuple[int, int]] = []
         for region in regions:
             for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
-                if _plausible(window, m.start, m.raw_string) and not any(m.start < e and s < m.end for s, e in keep_out):
+                protected_here = any(m.start < e and s < m.end for s, e in keep_out)
+                if not protected_here and _plausible(window, m.start, m.raw_string):
                     hits.append((a + m.start, a + m.end))
             # Once every cluster is inside a number, other regions can only re-find it: stop early
             # (a number written with +country code is found by the first region).
