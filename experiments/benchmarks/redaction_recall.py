@@ -196,6 +196,15 @@ NEGATIVES: list[tuple[str, str]] = [
     ("SQuAD", "a population of 1.3 billion (1,300,000,000)"),
 ]
 
+# Known limits, printed and not counted: an unformatted national-length number is a valid phone number
+# in some region, whatever it counts (11 of 40 random 8-11 digit numbers in a numeric table were taken
+# as phones); a US number in its 7-digit local form is not one.
+LIMITS: list[tuple[str, str]] = [
+    ("plain 10-digit id taken as a phone", "account 4155550132 was closed"),
+    ("plain 11-digit id taken as a phone", "order 13800138000 shipped"),
+    ("7-digit local number kept", "call 555-0132 after six"),
+]
+
 PROSE = ["/work/shared/data/squad-v1.1-dev/dev-v1.1.json", "/work/shared/data/beir-scifact/corpus.jsonl"]
 PLACEHOLDER = {"PHONE": "[PHONE]", "EMAIL": "[EMAIL]", "CARD": "[CARD]", "IBAN": "[IBAN]"}
 
@@ -296,6 +305,10 @@ def main() -> int:
             print(f"{'ok' if ok else 'MISS':4} {kind:6} {secret:44} {red}")
         for label, text, red in res["negatives"]:
             print(f"{'ok' if red == text else 'FP':4} {label:6} {text[:44]:44} {'(unchanged)' if red == text else red}")
+        from workbench.redact import redact_text
+
+        for label, text in LIMITS:
+            print(f"# limit: {label}: {text!r} -> {redact_text(text)!r}")
     by_kind = {}
     for kind, text, secret, red in res["positives"]:
         tried, hit = by_kind.get(kind, (0, 0))
