@@ -346,7 +346,8 @@ class TrackingConfig(Frozen):
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
     redact: bool = Field(
-        False, description="Replace e-mails, phone and card numbers in logged questions, contexts and answers"
+        False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
+        "answers, reference answers and document ids"
     )
     max_traces_per_variant: int = Field(
         10, ge=0, description="Questions traced per variant, the first N (the table always holds every question)"
