@@ -146,7 +146,7 @@ class Executor:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(BadResponse),
             stop=stop_after_attempt(self.execution.max_retries + 1),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
             reraise=True,
         ):
             with attempt:

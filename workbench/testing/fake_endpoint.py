@@ -104,7 +104,7 @@ class LatencyEndpoint:
         return self
 
     def _wait_ready(self) -> None:
-        url = self.base_url + "/models"
+        url = self.root_url + "/stats"  # never keyed (/v1 answers 401 under require_key)
         wait_until_answers(url, self._process, timeout=self.startup_timeout, interval=0.05,
                            exited=self._exited_at_start,
                            late=lambda: RuntimeError(f"the latency endpoint did not answer {url} "

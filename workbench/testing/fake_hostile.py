@@ -12,6 +12,7 @@ Kinds (name them in `faults`):
     content_parts  `content` as a list of text parts (some servers send this; it is usable).
     usage_strings, usage_negative  token counts as strings / negative numbers.
     huge       an answer of `huge_chars` characters, whatever max_tokens says.
+    unauthorized  at once: 401 "Incorrect API key provided: <the key sent>" (as `require_key` below).
 A model named `fault:<kind>` (any kind, also the default ones) always gets that fault, whatever
 `fail_rate` says: one server then hosts a good model and misbehaving ones side by side in one sweep.
 `require_key`: every /v1 request whose bearer token differs gets 401 "Incorrect API key provided: <the
@@ -25,7 +26,7 @@ from collections.abc import AsyncIterator
 
 SHAPE_KINDS = ("no_message", "null_message", "choices_string", "content_number", "content_parts",
                "usage_strings", "usage_negative", "huge")
-HOSTILE_KINDS = ("trickle", *SHAPE_KINDS)
+HOSTILE_KINDS = ("trickle", "unauthorized", *SHAPE_KINDS)
 FAULT_MODEL_PREFIX = "fault:"
 
 

@@ -109,6 +109,8 @@ def create_app(config: Config | None = None):
         if kind == "timeout":
             await sleep_unless_disconnected(request, cfg.timeout_sleep)
             return JSONResponse(good())
+        if kind == "unauthorized":
+            return unauthorized(request)
         if kind == "trickle":
             return StreamingResponse(trickle(json.dumps(good()), cfg.trickle_interval), media_type="application/json")
         await asyncio.sleep(cfg.latency if "chat" in request.url.path else cfg.embed_latency)
@@ -130,15 +132,16 @@ def create_app(config: Config | None = None):
     def leave() -> None:
         stats.in_flight -= 1
 
-    def rejected(request: Request) -> Response | None:
-        """401 echoing the presented key, as real APIs do, unless it is `require_key`."""
-        if cfg.require_key is None:
-            return None
+    def unauthorized(request: Request) -> Response:
+        """401 echoing the presented key, as real APIs do."""
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if given == cfg.require_key:
-            return None
         return error(401, f"Incorrect API key provided: {given}. You can find your API key at "
                           "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")
+
+    def rejected(request: Request) -> Response | None:
+        """`unauthorized` unless the key presented is `require_key` (or none is required)."""
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return None if cfg.require_key in (None, given) else unauthorized(request)
 
     async def chat(request: Request) -> Response:
         enter()
