@@ -21,7 +21,7 @@ FRAGMENT = 8  # a run of this many characters of a known key is the key, echoed 
 _PATTERNS = (
     # OpenAI-style keys, also with a masked middle: sk-…, sk-proj-…, sk-ab****wxyz
     (re.compile(r"\bsk-[A-Za-z0-9_*\-.]{6,}"), MASK),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-*]{6,}"), r"\1 " + MASK),
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-*]{8,}"), r"\1 " + MASK),
     # credentials in a URL's authority: scheme://user:secret@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/@:]+:[^\s/@]+@"), r"\1" + MASK + "@"),
     # key-like query or header parameters: ?api-key=…, &access_token=…, api_key: …
