@@ -405,14 +405,20 @@ def _sweep_over_every_misbehaviour(tmp_path, ep, planted, capfd, caplog, mlflow,
     print(f"\nsweep over {len(SWEEP_CASES)} endpoints x 2 questions: {elapsed:.1f} s")
 
 
-def test_a_bad_embedding_key_fails_the_sweep_before_any_work(tmp_path, ep, locked, planted, capfd, caplog):
+@pytest.mark.parametrize("who", ["variant", "judge"])
+def test_a_bad_embedding_key_fails_the_sweep_before_any_work(tmp_path, ep, locked, planted, capfd, caplog, who):
+    """The variants' embedder (dense retrieval) and the judge's (answer_relevancy) are checked up front."""
     from workbench.runner.sweep import run_sweep
 
-    spec = small_spec(tmp_path, retrieval=[{"kind": "dense", "k": 2}])
+    spec = small_spec(tmp_path, retrieval=[{"kind": "dense" if who == "variant" else "bm25", "k": 2}])
     spec["data"]["eval"]["limit"] = 2
     spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url}]
-    spec["space"]["embedding"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": locked.base_url,
-                                   "api_key_env": KEY_ENV}]
+    embedding = {"provider": "openai", "model": "latency-endpoint", "base_url": locked.base_url, "api_key_env": KEY_ENV}
+    if who == "variant":
+        spec["space"]["embedding"] = [embedding]
+    else:
+        spec["judge"] = {"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url,
+                         "metrics": ["answer_relevancy"], "embedding": embedding}
     ep.reset_stats(), locked.reset_stats()
     start = time.perf_counter()
     with pytest.raises(ModelError) as info:

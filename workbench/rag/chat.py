@@ -8,7 +8,7 @@
 
 Every failure of the endpoint becomes a `ModelError` that says what to check; an API key is read
 from the environment variable the config names and never appears in a message (`workbench.scrub`).
-`timeout` bounds each whole request (`workbench.rag.http`); a 200 whose body is not a usable chat
+`timeout` bounds each whole request (`workbench.rag.deadline`); a 200 whose body is not a usable chat
 completion is a `BadResponse` naming what was wrong (`workbench.rag.replies`), which callers retry.
 """
 
@@ -24,7 +24,7 @@ import openai
 from workbench.spec import Endpoint, ModelConfig
 from workbench.errors import ModelError
 from workbench.events import span
-from workbench.rag.http import AsyncDeadlineClient, DeadlineClient, limits
+from workbench.rag.deadline import AsyncDeadlineClient, DeadlineClient, limits
 from workbench.rag.replies import MalformedReply, parse_chat_reply
 from workbench.scrub import scrub
 

@@ -210,7 +210,7 @@ class OpenAIEmbedder:
         from openai import OpenAI
 
         from workbench.rag.chat import resolve_endpoint
-        from workbench.rag.http import DeadlineClient
+        from workbench.rag.deadline import DeadlineClient
 
         self.cfg = cfg
         self.name = cfg.model

@@ -42,7 +42,7 @@ import openai
 from workbench.errors import ModelError
 from workbench.rag.cache import ResultCache
 from workbench.rag.chat import resolve_endpoint, scrub_error
-from workbench.rag.http import AsyncDeadlineClient, limits
+from workbench.rag.deadline import AsyncDeadlineClient, limits
 from workbench.rag.executor import EndpointLimits
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
