@@ -431,3 +431,15 @@ def test_a_bad_embedding_key_fails_the_sweep_before_any_work(tmp_path, ep, locke
     assert _leaks(tmp_path, planted) == []
     out, err = capfd.readouterr()
     assert planted not in out + err and planted not in caplog.text and planted not in message
+
+
+def test_a_generation_cached_before_notes_existed_is_still_a_hit():
+    """Generation.notes is new: entries cached by earlier versions must not all turn into misses."""
+    from workbench.runner.generations import _from_entry
+
+    entry = {"text": "Denver Broncos", "prompt_tokens": 40, "completion_tokens": 2, "latency_s": 0.2,
+             "model": "m", "finish_reason": "stop"}
+    old = _from_entry(entry)
+    assert old is not None and old[0].notes == () and old[0].text == "Denver Broncos"
+    new = _from_entry({**entry, "notes": ["answer truncated"]})
+    assert new is not None and new[0].notes == ("answer truncated",)
