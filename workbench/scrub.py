@@ -6,7 +6,7 @@ errors through before they reach a message, a cell, MLflow or a log.
 Two nets, because a server may echo the key in full, in part (OpenAI shows `sk-ab***********wxyz`), or
 in a URL: every known secret value (and any 8+ character piece of it) is replaced, and so is anything
 shaped like a key — `sk-…` tokens, `Bearer …`, `user:password@` in URLs, `?api-key=…`-style query
-parameters. Personal data is `redact.py`'s business, not this module's.
+parameters. Personal data is `workbench.redact`'s business, not this module's.
 """
 
 from __future__ import annotations
