@@ -208,6 +208,8 @@ class Execution:
             tokens_prompt=answer.prompt_tokens,
             tokens_completion=answer.completion_tokens,
             cost_usd=answer.cost_usd,
+            # what the endpoint sent that was odd but usable (unknown token counts, a truncated answer)
+            extra={**cell.extra, "notes": list(gen.notes)} if gen.notes else cell.extra,
         ).to_row()
 
     def finish(self, row: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ from workbench.rag.executor import Executor
 from workbench.spec import ExecutionConfig
 
 _GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(Generation))
+# fields added later have defaults (Generation.notes): an entry written before them is still a hit
+_REQUIRED_FIELDS = tuple(f.name for f in dataclasses.fields(Generation) if f.default is dataclasses.MISSING)
 
 
 def now_iso() -> str:
@@ -71,7 +73,7 @@ def retime_ids(question_ids: Iterable[str], n: int) -> frozenset[str]:
 
 def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
     """A cached entry as (generation, provenance); None when it is not a generation (read as a miss)."""
-    if not isinstance(entry, dict) or not all(name in entry for name in _GENERATION_FIELDS):
+    if not isinstance(entry, dict) or not all(name in entry for name in _REQUIRED_FIELDS):
         return None
     latency = entry["latency_s"]
     if not isinstance(entry["text"], str) or isinstance(latency, bool) or not isinstance(latency, (int, float)):
@@ -81,7 +83,10 @@ def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
         provenance = Measured(**measured) if isinstance(measured, dict) else UNKNOWN
     except TypeError:  # a record written by another version: its fields are not ours
         provenance = UNKNOWN
-    return Generation(**{name: entry[name] for name in _GENERATION_FIELDS}), provenance
+    fields = {name: entry[name] for name in _GENERATION_FIELDS if name in entry}
+    if "notes" in fields:
+        fields["notes"] = tuple(fields["notes"] or ())
+    return Generation(**fields), provenance
 
 
 class TimedGenerations:

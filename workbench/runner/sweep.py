@@ -80,7 +80,7 @@ def run_sweep(
             return _note_latency(reused)
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
-        env.check_endpoints(list(inputs.variants))
+        env.check_endpoints(list(inputs.variants), spec.judge)
         judge = None
         if spec.judge is not None:
             from workbench.scoring.judge import Judge
