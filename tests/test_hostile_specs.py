@@ -215,6 +215,24 @@ def test_the_unedited_export_verifies_and_a_v1_export_still_loads_with_a_warning
         read_export(tmp_path / "v1.yaml")
 
 
+def test_a_relative_corpus_path_in_an_export_is_read_relative_to_the_export_file(tmp_path, monkeypatch):
+    """Exports are written with absolute paths; a relative one (an export moved with its corpus) is the export's."""
+    from workbench.data.corpus import load_corpus
+    from workbench.handover.export import load_pipeline
+    from workbench.spec import CorpusSource
+
+    doc = sealed_export(tmp_path / "shipped")
+    doc["data"]["corpus"]["path"] = "data/corpus.jsonl"
+    corpus = CorpusSource(format="jsonl", path=str(tmp_path / "shipped" / "data" / "corpus.jsonl"))
+    doc["data"]["corpus_digest"] = load_corpus(corpus).digest
+    (tmp_path / "shipped" / "winner.yaml").write_text(yaml.safe_dump(seal(doc)))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with load_pipeline("../shipped/winner.yaml", home=tmp_path / "home") as pipe:
+        hits, _ = pipe._rag.retrieve("Who won the game, Denver?")
+    assert hits[0].chunk.doc_id == "a"
+
+
 @pytest.mark.parametrize("question", ["", "   ", "\n\t"])
 def test_answer_refuses_a_blank_question_before_loading_anything(question, tmp_path, monkeypatch):
     (tmp_path / "winner.yaml").write_text(yaml.safe_dump(sealed_export(tmp_path)))
