@@ -250,7 +250,7 @@ SWEEP_ID_CASES = ["x' or '1'='1", "20261129-210000-abcdef' OR tags.a = 'b", "", 
 def test_export_refuses_a_sweep_id_that_is_not_one_before_any_filter(sweep_id, tmp_path, monkeypatch):
     code, out = run_cli(["export", "--sweep-id", sweep_id, "--variant", "abc", "--out", "w.yaml",
                          "--tracking-uri", f"sqlite:///{tmp_path}/nowhere/mlflow.db"], tmp_path, monkeypatch)
-    assert code == 2 and f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e" in out, out
+    assert code == 2 and f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e;" in out, out
     assert list(tmp_path.iterdir()) == []
 
 

@@ -519,7 +519,7 @@ SWEEP_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}(-[1-9]\d{0,5})?")
 def check_sweep_id(sweep_id: Any) -> str:
     if not isinstance(sweep_id, str) or not SWEEP_ID_PATTERN.fullmatch(sweep_id):
         raise TrackingError(
-            f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e (copy the id `workbench run` "
-            "printed, or the workbench.sweep_id tag in the MLflow UI)"
+            f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e; copy the id `workbench run` "
+            "printed (a store's sweeps are its workbench.sweep_id tags in the MLflow UI; check --tracking-uri too)"
         )
     return sweep_id

@@ -37,9 +37,10 @@ def require_existing_store(uri: str) -> None:
     near = sorted(str(p) for p in path.parent.glob("*.db")) if path.parent.is_dir() else []
     hint = f" The folder holds {', '.join(near[:3])}." if near else ""
     raise TrackingError(
-        f"no MLflow store at {path.resolve()} (tracking URI {uri!r}); reading never creates one.{hint} Pass the "
-        "--tracking-uri the sweep was logged to (`workbench run` printed it; the default sqlite:///mlruns/mlflow.db "
-        "is relative to the folder it ran in; an absolute path takes four slashes: sqlite:////abs/mlflow.db)."
+        f"no MLflow store at {path.resolve()} (tracking URI {uri!r}); reading never creates one.{hint} Give the "
+        "store the sweep was logged to as --tracking-uri (`workbench run` printed it; the default "
+        "sqlite:///mlruns/mlflow.db is relative to the folder it ran in; an absolute path takes four slashes: "
+        "sqlite:////abs/mlflow.db)."
     )
 
 
