@@ -65,9 +65,16 @@ def run(
     import pandas as pd
 
     from workbench.runner.sweep import run_sweep
+    from workbench.spec import load_spec
+    from workbench.tracking.store import sqlite_path
 
-    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
+    loaded = load_spec(spec)
+    store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
+    new_store = store is not None and not store.exists()
+    results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
                         remeasure_latency=remeasure_latency)
+    if new_store and store.exists():  # a mistyped --tracking-uri should not go unnoticed
+        typer.echo(f"note: created a new MLflow store at {store.resolve()} (there was none)")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         typer.echo(results.summary().round(3).to_string())
     for note in results.notes:
@@ -110,9 +117,13 @@ def export(
     """Export one variant of a logged sweep as a production YAML with provenance."""
     from workbench.errors import ConfigError
     from workbench.analysis.load import load_sweep
+    from workbench.handover.export import check_out_path
+    from workbench.spec import check_sweep_id
 
     if (variant is None) == (best is None):
         raise ConfigError("give exactly one of --variant HASH or --best METRIC")
+    check_sweep_id(sweep_id)
+    check_out_path(out)  # before the sweep is read, a prompt registered or a byte written
     results = load_sweep(sweep_id, tracking_uri)
     if best is not None:
         from workbench.analysis.stats import parse_constraints
@@ -147,8 +158,11 @@ def answer(
     """Answer QUESTION with an exported pipeline (same pipeline and answers as in the sweep)."""
     import json
 
+    from workbench.errors import ConfigError
     from workbench.handover.export import load_pipeline
 
+    if not question.strip():  # before the index is built or the model started
+        raise ConfigError(f"QUESTION: {question!r} is empty; ask a question in words, e.g. \"Who won Super Bowl 50?\"")
     with load_pipeline(path, corpus_path=corpus) as pipe:
         result = pipe.answer(question)
     if as_json:

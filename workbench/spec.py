@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, TrackingError
+from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -37,7 +39,8 @@ DEFAULT_TEMPLATE = (
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # No inf/NaN: every config is hashed as strict JSON, and no field means anything by them.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def canonical_json(data: Any) -> str:
@@ -193,10 +196,24 @@ class PromptConfig(Frozen):
 
 
 def template_slots(template: str) -> set[str]:
+    """The slot names of a template; only plain `{name}` slots are allowed.
+
+    A format spec or conversion (`{question:>30000000}`, `{context:%Y}`, `{question!r}`) would pass
+    `str.format` checks here and then crash or inflate every prompt of the sweep; MLflow's prompt
+    registry (`{{name}}`) could not hold them either.
+    """
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:  # unbalanced braces
         raise ValueError(f"template is not a valid format string ({exc}); write literal braces as {{{{ and }}}}")
+    for name, spec, conv in fields:
+        if spec or conv:
+            written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(
+                f"template slot {written} has a format spec or conversion; write it as plain {{{name}}} "
+                "(only {context} and {question}, no ':…' or '!…'; literal braces as {{ and }})"
+            )
+    return {name for name, _, _ in fields}
 
 
 def check_template(template: str) -> None:
@@ -457,21 +474,6 @@ def parse_model(cls: type[BaseModel], data: Any, source: str = "config") -> Any:
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
-def read_yaml(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found (give the path to a YAML spec, e.g. experiments/quickstart.yaml)")
-    try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text; save the spec as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}: malformed YAML{where}: {problem}") from None
-
-
 def load_spec(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     """Accept a path to YAML, a plain dict or a SweepSpec."""
     if isinstance(spec, SweepSpec):
@@ -505,3 +507,19 @@ def load_variant(data: str | Path | dict) -> VariantConfig:
     if isinstance(data, dict):
         return parse_model(VariantConfig, data, "variant")
     return parse_model(VariantConfig, read_yaml(data), str(data))
+
+
+# ---------------------------------------------------------------- sweep ids
+
+# What `runner.resume.new_sweep_id` makes: <UTC yyyymmdd-hhmmss>-<6 hex of the spec hash>[-n]. Checked where a
+# sweep id comes in from outside, before it goes into an MLflow filter string (which has no quoting of its own).
+SWEEP_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}(-[1-9]\d{0,5})?")
+
+
+def check_sweep_id(sweep_id: Any) -> str:
+    if not isinstance(sweep_id, str) or not SWEEP_ID_PATTERN.fullmatch(sweep_id):
+        raise TrackingError(
+            f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e; copy the id `workbench run` "
+            "printed (a store's sweeps are its workbench.sweep_id tags in the MLflow UI; check --tracking-uri too)"
+        )
+    return sweep_id

@@ -34,6 +34,7 @@ class SweepResults:
     stats: dict[str, int] = field(default_factory=dict)  # index_builds, index_reused, … (reuse evidence)
     data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
     status: str = "FINISHED"  # or KILLED (cancelled) / FAILED
+    tracking_uri: str | None = None  # the store load_sweep read it from (the spec's may be relative to elsewhere)
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""

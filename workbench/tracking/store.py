@@ -23,6 +23,27 @@ def prepare_local_store(uri: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def require_existing_store(uri: str) -> None:
+    """Reading (export, load, the UI's Load) never creates a store: a mistyped URI such as
+    sqlite:///mlrun/mlflow.db would otherwise open a new empty one and say "no sweep" (or leave it behind)."""
+    if uri.startswith("file:"):
+        path: Path | None = Path(uri.removeprefix("file://").removeprefix("file:")).expanduser()
+        exists = path.is_dir()
+    else:
+        path = sqlite_path(uri)
+        exists = path is not None and path.is_file()
+    if path is None or exists:
+        return  # a tracking server, or a store that is there
+    near = sorted(str(p) for p in path.parent.glob("*.db")) if path.parent.is_dir() else []
+    hint = f" The folder holds {', '.join(near[:3])}." if near else ""
+    raise TrackingError(
+        f"no MLflow store at {path.resolve()} (tracking URI {uri!r}); reading never creates one.{hint} Give the "
+        "store the sweep was logged to as --tracking-uri (`workbench run` printed it; the default "
+        "sqlite:///mlruns/mlflow.db is relative to the folder it ran in; an absolute path takes four slashes: "
+        "sqlite:////abs/mlflow.db)."
+    )
+
+
 def create_sqlite_store_atomically(uri: str) -> None:
     """A new sqlite store is migrated under a temporary name and renamed into place when complete.
 

@@ -152,7 +152,9 @@ class ExportTab:
             return None
         self.exported_path = written
         run_id = self.results.run_ids.get(variant.hash)
+        from workbench.handover.export import store_uri  # the store the sweep was read from, if loaded
+
         self.message.value = message(f"exported variant {variant.short_hash} ({variant.label()}) to {written}", "ok")
-        self.link.value = (link_html(run_link(self.results.spec.tracking.tracking_uri, run_id)) if run_id
+        self.link.value = (link_html(run_link(store_uri(self.results), run_id)) if run_id
                            else "no MLflow run for this variant (tracking disabled)")
         return written
