@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.rag.cache import ResultCache
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the offline model's files
 
@@ -258,6 +261,34 @@ class OpenAIEmbedder:
         return np.asarray([d.embedding for d in data], dtype=np.float32)
 
 
+# ---------------------------------------------------------------- what every embedder must return
+
+
+def describe(embedder: Any) -> str:
+    """The embedding model (and endpoint, if remote) an error should name."""
+    where = getattr(embedder, "where", None)
+    return f"embedding model {embedder.name!r}" + (f" at {where}" if where else "")
+
+
+def check_vectors(vectors: Any, count: int, embedder: Any) -> np.ndarray:
+    """`vectors` as float32 rows, or one ModelError naming the model when they are not `count` finite rows
+    of one width (Chroma would reject NaN later, after the cache had stored them)."""
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (ValueError, TypeError):  # ragged rows
+        raise ModelError(f"{describe(embedder)} returned vectors of different lengths; every vector must have "
+                         "the same dimension — check the model and endpoint") from None
+    if array.ndim != 2 or array.shape[0] != count or array.shape[1] == 0:
+        raise ModelError(f"{describe(embedder)} returned an array of shape {array.shape} for {count} texts; "
+                         f"expected ({count}, dimension) — check the model and endpoint")
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise ModelError(f"{describe(embedder)} returned {bad.size} vector(s) with NaN or infinite values (first "
+                         f"for text #{int(bad[0])} of the batch); nothing was cached — check the model and endpoint "
+                         "(a broken model file or a server bug), then run again")
+    return array
+
+
 # ---------------------------------------------------------------- content-addressed disk cache
 
 
@@ -292,21 +323,56 @@ class CachedEmbedder:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         keys = [self.key(t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        for key in dict.fromkeys(keys):
-            raw = self._cache.get(key)
-            if raw is not None:
-                found[key] = np.frombuffer(raw, dtype=np.float32)
+        found = self._cached(list(dict.fromkeys(keys)))
         missing = {k: t for k, t in zip(keys, texts) if k not in found}  # unique texts, first-seen order
         if missing:
-            vectors = np.asarray(self.inner.embed(list(missing.values())), dtype=np.float32)
+            vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+            if found and (dim := next(iter(found.values())).shape[0]) != vectors.shape[1]:
+                # Cached rows of another width than the model's now: those rows are wrong, not the model.
+                self._drop(list(found), f"{dim} dimensions, the model now returns {vectors.shape[1]}")
+                missing = dict(zip(keys, texts))
+                vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+                found = {}
             found.update(zip(missing, vectors))
+            # Only validated vectors are stored: a bad answer never poisons later runs.
             self._cache.set_many({key: vector.tobytes() for key, vector in zip(missing, vectors)})
         with self._lock:
             self.calls += bool(missing)
             self.misses += len(missing)
             self.hits += len(texts) - len(missing)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _cached(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The valid cached vectors of `keys`: finite, unit length (or zero) and of one width; others dropped."""
+        found: dict[str, np.ndarray] = {}
+        bad: list[str] = []
+        for key in keys:
+            raw = self._cache.get(key)
+            if raw is None:
+                continue
+            if not isinstance(raw, bytes) or not raw or len(raw) % 4:
+                bad.append(key)
+                continue
+            vector = np.frombuffer(raw, dtype=np.float32)
+            norm = float(np.linalg.norm(vector)) if np.isfinite(vector).all() else float("nan")
+            if not (abs(norm - 1.0) < 1e-3 or norm == 0.0):
+                bad.append(key)
+                continue
+            found[key] = vector
+        widths = {v.shape[0] for v in found.values()}
+        if len(widths) > 1:  # keep the most common width; the others are damaged entries
+            common = max(widths, key=lambda w: sum(v.shape[0] == w for v in found.values()))
+            bad += [k for k, v in found.items() if v.shape[0] != common]
+            found = {k: v for k, v in found.items() if v.shape[0] == common}
+        if bad:
+            self._drop(bad, "not finite unit-length float32 vectors of one width")
+        return found
+
+    def _drop(self, keys: list[str], why: str) -> None:
+        log.warning("embedding cache %s: %d cached vector(s) are %s: dropped and embedded again",
+                    self._cache.directory, len(keys), why)
+        for key in keys:
+            self._cache.delete(key)
 
     def close(self) -> None:
         self._cache.close()

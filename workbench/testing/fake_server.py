@@ -31,6 +31,7 @@ order the faulted requests and their kinds are fixed; with fail_rate=1.0 every r
                sleep ends early when the client disconnects, so it does not hold `in_flight`).
     malformed  after `latency`: status 200, Content-Type application/json, a truncated JSON body.
     empty      after `latency`: status 200, valid JSON with `choices: []` (embeddings: `data: []`).
+    nan        (only when named) embeddings: status 200, every vector NaN; chat: as `empty`.
 All requests, faulted or not, count in chat_calls / embedding_calls.
 
 The server is one process, one event loop (uvloop + httptools when installed): a request costs well
@@ -55,6 +56,7 @@ from workbench.testing.fake_content import WORD, content_text, count_tokens, emb
 
 MODEL_ID = "latency-endpoint"
 FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty")
+OPT_IN_FAULTS = ("nan",)  # only when asked for by name: not in the default round-robin
 
 
 # ---------------------------------------------------------------- server state
@@ -89,9 +91,9 @@ def _parse_faults(faults) -> tuple[str, ...]:
     if isinstance(faults, str):
         faults = [f for f in faults.split(",")]
     kinds = tuple(str(f).strip().lower() for f in faults if str(f).strip())
-    bad = [k for k in kinds if k not in FAULT_KINDS]
+    bad = [k for k in kinds if k not in FAULT_KINDS + OPT_IN_FAULTS]
     if bad:
-        raise ValueError(f"unknown fault kinds {bad}; choose among {','.join(FAULT_KINDS)}")
+        raise ValueError(f"unknown fault kinds {bad}; choose among {','.join(FAULT_KINDS + OPT_IN_FAULTS)}")
     return kinds
 
 
@@ -103,7 +105,7 @@ class Stats:
         self.chat_calls = 0
         self.embedding_calls = 0
         self.embedding_inputs = 0
-        self.faults_injected = {kind: 0 for kind in FAULT_KINDS}
+        self.faults_injected = {kind: 0 for kind in FAULT_KINDS + OPT_IN_FAULTS}
         self.in_flight = 0
         self.max_in_flight = 0
         self.tokens_prompt = 0
@@ -197,6 +199,13 @@ def create_app(config: Config | None = None):
             text = json.dumps(good())
             return Response(text[: max(1, len(text) // 2)], status_code=200, media_type="application/json")
         body = good()
+        if kind == "nan" and "data" in body:  # status 200, every embedding NaN (JSON NaN, as Python writes it)
+            for item in body["data"]:
+                n = len(item["embedding"]) if isinstance(item["embedding"], list) else cfg.dim
+                nans = [float("nan")] * n
+                item["embedding"] = (nans if isinstance(item["embedding"], list)
+                                     else base64.b64encode(struct.pack(f"<{n}f", *nans)).decode("ascii"))
+            return Response(json.dumps(body), status_code=200, media_type="application/json")
         body["choices" if "choices" in body else "data"] = []
         return JSONResponse(body)
 
