@@ -9,12 +9,15 @@ the missing ones run, and the same MLflow parent run is reused.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.spec import SweepSpec, content_hash
+
+log = logging.getLogger(__name__)
 
 
 def resume_key(spec: SweepSpec) -> str:
@@ -59,17 +62,33 @@ class SweepRecord:
         tmp.replace(self.directory / "status.json")  # atomic: never a half-written status
 
     def cells(self) -> list[dict[str, Any]]:
-        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored."""
+        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored.
+
+        Any other line that is not a cell (damaged, edited by hand) is skipped with one warning naming the
+        file and its lines: that cell is simply not finished, so it runs again."""
         if not self.cells_path.exists():
             return []
         out: dict[tuple[str, str], dict[str, Any]] = {}
-        with self.cells_path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                out[(row["variant_hash"], row["question_id"])] = row
+        bad: list[int] = []
+        with self.cells_path.open(encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if lineno < len(lines) or line.endswith("\n"):  # not the torn tail of a killed write
+                    bad.append(lineno)
+                continue
+            if not (isinstance(row, dict) and isinstance(row.get("variant_hash"), str)
+                    and isinstance(row.get("question_id"), str)):
+                bad.append(lineno)
+                continue
+            out[(row["variant_hash"], row["question_id"])] = row
+        if bad:
+            log.warning("%s: skipped %d line(s) that are not finished cells (line %s); those cells run again",
+                        self.cells_path, len(bad), ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else ""))
         return list(out.values())
 
     def repair(self) -> None:
