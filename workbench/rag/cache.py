@@ -14,6 +14,7 @@ a damaged database or an old pickle-format cache is moved aside and started afre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -161,6 +162,7 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self.dropped = 0  # entries that were not readable data, deleted
+        self._write_failed = False
         self._count_lock = threading.Lock()  # get() runs in worker threads (asyncio.to_thread)
         self._cache = open_data_cache(self.directory, size_limit) if enabled else None
 
@@ -190,15 +192,26 @@ class ResultCache:
 
     def set(self, key: str, value: Any) -> None:
         if self._cache is not None:
-            with span("cache"):
+            with span("cache"), self._unwritable():
                 self._cache.set(key, value)
 
     def set_many(self, items: Mapping[str, Any]) -> None:
         """Store every (key, value) in one transaction: one disk sync instead of one per entry."""
         if self._cache is not None:
-            with self._cache.transact():
+            with self._unwritable(), self._cache.transact():
                 for key, value in items.items():
                     self._cache.set(key, value)
+
+    @contextlib.contextmanager
+    def _unwritable(self):
+        """A full disk (or a read-only one) loses a cache entry, never the result: warn once and go on."""
+        try:
+            yield
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not self._write_failed:
+                log.warning("%s: cannot write to the cache (%s); results are kept but not cached — free space on "
+                            "that disk", self.directory, exc)
+            self._write_failed = True
 
     def close(self) -> None:
         if self._cache is not None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 
 import math
+import os
+import time
 from collections import Counter
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,8 @@ from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, con
 from workbench.rag.embeddings import Embedder
 from workbench.errors import ConfigError, DataError
 from workbench.events import span
+
+log = logging.getLogger(__name__)
 
 ADD_BATCH = 5000  # chunks embedded per step; Chroma's max batch here is 5,461 (client.get_max_batch_size())
 # Chroma's add holds the GIL for its whole call (~0.5 ms per vector, more as the collection grows): small
@@ -115,7 +119,27 @@ def chroma_client(path: str | Path | None = None, host: str | None = None):  # -
     if path is None:
         return chromadb.EphemeralClient(settings=settings)
     Path(path).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as exc:  # chromadb raises InternalError, sqlite errors, panics from its Rust core
+        # Its folder only holds indexes built from the corpus: a cache, so move it aside and start afresh.
+        moved = Path(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            Path(path).rename(moved)
+        except FileNotFoundError:  # another process moved it first
+            pass
+        except OSError as move_exc:
+            raise DataError(f"{path}: the Chroma index folder is damaged ({exc}) and cannot be moved aside "
+                            f"({move_exc.strerror}); delete it — its indexes are rebuilt from the corpus") from None
+        log.warning("%s: the Chroma index folder is damaged (%s, e.g. a truncated %s): moved aside to %s; its "
+                    "indexes are rebuilt from the corpus", path, exc, Path(path) / "chroma.sqlite3", moved)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        # chromadb keeps the system that failed to start under the folder's path and would hand it back:
+        # forget it (there is no public call for one path; clear_system_cache() would break other clients).
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        getattr(SharedSystemClient, "_identifier_to_system", {}).pop(str(path), None)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
 # ---------------------------------------------------------------- the index
@@ -174,8 +198,11 @@ class ChunkIndex:
                 and meta.get("wb_complete") is True
                 and collection.count() == len(self.chunks)
             ):
-                return collection, False
-            self.client.delete_collection(self.key)  # stale or half-built: rebuild from scratch
+                if self._answers(collection):
+                    return collection, False
+                log.warning("Chroma collection %s is damaged (its index files do not answer a search for a "
+                            "stored vector): rebuilt from the corpus", self.key)
+            self.client.delete_collection(self.key)  # stale, half-built or damaged: rebuild from scratch
         # embedding_function=None: Chroma's default one downloads a model; we always pass vectors ourselves.
         collection = self.client.create_collection(
             self.key,
@@ -200,6 +227,17 @@ class ChunkIndex:
             metadata={"wb_chunks": self.chunks_hash, "wb_complete": True, "wb_embedder": self.embedder.name}
         )
         return collection, True
+
+    def _answers(self, collection: Any) -> bool:
+        """A stored chunk's own vector finds a chunk: a truncated HNSW file raised or silently found nothing."""
+        try:
+            got = collection.get(ids=[self.chunks[0].id], include=["embeddings"])
+            if not len(got["ids"]):
+                return False
+            hits = collection.query(query_embeddings=[got["embeddings"][0]], n_results=1, include=[])
+            return len(hits["ids"][0]) == 1
+        except Exception:  # chromadb's InternalError and friends: any failure here means rebuild
+            return False
 
     def _dense(self, queries: Sequence[str], depth: int) -> list[list[tuple[int, float]]]:
         n = min(depth, len(self.chunks))

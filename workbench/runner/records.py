@@ -8,6 +8,7 @@ the missing ones run, and the same MLflow parent run is reused.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import StorageError
 from workbench.spec import SweepSpec, content_hash
 
 log = logging.getLogger(__name__)
@@ -57,9 +59,7 @@ class SweepRecord:
 
     def write_status(self, **fields: Any) -> None:
         data = self.status() | fields
-        tmp = self.directory / "status.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        tmp.replace(self.directory / "status.json")  # atomic: never a half-written status
+        write_atomically(self.directory / "status.json", json.dumps(data, indent=2))  # never a half-written status
 
     def cells(self) -> list[dict[str, Any]]:
         """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored.
@@ -107,10 +107,32 @@ class SweepRecord:
         return st.get("status") in ("KILLED", "FAILED") or not _pid_alive(st.get("pid"))
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file and rename it into place; on failure the temporary file is removed
+    and one StorageError names the file (a full disk left a 0-byte temp file and a traceback)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from None
+
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageError(f"disk full writing {path} ({exc.strerror}); free space on that disk, or set `home` in "
+                            "the spec to a folder on another disk, and run again (finished cells are kept)")
+    return StorageError(f"cannot write {path} ({exc.strerror}); check that its folder exists and is writable")
+
+
 def create_record(home: Path, sweep_id: str, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord:
     record = SweepRecord(home / "sweeps" / sweep_id)
-    record.directory.mkdir(parents=True, exist_ok=True)
-    (record.directory / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    try:
+        record.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(record.directory, exc) from None
+    write_atomically(record.directory / "spec.json", spec.model_dump_json(indent=2))
     record.write_status(status="RUNNING", pid=os.getpid(), resume_key=resume_key(spec), data=data_info or {})
     return record
 

@@ -110,6 +110,8 @@ class MlflowTracker(Immediate):
                         location = Path(location).resolve().as_uri()
                     mlflow.create_experiment(self.experiment_name, artifact_location=location)
                 self.experiment = mlflow.set_experiment(self.experiment_name)
+        except TrackingError:
+            raise  # the store lock's own message names the lock file and its holder
         except Exception as exc:  # MLflow raises many types; the user needs the URI and the cause
             raise TrackingError(
                 f"cannot open MLflow experiment {self.experiment_name!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
