@@ -123,28 +123,44 @@ def _write_marker(directory: Path) -> None:
     os.replace(tmp, directory / FORMAT_FILE)  # atomic: another process never reads half a marker
 
 
-def open_data_cache(directory: Path, size_limit: int) -> diskcache.Cache:
+def _unwritable(exc: BaseException) -> bool:
+    """A full, read-only or locked disk: the cache is fine, it just cannot be used now (never moved aside)."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.OperationalError)  # "database or disk is full", "readonly database", …
+
+
+def open_data_cache(directory: Path, size_limit: int) -> diskcache.Cache | None:
     """A data-only diskcache at `directory`: an old pickle cache or a damaged database there is moved
-    aside (one warning naming it) and an empty cache is made in its place."""
-    directory.mkdir(parents=True, exist_ok=True)
-    marker = directory / FORMAT_FILE
-    if not marker.is_file():
-        if any(not p.name.startswith(FORMAT_FILE) for p in directory.iterdir()):
-            moved = _aside(directory, "old-pickle-cache")
-            log.warning("%s: a cache in the old pickle format (or of unknown format) is never read, so it cannot "
-                        "run code: moved aside to %s; its entries are computed again (delete it when you like)",
-                        directory, moved)
-        _write_marker(directory)  # before the database: another process never sees one without the other
+    aside (one warning naming it) and an empty cache is made in its place. None (with a warning) when the
+    disk cannot be written: the sweep runs without its cache rather than fail."""
     try:
-        cache = diskcache.Cache(str(directory), size_limit=size_limit, disk=DataDisk)
-        cache.get("workbench: probe")  # a truncated database fails only at its first real query
-    except (sqlite3.DatabaseError, OSError, NotData) as exc:
-        moved = _aside(directory, "damaged")
-        log.warning("%s: the cache database %s is damaged (%s): moved aside to %s and started afresh; a cache "
-                    "only saves time, its entries are computed again", directory, directory / "cache.db", exc, moved)
-        _write_marker(directory)
-        cache = diskcache.Cache(str(directory), size_limit=size_limit, disk=DataDisk)
-    return cache
+        directory.mkdir(parents=True, exist_ok=True)
+        marker = directory / FORMAT_FILE
+        if not marker.is_file():
+            if any(not p.name.startswith(FORMAT_FILE) for p in directory.iterdir()):
+                moved = _aside(directory, "old-pickle-cache")
+                log.warning("%s: a cache in the old pickle format (or of unknown format) is never read, so it "
+                            "cannot run code: moved aside to %s; its entries are computed again (delete it when "
+                            "you like)", directory, moved)
+            _write_marker(directory)  # before the database: another process never sees one without the other
+        try:
+            cache = diskcache.Cache(str(directory), size_limit=size_limit, disk=DataDisk)
+            cache.get("workbench: probe")  # a truncated database fails only at its first real query
+        except (sqlite3.DatabaseError, NotData) as exc:
+            if _unwritable(exc):
+                raise
+            moved = _aside(directory, "damaged")
+            log.warning("%s: the cache database %s is damaged (%s): moved aside to %s and started afresh; a "
+                        "cache only saves time, its entries are computed again", directory,
+                        directory / "cache.db", exc, moved)
+            _write_marker(directory)
+            cache = diskcache.Cache(str(directory), size_limit=size_limit, disk=DataDisk)
+        return cache
+    except (OSError, sqlite3.OperationalError) as exc:
+        log.warning("%s: cannot open the cache (%s); running without it — results are kept but not cached "
+                    "(free space on that disk or check its permissions)", directory, exc)
+        return None
 
 
 class ResultCache:
