@@ -492,3 +492,118 @@ def test_a_cache_that_cannot_even_be_opened_on_a_full_disk_is_skipped_not_moved(
         assert cache.get("k") is None  # runs without a cache: nothing raised
     assert "cannot open the cache" in warnings_of(caplog)
     assert not [p for p in full_disk.iterdir() if ".damaged-" in p.name]  # a full disk is not damage
+
+
+# ---------------------------------------------------------------- whole sweeps (slow: MLflow, a helper process)
+
+SWEEP = """
+import json, sys
+from workbench.runner.sweep import run_sweep
+results = run_sweep(json.loads(sys.argv[1]), progress=False, **json.loads(sys.argv[2]))
+print(json.dumps({"sweep_id": results.sweep_id, "notes": results.notes, "rows": len(results.rows),
+                  "model_calls": results.stats.get("model_calls"), "status": results.status}))
+"""
+
+
+def folder_spec(tmp: Path, docs: Path, **extra) -> dict:
+    from conftest import small_spec
+
+    questions = tmp / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"id": f"q{i}", "question": q, "reference_answers": [a],
+                                             "relevant_ids": [f"d{i}.txt"]}) + "\n"
+                                 for i, (q, a) in enumerate([("Who won Super Bowl 50?", "Denver Broncos"),
+                                                             ("Where was it played?", "Levi's Stadium")])))
+    spec = small_spec(tmp, retrieval=[{"kind": "bm25", "k": 2}])
+    del spec["space"]["model"]
+    spec["stage"] = "retrieve"
+    spec["data"] = {"corpus": {"format": "folder", "path": str(docs)}, "eval": {"format": "jsonl", "path": str(questions)}}
+    return {**spec, **extra}
+
+
+def make_docs(tmp: Path) -> Path:
+    docs = tmp / "docs"
+    docs.mkdir()
+    (docs / "d0.txt").write_text("The Denver Broncos won Super Bowl 50, beating the Carolina Panthers.")
+    (docs / "d1.txt").write_text("Super Bowl 50 was played at Levi's Stadium in Santa Clara.")
+    return docs
+
+
+def run_in_subprocess(spec: dict, env: dict | None = None, **kwargs) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, "-c", SWEEP, json.dumps(spec), json.dumps(kwargs)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout + done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_link_to_the_environment_leaks_the_key_nowhere(tmp_path):
+    docs = make_docs(tmp_path)
+    (docs / "env.txt").symlink_to("/proc/self/environ")  # the sweep process's own environment
+    (docs / "fifo.txt").unlink(missing_ok=True)
+    os.mkfifo(docs / "fifo.txt")
+    out, text = run_in_subprocess(folder_spec(tmp_path, docs), env={"WB_HOSTILE_KEY": SECRET})
+    assert out["status"] == "FINISHED" and out["rows"] == 2
+    assert "env.txt" in text and "symbolic link" in text and "fifo.txt" in text  # said once what was skipped
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.name == "cells.jsonl" for p in written) and any(p.suffix == ".db" for p in written)
+    assert any(p.name == "eval_results.json" for p in written)
+    assert [str(p) for p in written if SECRET.encode() in p.read_bytes()] == []
+    assert SECRET not in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_finished_sweep_shortcut_checks_artifacts_and_damaged_cells(tmp_path):
+    import shutil
+
+    docs = make_docs(tmp_path)
+    spec = folder_spec(tmp_path, docs)
+    first, _ = run_in_subprocess(spec)
+    same, _ = run_in_subprocess(spec)
+    assert same["sweep_id"] == first["sweep_id"] and any("identical" in n for n in same["notes"])
+    # a cell of its cells.jsonl replaced by `{}`: a warning naming file and line, that cell runs again
+    cells = tmp_path / "home" / "sweeps" / first["sweep_id"] / "cells.jsonl"
+    lines = cells.read_text().splitlines(keepends=True)
+    cells.write_text(lines[0] + "{}\n")
+    damaged, text = run_in_subprocess(spec)
+    assert f"{cells}: skipped 1 line(s)" in text and "line 2" in text
+    assert damaged["sweep_id"] != first["sweep_id"] and damaged["rows"] == 2 and damaged["status"] == "FINISHED"
+    # the artifact folder deleted: the store still lists FINISHED runs, but they are not returned as finished
+    shutil.rmtree(tmp_path / "mlruns" / "artifacts")
+    rerun, _ = run_in_subprocess(spec)
+    assert rerun["sweep_id"] != damaged["sweep_id"] and not any("identical" in n for n in rerun["notes"])
+    assert rerun["rows"] == 2 and list((tmp_path / "mlruns" / "artifacts").rglob("eval_results.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_crafted_pickles_in_a_copied_home_never_run_during_a_sweep(tmp_path):
+    from conftest import small_spec
+
+    marker = tmp_path / "PWNED"
+    with LatencyEndpoint(latency=0.0) as ep:
+        spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+        spec["data"]["eval"]["limit"] = 3
+        spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url,
+                                   "max_tokens": 16}]
+        spec["tracking"] = {"enabled": False}
+        first, _ = run_in_subprocess(spec)
+        home = tmp_path / "home" / "cache" / "generations"
+        keys = [k for (k,) in sqlite3.connect(home / "cache.db").execute("SELECT key FROM Cache")]
+        assert len(keys) == 3
+        # the same home, tampered: every cached generation's row now holds a pickle that runs a command
+        for key in keys:
+            plant_pickle_row(home, key, marker)
+        ep.reset_stats()
+        tampered, text = run_in_subprocess(spec, resume=False)  # a new sweep: every answer from the cache
+        assert not marker.exists() and "dropped" in text
+        assert tampered["rows"] == 3 and ep.stats()["chat_calls"] == 3  # recomputed, same answers
+        # an old pickle-format cache copied in: moved aside, never read
+        import shutil
+
+        shutil.rmtree(home)
+        for key in keys:
+            plant_old_pickle_cache(home, key, marker)
+        again, text = run_in_subprocess(spec, resume=False)
+        assert not marker.exists() and "old pickle format" in text and again["rows"] == 3
