@@ -607,3 +607,71 @@ def test_crafted_pickles_in_a_copied_home_never_run_during_a_sweep(tmp_path):
             plant_old_pickle_cache(home, key, marker)
         again, text = run_in_subprocess(spec, resume=False)
         assert not marker.exists() and "old pickle format" in text and again["rows"] == 3
+
+
+# ---------------------------------------------------------------- damaged Chroma files (a cache: rebuilt)
+
+SQUAD = Path(__file__).resolve().parents[1] / "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
+BUILD = """
+import sys
+from workbench.data.corpus import load_corpus
+from workbench.rag.chunking import chunk_corpus
+from workbench.rag.embeddings import CachedEmbedder, OpenAIEmbedder
+from workbench.rag.retrieval import ChunkIndex, chroma_client
+from workbench.spec import ChunkingConfig, CorpusSource, EmbeddingConfig
+corpus = load_corpus(CorpusSource(format="squad", path=sys.argv[1]))
+cfg = EmbeddingConfig(provider="openai", model="latency-endpoint", base_url=sys.argv[3], batch_size=64)
+index = ChunkIndex("wb-hostile", chunk_corpus(corpus, ChunkingConfig(size=30, overlap=0)), OpenAIEmbedder(cfg), chroma_client(sys.argv[2]),
+                   dense=False)
+assert index.ensure_dense()
+"""
+
+
+def _index(endpoint, chroma: Path):
+    from workbench.data.corpus import load_corpus
+    from workbench.rag.chunking import chunk_corpus
+    from workbench.rag.retrieval import ChunkIndex, chroma_client
+    from workbench.spec import ChunkingConfig
+
+    CHUNKS = ChunkingConfig(size=30, overlap=0)  # >1,000 chunks: Chroma writes its HNSW files past 1,000
+
+    corpus = load_corpus(CorpusSource(format="squad", path=str(SQUAD)))
+    cfg = EmbeddingConfig(provider="openai", model="latency-endpoint", base_url=endpoint.base_url, batch_size=64)
+    return ChunkIndex("wb-hostile", chunk_corpus(corpus, CHUNKS), OpenAIEmbedder(cfg), chroma_client(chroma),
+                      dense=False)
+
+
+def _hnsw(chroma: Path, name: str) -> Path:
+    (found,) = list(chroma.glob(f"*/{name}"))
+    return found
+
+
+CHROMA_DAMAGE = {
+    # case: (damage the built folder, what the warning names)
+    "chroma.sqlite3 truncated": (lambda c: os.truncate(c / "chroma.sqlite3", 20_000), "chroma.sqlite3"),
+    "chroma.sqlite3 garbage": (lambda c: (c / "chroma.sqlite3").write_bytes(b"\0garbage" * 5000), "chroma.sqlite3"),
+    # hnswlib reads these unchecked: searches raised, found nothing, or the process died of a double free
+    "HNSW header truncated": (lambda c: os.truncate(_hnsw(c, "header.bin"), 10), "header.bin is cut short"),
+    "HNSW data truncated": (lambda c: os.truncate(_hnsw(c, "data_level0.bin"), 1000), "data_level0.bin is cut short"),
+    "HNSW link lengths truncated": (lambda c: os.truncate(_hnsw(c, "length.bin"), 100), "length.bin is cut short"),
+}
+
+
+@pytest.mark.timeout(200)
+@pytest.mark.parametrize("case", CHROMA_DAMAGE)
+def test_damaged_chroma_files_are_detected_named_and_rebuilt(tmp_path, endpoint, caplog, case):
+    from workbench.spec import RetrievalConfig
+
+    chroma = tmp_path / "home" / "chroma"
+    subprocess.run([sys.executable, "-c", BUILD, str(SQUAD), str(chroma), endpoint.base_url], check=True, timeout=150)
+    damage, named = CHROMA_DAMAGE[case]
+    damage(chroma)
+    with caplog.at_level(logging.WARNING):
+        index = _index(endpoint, chroma)
+        built = index.ensure_dense()
+    assert len(index.chunks) > 1000
+    for i in (0, 5, len(index.chunks) - 1):
+        hits = index.search([index.chunks[i].text], RetrievalConfig(kind="dense", k=3))[0]
+        assert len(hits) == 3 and hits[0].chunk.id == index.chunks[i].id  # correct results, not an empty list
+    assert built is True  # rebuilt from the corpus
+    assert named in warnings_of(caplog) and ("damaged" in warnings_of(caplog))

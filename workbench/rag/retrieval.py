@@ -18,6 +18,7 @@ import logging
 
 import math
 import os
+import struct
 import time
 from collections import Counter
 import threading
@@ -119,27 +120,60 @@ def chroma_client(path: str | Path | None = None, host: str | None = None):  # -
     if path is None:
         return chromadb.EphemeralClient(settings=settings)
     Path(path).mkdir(parents=True, exist_ok=True)
+    if damaged := damaged_hnsw_files(Path(path)):  # hnswlib would read past their end and corrupt memory
+        _move_aside(Path(path), f"{damaged[0]} is cut short")
     try:
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as exc:  # chromadb raises InternalError, sqlite errors, panics from its Rust core
-        # Its folder only holds indexes built from the corpus: a cache, so move it aside and start afresh.
-        moved = Path(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        try:
-            Path(path).rename(moved)
-        except FileNotFoundError:  # another process moved it first
-            pass
-        except OSError as move_exc:
-            raise DataError(f"{path}: the Chroma index folder is damaged ({exc}) and cannot be moved aside "
-                            f"({move_exc.strerror}); delete it — its indexes are rebuilt from the corpus") from None
-        log.warning("%s: the Chroma index folder is damaged (%s, e.g. a truncated %s): moved aside to %s; its "
-                    "indexes are rebuilt from the corpus", path, exc, Path(path) / "chroma.sqlite3", moved)
-        Path(path).mkdir(parents=True, exist_ok=True)
+        _move_aside(Path(path), f"{exc}, e.g. a truncated {Path(path) / 'chroma.sqlite3'}")
         # chromadb keeps the system that failed to start under the folder's path and would hand it back:
         # forget it (there is no public call for one path; clear_system_cache() would break other clients).
         from chromadb.api.shared_system_client import SharedSystemClient
 
         getattr(SharedSystemClient, "_identifier_to_system", {}).pop(str(path), None)
         return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _move_aside(path: Path, why: str) -> None:
+    """The Chroma folder only holds indexes built from the corpus (a cache): move it aside, start afresh."""
+    moved = Path(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    try:
+        path.rename(moved)
+    except FileNotFoundError:  # another process moved it first
+        pass
+    except OSError as exc:
+        raise DataError(f"{path}: the Chroma index folder is damaged ({why}) and cannot be moved aside "
+                        f"({exc.strerror}); delete it — its indexes are rebuilt from the corpus") from None
+    log.warning("%s: the Chroma index folder is damaged (%s): moved aside to %s; its indexes are rebuilt from the "
+                "corpus (the embedding cache makes that quick)", path, why, moved)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+_HNSW_HEADER = 100  # bytes of hnswlib's header.bin (format version 1), as Chroma 1.x writes it
+
+
+def damaged_hnsw_files(path: Path) -> list[str]:
+    """Chroma's HNSW segment files that are shorter than their own header says (a truncated copy, a full
+    disk). Chroma's hnswlib reads them without checking: searches silently found nothing, or the process
+    crashed with a double free. A header of another format version is not judged."""
+    damaged = []
+    for header in path.glob("*/header.bin"):
+        data = header.read_bytes()
+        if len(data) < 4:
+            damaged.append(str(header))
+            continue
+        if struct.unpack_from("<i", data)[0] != 1:
+            continue
+        if len(data) != _HNSW_HEADER:
+            damaged.append(str(header))
+            continue
+        count, per_element = struct.unpack_from("<QQ", data, 20)  # cur_element_count, size_data_per_element
+        level0, lengths = header.with_name("data_level0.bin"), header.with_name("length.bin")
+        if level0.exists() and level0.stat().st_size < count * per_element:
+            damaged.append(str(level0))
+        elif lengths.exists() and lengths.stat().st_size < 4 * count:
+            damaged.append(str(lengths))
+    return damaged
 
 
 # ---------------------------------------------------------------- the index
@@ -193,15 +227,11 @@ class ChunkIndex:
             collection = None
         if collection is not None:
             meta = collection.metadata or {}
-            if (
-                meta.get("wb_chunks") == self.chunks_hash
-                and meta.get("wb_complete") is True
-                and collection.count() == len(self.chunks)
-            ):
+            if meta.get("wb_chunks") == self.chunks_hash and meta.get("wb_complete") is True:
                 if self._answers(collection):
                     return collection, False
-                log.warning("Chroma collection %s is damaged (its index files do not answer a search for a "
-                            "stored vector): rebuilt from the corpus", self.key)
+                log.warning("Chroma collection %s is damaged (its index files cannot count or find its stored "
+                            "vectors): rebuilt from the corpus", self.key)
             self.client.delete_collection(self.key)  # stale, half-built or damaged: rebuild from scratch
         # embedding_function=None: Chroma's default one downloads a model; we always pass vectors ourselves.
         collection = self.client.create_collection(
@@ -229,8 +259,11 @@ class ChunkIndex:
         return collection, True
 
     def _answers(self, collection: Any) -> bool:
-        """A stored chunk's own vector finds a chunk: a truncated HNSW file raised or silently found nothing."""
+        """Complete, and a stored chunk's own vector finds a chunk: a truncated HNSW file made count() or
+        query() raise, or queries silently find nothing."""
         try:
+            if collection.count() != len(self.chunks):
+                return False
             got = collection.get(ids=[self.chunks[0].id], include=["embeddings"])
             if not len(got["ids"]):
                 return False
