@@ -40,8 +40,12 @@ def create_sqlite_store_atomically(uri: str) -> None:
     partial = path.with_name(f"{path.name}.creating-{os.getpid()}")
     for leftover in path.parent.glob(f"{path.name}.creating-*"):  # from a process killed while creating it
         leftover.unlink(missing_ok=True)
-    mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
-    os.replace(partial, path)
+    try:
+        mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
+        os.replace(partial, path)
+    except Exception:  # a full disk mid-migration: leave no half store behind for the next run to trip on
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def check_sqlite_store(uri: str) -> None:
