@@ -27,7 +27,7 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.rag.cache import ResultCache
-from workbench.rag.vectors import check_vectors
+from workbench.rag.vectors import check_vectors, split_cached
 
 log = logging.getLogger(__name__)
 
@@ -332,27 +332,8 @@ class CachedEmbedder:
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
     def _cached(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """The valid cached vectors of `keys`: finite, unit length (or zero) and of one width; others dropped."""
-        found: dict[str, np.ndarray] = {}
-        bad: list[str] = []
-        for key in keys:
-            raw = self._cache.get(key)
-            if raw is None:
-                continue
-            if not isinstance(raw, bytes) or not raw or len(raw) % 4:
-                bad.append(key)
-                continue
-            vector = np.frombuffer(raw, dtype=np.float32)
-            norm = float(np.linalg.norm(vector)) if np.isfinite(vector).all() else float("nan")
-            if not (abs(norm - 1.0) < 1e-3 or norm == 0.0):
-                bad.append(key)
-                continue
-            found[key] = vector
-        widths = {v.shape[0] for v in found.values()}
-        if len(widths) > 1:  # keep the most common width; the others are damaged entries
-            common = max(widths, key=lambda w: sum(v.shape[0] == w for v in found.values()))
-            bad += [k for k, v in found.items() if v.shape[0] != common]
-            found = {k: v for k, v in found.items() if v.shape[0] == common}
+        """The valid cached vectors of `keys` (see `split_cached`); the others are dropped."""
+        found, bad = split_cached({key: self._cache.get(key) for key in keys})
         if bad:
             self._drop(bad, "not finite unit-length float32 vectors of one width")
         return found
