@@ -262,6 +262,23 @@ def test_a_crafted_pickle_row_in_a_data_cache_is_dropped_never_unpickled(tmp_pat
     again.close()
 
 
+def test_a_crafted_row_pointing_at_a_file_outside_the_cache_is_not_read(tmp_path, caplog):
+    outside = tmp_path / "keys.txt"
+    outside.write_bytes(b"B" + SECRET.encode())  # even with the workbench's own format tag
+    directory = tmp_path / "cache" / "embeddings"
+    cache = ResultCache(directory)
+    cache.set("k", b"\0" * 16)
+    cache.close()
+    db = sqlite3.connect(directory / "cache.db")
+    db.execute("UPDATE Cache SET mode = 2, value = NULL, filename = ? WHERE key = 'k'", (f"../../{outside.name}",))
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING):
+        again = ResultCache(directory)
+        assert again.get("k") is None and again.dropped == 1
+    assert "outside the cache folder" in warnings_of(caplog) and outside.exists()
+
+
 # ---------------------------------------------------------------- damaged cache databases
 
 def _truncate_half(db: Path) -> None:

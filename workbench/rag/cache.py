@@ -92,6 +92,8 @@ class DataDisk(diskcache.Disk):
     def fetch(self, mode, filename, value, read):
         if mode not in (MODE_RAW, MODE_BINARY) or read:
             raise NotData(f"a value stored in diskcache mode {mode} (a pickle or a file handle)")
+        if _outside(filename):
+            raise NotData(f"a value file outside the cache folder ({filename})")  # a crafted row reading any file
         data = super().fetch(mode, filename, value, False)
         if not isinstance(data, bytes) or not data:
             raise NotData("a value that is not bytes")
@@ -104,6 +106,14 @@ class DataDisk(diskcache.Disk):
             except (zlib.error, UnicodeDecodeError, ValueError) as exc:
                 raise NotData(f"an unreadable JSON value ({exc})") from None
         raise NotData("a value without the workbench's format tag")
+
+    def remove(self, file_path):
+        if not _outside(file_path):  # dropping a crafted row must not delete the file it names
+            super().remove(file_path)
+
+
+def _outside(filename: str | None) -> bool:
+    return filename is not None and (Path(filename).is_absolute() or ".." in Path(filename).parts)
 
 
 def _aside(directory: Path, why: str) -> str:
