@@ -63,6 +63,10 @@ class CorpusSource(Frozen):
         "folder: every .txt/.md file below path (id = relative path); beir: a BEIR folder (corpus.jsonl)"
     )
     path: str = Field(description="File or folder, relative to the working directory or absolute")
+    follow_symlinks: bool = Field(
+        False, description="folder: read files that symbolic links point to (off: links are skipped with a warning, "
+        "so a link cannot pull in files from outside the folder)"
+    )
 
 
 class EvalSource(Frozen):

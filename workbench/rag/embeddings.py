@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.rag.cache import ResultCache
+from workbench.rag.vectors import check_vectors, split_cached
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the offline model's files
 
@@ -308,21 +312,37 @@ class CachedEmbedder:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         keys = [self.key(t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        for key in dict.fromkeys(keys):
-            raw = self._cache.get(key)
-            if raw is not None:
-                found[key] = np.frombuffer(raw, dtype=np.float32)
+        found = self._cached(list(dict.fromkeys(keys)))
         missing = {k: t for k, t in zip(keys, texts) if k not in found}  # unique texts, first-seen order
         if missing:
-            vectors = np.asarray(self.inner.embed(list(missing.values())), dtype=np.float32)
+            vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+            if found and (dim := next(iter(found.values())).shape[0]) != vectors.shape[1]:
+                # Cached rows of another width than the model's now: those rows are wrong, not the model.
+                self._drop(list(found), f"{dim} dimensions, the model now returns {vectors.shape[1]}")
+                missing = dict(zip(keys, texts))
+                vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+                found = {}
             found.update(zip(missing, vectors))
+            # Only validated vectors are stored: a bad answer never poisons later runs.
             self._cache.set_many({key: vector.tobytes() for key, vector in zip(missing, vectors)})
         with self._lock:
             self.calls += bool(missing)
             self.misses += len(missing)
             self.hits += len(texts) - len(missing)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _cached(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The valid cached vectors of `keys` (see `split_cached`); the others are dropped."""
+        found, bad = split_cached({key: self._cache.get(key) for key in keys})
+        if bad:
+            self._drop(bad, "not finite unit-length float32 vectors of one width")
+        return found
+
+    def _drop(self, keys: list[str], why: str) -> None:
+        log.warning("embedding cache %s: %d cached vector(s) are %s: dropped and embedded again",
+                    self._cache.directory, len(keys), why)
+        for key in keys:
+            self._cache.delete(key)
 
     def close(self) -> None:
         self._cache.close()

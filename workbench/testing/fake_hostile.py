@@ -13,6 +13,7 @@ Kinds (name them in `faults`):
     usage_strings, usage_negative  token counts as strings / negative numbers.
     huge       an answer of `huge_chars` characters, whatever max_tokens says.
     unauthorized  at once: 401 "Incorrect API key provided: <the key sent>" (as `require_key` below).
+    nan        embeddings: a 200 whose every vector is NaN (a broken model; chat: an empty `choices`).
 A model named `fault:<kind>` (any kind, also the default ones) always gets that fault, whatever
 `fail_rate` says: one server then hosts a good model and misbehaving ones side by side in one sweep.
 `require_key`: every /v1 request whose bearer token differs gets 401 "Incorrect API key provided: <the
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator
 
 SHAPE_KINDS = ("no_message", "null_message", "choices_string", "content_number", "content_parts",
                "usage_strings", "usage_negative", "huge")
-HOSTILE_KINDS = ("trickle", "unauthorized", *SHAPE_KINDS)
+HOSTILE_KINDS = ("trickle", "unauthorized", "nan", *SHAPE_KINDS)
 FAULT_MODEL_PREFIX = "fault:"
 
 
@@ -69,6 +70,21 @@ def reshape(kind: str, body: dict, huge_chars: int) -> None:
         usage.update(prompt_tokens=-1_000_000, completion_tokens=-5)
     elif kind == "huge":
         choice["message"]["content"] = ("lorem ipsum " * (huge_chars // 12 + 1))[:huge_chars]
+
+
+def nan_vectors(body: dict, dim: int) -> None:
+    """Every embedding of a good embeddings body turned into NaN (base64 ones too); a chat body loses its choices."""
+    import base64
+    import struct
+
+    if "data" not in body:
+        body["choices"] = []
+        return
+    for item in body["data"]:
+        if isinstance(item["embedding"], list):
+            item["embedding"] = [float("nan")] * len(item["embedding"])
+        else:
+            item["embedding"] = base64.b64encode(struct.pack(f"<{dim}f", *[float("nan")] * dim)).decode("ascii")
 
 
 async def trickle(text: str, interval: float) -> AsyncIterator[bytes]:

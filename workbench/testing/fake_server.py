@@ -53,7 +53,7 @@ from typing import Any
 
 from workbench.processes import exit_with_parent
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
-from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, reshape, trickle
+from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
 from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
 
 __all__ = ["ALL_FAULT_KINDS", "FAULT_KINDS", "HOSTILE_KINDS", "MODEL_ID", "Config", "FaultPlan", "Stats", "create_app",
@@ -118,6 +118,10 @@ def create_app(config: Config | None = None):
             body = good()
             reshape(kind, body, cfg.huge_chars)
             return JSONResponse(body)
+        if kind == "nan":
+            body = good()
+            nan_vectors(body, cfg.dim)
+            return Response(json.dumps(body), status_code=200, media_type="application/json")  # NaN as Python writes it
         if kind == "malformed":
             text = json.dumps(good())
             return Response(text[: max(1, len(text) // 2)], status_code=200, media_type="application/json")
