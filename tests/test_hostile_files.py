@@ -674,6 +674,7 @@ CHROMA_DAMAGE = {
 }
 
 
+@pytest.mark.slow  # each case builds a >1,000-chunk index in a subprocess (~13 s)
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("case", CHROMA_DAMAGE)
 def test_damaged_chroma_files_are_detected_named_and_rebuilt(tmp_path, endpoint, caplog, case):
