@@ -337,8 +337,10 @@ class TrackingConfig(Frozen):
     redact: bool = Field(
         False, description="Replace e-mails, phone and card numbers in logged questions, contexts and answers"
     )
-    max_traces_per_variant: int = Field(
-        10, ge=0, description="Questions traced per variant, the first N (the table always holds every question)"
+    max_traces_per_variant: int | None = Field(
+        None, ge=0,
+        description="Cap on the questions traced per variant, the first N (default: every question; the "
+        "table always holds every question)",
     )
 
 

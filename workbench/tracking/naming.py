@@ -1,0 +1,91 @@
+"""What MLflow's UI shows, decided in one place (pure): run names, colours, metric names and rounding,
+params with their units.
+
+MLflow's chart view groups metrics by the prefix before `/` and lists the un-prefixed ones first, so the
+headline quality means stay at the top level (`f1`, `hit_at_k`) and everything else is grouped:
+`ci/f1_low`, `ci/f1_high`, `n/f1`, `latency/total_p95_s`, `tokens/prompt`, `cost/usd`, `cells/questions`.
+Only what is logged is rounded; the analysis reads the per-question table, never these values.
+
+>>> mlflow_metrics({"f1": 0.4666666666666666, "f1_ci_low": 0.3, "f1_n": 20.0, "cost_usd": 0.0})
+{'f1': 0.4667, 'ci/f1_low': 0.3, 'n/f1': 20.0, 'cost/usd': 0.0}
+>>> metric_name("latency_total_p95_s"), metric_name("questions")
+('latency/total_p95_s', 'cells/questions')
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workbench.spec import SweepSpec, VariantConfig
+
+SIGNIFICANT = 4
+
+# Tableau 10: distinct, colour-blind-aware hues; MLflow reads a run's colour from its `mlflow.runColor`
+# tag (the UI keeps a user's own choice in the browser's local state, which wins).
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+PARENT_COLOUR = "#555555"
+
+_RENAMED = {"questions": "cells/questions", "failed_cells": "cells/failed"}
+_SUFFIX_GROUPS = (("_ci_low", "ci/{}_low"), ("_ci_high", "ci/{}_high"), ("_n", "n/{}"), ("_failed", "failed/{}"))
+_PREFIX_GROUPS = ("latency_", "tokens_", "cost_")
+
+
+def round_sig(value: float, digits: int = SIGNIFICANT) -> float:
+    """`value` to `digits` significant digits (0.4666666666666666 -> 0.4667); nan and inf unchanged."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def metric_name(flat: str) -> str:
+    """A variant's flat aggregate name (`aggregate()`) as logged to MLflow."""
+    if flat in _RENAMED:
+        return _RENAMED[flat]
+    from workbench.scoring import catalogue
+
+    for suffix, template in _SUFFIX_GROUPS:
+        stem = flat.removesuffix(suffix)
+        if stem != flat and catalogue.is_metric(stem):
+            return template.format(stem)
+    for prefix in _PREFIX_GROUPS:
+        if flat.startswith(prefix):
+            return f"{prefix[:-1]}/{flat[len(prefix):]}"
+    return flat
+
+
+def mlflow_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A variant's aggregates, renamed into chart groups and rounded for display."""
+    return {metric_name(k): round_sig(float(v)) for k, v in metrics.items()}
+
+
+def mlflow_params(variant: VariantConfig) -> dict[str, Any]:
+    """The variant's params with the chunk size's unit in its name (characters for `recursive`, tokens
+    for `token`), so one axis never mixes the two; `none` has no size. The spec's fields are unchanged."""
+    params = variant.flat_params()
+    size, overlap = params.pop("chunking.size", None), params.pop("chunking.overlap", None)
+    unit = {"recursive": "chars", "token": "tokens"}.get(variant.chunking.strategy)
+    if unit is not None:
+        params[f"chunking.size_{unit}"], params[f"chunking.overlap_{unit}"] = size, overlap
+    return params
+
+
+def variant_run_name(variant: VariantConfig) -> str:
+    """The label first (what the UI's narrow column shows), then a short hash to tell twins apart."""
+    return f"{variant.label()} · {variant.short_hash[:7]}"[:250]
+
+
+def sweep_run_name(spec: SweepSpec, n_variants: int, n_questions: Any, started: float) -> str:
+    """`quickstart · 4 variants × 20 q · 2026-11-29 21:04:07`: which sweep, how big, when (local time)."""
+    size = f"{n_variants} variant{'s' if n_variants != 1 else ''}"
+    if n_questions is not None:
+        size += f" × {n_questions} q"
+    return f"{spec.name} · {size} · {datetime.fromtimestamp(started):%Y-%m-%d %H:%M:%S}"[:250]
+
+
+def run_colour(index: int) -> str:
+    """The colour of the variant at `index` in the spec's order (the palette cycles after ten)."""
+    return PALETTE[index % len(PALETTE)]
