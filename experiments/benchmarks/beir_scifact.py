@@ -240,6 +240,8 @@ def mlflow_matches_frame(results, uri: str, metric: str) -> float:
     """Max abs difference between each MLflow child run's logged `metric` and the results frame."""
     import mlflow
 
+    from workbench.tracking.naming import round_sig
+
     client = mlflow.MlflowClient(uri)
     frame = results.to_frame()
     worst = 0.0
@@ -254,7 +256,8 @@ def mlflow_matches_frame(results, uri: str, metric: str) -> float:
         logged = run.data.metrics.get(metric)
         invariant(logged is not None, f"run {run_id} has no metric {metric}")
         if logged is not None:
-            worst = max(worst, abs(logged - float(frame.loc[v.short_hash, metric])))
+            # MLflow shows 4 significant digits (workbench.tracking.naming): compare with the frame's rounded
+            worst = max(worst, abs(logged - round_sig(float(frame.loc[v.short_hash, metric]))))
     return worst
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from workbench.scoring import catalogue
+from workbench.scoring.catalogue import error_of
 from workbench.tracking.naming import round_sig
 
 SOURCE_ID = "workbench"
@@ -46,9 +47,9 @@ def feedbacks(row: dict[str, Any], run_id: str, names: Iterable[str] | None = No
         value = row.get(name)
         if value is not None:
             out.append(Feedback(name=name, value=round_sig(float(value)), source=source, metadata=meta))
-        elif row.get(catalogue.error_of(name)):  # a judgement that did not parse
+        elif row.get(error_of(name)):  # a judgement that did not parse
             out.append(Feedback(name=name, source=source, metadata=meta, error=AssessmentError(
-                error_code=NOT_SCORED, error_message=str(row[catalogue.error_of(name)]))))
+                error_code=NOT_SCORED, error_message=str(row[error_of(name)]))))
     if whole and row.get("error"):
         for name in catalogue.names("answer"):
             if name not in row:

@@ -2,35 +2,32 @@
 
 The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
 helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
-per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
-the sweep, so what is left after the last answer is one metrics batch and one table.
+per question (scores and expectations attached, `assessments.py`) as each finishes, metrics and the per-question table when it ends. The steps overlap
+the sweep, so what is left after the last answer is one metrics batch and one table. What the UI shows
+(names, colours, metric groups, rounding, units) is decided in `naming.py`.
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
-import os
-import platform
-import sys
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from workbench._version import __version__
 from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.scoring.catalogue import names as catalogue_names
 from workbench.tracking import assessments
+from workbench.tracking.provenance import audit_tags, git_commit, run_source  # noqa: F401 (git_commit: export's)
 from workbench.tracking.naming import (
     PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name,
 )
 from workbench.tracking.protocol import (
     LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
 )
-from workbench.tracking.store import check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock
+from workbench.tracking.store import (
+    check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
+)
 from workbench.errors import TrackingError
 
 # The eval_results table's columns, derived from the Cell declaration and the metric catalogue: what
@@ -45,46 +42,12 @@ TABLE_COLUMNS = table_columns()
 TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-@functools.lru_cache(maxsize=1)
-def _audit_tags() -> tuple[tuple[str, str], ...]:
-    tags = {"workbench.version": __version__, "workbench.user": getpass.getuser(), "workbench.host": platform.node()}
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tuple(tags.items())
-
-
-def audit_tags() -> dict[str, str]:
-    """Who ran it, where, from which commit and workbench version (computed once per process)."""
-    return dict(_audit_tags())
-
-
-def run_source() -> dict[str, str]:
-    """Where this process was started from, as MLflow's Source column shows it: the notebook (JupyterLab
-    puts its path in JPY_SESSION_NAME), the command (`workbench run spec.yaml`, `pytest …`) or the script.
-    Computed in the user's process: the helper that logs would name itself."""
-    if notebook := os.environ.get("JPY_SESSION_NAME"):
-        return {"mlflow.source.name": notebook, "mlflow.source.type": "NOTEBOOK", "mlflow.user": getpass.getuser()}
-    argv = sys.argv or [""]
-    script = argv[0] if argv[0].endswith(".py") else " ".join([Path(argv[0]).name or "python", *argv[1:]])
-    return {"mlflow.source.name": script[:500], "mlflow.source.type": "LOCAL", "mlflow.user": getpass.getuser()}
-
-
 def check_tracking_uri(cfg: TrackingConfig, experiment: str) -> None:
     """A bad tracking URI fails here, before anything is written. A local sqlite store only gets cheap file
     checks (opening it may run schema migrations); any other URI is opened (its experiment created)."""
     if cfg.tracking_uri.startswith("sqlite:///"):
         check_sqlite_store(cfg.tracking_uri)
+        check_artifact_location(cfg.tracking_uri, experiment, cfg.artifact_location)
     else:
         MlflowTracker(cfg, experiment).open()
 
@@ -320,8 +283,8 @@ class MlflowTracker(Immediate):
         """Judged scores arrive after their cell's trace was written: added to it now, one call each
         (only sweeps with a judge have any)."""
         judged = catalogue_names("judged")
-        late = [(r, [n for n in judged if n in r]) for r in rows
-                if (variant_hash, r["question_id"]) in self.trace_ids and any(n in r for n in judged)]
+        late = [(r, names) for r in rows if (variant_hash, r["question_id"]) in self.trace_ids
+                and (names := [n for n in judged if n in r or assessments.error_of(n) in r])]
         if not late:
             return
         self.mlflow.flush_trace_async_logging()  # the traces must be stored before they are added to
