@@ -6,8 +6,8 @@ headline quality means stay at the top level (`f1`, `hit_at_k`) and everything e
 `ci/f1_low`, `ci/f1_high`, `n/f1`, `latency/total_p95_s`, `tokens/prompt`, `cost/usd`, `cells/questions`.
 Only what is logged is rounded; the analysis reads the per-question table, never these values.
 
->>> mlflow_metrics({"f1": 0.4666666666666666, "f1_ci_low": 0.3, "f1_n": 20.0, "cost_usd": 0.0})
-{'f1': 0.4667, 'ci/f1_low': 0.3, 'n/f1': 20.0, 'cost/usd': 0.0}
+>>> mlflow_metrics({"cost_usd": 0.0, "f1": 0.4666666666666666, "f1_ci_low": 0.3, "f1_n": 20.0})
+{'f1': 0.4667, 'cost/usd': 0.0, 'ci/f1_low': 0.3, 'n/f1': 20.0}
 >>> metric_name("latency_total_p95_s"), metric_name("questions")
 ('latency/total_p95_s', 'cells/questions')
 """
@@ -58,8 +58,10 @@ def metric_name(flat: str) -> str:
 
 
 def mlflow_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """A variant's aggregates, renamed into chart groups and rounded for display."""
-    return {metric_name(k): round_sig(float(v)) for k, v in metrics.items()}
+    """A variant's aggregates, renamed into chart groups and rounded for display; headline first (the
+    Evaluation runs table shows metric columns in the order they were first logged)."""
+    named = {metric_name(k): round_sig(float(v)) for k, v in metrics.items()}
+    return dict(sorted(named.items(), key=lambda kv: "/" in kv[0]))  # stable: groups keep their order
 
 
 def mlflow_params(variant: VariantConfig) -> dict[str, Any]:
