@@ -47,4 +47,4 @@ def test_two_sweeps_at_once_share_home_and_store(tmp_path):
     assert {r.info.status for r in runs} == {"FINISHED"}
     for parent in parents:
         mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
-        assert len(mine) == 2 and all(c.data.metrics["cells/questions"] == N for c in mine)
+        assert len(mine) == 2 and all(c.data.metrics["questions"] == N for c in mine)

@@ -37,7 +37,7 @@ def test_sweep_survives_20_percent_faults_and_never_scores_a_failure_as_zero(tmp
     client = mlflow.MlflowClient(spec["tracking"]["tracking_uri"])
     for vhash, run_id in results.run_ids.items():
         logged = client.get_run(run_id)
-        assert logged.data.metrics["cells/failed"] == frame.loc[vhash[:12], "failed_cells"]
+        assert logged.data.metrics["failed_cells"] == frame.loc[vhash[:12], "failed_cells"]
     print(
         f"\nfault figures: chat requests {stats['chat_calls']}, faults injected {stats['faults_total']} "
         f"{stats['faults_injected']}, model calls ok {results.stats['model_calls']}, attempts by the workbench "

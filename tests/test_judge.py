@@ -338,7 +338,7 @@ def test_sweep_with_a_judge_logs_judged_metrics_and_without_says_off(tmp_path):
         if len(scored):
             assert frame[metric].iloc[0] == pytest.approx(scored.mean())
             metrics = mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).get_run(on.run_ids[on.variants[0].hash]).data.metrics
-            assert metrics[metric] == round_sig(scored.mean())  # logged to 4 significant digits
+            assert metrics[f"{metric}/mean"] == round_sig(scored.mean())  # logged to 4 significant digits
 
 
 def test_score_cells_judges_a_variant_concurrently_through_one_client_then_closes(tmp_path):

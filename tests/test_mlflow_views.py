@@ -108,14 +108,17 @@ def test_metrics_are_grouped_headline_first_and_rounded_and_params_carry_units(l
     for variant in results.variants:
         run = client.get_run(results.run_ids[variant.hash])
         metrics, row = run.data.metrics, frame.loc[variant.short_hash]
-        top = {k for k in metrics if "/" not in k}
-        assert top == {"hit_at_k", "mrr", "ndcg_at_k", "recall_at_k", *ANSWER_METRICS}  # only the headline
-        assert metrics["f1"] == round_sig(row["f1"]) and metrics["ci/f1_low"] == round_sig(row["f1_ci_low"])
-        assert metrics["ci/f1_high"] == round_sig(row["f1_ci_high"]) and metrics["n/f1"] == row["f1_n"] == N
-        assert metrics["cells/questions"] == N and metrics["cells/failed"] == 0
-        assert metrics["latency/total_p95_s"] == round_sig(row["latency_total_p95_s"])
+        means = [k for k in metrics if k.endswith("/mean")]
+        assert sorted(means) == sorted(f"{m}/mean" for m in ("hit_at_k", "mrr", "ndcg_at_k", "recall_at_k", *ANSWER_METRICS))
+        assert metrics["f1/mean"] == round_sig(row["f1"]) and metrics["f1/mean_ci_low"] == round_sig(row["f1_ci_low"])
+        assert metrics["f1/mean_ci_high"] == round_sig(row["f1_ci_high"]) and metrics["f1/n"] == row["f1_n"] == N
+        assert metrics["questions"] == N and metrics["failed_cells"] == 0  # measurements: the last section
+        assert metrics["latency_total_p95_s"] == round_sig(row["latency_total_p95_s"])
         assert all(v == round_sig(v) for v in metrics.values())  # 4 significant digits, e.g. 0.4667
-        assert not any(k.startswith("cost") for k in top)
+        # MLflow's chart view: prefixed sections sorted by name, un-prefixed ones last; in each, by name
+        sections = sorted({k.split("/")[0] for k in metrics if "/" in k})
+        assert sections == sorted(m for m in (*ANSWER_METRICS, "hit_at_k", "mrr", "ndcg_at_k", "recall_at_k"))
+        assert all(sorted(k for k in metrics if k.startswith(f"{s}/"))[0] == f"{s}/mean" for s in sections)
         params = run.data.params
         assert params["chunking.size_chars"] == "400" and params["chunking.overlap_chars"] == "40"
         assert "chunking.size" not in params
@@ -126,10 +129,10 @@ def test_naming_is_pure_and_keeps_the_numbers_the_analysis_uses():
     assert round_sig(0.4666666666666666) == 0.4667 and round_sig(1234567.0) == 1235000.0 and round_sig(0.0) == 0.0
     assert round_sig(0.000123456) == 0.0001235
     flat = {"questions": 3.0, "f1": 0.1, "f1_ci_low": 0.0, "f1_ci_high": 0.2, "f1_n": 3.0, "ndcg_at_10_ci_low": 0.1,
-            "faithfulness_failed": 1.0, "tokens_prompt_mean": 12.5, "cost_usd_per_1k": 0.0, "mrr": 0.25}
-    assert list(mlflow_metrics(flat)) == ["f1", "mrr", "cells/questions", "ci/f1_low", "ci/f1_high", "n/f1",
-                                          "ci/ndcg_at_10_low", "failed/faithfulness", "tokens/prompt_mean",
-                                          "cost/usd_per_1k"]  # the headline first: the runs table's first columns
+            "faithfulness_failed": 1.0, "tokens_prompt_mean": 12.5, "cost_usd": 0.0, "mrr": 0.25}
+    assert list(mlflow_metrics(flat)) == ["f1/mean", "mrr/mean", "questions", "tokens_prompt_mean", "cost_usd",
+                                          "f1/mean_ci_low", "f1/mean_ci_high", "f1/n", "ndcg_at_10/mean_ci_low",
+                                          "faithfulness/failed"]  # the means first: the runs table's first columns
     assert metric_name("wall_s") == "wall_s"  # the parent's, read back by load_sweep: unchanged
     spec = load_spec(small_spec(Path("/tmp/unused"), chunking=[
         {"strategy": "token", "size": 128, "overlap": 16}, {"strategy": "none", "size": 500, "overlap": 0}]))
@@ -181,7 +184,7 @@ def test_a_failed_cell_carries_its_error_and_judged_scores_join_their_trace_late
         assert "HTTP 500" in bad[name].error.error_message
     assert bad["faithfulness"].error.error_message == "judge reply was not JSON"
     run = client.get_run(run_id)
-    assert run.data.tags["mlflow.source.name"] == "my_notebook.ipynb" and run.data.metrics["f1"] == 0.6667
+    assert run.data.tags["mlflow.source.name"] == "my_notebook.ipynb" and run.data.metrics["f1/mean"] == 0.6667
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.end_time - parent.info.start_time == 1500
 

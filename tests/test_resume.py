@@ -87,7 +87,7 @@ def test_kill_minus_9_then_resume_completes_only_missing_cells(tmp_path, endpoin
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
     assert {c.data.tags["workbench.variant_hash"] for c in children} == {v.hash for v in results.variants}
     for child in children:
-        assert child.data.metrics["cells/questions"] == N
+        assert child.data.metrics["questions"] == N
         table = json.loads(Path(client.download_artifacts(child.info.run_id, "eval_results.json", str(tmp_path))).read_text())
         assert len(table["data"]) == N
     assert not [r for r in runs if r.info.status == "RUNNING"]

@@ -235,4 +235,4 @@ def test_cancel_keeps_finished_cells_and_marks_runs_killed(tmp_path):
     assert client.get_run(results.parent_run_id).info.status == "KILLED"
     (run_id,) = results.run_ids.values()
     assert client.get_run(run_id).info.status == "KILLED"
-    assert client.get_run(run_id).data.metrics["cells/questions"] == len(results.rows)
+    assert client.get_run(run_id).data.metrics["questions"] == len(results.rows)

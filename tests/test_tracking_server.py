@@ -118,7 +118,7 @@ def test_sweep_logs_to_a_real_server_and_survives_it_dying(tmp_path, endpoint):
     children = [r for r in runs if r.data.tags["workbench.kind"] == "variant"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
-    assert {c.data.metrics["cells/questions"] for c in children} == {N}
+    assert {c.data.metrics["questions"] for c in children} == {N}
     for child in children:
         table = json.loads(Path(mlflow.MlflowClient().download_artifacts(child.info.run_id, "eval_results.json", str(tmp_path))).read_text())
         assert len(table["data"]) == N
@@ -159,7 +159,7 @@ def test_a_killed_logging_process_loses_no_answer_and_the_same_spec_finishes_the
     assert [r.info.status for r in runs if r.data.tags["workbench.kind"] == "sweep"] == ["FINISHED"]
     children = [r for r in runs if r.data.tags["workbench.kind"] == "variant"]
     assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
-    assert {c.data.metrics["cells/questions"] for c in children} == {N}
+    assert {c.data.metrics["questions"] for c in children} == {N}
 
 
 def test_a_store_that_fails_to_open_in_the_logging_process_loses_no_answer(tmp_path, endpoint):

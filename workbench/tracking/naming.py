@@ -1,15 +1,17 @@
 """What MLflow's UI shows, decided in one place (pure): run names, colours, metric names and rounding,
 params with their units.
 
-MLflow's chart view groups metrics by the prefix before `/` and lists the un-prefixed ones first, so the
-headline quality means stay at the top level (`f1`, `hit_at_k`) and everything else is grouped:
-`ci/f1_low`, `ci/f1_high`, `n/f1`, `latency/total_p95_s`, `tokens/prompt`, `cost/usd`, `cells/questions`.
-Only what is logged is rounded; the analysis reads the per-question table, never these values.
+MLflow's chart view makes a section of each prefix before `/`, sorted by name, and puts the un-prefixed
+metrics ("Model metrics") after all of them. So each quality metric gets its own section the way
+`mlflow.genai.evaluate` names its scorers' (`{scorer}/mean`): `f1/mean` (first in its section), then
+`f1/mean_ci_high`, `f1/mean_ci_low`, `f1/n`; the measurements (`latency_total_p95_s`, `tokens_prompt`,
+`cost_usd`, `questions`, `failed_cells`) stay un-prefixed, in the last section, so an all-zero `cost_usd`
+is never the first chart. Only what is logged is rounded; the analysis reads the per-question table.
 
 >>> mlflow_metrics({"cost_usd": 0.0, "f1": 0.4666666666666666, "f1_ci_low": 0.3, "f1_n": 20.0})
-{'f1': 0.4667, 'cost/usd': 0.0, 'ci/f1_low': 0.3, 'n/f1': 20.0}
->>> metric_name("latency_total_p95_s"), metric_name("questions")
-('latency/total_p95_s', 'cells/questions')
+{'f1/mean': 0.4667, 'cost_usd': 0.0, 'f1/mean_ci_low': 0.3, 'f1/n': 20.0}
+>>> metric_name("latency_total_p95_s"), metric_name("ndcg_at_10")
+('latency_total_p95_s', 'ndcg_at_10/mean')
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 PARENT_COLOUR = "#555555"
 
-_RENAMED = {"questions": "cells/questions", "failed_cells": "cells/failed"}
-_SUFFIX_GROUPS = (("_ci_low", "ci/{}_low"), ("_ci_high", "ci/{}_high"), ("_n", "n/{}"), ("_failed", "failed/{}"))
-_PREFIX_GROUPS = ("latency_", "tokens_", "cost_")
+_SUFFIXES = (("_ci_low", "mean_ci_low"), ("_ci_high", "mean_ci_high"), ("_n", "n"), ("_failed", "failed"))
 
 
 def round_sig(value: float, digits: int = SIGNIFICANT) -> float:
@@ -43,25 +43,24 @@ def round_sig(value: float, digits: int = SIGNIFICANT) -> float:
 
 def metric_name(flat: str) -> str:
     """A variant's flat aggregate name (`aggregate()`) as logged to MLflow."""
-    if flat in _RENAMED:
-        return _RENAMED[flat]
     from workbench.scoring import catalogue
 
-    for suffix, template in _SUFFIX_GROUPS:
+    if catalogue.is_metric(flat):
+        return f"{flat}/mean"
+    for suffix, stat in _SUFFIXES:
         stem = flat.removesuffix(suffix)
         if stem != flat and catalogue.is_metric(stem):
-            return template.format(stem)
-    for prefix in _PREFIX_GROUPS:
-        if flat.startswith(prefix):
-            return f"{prefix[:-1]}/{flat[len(prefix):]}"
-    return flat
+            return f"{stem}/{stat}"
+    return flat  # measurements and counts
 
 
 def mlflow_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """A variant's aggregates, renamed into chart groups and rounded for display; headline first (the
-    Evaluation runs table shows metric columns in the order they were first logged)."""
+    """A variant's aggregates, renamed into chart sections and rounded for display. The means are logged
+    first, then the measurements, then the spreads: the Evaluation runs table shows metric columns in the
+    order they were first logged."""
     named = {metric_name(k): round_sig(float(v)) for k, v in metrics.items()}
-    return dict(sorted(named.items(), key=lambda kv: "/" in kv[0]))  # stable: groups keep their order
+    rank = lambda k: 0 if k.endswith("/mean") else 1 if "/" not in k else 2  # noqa: E731
+    return dict(sorted(named.items(), key=lambda kv: rank(kv[0])))  # stable within each rank
 
 
 def mlflow_params(variant: VariantConfig) -> dict[str, Any]:
