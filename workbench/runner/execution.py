@@ -219,7 +219,7 @@ class Execution:
         self.cells.flush()
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
-        """The variant's run is created with its first cell; every question gets a trace (or the first N)."""
+        """The variant's run is created with its first cell; the first N questions (or every one) get a trace."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
             self.tracker.start_variant(variant, self.eval_frame)
