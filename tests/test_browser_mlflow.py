@@ -6,6 +6,7 @@ BM25), headless Debian Chromium through playwright. Screenshots go to $WORKBENCH
 (see test_browser.py), else stay in the test's tmp dir:
   mlflow_eval_runs.png        the experiment's Evaluation runs page (runs named label first, metrics)
   mlflow_run_evaluation.png   a variant's Traces tab: question, response, expected answer, f1, exact_match
+  mlflow_compare_variants.png that tab comparing two variants: each question's two traces side by side
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from test_mlflow_views import sweep_spec
 from workbench.processes import free_port, stop_process, wait_until_answers
 from workbench.runner.sweep import run_sweep
 from workbench.testing.fake_endpoint import LatencyEndpoint
-from workbench.tracking.naming import round_sig
+from workbench.tracking.naming import round_sig, variant_run_name
 
 pytestmark = pytest.mark.slow  # an MLflow server and a browser
 
@@ -123,11 +124,25 @@ def test_mlflow_ui_shows_per_question_scores_expected_answers_and_label_first_na
             page.wait_for_timeout(1000)
             page.screenshot(path=str(tmp_path / "mlflow_run_evaluation.png"), full_page=True)
             shown_rows = table(page)
+
+            # side by side: the same questions of another variant, paired with this one's
+            other = results.variants[1]
+            page.goto(f"{url}/#/experiments/{exp}/runs/{run_id}/evaluations"
+                      f"?compareToRunUuid={results.run_ids[other.hash]}", timeout=120_000)
+            page.get_by_text(rows.iloc[0]["question"]).first.wait_for(timeout=120_000)
+            page.wait_for_timeout(1000)
+            close_assistant(page)
+            page.screenshot(path=str(tmp_path / "mlflow_compare_variants.png"), full_page=True)
+            body = page.inner_text("body")
+            paired = {t.strip() for t in page.locator("[data-component-id='mlflow.genai-traces-table.trace-id']")
+                      .all_inner_texts() if t.strip().startswith("tr-")}
         finally:
             browser.close()
             keep_screenshots(tmp_path)
 
     assert len(shown_rows) == len(rows)  # every question is there
+    assert variant_run_name(variant) in body and variant_run_name(other) in body
+    assert len(paired) == 2 * len(rows)  # a trace of each variant for every question
     by_question = {row["question"]: row for _, row in rows.iterrows()}
     for cells in shown_rows:
         question = json.loads(cells["Request"])["question"]
