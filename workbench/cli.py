@@ -55,20 +55,27 @@ def run(
         help="Finish an earlier killed/cancelled run of this same spec, or return it if it already finished "
         "(default); --no-resume starts a new sweep (cached answers are still used)",
     ),
+    remeasure_latency: int = typer.Option(
+        0, "--remeasure-latency", min=0,
+        help="Re-time N questions per variant (the same N for every variant): call the model again past the "
+        "generation cache, so latencies compare like for like when other answers are cached",
+    ),
 ) -> None:
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
     import pandas as pd
 
     from workbench.runner.sweep import run_sweep
 
-    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume)
+    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
+                        remeasure_latency=remeasure_latency)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         typer.echo(results.summary().round(3).to_string())
     for note in results.notes:
         typer.echo(f"note: {note}")
     st = results.stats
     if st.get("reused_cells"):
-        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged")
+        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged "
+                   "(--no-resume starts a new sweep; --no-cache calls the models again)")
     else:
         typer.echo(
             f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
@@ -110,8 +117,16 @@ def export(
     if best is not None:
         from workbench.analysis.stats import parse_constraints
 
-        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
+        import warnings
+
+        from workbench.analysis.provenance import LatencyProvenanceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LatencyProvenanceWarning)  # printed below as one line
+            decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
+        for warning in decision.warnings:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         variant = decision.winner
     try:
         chosen = results.variant(variant)

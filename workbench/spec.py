@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from workbench.errors import ConfigError
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
+_HTTP_URL = TypeAdapter(AnyHttpUrl)  # checks an endpoint's base_url
 
 # Short and SmolLM2-friendly: one user message, context first, then the question.
 DEFAULT_TEMPLATE = (
@@ -101,8 +102,42 @@ class ChunkingConfig(Frozen):
 class Endpoint(Frozen):
     """An OpenAI-compatible endpoint. The key is read from `api_key_env` at call time, never stored."""
 
+    # a refused base_url may hold a key: pydantic's own error text must not echo it
+    model_config = ConfigDict(**Frozen.model_config, hide_input_in_errors=True)
+
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:  # pydantic's URL parser checks the scheme and host; the string itself is kept (hashes)
+                _HTTP_URL.validate_python(value)
+            except ValidationError:
+                raise ValueError("must be an http(s) URL with a host, like http://localhost:11434/v1") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials_in_base_url(cls, data: Any) -> Any:
+        """A key in the URL would reach MLflow params, exports and logs: refuse it (the whole endpoint is
+        the error's input, so the workbench's error message never shows the URL)."""
+        import re
+        from urllib.parse import parse_qsl, urlsplit
+
+        url = data.get("base_url") if isinstance(data, dict) else None
+        if isinstance(url, str):
+            parts = urlsplit(url.strip())
+            params = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+                      if re.search(r"key|token|secret|passw|sig|auth|code", k, re.IGNORECASE)]
+            if "@" in parts.netloc or params:
+                where = "user:password@ in the host" if "@" in parts.netloc else f"the query parameter {params[0]!r}"
+                raise ValueError(
+                    f"base_url carries credentials ({where}); remove them from the URL, put the key in an "
+                    "environment variable and set api_key_env to its name"
+                )
+        return data
 
     @field_validator("api_key_env")
     @classmethod
@@ -335,7 +370,8 @@ class TrackingConfig(Frozen):
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
     redact: bool = Field(
-        False, description="Replace e-mails, phone and card numbers in logged questions, contexts and answers"
+        False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
+        "answers, reference answers and document ids"
     )
     # Every trace costs the MLflow helper ~4 sqlite transactions (0.1-0.3 s): tracing all 800 cells of the
     # speed benchmark would keep the sweep waiting for the helper long after its last answer.

@@ -99,9 +99,9 @@ def build_export(results, variant_key: str, *, prompt_version: dict | None = Non
         if not r.get("error")
     ][:EXAMPLES]
     if redact:
-        from workbench.redact import redact_text
+        from workbench.redact import redact_row
 
-        examples = [{**e, "question": redact_text(e["question"]), "answer": redact_text(e["answer"] or "")} for e in examples]
+        examples = [redact_row(e) for e in examples]
     doc = {
         "format": FORMAT,
         "export_hash": export_hash(variant_dump, corpus, corpus_digest),

@@ -209,13 +209,23 @@ class OpenAIEmbedder:
     def __init__(self, cfg: EmbeddingConfig, timeout: float = 60.0, max_retries: int = 2) -> None:
         from openai import OpenAI
 
+        from workbench.rag.chat import resolve_endpoint
+        from workbench.rag.deadline import DeadlineClient
+
         self.cfg = cfg
         self.name = cfg.model
         self._dim: int | None = None
-        from workbench.rag.chat import resolve_endpoint
+        self.where, self._key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
+        # `timeout` bounds each whole request (a trickling server cannot hold an index build forever)
+        self._client = OpenAI(base_url=self.where, api_key=self._key, timeout=timeout, max_retries=max_retries,
+                              http_client=DeadlineClient(timeout))
 
-        self.where, key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
-        self._client = OpenAI(base_url=self.where, api_key=key, timeout=timeout, max_retries=max_retries)
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIEmbedder(model={self.cfg.model!r}, base_url={self.where!r})"
+
+    def check(self) -> None:
+        """Fail fast before a sweep: one one-word request, so a bad key or URL fails before any work."""
+        self._request(["endpoint check"])
 
     @property
     def dim(self) -> int:
@@ -238,24 +248,30 @@ class OpenAIEmbedder:
     def _request(self, batch: list[str]) -> np.ndarray:
         import openai
 
+        from workbench.rag.chat import describe_api_error, scrub_error
+
+        what = f"embedding model {self.cfg.model!r}"
         try:
             response = self._client.embeddings.create(model=self.cfg.model, input=batch, encoding_format="float")
+            data = sorted(response.data, key=lambda d: d.index)
+            vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
         except openai.APIConnectionError as exc:
-            raise ModelError(
-                f"cannot reach the embeddings endpoint {self.where} ({exc}); check embedding.base_url and "
-                "that the server is running"
-            ) from None
-        except openai.APIStatusError as exc:
-            raise ModelError(
-                f"the embeddings endpoint {self.where} answered HTTP {exc.status_code} for model "
-                f"{self.cfg.model!r}: {exc.message}"
-            ) from None
-        data = sorted(response.data, key=lambda d: d.index)
+            if isinstance(exc, openai.APITimeoutError):
+                raise ModelError(f"the embeddings endpoint {self.where} did not answer within {self._client.timeout} s "
+                                 f"for {what}; check that the server is up and not overloaded") from None
+            raise ModelError(scrub_error(f"cannot reach the embeddings endpoint {self.where} ({exc}); check "
+                                         "embedding.base_url and that the server is running", self._key)) from None
+        except openai.APIError as exc:  # every message goes through the one scrubber: servers echo keys
+            raise ModelError(describe_api_error(exc, where=f"the embeddings endpoint {self.where}", what=what,
+                                                key=self._key, api_key_env=self.cfg.api_key_env)) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # a 200 that is not a list of embeddings
+            raise ModelError(scrub_error(f"the embeddings endpoint {self.where} sent a malformed reply for {what}: "
+                                         f"{type(exc).__name__}: {str(exc)[:200]}", self._key)) from None
         if len(data) != len(batch):
             raise ModelError(
                 f"the embeddings endpoint {self.where} returned {len(data)} vectors for {len(batch)} texts"
             )
-        return np.asarray([d.embedding for d in data], dtype=np.float32)
+        return vectors
 
 
 # ---------------------------------------------------------------- content-addressed disk cache

@@ -87,8 +87,9 @@ def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float, tracker: T
     results = SweepResults(spec=spec, sweep_id=record.sweep_id, variants=list(variants), rows=rows,
                            run_ids=dict(run_ids), parent_run_id=st.get("parent_run_id"), data_info=inputs.data_info)
     results.notes = inputs.notes() + [
+        # Face-neutral: each face says which of its controls starts anew (CLI flags, widget checkboxes).
         f"identical to finished sweep {record.sweep_id}: its {len(rows)} cells and MLflow runs are returned as they "
-        "are, nothing was run again (resume=False / --no-resume starts a new sweep; no_cache / --no-cache calls the models again)"
+        "are, nothing was run again"
     ]
     if hooks.on_start:
         hooks.on_start({"sweep_id": record.sweep_id, "total_cells": len(rows), "variants": list(variants),

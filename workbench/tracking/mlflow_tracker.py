@@ -219,7 +219,7 @@ class MlflowTracker(Immediate):
             if self.cfg.redact:
                 from workbench.redact import redact_row
 
-                eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
+                eval_frame = pd.DataFrame([redact_row(r) for r in eval_frame.to_dict("records")], columns=eval_frame.columns)
             with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = self.mlflow.data.from_pandas(
