@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -101,6 +102,9 @@ def test_runs_read_label_first_with_distinct_colours_the_users_source_and_the_sw
     duration_s = (parent.info.end_time - parent.info.start_time) / 1000
     assert duration_s == pytest.approx(results.wall_s, abs=0.002)  # the sweep's wall time, not the helper's
     assert logged["t0"] * 1000 - 1 <= parent.info.start_time <= logged["t1"] * 1000
+    store = logged["spec"]["tracking"]["tracking_uri"].removeprefix("sqlite:///")
+    with sqlite3.connect(store) as db:  # write-ahead log: a trace costs half (trace_assessments benchmark)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_metrics_are_grouped_headline_first_and_rounded_and_params_carry_units(logged):

@@ -41,6 +41,19 @@ def create_sqlite_store_atomically(uri: str) -> None:
         leftover.unlink(missing_ok=True)
     mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
     os.replace(partial, path)
+    use_wal(path)
+
+
+def use_wal(path: Path) -> None:
+    """Put a new store in write-ahead-log mode (it stays so): a commit is one append instead of a rollback
+    journal's several synced writes, which halves what a trace costs the logging process (measured by
+    experiments/benchmarks/trace_assessments.py: ~190 -> ~80 ms a trace), and `mlflow ui` can read the
+    store while a sweep writes it. Best effort: a store that cannot switch keeps working, only slower."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass
 
 
 def check_sqlite_store(uri: str) -> None:
