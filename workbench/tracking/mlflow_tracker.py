@@ -2,9 +2,10 @@
 
 The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
 helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
-per question (scores and expectations attached, `assessments.py`) as each finishes, metrics and the per-question table when it ends. The steps overlap
-the sweep, so what is left after the last answer is one metrics batch and one table. What the UI shows
-(names, colours, metric groups, rounding, units) is decided in `naming.py`.
+per question as the first N finish (scores and expectations attached: `assessments.py`), metrics and
+the per-question table when it ends. The steps overlap the sweep, so what is left after the last answer
+is one metrics batch and one table. What the UI shows (names, colours, metric sections, rounding,
+units) is decided in `naming.py`.
 """
 
 from __future__ import annotations
