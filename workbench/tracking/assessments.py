@@ -25,8 +25,13 @@ CELL_FAILED, NOT_SCORED = "CELL_FAILED", "NOT_SCORED"
 
 
 def score_names(row: dict[str, Any]) -> list[str]:
-    """The row's metric keys, in the row's order (catalogue metrics and cut-off columns)."""
-    return [k for k in row if catalogue.is_metric(k)]
+    """The row's metric keys, in the row's order: catalogue metrics, cut-off columns, and any other number
+    that is no Cell field (a metric registered in the user's process, which this process does not know)."""
+    from workbench.scoring.cell import Cell
+
+    fields = Cell.__dataclass_fields__
+    return [k for k, v in row.items() if catalogue.is_metric(k) or (
+        k not in fields and isinstance(v, (int, float)) and not isinstance(v, bool))]
 
 
 def feedbacks(row: dict[str, Any], run_id: str, names: Iterable[str] | None = None) -> list:

@@ -41,15 +41,19 @@ def round_sig(value: float, digits: int = SIGNIFICANT) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-def metric_name(flat: str) -> str:
-    """A variant's flat aggregate name (`aggregate()`) as logged to MLflow."""
+def metric_name(flat: str, means: frozenset[str] | set[str] = frozenset()) -> str:
+    """A variant's flat aggregate name (`aggregate()`) as logged to MLflow. `means`: the quality metrics
+    of these aggregates (see `mlflow_metrics`); catalogue metrics are known without it."""
     from workbench.scoring import catalogue
 
-    if catalogue.is_metric(flat):
+    def is_metric(name: str) -> bool:
+        return name in means or catalogue.is_metric(name)
+
+    if is_metric(flat):
         return f"{flat}/mean"
     for suffix, stat in _SUFFIXES:
         stem = flat.removesuffix(suffix)
-        if stem != flat and catalogue.is_metric(stem):
+        if stem != flat and is_metric(stem):
             return f"{stem}/{stat}"
     return flat  # measurements and counts
 
@@ -58,7 +62,10 @@ def mlflow_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """A variant's aggregates, renamed into chart sections and rounded for display. The means are logged
     first, then the measurements, then the spreads: the Evaluation runs table shows metric columns in the
     order they were first logged."""
-    named = {metric_name(k): round_sig(float(v)) for k, v in metrics.items()}
+    # A quality metric is what `aggregate()` gave a CI: this also covers metrics registered in the user's
+    # process, which the logging process's catalogue does not know.
+    means = {k.removesuffix("_ci_low") for k in metrics if k.endswith("_ci_low")}
+    named = {metric_name(k, means): round_sig(float(v)) for k, v in metrics.items()}
     rank = lambda k: 0 if k.endswith("/mean") else 1 if "/" not in k else 2  # noqa: E731
     return dict(sorted(named.items(), key=lambda kv: rank(kv[0])))  # stable within each rank
 
