@@ -11,6 +11,7 @@ import pytrec_eval
 
 from workbench.spec import load_spec
 from workbench.runner.sweep import run_sweep
+from workbench.tracking.naming import metric_name, round_sig
 
 from conftest import N_QUESTIONS, small_spec
 
@@ -61,7 +62,7 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_table_yaml_tags(sw
     assert (children["tags.mlflow.parentRunId"] == parents.iloc[0].run_id).all()
     assert set(children["tags.workbench.variant_hash"]) == {v.hash for v in results.variants}
     assert set(children["params.retrieval.kind"]) == {"dense", "hybrid"}
-    assert (children["params.chunking.size"] == "400").all()
+    assert (children["params.chunking.size_chars"] == "400").all()  # the unit in the name (recursive: chars)
     frame = results.to_frame()
     client = mlflow.MlflowClient()
     for _, child in children.iterrows():
@@ -70,7 +71,7 @@ def test_mlflow_has_parent_and_child_runs_with_params_metrics_table_yaml_tags(sw
         metrics = client.get_run(child.run_id).data.metrics
         for name in ("hit_at_k", "mrr", "ndcg_at_k", "recall_at_k", "exact_match", "f1", "latency_total_p50_s",
                      "latency_total_p95_s", "tokens_prompt", "tokens_completion", "cost_usd", "f1_ci_low", "f1_n"):
-            assert metrics[name] == pytest.approx(row[name]), name
+            assert metrics[metric_name(name)] == round_sig(row[name]), name  # grouped, rounded for display
         artifacts = {a.path for a in client.list_artifacts(child.run_id)}
         assert {"eval_results.json", "variant.yaml"} <= artifacts
         table = json.loads(Path(client.download_artifacts(child.run_id, "eval_results.json", str(tmp))).read_text())

@@ -240,6 +240,8 @@ def mlflow_matches_frame(results, uri: str, metric: str) -> float:
     """Max abs difference between each MLflow child run's logged `metric` and the results frame."""
     import mlflow
 
+    from workbench.tracking.naming import metric_name, round_sig
+
     client = mlflow.MlflowClient(uri)
     frame = results.to_frame()
     worst = 0.0
@@ -251,10 +253,11 @@ def mlflow_matches_frame(results, uri: str, metric: str) -> float:
         run = client.get_run(run_id)
         invariant(run.data.tags.get("mlflow.parentRunId") == results.parent_run_id,
                   f"run {run_id} is not a child of the sweep run")
-        logged = run.data.metrics.get(metric)
+        logged = run.data.metrics.get(metric_name(metric))  # e.g. ndcg_at_10/mean
         invariant(logged is not None, f"run {run_id} has no metric {metric}")
         if logged is not None:
-            worst = max(worst, abs(logged - float(frame.loc[v.short_hash, metric])))
+            # MLflow shows 4 significant digits (workbench.tracking.naming): compare with the frame's rounded
+            worst = max(worst, abs(logged - round_sig(float(frame.loc[v.short_hash, metric]))))
     return worst
 
 

@@ -234,11 +234,12 @@ class Execution:
         self.cells.flush()
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
-        """The variant's run is created with its first cell; the first N questions get a trace."""
+        """The variant's run is created with its first cell; the first N questions (or every one) get a trace."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
             self.tracker.start_variant(variant, self.eval_frame)
-        if i < self.spec.tracking.max_traces_per_variant:
+        cap = self.spec.tracking.max_traces_per_variant
+        if cap is None or i < cap:
             self.tracker.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:

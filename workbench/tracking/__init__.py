@@ -29,12 +29,12 @@ def open_tracker(cfg, experiment: str) -> Tracker:
     """
     if not cfg.enabled:
         return NullTracker()
-    from workbench.tracking.mlflow_tracker import check_tracking_uri
+    from workbench.tracking.mlflow_tracker import check_tracking_uri, run_source
     from workbench.tracking.process import ProcessTracker, outer_run_id
 
     with span("tracking.init"):
         check_tracking_uri(cfg, experiment)
-    return ProcessTracker(MLFLOW_TRACKER, cfg, experiment, outer_run_id=outer_run_id())
+    return ProcessTracker(MLFLOW_TRACKER, cfg, experiment, outer_run_id=outer_run_id(), source=run_source())
 
 
 def open_reader(tracking_uri: str) -> Tracker:

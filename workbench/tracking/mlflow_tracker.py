@@ -2,29 +2,33 @@
 
 The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
 helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
-per question as the first N finish, metrics and the per-question table when it ends. The steps overlap
-the sweep, so what is left after the last answer is one metrics batch and one table.
+per question as the first N finish (scores and expectations attached: `assessments.py`), metrics and
+the per-question table when it ends. The steps overlap the sweep, so what is left after the last answer
+is one metrics batch and one table. What the UI shows (names, colours, metric sections, rounding,
+units) is decided in `naming.py`.
 """
 
 from __future__ import annotations
 
-import functools
-import getpass
-import platform
-import subprocess
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from workbench._version import __version__
 from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
-from workbench.tracking.protocol import (
-    LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, end_status, immediate, tracking_failure,
+from workbench.scoring.catalogue import names as catalogue_names
+from workbench.tracking import assessments
+from workbench.tracking.provenance import audit_tags, git_commit, run_source  # noqa: F401 (git_commit: export's)
+from workbench.tracking.naming import (
+    PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name,
 )
-from workbench.tracking.store import check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock
+from workbench.tracking.protocol import (
+    LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
+)
+from workbench.tracking.store import (
+    check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
+)
 from workbench.errors import TrackingError
 
 # The eval_results table's columns, derived from the Cell declaration and the metric catalogue: what
@@ -39,35 +43,12 @@ TABLE_COLUMNS = table_columns()
 TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-@functools.lru_cache(maxsize=1)
-def _audit_tags() -> tuple[tuple[str, str], ...]:
-    tags = {"workbench.version": __version__, "workbench.user": getpass.getuser(), "workbench.host": platform.node()}
-    commit = git_commit()
-    if commit:
-        tags["mlflow.source.git.commit"] = commit
-    return tuple(tags.items())
-
-
-def audit_tags() -> dict[str, str]:
-    """Who ran it, where, from which commit and workbench version (computed once per process)."""
-    return dict(_audit_tags())
-
-
 def check_tracking_uri(cfg: TrackingConfig, experiment: str) -> None:
     """A bad tracking URI fails here, before anything is written. A local sqlite store only gets cheap file
     checks (opening it may run schema migrations); any other URI is opened (its experiment created)."""
     if cfg.tracking_uri.startswith("sqlite:///"):
         check_sqlite_store(cfg.tracking_uri)
+        check_artifact_location(cfg.tracking_uri, experiment, cfg.artifact_location)
     else:
         MlflowTracker(cfg, experiment).open()
 
@@ -80,8 +61,10 @@ class MlflowTracker(Immediate):
     parent run is this process's active MLflow run, so in-process there must be no other active run.
     """
 
-    def __init__(self, cfg: TrackingConfig, experiment: str | None, outer_run_id: str | None = None):
+    def __init__(self, cfg: TrackingConfig, experiment: str | None, outer_run_id: str | None = None,
+                 source: dict[str, str] | None = None):
         self.cfg = cfg
+        self.source = source or run_source()  # the user's script or notebook (see `run_source`)
         self.experiment_name = experiment
         self.outer_run_id = outer_run_id
         self.experiment: Any = None
@@ -90,6 +73,8 @@ class MlflowTracker(Immediate):
         self.spec: SweepSpec | None = None
         self._dataset: Any = None
         self.run_ids: dict[str, str] = {}  # variant hash -> its run, once started
+        self.trace_ids: dict[tuple[str, str], str] = {}  # (variant hash, question id) -> its trace
+        self._started_ms: int | None = None  # the parent run's start, when this session created it
 
     def open(self) -> None:
         if self.experiment is not None:
@@ -138,7 +123,8 @@ class MlflowTracker(Immediate):
         """Start (or, resuming, reopen) the parent run, the active run of this process until `finish_sweep`."""
         self._open_for_sweep()
         mlflow = self.mlflow
-        self.spec, self.sweep_id, self._dataset, self.run_ids = spec, sweep_id, None, {}
+        self.spec, self.sweep_id, self._dataset, self.run_ids, self.trace_ids = spec, sweep_id, None, {}, {}
+        self._started_ms = None
         if resume_run_id is None:  # its id may never have reached the sweep record (killed mid-call)
             resume_run_id = self._find_run(sweep_id, "sweep")
         if resume_run_id is not None:
@@ -154,16 +140,17 @@ class MlflowTracker(Immediate):
                 }
                 self._log_sweep_info(spec, n_variants, data_info)  # in case the first attempt died before it
                 return SweepStart(resume_run_id, children)
-        run = mlflow.start_run(
-            parent_run_id=self.outer_run_id,  # inside a user's own run, the sweep nests under it
-            run_name=f"{spec.name}-{sweep_id}",
-            tags={
-                **audit_tags(),
-                "workbench.sweep_id": sweep_id,
-                "workbench.spec_hash": spec.hash,
-                "workbench.kind": "sweep",
-            },
+        started = called_at()
+        tags = {**audit_tags(), **self.source, "mlflow.runColor": PARENT_COLOUR,
+                "workbench.sweep_id": sweep_id, "workbench.spec_hash": spec.hash, "workbench.kind": "sweep"}
+        if self.outer_run_id:  # inside a user's own run, the sweep nests under it
+            tags["mlflow.parentRunId"] = self.outer_run_id
+        self._started_ms = int(started * 1000)  # when the sweep called, not when this helper got to it
+        run = self.client.create_run(
+            self.experiment.experiment_id, start_time=self._started_ms, tags=tags,
+            run_name=sweep_run_name(spec, n_variants, data_info.get("data.eval.questions"), started),
         )
+        mlflow.start_run(run_id=run.info.run_id)  # the active run of this process until finish_sweep
         self.parent_run_id = run.info.run_id
         self._log_sweep_info(spec, n_variants, data_info)
         return SweepStart(self.parent_run_id, {})
@@ -190,9 +177,15 @@ class MlflowTracker(Immediate):
         if self.parent_run_id is None:
             return
         if metrics:
-            self.mlflow.log_metrics(metrics)
+            self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()})  # wall_s is read back: unrounded
         self.mlflow.flush_trace_async_logging()
         self.mlflow.end_run(status=status)
+        # Its duration is the sweep's wall time (which began before the run could), when this session
+        # started it; a resumed sweep's run ends when the sweep did.
+        end = int(called_at() * 1000)
+        if self._started_ms is not None and metrics and "wall_s" in metrics:
+            end = self._started_ms + int(float(metrics["wall_s"]) * 1000)
+        self.client.set_terminated(self.parent_run_id, status=status, end_time=end)
         self.parent_run_id = None
 
     @immediate
@@ -255,11 +248,16 @@ class MlflowTracker(Immediate):
         from mlflow.entities import Param
 
         assert self.spec is not None and self.sweep_id is not None
+        order = [v.hash for v in self.spec.variants()]
         run = self.client.create_run(
             self.experiment.experiment_id,
-            run_name=f"{variant.short_hash} {variant.label()}"[:250],
+            start_time=int(called_at() * 1000),
+            run_name=variant_run_name(variant),
             tags={
                 **audit_tags(),
+                **self.source,
+                "mlflow.runType": "genai_evaluate",  # what mlflow.genai.evaluate marks its runs with
+                "mlflow.runColor": run_colour(order.index(variant.hash) if variant.hash in order else len(self.run_ids)),
                 "mlflow.parentRunId": self.parent_run_id,
                 "workbench.variant_hash": variant.hash,
                 "workbench.sweep_id": self.sweep_id,
@@ -269,7 +267,7 @@ class MlflowTracker(Immediate):
             },
         )
         run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in variant.flat_params().items()])
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in mlflow_params(variant).items()])
         self.client.log_text(run_id, to_yaml(variant), "variant.yaml")
         self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_frame)])
         self.run_ids[variant.hash] = run_id
@@ -286,18 +284,33 @@ class MlflowTracker(Immediate):
             from workbench.redact import redact_row
 
             rows = [redact_row(r) for r in rows]
-        now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        now = int(called_at() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in mlflow_metrics(metrics).items()])
+        self._log_late_scores(variant_hash, run_id, rows)
         extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
         table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
         self.client.log_table(run_id, table, artifact_file="eval_results.json")
-        self.client.set_terminated(run_id, status=end_status(metrics, status))
+        self.client.set_terminated(run_id, status=end_status(metrics, status), end_time=now)
         return run_id
+
+    def _log_late_scores(self, variant_hash: str, run_id: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Judged scores arrive after their cell's trace was written: added to it now, one call each
+        (only sweeps with a judge have any)."""
+        judged = catalogue_names("judged")
+        late = [(r, names) for r in rows if (variant_hash, r["question_id"]) in self.trace_ids
+                and (names := [n for n in judged if n in r or assessments.error_of(n) in r])]
+        if not late:
+            return
+        self.mlflow.flush_trace_async_logging()  # the traces must be stored before they are added to
+        for row, names in late:
+            trace_id = self.trace_ids[(variant_hash, row["question_id"])]
+            for feedback in assessments.feedbacks(row, run_id, names):
+                self.mlflow.log_assessment(trace_id, feedback)
 
     @immediate
     def log_cell(self, variant: VariantConfig, row: dict[str, Any]) -> None:
-        """One question's trace, rebuilt from its measured timings (the core stays free of MLflow) and
-        linked to the variant's run."""
+        """One question's trace, rebuilt from its measured timings (the core stays free of MLflow), linked
+        to the variant's run, its scores and expectations attached before it is stored (`assessments`)."""
         from mlflow.entities import SpanType
 
         run_id = self.run_ids[variant.hash]
@@ -338,6 +351,9 @@ class MlflowTracker(Immediate):
             end_time_ns=t_ret,
         )
         status = "ERROR" if r.get("error") else "OK"
+        self.trace_ids[(variant.hash, r["question_id"])] = root.trace_id
+        scores = [*assessments.feedbacks(r, run_id), *assessments.expectations(r)]
+        assessments.attach(root.trace_id, root.span_id, scores)
         if "messages" not in r:  # retrieval only
             root.end(outputs={"retrieved_doc_ids": r.get("retrieved_doc_ids")}, status=status, end_time_ns=t_ret)
             return

@@ -26,6 +26,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any, Callable, TypeVar
@@ -71,7 +72,7 @@ class _Worker:
         future: Future = Future()
         job = next(self._ids)
         self._pending[job] = future
-        self._outbox.put((job, session, operation, args, kwargs or {}))
+        self._outbox.put((job, session, operation, args, kwargs or {}, time.time()))  # when it was called
         return future
 
     def _write(self) -> None:

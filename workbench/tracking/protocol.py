@@ -17,7 +17,9 @@ finishes the logging (`RERUN_HINT`).
 from __future__ import annotations
 
 import functools
+import time
 from concurrent.futures import Future
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Callable, Concatenate, NamedTuple, ParamSpec, Protocol, Sequence, TypeVar, runtime_checkable
 
 from workbench.errors import TrackingError
@@ -88,6 +90,16 @@ class Tracker(Protocol):
     def close(self) -> BaseException | None:
         """Wait for every call made so far; return the first failure among them (then forget it)."""
         ...
+
+
+_CALLED_AT: ContextVar[float | None] = ContextVar("workbench_tracking_called_at", default=None)
+
+
+def called_at() -> float:
+    """When the caller made the running call (epoch seconds). The helper process runs a call later than
+    it was made (it may be behind with traces): run start and end times must be the caller's."""
+    when = _CALLED_AT.get()
+    return time.time() if when is None else when
 
 
 def end_status(metrics: dict[str, float], status: str | None) -> str:

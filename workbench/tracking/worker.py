@@ -2,7 +2,7 @@
 
     python -m workbench.tracking.worker READ_FD WRITE_FD     # started by the parent, never by hand
 
-Jobs are (job, session, operation, args, kwargs); answers are (job, ok, value or TrackingError). Besides
+Jobs are (job, session, operation, args, kwargs, called_at: the caller's clock); answers are (job, ok, value or TrackingError). Besides
 the protocol's operations: "__preload__" (import modules ahead of use), "__open__" (build the session's
 tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
 exits now, "spans": [(operation, start, end)]}, perf_counter times, system-wide on Linux, for profiling).
@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from workbench.errors import TrackingError
-from workbench.tracking.protocol import LOGGING, OPERATIONS, RERUN_HINT, tracking_failure
+from workbench.tracking.protocol import _CALLED_AT, LOGGING, OPERATIONS, RERUN_HINT, tracking_failure
 
 
 def build(factory: str, args: tuple, kwargs: dict) -> Any:
@@ -93,7 +93,8 @@ def serve(read_fd: int, write_fd: int) -> None:
             return  # the parent is gone
         if msg is None:
             return
-        job, sid, operation, args, kwargs = msg
+        job, sid, operation, args, kwargs, when = msg
+        _CALLED_AT.set(when)
         try:
             reply = (job, True, _answer(sessions, sid, operation, args, kwargs))
         except TrackingError as exc:
