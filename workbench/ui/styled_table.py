@@ -32,7 +32,8 @@ def _number(value) -> str:
 
 def leaderboard_html(board: Leaderboard) -> str:
     """The leaderboard as HTML: variant id, full label, one column per value; the sorted column's header
-    is marked and every column's best value (in its direction) is bold on green."""
+    is marked and every column's best value (in its direction) is bold on green (Styler puts the CSS in
+    a scoped <style> block, which the HTML widget applies)."""
     frame = board.frame.copy()
     arrows = {c: ("↑" if board.directions[c] == "max" else "↓") for c in board.columns}
     headers = {c: f"{c} {arrows[c]}" + (" ▼" if c == board.sort_by else "") for c in board.columns}
@@ -47,8 +48,7 @@ def leaderboard_html(board: Leaderboard) -> str:
 
     styler = (
         frame.style.hide(axis="index")
-        .format({h: _number for h in headers.values()})
-        .format({"label": html.escape, "variant": html.escape})
+        .format({**{h: _number for h in headers.values()}, "label": html.escape, "variant": html.escape})
         .apply(mark, subset=list(headers.values()))
         .set_table_styles(_TABLE_STYLES)
         .set_properties(subset=["label"], **{"text-align": "left", "white-space": "normal", "min-width": "260px"})
