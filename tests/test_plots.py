@@ -259,7 +259,8 @@ def test_heatmap_labels_every_row_and_fixes_the_colour_scale_at_24_variants():
     assert all(t.startswith("In which year") and "5733be" not in t and len(t) <= 70 for t in ticks)
     assert any(t.endswith("…") for t in ticks)  # shortened; the whole question is on hover
     assert "according to the long article about it?" in heat.text[0][0]
-    assert list(fig.layout.xaxis.ticktext) == list(short_labels(dict(zip(frame.index, frame["label"]))).values())
+    short = short_labels(dict(zip(frame.index, frame["label"]))).values()
+    assert list(fig.layout.xaxis.ticktext) == [s.replace(" · ", "<br>") for s in short]  # one part per line
     assert fig.layout.height >= 30 * 20 and fig.layout.width is None
 
 

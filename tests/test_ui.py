@@ -243,8 +243,8 @@ def test_results_tab_draws_table_figures_and_grid_with_short_labels(results_tab)
         assert view.figure_widget.layout.width is None and view.figure_widget._config["responsive"] is True
         assert type(view.widget.children[1]).__name__ == "FitWidth"
     heat = tab.heatmap.figure_widget
-    assert list(heat.layout.xaxis.ticktext) == ["recursive500/50 · dense@3", "recursive500/50 · bm25@3",
-                                                 "token128/16 · dense@3", "token128/16 · bm25@3"]
+    assert list(heat.layout.xaxis.ticktext) == ["recursive500/50<br>dense@3", "recursive500/50<br>bm25@3",
+                                                 "token128/16<br>dense@3", "token128/16<br>bm25@3"]
     assert all(t.startswith("Which team won game") for t in heat.layout.yaxis.ticktext)
     assert (heat.data[0].zmin, heat.data[0].zmax) == (0.0, 1.0)
     assert "f1 ↑ ▼" in tab.table.value and "recursive500/50 · all-MiniLM-L6-v2-int8 · dense@3 · concise" in tab.table.value

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.analysis.paired import scored
-from workbench.analysis.plots.labels import colorscale_for, fmt, metric_range, short_labels, shorten, variant_labels
+from workbench.analysis.plots.labels import SEP, colorscale_for, fmt, metric_range, short_labels, shorten, variant_labels
 from workbench.analysis.stats import StatsError
 
 QUESTION_CHARS = 70  # a row label: enough to recognise the question, short enough to leave room for cells
@@ -124,8 +124,11 @@ def heatmap_figure(info: HeatmapInfo) -> go.Figure:
     )
     shown = f"the {rows} of {info.total_questions} questions" if rows < info.total_questions else f"all {rows} questions"
     fig.update_layout(
+        title_y=0.995, title_yanchor="top",
         title=f"{info.metric} per question: {shown}, where variants disagree most first (grey: failed or unscored)",
-        xaxis={"tickmode": "array", "tickvals": list(range(cols)), "ticktext": list(info.variant_labels),
+        # one label part per line: horizontal and readable over narrow columns, clear of the title
+        xaxis={"tickmode": "array", "tickvals": list(range(cols)), "tickangle": 0,
+               "ticktext": [label.replace(SEP, "<br>") for label in info.variant_labels],
                "side": "top", "automargin": True, "showgrid": False, "zeroline": False},
         yaxis={"tickmode": "array", "tickvals": list(range(rows)), "ticktext": list(info.question_labels),
                "autorange": "reversed", "automargin": True, "showgrid": False, "zeroline": False},
@@ -133,7 +136,7 @@ def heatmap_figure(info: HeatmapInfo) -> go.Figure:
         template="plotly_white",
         autosize=True,
         height=200 + ROW_PX * rows,
-        margin={"l": 10, "r": 10, "t": 120, "b": 20},
+        margin={"l": 10, "r": 10, "t": 90, "b": 20},
     )
     return fig
 
