@@ -260,7 +260,7 @@ def test_heatmap_labels_every_row_and_fixes_the_colour_scale_at_24_variants():
     assert any(t.endswith("…") for t in ticks)  # shortened; the whole question is on hover
     assert "according to the long article about it?" in heat.text[0][0]
     short = short_labels(dict(zip(frame.index, frame["label"]))).values()
-    assert list(fig.layout.xaxis.ticktext) == [s.replace(" · ", "<br>") for s in short]  # one part per line
+    assert list(fig.layout.xaxis.ticktext) == list(short)  # 24 columns: one line each, upright
     assert fig.layout.height >= 30 * 20 and fig.layout.width is None
 
 
@@ -294,3 +294,22 @@ def test_heatmap_errors_name_the_metric_and_the_limit():
         heatmap_info(questions(), "rouge")
     with pytest.raises(StatsError, match="max_questions must be a positive integer, got 0"):
         plot_question_heatmap(questions(), "f1", max_questions=0)
+
+
+def test_pareto_at_24_variants_labels_the_front_and_hovers_the_rest():
+    frame = twenty_four()
+    info = pareto_info(frame)
+    front = info.points[info.points["on_front"]]
+    assert (front["text"] == front["short"]).all() and (info.points.loc[~info.points["on_front"], "text"] == "").all()
+    fig = plot_pareto(frame)
+    assert "labels on the front only" in fig.layout.title.text
+    assert all(v in " ".join(fig.data[0].hovertext) for v in info.points.loc[~info.points["on_front"], "label"])
+    small = pareto_info(frame.iloc[:6])
+    assert (small.points["text"] == small.points["short"]).all()  # few points: every one labelled
+
+
+def test_heatmap_turns_column_labels_upright_when_there_are_many_variants():
+    rows = [{"variant": v, "question_id": "q1", "question": "Who?", "answer": "x", "error": None, "f1": 0.5}
+            for v in twenty_four().index]
+    fig = plot_question_heatmap(pd.DataFrame(rows), "f1", labels=twenty_four())
+    assert fig.layout.xaxis.tickangle == -90 and "<br>" not in fig.layout.xaxis.ticktext[0]

@@ -23,6 +23,7 @@ from workbench.analysis.stats import StatsError
 
 QUESTION_CHARS = 70  # a row label: enough to recognise the question, short enough to leave room for cells
 ROW_PX = 22
+STACKED_UP_TO = 8  # up to this many variants, column labels are stacked horizontally; beyond, upright
 
 
 class HeatmapInfo(NamedTuple):
@@ -126,9 +127,9 @@ def heatmap_figure(info: HeatmapInfo) -> go.Figure:
     fig.update_layout(
         title_y=0.995, title_yanchor="top",
         title=f"{info.metric} per question: {shown}, where variants disagree most first (grey: failed or unscored)",
-        # one label part per line: horizontal and readable over narrow columns, clear of the title
-        xaxis={"tickmode": "array", "tickvals": list(range(cols)), "tickangle": 0,
-               "ticktext": [label.replace(SEP, "<br>") for label in info.variant_labels],
+        # few columns: one label part per line, horizontal; many: one line each, turned upright
+        xaxis={"tickmode": "array", "tickvals": list(range(cols)), "tickangle": 0 if cols <= STACKED_UP_TO else -90,
+               "ticktext": [label.replace(SEP, "<br>") if cols <= STACKED_UP_TO else label for label in info.variant_labels],
                "side": "top", "automargin": True, "showgrid": False, "zeroline": False},
         yaxis={"tickmode": "array", "tickvals": list(range(rows)), "ticktext": list(info.question_labels),
                "autorange": "reversed", "automargin": True, "showgrid": False, "zeroline": False},

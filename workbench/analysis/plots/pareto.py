@@ -22,11 +22,15 @@ from workbench.analysis.stats import StatsError, pareto_front
 from workbench.scoring.aggregate import direction
 
 
+LABEL_ALL_UP_TO = 10  # more points than this: only the front is labelled on the chart (every point on hover)
+
+
 class ParetoInfo(NamedTuple):
     """What `plot_pareto` draws.
 
     `points`: one row per variant that has both values (variant, label, short, quality, x, on_front,
-    ci_low, ci_high, n, cost_usd_per_1k, tokens_prompt_mean, hover); `front`: the front as (x, quality)
+    ci_low, ci_high, n, cost_usd_per_1k, tokens_prompt_mean, hover, text: the label drawn next to the
+    point: every short label up to LABEL_ALL_UP_TO points, else the front's only); `front`: the front as (x, quality)
     pairs sorted by x; `missing`: variants left out for lack of a value; `y_range`: the metric's fixed
     range from the catalogue (None: from the data).
     """
@@ -94,6 +98,8 @@ def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_tota
     missing = tuple(points.loc[~shown, "variant"])
     points = points[shown].reset_index(drop=True)
     points["hover"] = [_hover(row, quality, x) for _, row in points.iterrows()]
+    crowded = len(points) > LABEL_ALL_UP_TO
+    points["text"] = [s if (f or not crowded) else "" for s, f in zip(points["short"], points["on_front"])]
     front_points = points[points["on_front"]].sort_values(["x", "quality"], kind="stable")
     front = [(float(a), float(b)) for a, b in zip(front_points["x"], front_points["quality"])]
     return ParetoInfo(quality, x, points, front, x_goal, missing, metric_range(quality))
@@ -106,7 +112,7 @@ def _make_pareto_trace(points: pd.DataFrame, name: str, color: str, size: int) -
         mode="markers+text",
         name=name,
         marker={"color": color, "size": size},
-        text=points["short"],
+        text=points["text"],
         textposition="top center",
         textfont={"size": 11, "color": color},
         customdata=points["variant"],
@@ -142,6 +148,8 @@ def _make_pareto_figure(info: ParetoInfo) -> go.Figure:
     better = "lower" if info.x_goal == "min" else "higher"
     up = "up" if direction(info.quality) == "max" else "down"
     title = f"{info.quality} vs {axis_title(info.x)} ({up} and {'left' if info.x_goal == 'min' else 'right'} is better)"
+    if (info.points["text"] == "").any():
+        title += "<br><sup>labels on the front only; hover any point for its variant</sup>"
     if info.missing:
         title += f"<br><sup>not shown, no value: {', '.join(info.missing)}</sup>"
     yaxis: dict = {"title": info.quality}
