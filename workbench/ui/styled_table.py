@@ -17,7 +17,8 @@ _TABLE_STYLES = [
     {"selector": "th, td", "props": "padding: 5px 12px; border-bottom: 1px solid #e3e3e3; text-align: right;"},
     {"selector": "thead th", "props": "background: #f5f5f5; border-bottom: 2px solid #bbb; vertical-align: bottom;"
                                       " white-space: normal; min-width: 70px; font-weight: 600;"},
-    {"selector": "th.row_heading, td.col0, thead th.col_heading.level0.col0", "props": "text-align: left;"},
+    # variant and label read left to right (as specific as the td rule above, and later, so it wins)
+    {"selector": "td.col0, td.col1, th.col0, th.col1", "props": "text-align: left;"},
     {"selector": "tbody tr:hover", "props": "background: #f0f6ff;"},
 ]
 
@@ -51,7 +52,7 @@ def leaderboard_html(board: Leaderboard) -> str:
         .format({**{h: _number for h in headers.values()}, "label": html.escape, "variant": html.escape})
         .apply(mark, subset=list(headers.values()))
         .set_table_styles(_TABLE_STYLES)
-        .set_properties(subset=["label"], **{"text-align": "left", "white-space": "normal", "min-width": "260px"})
+        .set_properties(subset=["label"], **{"text-align": "left", "white-space": "normal", "min-width": "340px"})
         .set_properties(subset=["variant"], **{"text-align": "left", "font-family": "var(--jp-code-font-family, monospace)"})
     )
     legend = ('<div style="color:#555;font-size:12px">↑ higher is better, ↓ lower is better · '

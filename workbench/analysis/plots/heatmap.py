@@ -124,9 +124,12 @@ def heatmap_figure(info: HeatmapInfo) -> go.Figure:
         )
     )
     shown = f"the {rows} of {info.total_questions} questions" if rows < info.total_questions else f"all {rows} questions"
+    # room above the cells for the column labels: stacked ones need a few lines, upright ones their length
+    top = 90 if cols <= STACKED_UP_TO else 60 + int(7 * max(map(len, info.variant_labels), default=0))
     fig.update_layout(
-        title_y=0.995, title_yanchor="top",
-        title=f"{info.metric} per question: {shown}, where variants disagree most first (grey: failed or unscored)",
+        # the title at the very top, above the column labels' room
+        title={"text": f"{info.metric} per question: {shown}, where variants disagree most first (grey: failed or unscored)",
+               "y": 1.0, "yref": "container", "yanchor": "top", "pad": {"t": 12}},
         # few columns: one label part per line, horizontal; many: one line each, turned upright
         xaxis={"tickmode": "array", "tickvals": list(range(cols)), "tickangle": 0 if cols <= STACKED_UP_TO else -90,
                "ticktext": [label.replace(SEP, "<br>") if cols <= STACKED_UP_TO else label for label in info.variant_labels],
@@ -136,8 +139,8 @@ def heatmap_figure(info: HeatmapInfo) -> go.Figure:
         plot_bgcolor="#e0e0e0",
         template="plotly_white",
         autosize=True,
-        height=200 + ROW_PX * rows,
-        margin={"l": 10, "r": 10, "t": 90, "b": 20},
+        height=top + 40 + ROW_PX * rows,
+        margin={"l": 10, "r": 10, "b": 20, "t": top},
     )
     return fig
 

@@ -113,7 +113,8 @@ def _make_pareto_trace(points: pd.DataFrame, name: str, color: str, size: int) -
         name=name,
         marker={"color": color, "size": size},
         text=points["text"],
-        textposition="top center",
+        # neighbours along x alternate above and below, so close points' labels do not print over each other
+        textposition=["top center" if i % 2 == 0 else "bottom center" for i in points["x"].rank(method="first").astype(int)],
         textfont={"size": 11, "color": color},
         customdata=points["variant"],
         error_y={"type": "data", "symmetric": False, "array": points["ci_high"] - points["quality"],
