@@ -383,10 +383,10 @@ def test_export_best_under_constraints_writes_the_yaml_and_names_the_run(ran):
     ex.path.value = str(out)
     ex.export_button.click()
     assert out.is_file() and variant.hash in out.read_text()
-    shown = text(ex.message)
     run_id = wb.results.run_ids[variant.hash]
-    assert str(out) in shown and run_id in shown
-    assert f"mlflow ui --backend-store-uri {uri}" in shown and f"/runs/{run_id}" in shown
+    assert str(out) in text(ex.message)
+    assert run_id in text(ex.link) and f'/runs/{run_id}" target="_blank"' in ex.link.value
+    assert f"mlflow ui --backend-store-uri {uri}" in text(ex.link)
 
 
 @pytest.mark.slow

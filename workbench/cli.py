@@ -55,20 +55,34 @@ def run(
         help="Finish an earlier killed/cancelled run of this same spec, or return it if it already finished "
         "(default); --no-resume starts a new sweep (cached answers are still used)",
     ),
+    remeasure_latency: int = typer.Option(
+        0, "--remeasure-latency", min=0,
+        help="Re-time N questions per variant (the same N for every variant): call the model again past the "
+        "generation cache, so latencies compare like for like when other answers are cached",
+    ),
 ) -> None:
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
     import pandas as pd
 
     from workbench.runner.sweep import run_sweep
+    from workbench.spec import load_spec
+    from workbench.tracking.store import sqlite_path
 
-    results = run_sweep(spec, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume)
+    loaded = load_spec(spec)
+    store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
+    new_store = store is not None and not store.exists()
+    results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
+                        remeasure_latency=remeasure_latency)
+    if new_store and store.exists():  # a mistyped --tracking-uri should not go unnoticed
+        typer.echo(f"note: created a new MLflow store at {store.resolve()} (there was none)")
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         typer.echo(results.summary().round(3).to_string())
     for note in results.notes:
         typer.echo(f"note: {note}")
     st = results.stats
     if st.get("reused_cells"):
-        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged")
+        typer.echo(f"returned the finished sweep as it is: {st['reused_cells']} cells, no model calls, nothing logged "
+                   "(--no-resume starts a new sweep; --no-cache calls the models again)")
     else:
         typer.echo(
             f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
@@ -103,15 +117,27 @@ def export(
     """Export one variant of a logged sweep as a production YAML with provenance."""
     from workbench.errors import ConfigError
     from workbench.analysis.load import load_sweep
+    from workbench.handover.export import check_out_path
+    from workbench.spec import check_sweep_id
 
     if (variant is None) == (best is None):
         raise ConfigError("give exactly one of --variant HASH or --best METRIC")
+    check_sweep_id(sweep_id)
+    check_out_path(out)  # before the sweep is read, a prompt registered or a byte written
     results = load_sweep(sweep_id, tracking_uri)
     if best is not None:
         from workbench.analysis.stats import parse_constraints
 
-        decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
+        import warnings
+
+        from workbench.analysis.provenance import LatencyProvenanceWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LatencyProvenanceWarning)  # printed below as one line
+            decision = results.best(best, parse_constraints(constraint, "--constraint"), maximize=False if minimize else None)
         typer.echo(f"best: {decision.winner} — {decision.reason}")
+        for warning in decision.warnings:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
         variant = decision.winner
     try:
         chosen = results.variant(variant)
@@ -132,8 +158,11 @@ def answer(
     """Answer QUESTION with an exported pipeline (same pipeline and answers as in the sweep)."""
     import json
 
+    from workbench.errors import ConfigError
     from workbench.handover.export import load_pipeline
 
+    if not question.strip():  # before the index is built or the model started
+        raise ConfigError(f"QUESTION: {question!r} is empty; ask a question in words, e.g. \"Who won Super Bowl 50?\"")
     with load_pipeline(path, corpus_path=corpus) as pipe:
         result = pipe.answer(question)
     if as_json:

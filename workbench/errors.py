@@ -23,3 +23,7 @@ class ModelError(WorkbenchError):
 
 class TrackingError(WorkbenchError):
     """MLflow tracking failed."""
+
+
+class StorageError(WorkbenchError):
+    """A file of the workbench's own could not be written (disk full, no permission)."""

@@ -16,17 +16,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import string
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, TrackingError
+from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
+_HTTP_URL = TypeAdapter(AnyHttpUrl)  # checks an endpoint's base_url
 
 # Short and SmolLM2-friendly: one user message, context first, then the question.
 DEFAULT_TEMPLATE = (
@@ -36,7 +39,8 @@ DEFAULT_TEMPLATE = (
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # No inf/NaN: every config is hashed as strict JSON, and no field means anything by them.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def canonical_json(data: Any) -> str:
@@ -59,6 +63,10 @@ class CorpusSource(Frozen):
         "folder: every .txt/.md file below path (id = relative path); beir: a BEIR folder (corpus.jsonl)"
     )
     path: str = Field(description="File or folder, relative to the working directory or absolute")
+    follow_symlinks: bool = Field(
+        False, description="folder: read files that symbolic links point to (off: links are skipped with a warning, "
+        "so a link cannot pull in files from outside the folder)"
+    )
 
 
 class EvalSource(Frozen):
@@ -101,8 +109,42 @@ class ChunkingConfig(Frozen):
 class Endpoint(Frozen):
     """An OpenAI-compatible endpoint. The key is read from `api_key_env` at call time, never stored."""
 
+    # a refused base_url may hold a key: pydantic's own error text must not echo it
+    model_config = ConfigDict(**Frozen.model_config, hide_input_in_errors=True)
+
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://localhost:11434/v1")
     api_key_env: str | None = Field(None, description="Name of the environment variable holding the API key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:  # pydantic's URL parser checks the scheme and host; the string itself is kept (hashes)
+                _HTTP_URL.validate_python(value)
+            except ValidationError:
+                raise ValueError("must be an http(s) URL with a host, like http://localhost:11434/v1") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_credentials_in_base_url(cls, data: Any) -> Any:
+        """A key in the URL would reach MLflow params, exports and logs: refuse it (the whole endpoint is
+        the error's input, so the workbench's error message never shows the URL)."""
+        import re
+        from urllib.parse import parse_qsl, urlsplit
+
+        url = data.get("base_url") if isinstance(data, dict) else None
+        if isinstance(url, str):
+            parts = urlsplit(url.strip())
+            params = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+                      if re.search(r"key|token|secret|passw|sig|auth|code", k, re.IGNORECASE)]
+            if "@" in parts.netloc or params:
+                where = "user:password@ in the host" if "@" in parts.netloc else f"the query parameter {params[0]!r}"
+                raise ValueError(
+                    f"base_url carries credentials ({where}); remove them from the URL, put the key in an "
+                    "environment variable and set api_key_env to its name"
+                )
+        return data
 
     @field_validator("api_key_env")
     @classmethod
@@ -158,10 +200,24 @@ class PromptConfig(Frozen):
 
 
 def template_slots(template: str) -> set[str]:
+    """The slot names of a template; only plain `{name}` slots are allowed.
+
+    A format spec or conversion (`{question:>30000000}`, `{context:%Y}`, `{question!r}`) would pass
+    `str.format` checks here and then crash or inflate every prompt of the sweep; MLflow's prompt
+    registry (`{{name}}`) could not hold them either.
+    """
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:  # unbalanced braces
         raise ValueError(f"template is not a valid format string ({exc}); write literal braces as {{{{ and }}}}")
+    for name, spec, conv in fields:
+        if spec or conv:
+            written = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(
+                f"template slot {written} has a format spec or conversion; write it as plain {{{name}}} "
+                "(only {context} and {question}, no ':…' or '!…'; literal braces as {{ and }})"
+            )
+    return {name for name, _, _ in fields}
 
 
 def check_template(template: str) -> None:
@@ -335,7 +391,8 @@ class TrackingConfig(Frozen):
     artifact_location: str = Field("mlruns/artifacts", description="Artifact root for a new experiment")
     enabled: bool = True
     redact: bool = Field(
-        False, description="Replace e-mails, phone and card numbers in logged questions, contexts and answers"
+        False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
+        "answers, reference answers and document ids"
     )
     max_traces_per_variant: int = Field(
         10, ge=0, description="Questions traced per variant, the first N (the table always holds every question)"
@@ -421,21 +478,6 @@ def parse_model(cls: type[BaseModel], data: Any, source: str = "config") -> Any:
         raise ConfigError(_format_validation_error(exc, source)) from None
 
 
-def read_yaml(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: file not found (give the path to a YAML spec, e.g. experiments/quickstart.yaml)")
-    try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text; save the spec as UTF-8") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}: malformed YAML{where}: {problem}") from None
-
-
 def load_spec(spec: str | Path | dict | SweepSpec) -> SweepSpec:
     """Accept a path to YAML, a plain dict or a SweepSpec."""
     if isinstance(spec, SweepSpec):
@@ -469,3 +511,19 @@ def load_variant(data: str | Path | dict) -> VariantConfig:
     if isinstance(data, dict):
         return parse_model(VariantConfig, data, "variant")
     return parse_model(VariantConfig, read_yaml(data), str(data))
+
+
+# ---------------------------------------------------------------- sweep ids
+
+# What `runner.resume.new_sweep_id` makes: <UTC yyyymmdd-hhmmss>-<6 hex of the spec hash>[-n]. Checked where a
+# sweep id comes in from outside, before it goes into an MLflow filter string (which has no quoting of its own).
+SWEEP_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}(-[1-9]\d{0,5})?")
+
+
+def check_sweep_id(sweep_id: Any) -> str:
+    if not isinstance(sweep_id, str) or not SWEEP_ID_PATTERN.fullmatch(sweep_id):
+        raise TrackingError(
+            f"no sweep {sweep_id!r}: a sweep id looks like 20261127-025350-17646e; copy the id `workbench run` "
+            "printed (a store's sweeps are its workbench.sweep_id tags in the MLflow UI; check --tracking-uri too)"
+        )
+    return sweep_id

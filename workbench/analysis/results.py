@@ -1,16 +1,22 @@
 """Sweep results as pandas: one row per variant (`to_frame`) or per (variant, question) (`questions`).
 
 The aggregate metrics come from `workbench.scoring.aggregate`, the same function MLflow's runs are logged with.
+Latency aggregates use the cells timed in this sweep when there are any (see `aggregate`); where each
+variant's latencies were measured is `latency_provenance()`, and `best` / `pareto` / `compare` on a latency
+column warn (`LatencyProvenanceWarning`, also `Decision.warnings`) when the comparison mixes runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from workbench.spec import SweepSpec, VariantConfig
+from workbench.analysis import provenance
 from workbench.scoring.aggregate import aggregate, direction
 
 @dataclass
@@ -28,6 +34,7 @@ class SweepResults:
     stats: dict[str, int] = field(default_factory=dict)  # index_builds, index_reused, … (reuse evidence)
     data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
     status: str = "FINISHED"  # or KILLED (cancelled) / FAILED
+    tracking_uri: str | None = None  # the store load_sweep read it from (the spec's may be relative to elsewhere)
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -43,13 +50,33 @@ class SweepResults:
                     "variant": v.short_hash,
                     "label": v.label(),
                     **v.flat_params(),
-                    **aggregate(rows),
+                    **aggregate(rows, self.sweep_id),
                     "llm_judge": self._judge_state(),
                     "run_id": self.run_ids.get(v.hash),
                 }
             )
         frame = pd.DataFrame(records)
         return frame.set_index("variant") if not frame.empty else frame
+
+    def latency_provenance(self) -> pd.DataFrame:
+        """Per variant: how many of its cells' latencies were measured in this sweep, how many are cached
+        answers timed in an earlier run (and which), which its latency aggregates use (`latency_basis`) and
+        `measured_here_share` (0..1); see `analysis.provenance.latency_provenance` for every column."""
+        return provenance.latency_provenance(self.rows, self.variants, self.sweep_id)
+
+    def latency_warning(self, *, per_question: bool = False) -> str | None:
+        """The one warning when comparing these variants' latencies mixes runs (naming the variants, how
+        many of their cells were measured elsewhere, and `--remeasure-latency N` as the fix), else None."""
+        return provenance.latency_warning(self.rows, self.variants, self.sweep_id, per_question=per_question)
+
+    def _warn_latency(self, columns, *, per_question: bool = False) -> str | None:
+        """Warn (once per call) when a latency column is compared and the latencies mix runs."""
+        if not any(str(c).startswith("latency") for c in columns if c):
+            return None
+        message = self.latency_warning(per_question=per_question)
+        if message:
+            warnings.warn(message, provenance.LatencyProvenanceWarning, stacklevel=3)
+        return message
 
     def _judge_state(self) -> str:
         if self.spec.stage == "retrieve":
@@ -95,6 +122,7 @@ class SweepResults:
         """Per variant: mean, bootstrap 95 % CI and n of a per-question metric."""
         from workbench.analysis.stats import compare
 
+        self._warn_latency([metric], per_question=True)
         out = compare(self.questions(), metric)
         out.insert(0, "label", [self.variant(v).label() for v in out.index])
         return out
@@ -103,6 +131,7 @@ class SweepResults:
         """Paired by question: mean difference a − b, bootstrap CI and a sign-flip permutation p-value."""
         from workbench.analysis.stats import paired_diff
 
+        self._warn_latency([metric], per_question=True)
         return paired_diff(self.questions(), self.variant(a).short_hash, self.variant(b).short_hash, metric)
 
     def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s") -> pd.DataFrame:
@@ -110,6 +139,7 @@ class SweepResults:
         from workbench.analysis.stats import pareto_front
 
         frame = self.to_frame()
+        self._warn_latency([quality, cost if cost in frame.columns else None, latency if latency in frame.columns else None])
         objectives = {quality: direction(quality)}
         for col in (cost, latency):
             # an axis nobody could price (no column, or all NaN) says nothing: leave it out
@@ -123,7 +153,12 @@ class SweepResults:
         `maximize=None`: the objective's declared direction (higher f1, lower latency)."""
         from workbench.analysis.stats import best
 
-        return best(self.to_frame(), self.questions(), objective, constraints, maximize=maximize, alpha=alpha)
+        frame = self.to_frame()
+        decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha)
+        # the latency tie-break counts too when it decided (the reason then names the column)
+        used = [objective, *(constraints or {}), *(c for c in frame.columns if str(c) in decision.reason)]
+        message = self._warn_latency(used)
+        return dataclasses.replace(decision, warnings=[message]) if message else decision
 
     def export(self, variant: str, path, **kwargs):
         """Write the variant as a production YAML with provenance (see workbench.handover.export)."""

@@ -184,7 +184,9 @@ class Decision:
     """The chosen variant and why. `reason` is the sentence the notebook and the CLI show.
 
     `candidates` are the variants meeting the constraints, best first on the objective;
-    `excluded` maps each other variant to why it was left out; `diff` is the top vs runner-up test.
+    `excluded` maps each other variant to why it was left out; `diff` is the top vs runner-up test;
+    `warnings`: what makes the decision less sure than it reads (`SweepResults.best` adds one when a
+    latency objective, constraint or tie-break compares latencies measured in different runs).
     """
 
     winner: str
@@ -195,6 +197,7 @@ class Decision:
     reason: str
     candidates: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _adjective(col: str, superlative: bool = False) -> str:

@@ -11,6 +11,8 @@ formatting, and a SQuAD corpus digest does not change when only its questions ch
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data.reading import (
-    SHOW_MISSING, as_id, as_str, iter_jsonl, need_dir, need_file, read_text, required, squad_paragraphs,
+    SHOW_MISSING, as_id, as_str, iter_jsonl, need_dir, need_file, read_text, required, special_kind,
+    squad_paragraphs,
 )
 from workbench.errors import DataError
 from workbench.spec import CorpusSource, content_hash
@@ -75,7 +78,7 @@ def load_corpus(src: CorpusSource) -> Corpus:
     (54, 'Super_Bowl_50/0')
     """
     loader = _CORPUS_LOADERS[src.format]
-    docs = loader(Path(src.path))
+    docs = _corpus_folder(Path(src.path), src.follow_symlinks) if src.format == "folder" else loader(Path(src.path))
     return Corpus(documents=docs, digest=corpus_digest(docs), source=f"{src.format}:{src.path}")
 
 
@@ -147,12 +150,12 @@ def _corpus_jsonl(path: Path) -> tuple[Document, ...]:
     return docs.result()
 
 
-def _corpus_folder(path: Path) -> tuple[Document, ...]:
+def _corpus_folder(path: Path, follow_symlinks: bool = False) -> tuple[Document, ...]:
     root = need_dir(path, "corpus")
-    files = sorted(
-        (f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in FOLDER_SUFFIXES),
-        key=lambda f: f.relative_to(root).as_posix(),
-    )
+    files, skipped = folder_files(root, follow_symlinks)
+    if skipped:  # once, listing every path: a link may point at secrets (/proc/self/environ), a FIFO blocks
+        log.warning("%s: skipped %d path(s) that are not regular files inside the folder: %s", root, len(skipped),
+                    "; ".join(f"{p} ({why})" for p, why in skipped))
     if not files:
         raise DataError(f"{root}: no .txt or .md files found below this folder; add documents or fix the path")
     docs = _DocCollector(root, ".txt/.md files")
@@ -164,8 +167,47 @@ def _corpus_folder(path: Path) -> tuple[Document, ...]:
                 "for one document; split it into smaller files"
             )
         rel = f.relative_to(root).as_posix()
-        docs.add(Document(id=rel, text=read_text(f), metadata={"path": rel}), str(f))
+        docs.add(Document(id=rel, text=read_text(f, follow_symlinks=follow_symlinks), metadata={"path": rel}), str(f))
     return docs.result()
+
+
+def folder_files(root: Path, follow_symlinks: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(the .txt/.md regular files below `root` in path order, [(path, why skipped)]).
+
+    Symbolic links (to files or folders) are skipped unless `follow_symlinks`; FIFOs, sockets and devices
+    always are (opening a FIFO blocks until someone writes to it)."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    hint = "a symbolic link to {}; set data.corpus.follow_symlinks: true to read what it points to"
+    seen: set[tuple[int, int]] = set()  # folders walked, by (device, inode): a link loop is walked once
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_symlinks):
+        base = Path(dirpath)
+        st = base.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        for name in list(dirnames):
+            if (base / name).is_symlink() and not follow_symlinks:
+                skipped.append((str(base / name), hint.format(os.readlink(base / name))))
+        for name in filenames:
+            f = base / name
+            if f.suffix.lower() not in FOLDER_SUFFIXES:
+                continue
+            if f.is_symlink() and not follow_symlinks:
+                skipped.append((str(f), hint.format(os.readlink(f))))
+                continue
+            try:
+                mode = f.stat().st_mode
+            except OSError as exc:  # a dangling link
+                skipped.append((str(f), f"cannot be read: {exc.strerror}"))
+                continue
+            if not stat.S_ISREG(mode):
+                skipped.append((str(f), f"{special_kind(mode)}, not a regular file"))
+                continue
+            files.append(f)
+    files.sort(key=lambda f: f.relative_to(root).as_posix())
+    return files, skipped
 
 
 def _corpus_beir(path: Path) -> tuple[Document, ...]:

@@ -6,12 +6,19 @@ JSON or decoding error escapes.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
+import re
+import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import DataError
+
+log = logging.getLogger(__name__)
 
 SHOW_MISSING = 5  # how many missing or skipped ids a message names
 
@@ -19,9 +26,19 @@ SHOW_MISSING = 5  # how many missing or skipped ids a message names
 def need_file(path: Path, what: str) -> Path:
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected the {what} file")
+    if path.exists() and not path.is_file():  # reading a FIFO would block forever, a device never end
+        raise DataError(f"{path}: is {special_kind(path.stat().st_mode)}, not a regular file; "
+                        f"point at the {what} file itself")
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found ({_relative_hint(path)})")
     return path
+
+
+def special_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    kinds = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link")]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def need_dir(path: Path, what: str) -> Path:
@@ -38,9 +55,24 @@ def _relative_hint(path: Path) -> str:
     return f"relative paths are resolved from the working directory {Path.cwd()}; check the path"
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, *, follow_symlinks: bool = True) -> str:
+    """A regular file's UTF-8 text. Opened without blocking and checked after opening (a FIFO swapped in
+    after a check is refused, not waited on); with follow_symlinks=False a link is refused too."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_symlinks else os.O_NOFOLLOW)
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{path}: is a symbolic link, which is not followed; set "
+                            "data.corpus.follow_symlinks: true to read it") from None
+        raise DataError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise DataError(f"{path}: is {special_kind(mode)}, not a regular file; point at a regular file")
+            data = fh.read()
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: not UTF-8 text (invalid byte 0x{exc.object[exc.start]:02x} at byte offset {exc.start}); "
@@ -53,9 +85,45 @@ def read_text(path: Path) -> str:
 def read_json(path: Path) -> Any:
     text = read_text(path)
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if _SURROGATE_ESCAPE.search(text):
+        data, count = replace_surrogates(data)
+        _warn_surrogates(str(path), count, str(path))
+    return data
+
+
+# A JSON escape of a UTF-16 surrogate (\ud800-\udfff); UTF-8 text itself cannot hold one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(value: Any) -> tuple[Any, int]:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD, and how many there were.
+
+    JSON may escape half of a surrogate pair ("\\ud83d"); Python decodes it into a str that cannot be
+    encoded as UTF-8, so hashing, Chroma and MLflow would fail on it much later."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.subn("\ufffd", value)
+    if isinstance(value, list):
+        pairs = [replace_surrogates(v) for v in value]
+        return [v for v, _ in pairs], sum(n for _, n in pairs)
+    if isinstance(value, dict):
+        out, total = {}, 0
+        for k, v in value.items():
+            (k2, n1), (v2, n2) = replace_surrogates(k), replace_surrogates(v)
+            out[k2] = v2
+            total += n1 + n2
+        return out, total
+    return value, 0
+
+
+def _warn_surrogates(path: str, count: int, first: str) -> None:
+    if count:
+        log.warning("%s: replaced %d lone UTF-16 surrogate escape(s) (first at %s) with U+FFFD; they are half of "
+                    "an emoji or other character and cannot be stored as UTF-8 — fix the file's JSON escapes",
+                    path, count, first)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -63,6 +131,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     text = read_text(path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; expected one JSON object per line")
+    replaced, first = 0, ""
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -75,7 +144,11 @@ def iter_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             ) from None
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object, got {type_name(obj)}")
+        if _SURROGATE_ESCAPE.search(line):
+            obj, count = replace_surrogates(obj)
+            replaced, first = replaced + count, first or f"line {lineno}"
         yield where, obj
+    _warn_surrogates(str(path), replaced, first)
 
 
 def type_name(value: Any) -> str:

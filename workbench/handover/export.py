@@ -4,7 +4,8 @@ The export holds the full variant config, where its corpus came from (with the d
 saw) and provenance: sweep id, MLflow run ids, dataset digests, metrics with CIs, package versions,
 git commit, time. No secrets: endpoints carry only the *name* of their key's environment variable.
 
-`load_pipeline(path)` refuses a file whose config no longer matches its hash, reloads the corpus
+Paths in an export are absolute (resolved where the sweep ran); a relative one is read relative to the export
+file. `load_pipeline(path)` refuses a file changed after export (`seal.py`), reloads the corpus
 and checks its digest, reuses (or rebuilds) the Chroma collection and answers through the same
 `RAGPipeline` the sweep used, with deterministic decoding — so it reproduces the sweep's answers.
 """
@@ -12,16 +13,18 @@ and checks its digest, reuses (or rebuilds) the Chroma collection and answers th
 from __future__ import annotations
 
 import importlib.metadata
+import math
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from workbench._version import __version__
-from workbench.spec import CorpusSource, VariantConfig, content_hash, dump_yaml, parse_model
-from workbench.errors import ConfigError, DataError
+from workbench.errors import ConfigError, DataError, WorkbenchError
+from workbench.handover.seal import FORMAT, FORMAT_V1, seal, verify
+from workbench.spec import CorpusSource, VariantConfig, dump_yaml, parse_model, parse_yaml, read_yaml
 
-FORMAT = "workbench.export/v1"
 KEY_PACKAGES = (
     "mlflow",
     "chromadb",
@@ -34,6 +37,7 @@ KEY_PACKAGES = (
     "pydantic",
 )
 EXAMPLES = 5
+HEADER = "# RAG workbench export: load with workbench.load_pipeline(path) or `workbench answer PATH QUESTION`.\n"
 
 
 def package_versions() -> dict[str, str]:
@@ -44,11 +48,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             pass
     return out
-
-
-def export_hash(variant: dict, corpus: dict, corpus_digest: str) -> str:
-    """What `load_pipeline` verifies: the variant, its corpus source and the corpus digest."""
-    return content_hash({"variant": variant, "corpus": corpus, "corpus_digest": corpus_digest})
 
 
 def to_mlflow_template(template: str) -> str:
@@ -66,7 +65,7 @@ def to_mlflow_template(template: str) -> str:
 def _metric_block(row: dict[str, Any]) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     for key, value in row.items():
-        if not isinstance(value, (int, float)) or value != value:  # skip NaN and non-numbers
+        if not isinstance(value, (int, float)) or not math.isfinite(value):  # NaN/inf: not measured, not JSON
             continue
         if key.endswith(("_ci_low", "_ci_high", "_n")):
             continue
@@ -82,41 +81,78 @@ def _metric_block(row: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def store_uri(results) -> str:
+    """The MLflow store the sweep was logged to: the one `load_sweep` read it from, else the spec's."""
+    return getattr(results, "tracking_uri", None) or results.spec.tracking.tracking_uri
+
+
+def sweep_folder(results) -> Path:
+    """The folder the sweep ran in, which the spec's relative paths are relative to.
+
+    A sweep loaded from another folder (`workbench export --tracking-uri sqlite:////proj/mlruns/mlflow.db`)
+    ran where its relative store path (`sqlite:///mlruns/mlflow.db`) ends in the store it was read from: /proj.
+    Otherwise (run in this process, a tracking server) it is the working directory.
+    """
+    from workbench.tracking.store import sqlite_path
+
+    logged, used = sqlite_path(results.spec.tracking.tracking_uri), sqlite_path(store_uri(results))
+    if logged is not None and used is not None and not logged.is_absolute() and ".." not in logged.parts:
+        rel, full = Path(os.path.normpath(logged)).parts, used.resolve().parts
+        if full[-len(rel):] == rel:
+            return Path(*full[: -len(rel)])
+    return Path.cwd()
+
+
+def _absolute(path: str, folder: Path) -> str:
+    return str((folder / Path(path).expanduser()).resolve())
+
+
 def build_export(results, variant_key: str, *, prompt_version: dict | None = None, redact: bool = True) -> dict:
-    """The export document for one variant of a finished (or MLflow-loaded) sweep."""
+    """The export document for one variant of a finished (or MLflow-loaded) sweep, sealed (`seal`).
+
+    Paths are written absolute, resolved against the folder the sweep ran in (`sweep_folder`).
+    """
     from workbench.scoring.aggregate import aggregate
 
     variant = results.variant(variant_key)
     rows = [r for r in results.rows if r["variant_hash"] == variant.hash]
     metrics_row = {"questions": float(len(rows)), **aggregate(rows)}
+    folder = sweep_folder(results)
     corpus = results.spec.data.corpus.model_dump(mode="json")
-    corpus["path"] = str(Path(corpus["path"]).resolve())
-    corpus_digest = results.data_info["data.corpus.digest"]
-    variant_dump = variant.model_dump(mode="json")
+    corpus["path"] = _absolute(corpus["path"], folder)
+    if not Path(corpus["path"]).exists():
+        raise DataError(
+            f"the sweep's corpus {results.spec.data.corpus.path!r} is not at {corpus['path']} (resolved against "
+            f"{folder}); export from the folder the sweep ran in, or give --tracking-uri as the sweep's store path"
+        )
+    evalset = results.spec.data.eval.model_dump(mode="json")
+    evalset["path"] = _absolute(evalset["path"], folder)
+    uri = store_uri(results)
+    if (store := _sqlite_path(uri)) is not None:
+        uri = f"sqlite:///{store.resolve()}"  # the same store from any folder
     examples = [
         {"question_id": r["question_id"], "question": r["question"], "answer": r.get("answer")}
         for r in rows
         if not r.get("error")
     ][:EXAMPLES]
     if redact:
-        from workbench.redact import redact_text
+        from workbench.redact import redact_row
 
-        examples = [{**e, "question": redact_text(e["question"]), "answer": redact_text(e["answer"] or "")} for e in examples]
+        examples = [redact_row(e) for e in examples]
     doc = {
         "format": FORMAT,
-        "export_hash": export_hash(variant_dump, corpus, corpus_digest),
         "variant_hash": variant.hash,
-        "variant": variant_dump,
+        "variant": variant.model_dump(mode="json"),
         "data": {
             "corpus": corpus,
-            "corpus_digest": corpus_digest,
-            "eval": results.spec.data.eval.model_dump(mode="json"),
+            "corpus_digest": results.data_info["data.corpus.digest"],
+            "eval": evalset,
             "eval_digest": results.data_info.get("data.eval.digest"),
         },
         "provenance": {
             "sweep_id": results.sweep_id,
             "experiment": results.spec.experiment_name,
-            "tracking_uri": results.spec.tracking.tracking_uri,
+            "tracking_uri": uri,
             "mlflow_run_id": results.run_ids.get(variant.hash),
             "mlflow_parent_run_id": results.parent_run_id,
             "spec_hash": results.spec.hash,
@@ -128,7 +164,13 @@ def build_export(results, variant_key: str, *, prompt_version: dict | None = Non
         },
         "examples": examples,
     }
-    return doc
+    return seal(doc)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    from workbench.tracking.store import sqlite_path
+
+    return sqlite_path(uri)
 
 
 def _git_commit() -> str | None:
@@ -142,11 +184,11 @@ def prompt_registry_name(experiment: str, prompt_name: str) -> str:
 
 
 def register_prompt(results, variant: VariantConfig) -> dict:
-    """Register the variant's template in the MLflow prompt registry; returns {name, version, uri}."""
+    """The variant's template in the MLflow prompt registry (its latest version if identical); {name, version, uri}."""
     from workbench.tracking.export_log import register_prompt as register
 
     return register(
-        results.spec.tracking.tracking_uri,
+        store_uri(results),
         prompt_registry_name(results.spec.experiment_name, variant.prompt.name),
         to_mlflow_template(variant.prompt.template),
         commit_message=f"exported from sweep {results.sweep_id}, variant {variant.short_hash}",
@@ -154,29 +196,61 @@ def register_prompt(results, variant: VariantConfig) -> dict:
     )
 
 
+def check_out_path(path: Path) -> None:
+    """Refuse an output path that cannot take a file, before anything is registered or written."""
+    if path.is_dir():
+        raise ConfigError(f"export path {path} is a directory; give a file name, e.g. {path / 'winner.yaml'}")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"export path {path}: cannot write in {folder or path.parent}; choose a writable folder")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """All of `text` at `path` or nothing: a full disk or a lost folder leaves no partial file or temp file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WorkbenchError(
+            f"cannot write export {path}: {exc.strerror or exc}; nothing was written. Free some space or choose "
+            "another path (--out), then export again."
+        ) from None
+
+
 def export_variant(results, variant_key: str, path: str | Path, *, log_to_mlflow: bool = True, redact: bool = True) -> Path:
     """Write the export YAML; also register its prompt and log the file to the variant's MLflow run.
+
+    Everything that can be checked is checked before the prompt is registered or a byte is written.
 
     >>> results.export(results.best("f1").winner, "winner.yaml")   # doctest: +SKIP
     """
     variant = results.variant(variant_key)
+    path = Path(path)
+    check_out_path(path)
     run_id = results.run_ids.get(variant.hash)
     tracked = log_to_mlflow and results.spec.tracking.enabled and run_id is not None
-    prompt_version = register_prompt(results, variant) if tracked else None
-    doc = build_export(results, variant.hash, prompt_version=prompt_version, redact=redact)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(
-        "# RAG workbench export: load with workbench.load_pipeline(path) or `workbench answer PATH QUESTION`.\n"
-        + dump_yaml(doc),
-        encoding="utf-8",
-    )
-    tmp.replace(path)  # never a half-written export
+    doc = build_export(results, variant.hash, redact=redact)  # fails here, before anything is registered
+    if tracked:
+        from workbench.tracking.store import require_existing_store
+
+        require_existing_store(store_uri(results))
+        if variant.prompt is not None:
+            doc["provenance"]["prompt_registry"] = register_prompt(results, variant)
+            doc = seal(doc)
+    text = HEADER + dump_yaml(doc)
+    if parse_yaml(text, str(path)) != doc:  # what load_pipeline will read back, checked before it is written
+        raise WorkbenchError(f"export {path}: the document does not read back as written; please report this")
+    write_atomically(path, text)
     if tracked:
         from workbench.tracking.export_log import log_export
 
-        log_export(results.spec.tracking.tracking_uri, run_id, path)
+        log_export(store_uri(results), run_id, path)
     return path
 
 
@@ -184,29 +258,20 @@ def export_variant(results, variant_key: str, path: str | Path, *, log_to_mlflow
 
 
 def read_export(path: str | Path) -> dict:
-    """Parse and verify an export; a changed or tampered file is refused."""
-    from workbench.spec import read_yaml
-
+    """Parse, validate and verify an export (`seal.verify`); a changed file is refused naming what changed."""
     doc = read_yaml(path)
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, FORMAT_V1):
         raise ConfigError(f"{path}: not a workbench export (expected format: {FORMAT}); create one with `workbench export`")
     for key in ("variant", "variant_hash", "data", "export_hash"):
         if key not in doc:
             raise ConfigError(f"{path}: export is missing {key!r}; re-export it with `workbench export`")
-    variant = parse_model(VariantConfig, doc["variant"], f"{path}: variant")
-    if variant.hash != doc["variant_hash"]:
-        raise ConfigError(
-            f"{path}: the variant config does not match its hash (expected {doc['variant_hash'][:12]}, "
-            f"got {variant.hash[:12]}): the file was changed after export. Re-export it, or make the change "
-            "in a sweep and export the new winner."
-        )
     data = doc["data"]
-    expected = export_hash(doc["variant"], data.get("corpus"), data.get("corpus_digest"))
-    if expected != doc["export_hash"]:
-        raise ConfigError(
-            f"{path}: export_hash does not match the file's variant and data sections: the file was changed "
-            "after export. Re-export it with `workbench export`."
-        )
+    if not isinstance(data, dict) or not isinstance(data.get("corpus_digest"), str):
+        raise ConfigError(f"{path}: export field data.corpus_digest is missing; re-export it with `workbench export`")
+    # validated before anything is hashed or loaded
+    variant = parse_model(VariantConfig, doc["variant"], f"{path}: variant")
+    parse_model(CorpusSource, data.get("corpus"), f"{path}: data.corpus")
+    verify(doc, path, variant)
     return doc
 
 
@@ -226,7 +291,7 @@ class Pipeline:
 
     def answer(self, question: str):
         if not isinstance(question, str) or not question.strip():
-            raise ValueError("question must be a non-empty string")
+            raise ConfigError(f"question: {question!r} is empty; ask a question in words")
         return self._rag.answer(question)
 
     def close(self) -> None:
@@ -261,6 +326,8 @@ def load_pipeline(
     doc = read_export(path)
     variant = VariantConfig.model_validate(doc["variant"])
     source = CorpusSource.model_validate(doc["data"]["corpus"])
+    if not Path(source.path).is_absolute():  # exports are written absolute; a relative one is the export's
+        source = source.model_copy(update={"path": str(Path(path).resolve().parent / source.path)})
     if corpus_path is not None:
         source = source.model_copy(update={"path": str(corpus_path)})
     corpus = load_corpus(source)

@@ -7,7 +7,9 @@
         print(model.generate([{"role": "user", "content": "Say hi"}]).text)
 
 Every failure of the endpoint becomes a `ModelError` that says what to check; an API key is read
-from the environment variable the config names and never appears in a message.
+from the environment variable the config names and never appears in a message (`workbench.scrub`).
+`timeout` bounds each whole request (`workbench.rag.deadline`); a 200 whose body is not a usable chat
+completion is a `BadResponse` naming what was wrong (`workbench.rag.replies`), which callers retry.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import openai
 from workbench.spec import Endpoint, ModelConfig
 from workbench.errors import ModelError
 from workbench.events import span
+from workbench.rag.deadline import AsyncDeadlineClient, DeadlineClient, limits
+from workbench.rag.replies import MalformedReply, parse_chat_reply
+from workbench.scrub import scrub
 
 KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -38,6 +43,7 @@ class Generation:
     latency_s: float
     model: str
     finish_reason: str | None
+    notes: tuple[str, ...] = ()  # what was odd but usable: unknown token counts, a truncated answer
 
 
 def resolve_api_key(endpoint: Endpoint, what: str) -> str:
@@ -75,22 +81,24 @@ def resolve_endpoint(endpoint: Endpoint, provider: str, what: str, base_url: str
     return url, resolve_api_key(endpoint, f"{what} at {url}")
 
 
-def _scrub(text: str, secret: str | None) -> str:
-    if secret and secret != KEYLESS_PLACEHOLDER and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text
+def scrub_error(text: str, key: str | None) -> str:
+    """An error message with the client's key (not the keyless placeholder) and key-shaped text masked."""
+    return scrub(text, [key] if key and key != KEYLESS_PLACEHOLDER else [])
 
 
-def _server_message(exc: openai.APIStatusError) -> str:
-    """The endpoint's own explanation, e.g. llama.cpp's "Requested tokens ... exceed context window"."""
+def _server_message(exc: openai.APIStatusError, limit: int = 300) -> str:
+    """The endpoint's own explanation, e.g. llama.cpp's "Requested tokens ... exceed context window"
+    (at most `limit` characters: an error page can be megabytes)."""
+    text = str(exc.message or exc)
     body = exc.body
     if isinstance(body, dict):
         error = body.get("error")
         for candidate in (error.get("message") if isinstance(error, dict) else error, body.get("message"),
                           body.get("detail")):
             if candidate:
-                return str(candidate)
-    return str(exc.message or exc)
+                text = str(candidate)
+                break
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def describe_api_error(exc: openai.APIError, *, where: str, what: str, key: str | None,
@@ -111,7 +119,7 @@ def describe_api_error(exc: openai.APIError, *, where: str, what: str, key: str 
         msg = f"{where} failed for {what} (HTTP {exc.status_code}): {_server_message(exc)}"
     else:
         msg = f"{where} failed for {what}: {exc}"
-    return _scrub(msg, key)
+    return scrub_error(msg, key)
 
 
 class BadResponse(ModelError):
@@ -134,7 +142,8 @@ class ChatModel:
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"model {cfg.model!r}", base_url)
         # The client's own retries: exponential backoff with jitter on 408/409/429/5xx, connection errors
         # and timeouts, honouring Retry-After.
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=max_retries)
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=max_retries,
+                                    http_client=DeadlineClient(timeout))
         self._async_args = {"timeout": timeout, "max_retries": max_retries, "max_connections": max_connections}
         self._async_client: openai.AsyncOpenAI | None = None
 
@@ -142,8 +151,6 @@ class ChatModel:
     def async_client(self) -> openai.AsyncOpenAI:
         """Created on first use, inside the event loop that will use it."""
         if self._async_client is None:
-            import httpx
-
             n = self._async_args["max_connections"]
             self._async_client = openai.AsyncOpenAI(
                 base_url=self.base_url,
@@ -151,10 +158,7 @@ class ChatModel:
                 timeout=self._async_args["timeout"],
                 max_retries=self._async_args["max_retries"],
                 # httpx's default pool (100 connections, 20 keep-alive) would cap or churn high concurrency
-                http_client=httpx.AsyncClient(
-                    limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-                    timeout=self._async_args["timeout"],
-                ),
+                http_client=AsyncDeadlineClient(self._async_args["timeout"], limits=limits(n)),
             )
         return self._async_client
 
@@ -169,8 +173,8 @@ class ChatModel:
             return  # some OpenAI-compatible servers have no /models; the first call will tell
         except openai.APIError as exc:
             raise self._model_error(exc) from None
-        except ValueError as exc:
-            raise BadResponse(f"{self.base_url} sent a malformed /models response: {exc}") from None
+        except (ValueError, AttributeError, TypeError) as exc:  # not JSON, or not a list of models
+            raise BadResponse(scrub_error(f"{self.base_url} sent a malformed /models response: {exc}", self._key)) from None
         model = self.cfg.model
         served = any(m == model or m.startswith(model + ":") for m in listed)  # Ollama lists "name:tag"
         if listed and self.cfg.provider != "local" and not served:
@@ -192,12 +196,10 @@ class ChatModel:
         params = self.request_params(messages) | extra
         start = time.perf_counter()
         try:
-            response = self.client.chat.completions.create(**params)
+            raw = self.client.chat.completions.with_raw_response.create(**params)
         except openai.APIError as exc:
             raise self._model_error(exc) from None
-        except ValueError as exc:  # a 200 whose body is not JSON
-            raise BadResponse(f"{self.base_url} sent a malformed response for model {self.cfg.model!r}: {exc}") from None
-        return self._generation(response, time.perf_counter() - start)
+        return self._generation(raw.http_response.content, time.perf_counter() - start)
 
     async def agenerate(self, messages: list[dict], **extra) -> Generation:
         """The same call on the async client (the sweep runs many of these concurrently)."""
@@ -205,39 +207,41 @@ class ChatModel:
         start = time.perf_counter()
         try:
             with span("generate", model=self.cfg.model):
-                response = await self.async_client.chat.completions.create(**params)
+                raw = await self.async_client.chat.completions.with_raw_response.create(**params)
         except openai.APIError as exc:
             raise self._model_error(exc) from None
-        except ValueError as exc:
-            raise BadResponse(f"{self.base_url} sent a malformed response for model {self.cfg.model!r}: {exc}") from None
-        return self._generation(response, time.perf_counter() - start)
+        return self._generation(raw.http_response.content, time.perf_counter() - start)
 
     async def aclose(self) -> None:
         if self._async_client is not None:
             await self._async_client.close()
             self._async_client = None
 
-    def _generation(self, response, latency: float) -> Generation:
-        if not getattr(response, "choices", None):
-            raise BadResponse(f"{self.base_url} returned no choices for model {self.cfg.model!r}")
-        choice = response.choices[0]
-        usage = response.usage
+    def _generation(self, body: bytes, latency: float) -> Generation:
+        """The checked reply (raw bytes: the openai objects are built unvalidated) as a Generation."""
+        try:
+            reply = parse_chat_reply(body, self.cfg.max_tokens)
+        except MalformedReply as exc:
+            raise BadResponse(scrub_error(
+                f"{self.base_url} sent a malformed reply for model {self.cfg.model!r}: {exc}", self._key)) from None
         return Generation(
-            text=(choice.message.content or "").strip(),
-            prompt_tokens=getattr(usage, "prompt_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
+            text=reply.text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
             latency_s=latency,
-            model=response.model or self.cfg.model,
-            finish_reason=choice.finish_reason,
+            model=reply.model or self.cfg.model,
+            finish_reason=reply.finish_reason,
+            notes=tuple(scrub_error(n, self._key) for n in reply.notes),
         )
 
     def _model_error(self, exc: openai.APIError) -> ModelError:
         where = f"{self.base_url}"
         model = self.cfg.model
         if isinstance(exc, openai.APIResponseValidationError):
-            return BadResponse(_scrub(f"{where} sent a response that does not parse for model {model!r}: {exc}", self._key))
+            return BadResponse(scrub_error(f"{where} sent a response that does not parse for model {model!r}: {exc}", self._key))
         if isinstance(exc, openai.APITimeoutError):
-            msg = (f"the request to {where} timed out (model {model!r}); check that the server is up and not "
+            msg = (f"the request to {where} timed out after {self._async_args['timeout']:g} s (model {model!r}, "
+                   "execution.timeout_s bounds each whole request); check that the server is up and not "
                    "overloaded (the local server answers one request at a time)")
         elif isinstance(exc, openai.APIConnectionError):
             msg = (f"cannot connect to {where} (model {model!r}): check that the server is running and the "
@@ -249,7 +253,7 @@ class ChatModel:
             else:
                 msg = (f"{where} needs an API key for model {model!r}: set api_key_env to the name of the "
                        "environment variable that holds it")
-            return ModelError(msg)  # the server's own text may echo part of the key
+            return ModelError(scrub_error(msg, self._key))  # never the server's text: it may echo the key
         elif isinstance(exc, openai.PermissionDeniedError):
             msg = (f"{where} refused model {model!r} (permission denied): check that the key in "
                    f"{self.cfg.api_key_env or '(no api_key_env)'} may use it: {_server_message(exc)}")
@@ -265,7 +269,7 @@ class ChatModel:
             msg = f"{where} failed for model {model!r} (HTTP {exc.status_code}): {_server_message(exc)}"
         else:
             msg = f"{where} failed for model {model!r}: {exc}"
-        return ModelError(_scrub(msg, self._key))
+        return ModelError(scrub_error(msg, self._key))
 
 
 def cost_usd(cfg: ModelConfig, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.rag.cache import ResultCache
+from workbench.rag.vectors import check_vectors, split_cached
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- the offline model's files
 
@@ -209,13 +213,23 @@ class OpenAIEmbedder:
     def __init__(self, cfg: EmbeddingConfig, timeout: float = 60.0, max_retries: int = 2) -> None:
         from openai import OpenAI
 
+        from workbench.rag.chat import resolve_endpoint
+        from workbench.rag.deadline import DeadlineClient
+
         self.cfg = cfg
         self.name = cfg.model
         self._dim: int | None = None
-        from workbench.rag.chat import resolve_endpoint
+        self.where, self._key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
+        # `timeout` bounds each whole request (a trickling server cannot hold an index build forever)
+        self._client = OpenAI(base_url=self.where, api_key=self._key, timeout=timeout, max_retries=max_retries,
+                              http_client=DeadlineClient(timeout))
 
-        self.where, key = resolve_endpoint(cfg, cfg.provider, f"embedding model {cfg.model!r}")
-        self._client = OpenAI(base_url=self.where, api_key=key, timeout=timeout, max_retries=max_retries)
+    def __repr__(self) -> str:  # never shows the key
+        return f"OpenAIEmbedder(model={self.cfg.model!r}, base_url={self.where!r})"
+
+    def check(self) -> None:
+        """Fail fast before a sweep: one one-word request, so a bad key or URL fails before any work."""
+        self._request(["endpoint check"])
 
     @property
     def dim(self) -> int:
@@ -238,24 +252,30 @@ class OpenAIEmbedder:
     def _request(self, batch: list[str]) -> np.ndarray:
         import openai
 
+        from workbench.rag.chat import describe_api_error, scrub_error
+
+        what = f"embedding model {self.cfg.model!r}"
         try:
             response = self._client.embeddings.create(model=self.cfg.model, input=batch, encoding_format="float")
+            data = sorted(response.data, key=lambda d: d.index)
+            vectors = np.asarray([d.embedding for d in data], dtype=np.float32)
         except openai.APIConnectionError as exc:
-            raise ModelError(
-                f"cannot reach the embeddings endpoint {self.where} ({exc}); check embedding.base_url and "
-                "that the server is running"
-            ) from None
-        except openai.APIStatusError as exc:
-            raise ModelError(
-                f"the embeddings endpoint {self.where} answered HTTP {exc.status_code} for model "
-                f"{self.cfg.model!r}: {exc.message}"
-            ) from None
-        data = sorted(response.data, key=lambda d: d.index)
+            if isinstance(exc, openai.APITimeoutError):
+                raise ModelError(f"the embeddings endpoint {self.where} did not answer within {self._client.timeout} s "
+                                 f"for {what}; check that the server is up and not overloaded") from None
+            raise ModelError(scrub_error(f"cannot reach the embeddings endpoint {self.where} ({exc}); check "
+                                         "embedding.base_url and that the server is running", self._key)) from None
+        except openai.APIError as exc:  # every message goes through the one scrubber: servers echo keys
+            raise ModelError(describe_api_error(exc, where=f"the embeddings endpoint {self.where}", what=what,
+                                                key=self._key, api_key_env=self.cfg.api_key_env)) from None
+        except (ValueError, TypeError, AttributeError) as exc:  # a 200 that is not a list of embeddings
+            raise ModelError(scrub_error(f"the embeddings endpoint {self.where} sent a malformed reply for {what}: "
+                                         f"{type(exc).__name__}: {str(exc)[:200]}", self._key)) from None
         if len(data) != len(batch):
             raise ModelError(
                 f"the embeddings endpoint {self.where} returned {len(data)} vectors for {len(batch)} texts"
             )
-        return np.asarray([d.embedding for d in data], dtype=np.float32)
+        return vectors
 
 
 # ---------------------------------------------------------------- content-addressed disk cache
@@ -292,21 +312,37 @@ class CachedEmbedder:
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
         keys = [self.key(t) for t in texts]
-        found: dict[str, np.ndarray] = {}
-        for key in dict.fromkeys(keys):
-            raw = self._cache.get(key)
-            if raw is not None:
-                found[key] = np.frombuffer(raw, dtype=np.float32)
+        found = self._cached(list(dict.fromkeys(keys)))
         missing = {k: t for k, t in zip(keys, texts) if k not in found}  # unique texts, first-seen order
         if missing:
-            vectors = np.asarray(self.inner.embed(list(missing.values())), dtype=np.float32)
+            vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+            if found and (dim := next(iter(found.values())).shape[0]) != vectors.shape[1]:
+                # Cached rows of another width than the model's now: those rows are wrong, not the model.
+                self._drop(list(found), f"{dim} dimensions, the model now returns {vectors.shape[1]}")
+                missing = dict(zip(keys, texts))
+                vectors = check_vectors(self.inner.embed(list(missing.values())), len(missing), self.inner)
+                found = {}
             found.update(zip(missing, vectors))
+            # Only validated vectors are stored: a bad answer never poisons later runs.
             self._cache.set_many({key: vector.tobytes() for key, vector in zip(missing, vectors)})
         with self._lock:
             self.calls += bool(missing)
             self.misses += len(missing)
             self.hits += len(texts) - len(missing)
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _cached(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """The valid cached vectors of `keys` (see `split_cached`); the others are dropped."""
+        found, bad = split_cached({key: self._cache.get(key) for key in keys})
+        if bad:
+            self._drop(bad, "not finite unit-length float32 vectors of one width")
+        return found
+
+    def _drop(self, keys: list[str], why: str) -> None:
+        log.warning("embedding cache %s: %d cached vector(s) are %s: dropped and embedded again",
+                    self._cache.directory, len(keys), why)
+        for key in keys:
+            self._cache.delete(key)
 
     def close(self) -> None:
         self._cache.close()

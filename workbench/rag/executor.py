@@ -2,8 +2,10 @@
 
 Concurrency is per endpoint (an asyncio semaphore per base_url), so a slow local server and a fast
 remote API each get what they can take. Transport failures (429 with Retry-After, 5xx, timeouts,
-connection errors) are retried by the `openai` client itself; a 200 with an unusable body
-(malformed JSON, no choices) is retried here with tenacity. Both back off exponentially with jitter.
+connection errors) are retried by the `openai` client itself; `timeout_s` bounds each whole attempt,
+however slowly the server trickles its reply. A 200 with an unusable body (not JSON, no or odd choices,
+no message: any `BadResponse`) is retried here with tenacity, then the caller records the cell as
+failed. Both back off exponentially with jitter.
 The executor is swappable: the sweep only calls `generate(model, messages)`.
 """
 
@@ -139,12 +141,12 @@ class Executor:
             hit = await asyncio.to_thread(self.cache.get, key)  # disk I/O off the event loop
             if hit is not None:
                 self.cache_hits += 1
-                return Generation(**hit), True
+                return Generation(**{**hit, "notes": tuple(hit.get("notes", ()))}), True
         limits = self._limits_for(model)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(BadResponse),
             stop=stop_after_attempt(self.execution.max_retries + 1),
-            wait=wait_exponential_jitter(initial=0.2, max=10),
+            wait=wait_exponential_jitter(multiplier=0.2, max=10),
             reraise=True,
         ):
             with attempt:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import logging
 
 import math
+import os
+import struct
+import time
 from collections import Counter
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +35,8 @@ from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, con
 from workbench.rag.embeddings import Embedder
 from workbench.errors import ConfigError, DataError
 from workbench.events import span
+
+log = logging.getLogger(__name__)
 
 ADD_BATCH = 5000  # chunks embedded per step; Chroma's max batch here is 5,461 (client.get_max_batch_size())
 # Chroma's add holds the GIL for its whole call (~0.5 ms per vector, more as the collection grows): small
@@ -115,7 +120,60 @@ def chroma_client(path: str | Path | None = None, host: str | None = None):  # -
     if path is None:
         return chromadb.EphemeralClient(settings=settings)
     Path(path).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    if damaged := damaged_hnsw_files(Path(path)):  # hnswlib would read past their end and corrupt memory
+        _move_aside(Path(path), f"{damaged[0]} is cut short")
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as exc:  # chromadb raises InternalError, sqlite errors, panics from its Rust core
+        _move_aside(Path(path), f"{exc}, e.g. a truncated {Path(path) / 'chroma.sqlite3'}")
+        # chromadb keeps the system that failed to start under the folder's path and would hand it back:
+        # forget it (there is no public call for one path; clear_system_cache() would break other clients).
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        getattr(SharedSystemClient, "_identifier_to_system", {}).pop(str(path), None)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _move_aside(path: Path, why: str) -> None:
+    """The Chroma folder only holds indexes built from the corpus (a cache): move it aside, start afresh."""
+    moved = Path(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    try:
+        path.rename(moved)
+    except FileNotFoundError:  # another process moved it first
+        pass
+    except OSError as exc:
+        raise DataError(f"{path}: the Chroma index folder is damaged ({why}) and cannot be moved aside "
+                        f"({exc.strerror}); delete it — its indexes are rebuilt from the corpus") from None
+    log.warning("%s: the Chroma index folder is damaged (%s): moved aside to %s; its indexes are rebuilt from the "
+                "corpus (the embedding cache makes that quick)", path, why, moved)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+_HNSW_HEADER = 100  # bytes of hnswlib's header.bin (format version 1), as Chroma 1.x writes it
+
+
+def damaged_hnsw_files(path: Path) -> list[str]:
+    """Chroma's HNSW segment files that are shorter than their own header says (a truncated copy, a full
+    disk). Chroma's hnswlib reads them without checking: searches silently found nothing, or the process
+    crashed with a double free. A header of another format version is not judged."""
+    damaged = []
+    for header in path.glob("*/header.bin"):
+        data = header.read_bytes()
+        if len(data) < 4:
+            damaged.append(str(header))
+            continue
+        if struct.unpack_from("<i", data)[0] != 1:
+            continue
+        if len(data) != _HNSW_HEADER:
+            damaged.append(str(header))
+            continue
+        count, per_element = struct.unpack_from("<QQ", data, 20)  # cur_element_count, size_data_per_element
+        level0, lengths = header.with_name("data_level0.bin"), header.with_name("length.bin")
+        if level0.exists() and level0.stat().st_size < count * per_element:
+            damaged.append(str(level0))
+        elif lengths.exists() and lengths.stat().st_size < 4 * count:
+            damaged.append(str(lengths))
+    return damaged
 
 
 # ---------------------------------------------------------------- the index
@@ -169,13 +227,12 @@ class ChunkIndex:
             collection = None
         if collection is not None:
             meta = collection.metadata or {}
-            if (
-                meta.get("wb_chunks") == self.chunks_hash
-                and meta.get("wb_complete") is True
-                and collection.count() == len(self.chunks)
-            ):
-                return collection, False
-            self.client.delete_collection(self.key)  # stale or half-built: rebuild from scratch
+            if meta.get("wb_chunks") == self.chunks_hash and meta.get("wb_complete") is True:
+                if self._answers(collection):
+                    return collection, False
+                log.warning("Chroma collection %s is damaged (its index files cannot count or find its stored "
+                            "vectors): rebuilt from the corpus", self.key)
+            self.client.delete_collection(self.key)  # stale, half-built or damaged: rebuild from scratch
         # embedding_function=None: Chroma's default one downloads a model; we always pass vectors ourselves.
         collection = self.client.create_collection(
             self.key,
@@ -200,6 +257,20 @@ class ChunkIndex:
             metadata={"wb_chunks": self.chunks_hash, "wb_complete": True, "wb_embedder": self.embedder.name}
         )
         return collection, True
+
+    def _answers(self, collection: Any) -> bool:
+        """Complete, and a stored chunk's own vector finds a chunk: a truncated HNSW file made count() or
+        query() raise, or queries silently find nothing."""
+        try:
+            if collection.count() != len(self.chunks):
+                return False
+            got = collection.get(ids=[self.chunks[0].id], include=["embeddings"])
+            if not len(got["ids"]):
+                return False
+            hits = collection.query(query_embeddings=[got["embeddings"][0]], n_results=1, include=[])
+            return len(hits["ids"][0]) == 1
+        except Exception:  # chromadb's InternalError and friends: any failure here means rebuild
+            return False
 
     def _dense(self, queries: Sequence[str], depth: int) -> list[list[tuple[int, float]]]:
         n = min(depth, len(self.chunks))

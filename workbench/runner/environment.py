@@ -14,7 +14,10 @@ from typing import Any
 
 from workbench.errors import ModelError
 from workbench.rag.chat import ChatModel
-from workbench.spec import SweepSpec, VariantConfig, content_hash
+from workbench.rag.embeddings import make_embedder
+from workbench.rag.retrieval import needs_vectors
+from workbench.scoring import catalogue
+from workbench.spec import JudgeConfig, SweepSpec, VariantConfig, content_hash
 
 
 @dataclass
@@ -38,8 +41,13 @@ class Environment:
             env.base_urls["local"] = env.server.base_url
         return env
 
-    def check_endpoints(self, variants: list[VariantConfig]) -> None:
-        """One tiny call per distinct model endpoint, before any work."""
+    def check_endpoints(self, variants: list[VariantConfig], judge: JudgeConfig | None = None) -> None:
+        """One tiny call per distinct model and embedding endpoint, before any work: a bad key or URL
+        fails here with one error naming the endpoint and the environment variable.
+
+        Embedding endpoints are checked for the variants that embed (dense or hybrid retrieval) and for
+        the judge's embedder (when one of its metrics embeds).
+        """
         seen: set[str] = set()
         for v in variants:
             m = v.model
@@ -50,6 +58,16 @@ class Environment:
                 continue
             seen.add(key)
             ChatModel(m, base_url=self.base_urls.get(m.provider), max_retries=1).check()
+        embeddings = [v.embedding for v in variants if needs_vectors(v.retrieval)]
+        if judge is not None and any(catalogue.get(m).judge.embeddings for m in judge.metrics):
+            embeddings.append(judge.embedding)
+        for cfg in embeddings:
+            if cfg is None or cfg.provider == "local" or cfg.vector_key in seen:
+                continue  # the local MiniLM is verified when it loads
+            seen.add(cfg.vector_key)
+            check = getattr(make_embedder(cfg), "check", None)  # a registered provider may have none
+            if check is not None:
+                check()
 
     async def revive_local(self, variant: VariantConfig, notes: list[str]) -> bool:
         """The local server died mid-sweep: restart it once (same port); if it dies again, report it.

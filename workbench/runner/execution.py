@@ -24,7 +24,9 @@ from workbench.rag.executor import Cancelled, Executor
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
+from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.progress import CallRate
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring.cell import Cell
@@ -59,8 +61,11 @@ class Execution:
     eval_frame: pd.DataFrame  # the eval set, logged as each run's evaluation dataset
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
     children: dict[str, LoggedRun] = field(default_factory=dict)  # its runs already logged, by variant hash
+    retime: frozenset[str] = frozenset()  # question ids whose model call is made again past the cache
     # set up by run()
     executor: Executor = field(init=False)
+    generations: TimedGenerations = field(init=False)
+    call_rate: CallRate = field(init=False, default_factory=CallRate)
     retrieval_pool: ThreadPoolExecutor = field(init=False)
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
@@ -71,7 +76,9 @@ class Execution:
         return self.inputs.spec
 
     async def run(self) -> None:
-        self.executor = Executor(self.spec.execution, self.cache, self.hooks.cancel)
+        # the cache is read and written by `generations`, which keeps each answer's latency provenance
+        self.executor = Executor(self.spec.execution, None, self.hooks.cancel)
+        self.generations = TimedGenerations(self.executor, self.cache, self.results.sweep_id, self.spec.execution)
         # Retrieval on one thread (in submission order), chunking and index builds on another.
         self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
         self.indexes = IndexQueue(self.ws)
@@ -95,7 +102,8 @@ class Execution:
             self.indexes.close()
             for model in self.models.values():
                 await model.aclose()
-            self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts})
+            self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts,
+                                       "retimed_calls": self.generations.retimed})
 
     def model_for(self, variant: VariantConfig) -> ChatModel | None:
         if variant.model is None:
@@ -171,6 +179,8 @@ class Execution:
             started_at_ns=time.time_ns() - int(retrieve_s * 1e9),
             latency_retrieve_s=retrieve_s,
             latency_total_s=retrieve_s,
+            latency_measured_at=now_iso(),  # retrieval is always measured now; a model call overrides these
+            latency_sweep_id=self.results.sweep_id,
             error=None,
         )
         if variant.prompt is None or pipe.model is None:
@@ -180,7 +190,8 @@ class Execution:
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:
-                    gen, cached = await self.executor.generate(pipe.model, messages, priority=rank)
+                    gen, cached, measured = await self.generations.generate(
+                        pipe.model, messages, priority=rank, retime=item.id in self.retime)
                     break
                 except ModelError:
                     if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
@@ -191,11 +202,14 @@ class Execution:
         return cell.replace(
             answer=answer.answer,
             cached=cached,
+            **measured.fields(),
             latency_generate_s=answer.latency["generate_s"],
             latency_total_s=answer.latency["total_s"],
             tokens_prompt=answer.prompt_tokens,
             tokens_completion=answer.completion_tokens,
             cost_usd=answer.cost_usd,
+            # what the endpoint sent that was odd but usable (unknown token counts, a truncated answer)
+            extra={**cell.extra, "notes": list(gen.notes)} if gen.notes else cell.extra,
         ).to_row()
 
     def finish(self, row: dict[str, Any]) -> None:
@@ -204,8 +218,9 @@ class Execution:
         self.cells.flush()
         if self.hooks.on_cell:
             self.hooks.on_cell(row)
-        ex = self.executor
-        self.bar.set_postfix_str(f"calls={ex.calls} cached={ex.cache_hits} {ex.rate():.1f} calls/s", refresh=False)
+        self.call_rate.add(row)  # cached cells are not calls: they never count in calls/s
+        self.bar.set_postfix_str(f"calls={self.executor.calls} cached={self.generations.cache_hits}"
+                                 f"{self.call_rate.text()}", refresh=False)
         self.bar.update(1)
 
     async def judge_rows(self, rows: list[dict]) -> None:
@@ -229,7 +244,7 @@ class Execution:
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
-        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows), status)
+        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
 
         def note(future) -> None:
             if future.exception() is None and future.result():

@@ -8,13 +8,18 @@ the missing ones run, and the same MLflow parent run is reused.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import StorageError
 from workbench.spec import SweepSpec, content_hash
+
+log = logging.getLogger(__name__)
 
 
 def resume_key(spec: SweepSpec) -> str:
@@ -54,22 +59,36 @@ class SweepRecord:
 
     def write_status(self, **fields: Any) -> None:
         data = self.status() | fields
-        tmp = self.directory / "status.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        tmp.replace(self.directory / "status.json")  # atomic: never a half-written status
+        write_atomically(self.directory / "status.json", json.dumps(data, indent=2))  # never a half-written status
 
     def cells(self) -> list[dict[str, Any]]:
-        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored."""
+        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored.
+
+        Any other line that is not a cell (damaged, edited by hand) is skipped with one warning naming the
+        file and its lines: that cell is simply not finished, so it runs again."""
         if not self.cells_path.exists():
             return []
         out: dict[tuple[str, str], dict[str, Any]] = {}
-        with self.cells_path.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                out[(row["variant_hash"], row["question_id"])] = row
+        bad: list[int] = []
+        with self.cells_path.open(encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                if lineno < len(lines) or line.endswith("\n"):  # not the torn tail of a killed write
+                    bad.append(lineno)
+                continue
+            if not (isinstance(row, dict) and isinstance(row.get("variant_hash"), str)
+                    and isinstance(row.get("question_id"), str)):
+                bad.append(lineno)
+                continue
+            out[(row["variant_hash"], row["question_id"])] = row
+        if bad:
+            log.warning("%s: skipped %d line(s) that are not finished cells (line %s); those cells run again",
+                        self.cells_path, len(bad), ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else ""))
         return list(out.values())
 
     def repair(self) -> None:
@@ -88,10 +107,32 @@ class SweepRecord:
         return st.get("status") in ("KILLED", "FAILED") or not _pid_alive(st.get("pid"))
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file and rename it into place; on failure the temporary file is removed
+    and one StorageError names the file (a full disk left a 0-byte temp file and a traceback)."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(path, exc) from None
+
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageError(f"disk full writing {path} ({exc.strerror}); free space on that disk, or set `home` in "
+                            "the spec to a folder on another disk, and run again (finished cells are kept)")
+    return StorageError(f"cannot write {path} ({exc.strerror}); check that its folder exists and is writable")
+
+
 def create_record(home: Path, sweep_id: str, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord:
     record = SweepRecord(home / "sweeps" / sweep_id)
-    record.directory.mkdir(parents=True, exist_ok=True)
-    (record.directory / "spec.json").write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    try:
+        record.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(record.directory, exc) from None
+    write_atomically(record.directory / "spec.json", spec.model_dump_json(indent=2))
     record.write_status(status="RUNNING", pid=os.getpid(), resume_key=resume_key(spec), data=data_info or {})
     return record
 

@@ -15,12 +15,15 @@ from typing import Any
 from workbench.analysis.results import SweepResults
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.records import SweepRecord, create_record, find_finished, find_resumable
-from workbench.spec import SweepSpec
+from workbench.spec import SWEEP_ID_PATTERN, SweepSpec
 from workbench.tracking import Tracker, open_tracker
 
 
 def new_sweep_id(spec: SweepSpec, home: Path | None = None) -> str:
-    """<UTC time>-<spec hash>; a second sweep of the same spec in the same second gets a suffix."""
+    """<UTC time>-<spec hash>; a second sweep of the same spec in the same second gets a suffix.
+
+    The format is `spec.SWEEP_ID_PATTERN`, which ids from outside (CLI, load_sweep) are checked against.
+    """
     base = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{spec.hash[:6]}"
     if home is None:
         return base
@@ -29,6 +32,11 @@ def new_sweep_id(spec: SweepSpec, home: Path | None = None) -> str:
         n += 1
         sweep_id = f"{base}-{n}"
     return sweep_id
+
+
+def _ours(record: SweepRecord | None) -> SweepRecord | None:
+    """A record whose folder name is not a sweep id we made is not resumed: the id goes into MLflow filters."""
+    return record if record is not None and SWEEP_ID_PATTERN.fullmatch(record.sweep_id) else None
 
 
 @dataclass
@@ -46,7 +54,7 @@ class Start:
 
 def open_record(inputs: SweepInputs, resume: bool) -> Start:
     """Resume a killed or cancelled run of this same spec on the same data, or create a new record."""
-    record = find_resumable(inputs.home, inputs.spec, inputs.data_info) if resume else None
+    record = _ours(find_resumable(inputs.home, inputs.spec, inputs.data_info)) if resume else None
     if record is None:
         sweep_id = new_sweep_id(inputs.spec, inputs.home)
         return Start(create_record(inputs.home, sweep_id, inputs.spec, inputs.data_info))
@@ -60,7 +68,7 @@ def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float, tracker: T
     """An identical re-run: the finished sweep of this same spec on the same data, if nothing in it failed
     and its MLflow runs are still there. Nothing is run or logged again."""
     spec, variants, evalset = inputs.spec, inputs.variants, inputs.evalset
-    record = find_finished(inputs.home, spec, inputs.data_info)
+    record = _ours(find_finished(inputs.home, spec, inputs.data_info))
     if record is None:
         return None
     st = record.status()
@@ -87,8 +95,9 @@ def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float, tracker: T
     results = SweepResults(spec=spec, sweep_id=record.sweep_id, variants=list(variants), rows=rows,
                            run_ids=dict(run_ids), parent_run_id=st.get("parent_run_id"), data_info=inputs.data_info)
     results.notes = inputs.notes() + [
+        # Face-neutral: each face says which of its controls starts anew (CLI flags, widget checkboxes).
         f"identical to finished sweep {record.sweep_id}: its {len(rows)} cells and MLflow runs are returned as they "
-        "are, nothing was run again (resume=False / --no-resume starts a new sweep; no_cache / --no-cache calls the models again)"
+        "are, nothing was run again"
     ]
     if hooks.on_start:
         hooks.on_start({"sweep_id": record.sweep_id, "total_cells": len(rows), "variants": list(variants),

@@ -19,6 +19,7 @@ from workbench.errors import WorkbenchError
 from workbench.rag.cache import ResultCache
 from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
+from workbench.runner.generations import check_retime_count, retime_ids
 from workbench.runner.inputs import Hooks, SweepInputs, with_overrides
 from workbench.runner.resume import Start, open_record, reuse_finished
 from workbench.runner.workspace import Workspace
@@ -40,6 +41,7 @@ def run_sweep(
     no_cache: bool = False,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     tracker: Tracker | None = None,
+    remeasure_latency: int = 0,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
@@ -54,24 +56,31 @@ def run_sweep(
     on_start: called once before the first cell with {sweep_id, total_cells, variants, local_server}.
     tracker: log to this Tracker instead of the spec's (MLflow in a helper process, or nothing when
       tracking.enabled is false); it is used even when tracking is disabled.
+    remeasure_latency: re-time N questions per variant: their model call is made again past the generation
+      cache (the new answer and timing are cached), the same N question ids for every variant, so the
+      latency aggregates (computed from the cells timed in this sweep when there are any) compare like for
+      like. A finished sweep is then never returned as is. 0: off. `results.latency_provenance()` says where
+      each variant's latencies were measured; a mix of runs is noted in `results.notes` and warned about by
+      `best` / `pareto` / `compare` on latency.
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
     """
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
+    check_retime_count(remeasure_latency)
     catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
         warm_up()  # the MLflow process imports its libraries while we load data and check endpoints
     inputs = SweepInputs.load(spec)
-    if resume and not no_cache:
+    if resume and not no_cache and not remeasure_latency:
         reused = reuse_finished(inputs, hooks, started, tracker)
         if reused is not None:
-            return reused
+            return _note_latency(reused)
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
-        env.check_endpoints(list(inputs.variants))
+        env.check_endpoints(list(inputs.variants), spec.judge)
         judge = None
         if spec.judge is not None:
             from workbench.scoring.judge import Judge
@@ -83,11 +92,12 @@ def run_sweep(
         log = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         start = open_record(inputs, resume)
-        return _execute(inputs, hooks, env, judge, log, start, started, stack)
+        retime = retime_ids((item.id for item in inputs.evalset.items), remeasure_latency)
+        return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime))
 
 
 def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, log: Tracker, start: Start,
-             started: float, stack: ExitStack) -> SweepResults:
+             started: float, stack: ExitStack, retime: frozenset[str] = frozenset()) -> SweepResults:
     from tqdm.auto import tqdm
 
     spec, variants, record = inputs.spec, inputs.variants, start.record
@@ -114,7 +124,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         with record.cells_path.open("a", encoding="utf-8") as cells:
             run = Execution(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
                             results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
-                            done=start.done, children=children)
+                            done=start.done, children=children, retime=retime)
             run_coroutine(run.run(), thread_name="workbench-sweep")
         status = "KILLED" if hooks.cancelled() else "FINISHED"
     except KeyboardInterrupt:
@@ -138,6 +148,18 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         if error is not None and not isinstance(error, KeyboardInterrupt):
             raise error
     results.status = status
+    if retime:
+        results.notes.append(f"re-timed {len(retime)} question(s) per variant past the generation cache "
+                             f"(remeasure_latency): latency aggregates use the cells timed in this sweep")
+    return results
+
+
+def _note_latency(results: SweepResults) -> SweepResults:
+    """The latency warning among the notes (the CLI prints them after the summary) when the variants'
+    latency figures mix runs."""
+    mixed = results.latency_warning()
+    if mixed:
+        results.notes.append(mixed)
     return results
 
 

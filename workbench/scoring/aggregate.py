@@ -11,18 +11,26 @@ from typing import Any, Literal, Sequence
 
 from workbench.scoring import catalogue
 from workbench.scoring.catalogue import quality_metrics
-from workbench.scoring.cell import MEASURES, measure_stem
+from workbench.scoring.cell import MEASURES, THIS_SWEEP, latency_source, measure_stem
 from workbench.scoring.metrics import percentile, summarize
 
 _SUFFIXES = ("_ci_low", "_ci_high")
 
 
-def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> dict[str, float]:
     """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost.
 
     Failed cells are left out of every mean; a metric no cell could compute is left out (never 0).
+
+    Latency p50/p95/mean come from the cells whose latency was measured in this sweep (`sweep_id`, see
+    `cell.latency_source`; without it, the cells that made their own model call) when there are any, e.g.
+    the questions re-timed with `remeasure_latency`; only when every cell reused a cached answer do they
+    come from the latencies measured in the earlier run(s), and `SweepResults.latency_warning` says so.
+    A cached answer's latency was measured under another run's load, so mixing it in would compare when
+    cells ran rather than how fast the variant is.
     """
     ok = [r for r in rows if not r.get("error")]
+    timed = [r for r in ok if latency_source(r, sweep_id) == THIS_SWEEP] or ok
     out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
     for name in quality_metrics(rows):
         s = summarize([r.get(name) for r in ok])
@@ -37,7 +45,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         if errors:
             out[f"{name}_failed"] = float(errors)  # judgements that did not parse: excluded from the mean
     for name in (n for n, kind in MEASURES.items() if kind == "latency"):
-        values = [r[name] for r in ok if r.get(name) is not None]
+        values = [r[name] for r in timed if r.get(name) is not None]
         if values:
             stem = measure_stem(name)
             out[f"{stem}_p50_s"] = percentile(values, 50)

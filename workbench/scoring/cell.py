@@ -82,6 +82,14 @@ class Cell:
     tokens_prompt: int | None = _f("generation", measure="tokens")
     tokens_completion: int | None = _f("generation", measure="tokens")
     cost_usd: float | None = _f("generation", measure="cost")  # None: unknown price, never "free"
+    # When and under what load the latencies above were measured (a cached answer keeps the latency of
+    # the run that made its model call). None: a cache entry older than these fields, so "earlier run,
+    # unknown". The sweep id is in the eval_results table so a sweep read back from MLflow still tells
+    # fresh from reused timings; the rest are conditions, not results: in the row and cells.jsonl only.
+    latency_sweep_id: str | None = _f("generation")  # the sweep whose model call it was
+    latency_measured_at: str | None = _f("generation", table=False)  # ISO 8601 UTC, when the answer arrived
+    latency_in_flight: int | None = _f("generation", table=False)  # calls in flight to the endpoint then
+    latency_concurrency_limit: int | None = _f("generation", table=False)  # the endpoint's limit then
     error: str | None = _f("retrieval")  # why the cell failed; a failed cell is never scored
     # Not fields of the row itself: metric name -> value, judged metric -> why it has no value,
     # and any other key (a metric no longer registered), all kept in row order.
@@ -171,9 +179,37 @@ def table_columns() -> tuple[str, ...]:
     return (*shown[:first_measure], *scores, *shown[first_measure:])
 
 
+THIS_SWEEP = "this sweep"
+UNKNOWN_RUN = "earlier run, unknown"
+
+
+def latency_source(row: Mapping[str, Any], sweep_id: str | None) -> str:
+    """Where a row's latency was measured: `THIS_SWEEP`, the id of the earlier sweep whose model call a
+    cached answer reuses, or `UNKNOWN_RUN`. `sweep_id` is the sweep the row belongs to (None: not known,
+    then a row that made its own model call counts as measured here).
+
+    A row without `latency_sweep_id` (written before it existed, or read back from MLflow's table) was
+    measured here unless its answer came from the cache.
+
+    >>> latency_source({"cached": True, "latency_sweep_id": "s1"}, "s2"), latency_source({"cached": False}, "s2")
+    ('s1', 'this sweep')
+    """
+    cached = row.get("cached")
+    cached = bool(cached) and cached == cached  # NaN (a table's empty cell) is not True
+    if "latency_sweep_id" not in row:
+        return UNKNOWN_RUN if cached else THIS_SWEEP
+    measured_in = row["latency_sweep_id"]
+    if not isinstance(measured_in, str) or not measured_in:  # None, or NaN read back from a table
+        return UNKNOWN_RUN
+    if measured_in == sweep_id or (sweep_id is None and not cached):
+        return THIS_SWEEP
+    return measured_in
+
+
 def measure_stem(name: str) -> str:
     """The prefix of a measure's aggregates: latency_total_s -> latency_total (latency_total_p95_s)."""
     return name.removesuffix("_s")
 
 
-__all__ = ["ABSENT", "Cell", "DESCRIPTIVE", "MEASURES", "NOT_IN_TABLE", "STAGES", "measure_stem", "table_columns"]
+__all__ = ["ABSENT", "Cell", "DESCRIPTIVE", "MEASURES", "NOT_IN_TABLE", "STAGES", "THIS_SWEEP", "UNKNOWN_RUN",
+           "latency_source", "measure_stem", "table_columns"]

@@ -41,7 +41,8 @@ import openai
 
 from workbench.errors import ModelError
 from workbench.rag.cache import ResultCache
-from workbench.rag.chat import resolve_endpoint
+from workbench.rag.chat import resolve_endpoint, scrub_error
+from workbench.rag.deadline import AsyncDeadlineClient, limits
 from workbench.rag.executor import EndpointLimits
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
@@ -246,8 +247,11 @@ class Judge:
         if not self._metrics:
             import ragas.metrics.collections as collections
 
+            # the timeout bounds each whole request: a trickling judge cannot hold the sweep open
             self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=self.timeout,
-                                              max_retries=self.max_retries)
+                                              max_retries=self.max_retries,
+                                              http_client=AsyncDeadlineClient(self.timeout,
+                                                                              limits=limits(self.max_concurrency)))
             llm = make_schema_llm(self._client, self.cfg.model, self.style, temperature=self.cfg.temperature,
                                   max_tokens=self.cfg.max_tokens, where=self.base_url, key=self._key,
                                   api_key_env=self.cfg.api_key_env, limits=self.limits,
@@ -293,14 +297,18 @@ class Judge:
         try:
             result = await self._ragas_metric(metric).ascore(**kwargs)
         except JudgeParseError as exc:
-            return JudgeScore(None, f"{metric}: could not parse the judge's answer: {exc}")
+            return self._failed(f"{metric}: could not parse the judge's answer: {exc}")
         except ModelError as exc:
-            return JudgeScore(None, f"{metric}: the judge endpoint failed: {exc}")
+            return self._failed(f"{metric}: the judge endpoint failed: {exc}")
         except Exception as exc:  # ragas' own checks and anything unexpected: a reason, never a number
-            return JudgeScore(None, f"{metric}: ragas failed: {type(exc).__name__}: {shorten(str(exc), 200)}")
+            return self._failed(f"{metric}: ragas failed: {type(exc).__name__}: {shorten(str(exc), 200)}")
         finally:
             RECORD.reset(token)
         return self._checked(metric, result.value, record)
+
+    def _failed(self, reason: str) -> JudgeScore:
+        """No score, and why — through the one scrubber every client's errors pass (servers echo keys)."""
+        return JudgeScore(None, scrub_error(reason, self._key))
 
     @staticmethod
     def _checked(metric: str, value: Any, record: list) -> JudgeScore:

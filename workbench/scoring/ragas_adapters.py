@@ -44,6 +44,7 @@ from workbench.rag.executor import EndpointLimits, estimate_tokens
 from workbench.sync import run_coroutine
 from workbench.errors import ModelError
 from workbench.rag.chat import describe_api_error
+from workbench.rag.replies import MalformedReply, Reply, parse_chat_reply
 
 RESPONSE_FORMAT_STYLES = {"local": "llama_cpp", "openai": "json_schema"}
 BINARY_FIELDS = frozenset({"verdict", "attributed", "noncommittal"})
@@ -162,21 +163,21 @@ def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, tempe
                 if on_call is not None:
                     on_call()
                 try:
-                    response = await client.chat.completions.create(**params)
+                    raw = await client.chat.completions.with_raw_response.create(**params)
+                    reply = parse_chat_reply(raw.http_response.content)  # checked: openai's objects are not
                 except openai.APIError as exc:
                     raise JudgeEndpointError(describe_api_error(
                         exc, where=where, what=f"judge model {model!r}", key=key, api_key_env=api_key_env)) from None
-            return _parsed(response, response_model, where, max_tokens)
+                except MalformedReply as exc:
+                    raise JudgeParseError(f"{where} sent a malformed reply: {exc}") from None
+            return _parsed(reply, response_model, where, max_tokens)
 
     return SchemaLLM()
 
 
-def _parsed(response: Any, response_model: type[BaseModel], where: str, max_tokens: int) -> BaseModel:
-    if not response.choices:
-        raise JudgeParseError(f"{where} returned no choices")
-    choice = response.choices[0]
-    text = choice.message.content or ""
-    cut = f" (the reply was cut off at max_tokens={max_tokens})" if choice.finish_reason == "length" else ""
+def _parsed(reply: Reply, response_model: type[BaseModel], where: str, max_tokens: int) -> BaseModel:
+    text = reply.text
+    cut = f" (the reply was cut off at max_tokens={max_tokens})" if reply.finish_reason == "length" else ""
     if not text.strip():
         raise JudgeParseError(f"empty reply{cut}")
     try:

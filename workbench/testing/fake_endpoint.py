@@ -32,9 +32,10 @@ from pathlib import Path
 
 from workbench.processes import child_env, free_port, stop_process, wait_until_answers
 from workbench.testing.fake_content import count_tokens, embed_text, make_answer, schema_instance
-from workbench.testing.fake_server import FAULT_KINDS, MODEL_ID, Config, FaultPlan, Stats, create_app, main
+from workbench.testing.fake_server import (ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, MODEL_ID, Config, FaultPlan,
+                                           Stats, create_app, main)
 
-__all__ = ["FAULT_KINDS", "MODEL_ID", "Config", "FaultPlan", "LatencyEndpoint", "Stats", "async_client", "count_tokens",
+__all__ = ["ALL_FAULT_KINDS", "FAULT_KINDS", "HOSTILE_KINDS", "MODEL_ID", "Config", "FaultPlan", "LatencyEndpoint", "Stats", "async_client", "count_tokens",
            "create_app", "embed_text", "main", "make_answer", "schema_instance", "sync_client"]
 
 
@@ -48,8 +49,10 @@ class LatencyEndpoint:
     def __init__(self, latency: float = 0.2, *, embed_latency: float = 0.0, fail_rate: float = 0.0,
                  faults=FAULT_KINDS, timeout_sleep: float = 30.0, retry_after: float = 1.0,
                  seed: int = 0, dim: int = 384, port: int | None = None,
-                 startup_timeout: float = 30.0, grace: float = 5.0, log_path: str | Path | None = None) -> None:
-        self.config = Config(latency, embed_latency, fail_rate, faults, timeout_sleep, retry_after, seed, dim)
+                 startup_timeout: float = 30.0, grace: float = 5.0, log_path: str | Path | None = None,
+                 trickle_interval: float = 0.5, huge_chars: int = 20_000_000, require_key: str | None = None) -> None:
+        self.config = Config(latency, embed_latency, fail_rate, faults, timeout_sleep, retry_after, seed, dim,
+                             trickle_interval, huge_chars, require_key)
         self.port = port
         self.startup_timeout = startup_timeout
         self.grace = grace
@@ -81,7 +84,10 @@ class LatencyEndpoint:
                "--latency", repr(c.latency), "--embed-latency", repr(c.embed_latency),
                "--fail-rate", repr(c.fail_rate), "--faults", ",".join(c.faults),
                "--timeout-sleep", repr(c.timeout_sleep), "--retry-after", repr(c.retry_after),
-               "--seed", str(c.seed), "--dim", str(c.dim), "--parent-pid", str(os.getpid())]
+               "--seed", str(c.seed), "--dim", str(c.dim), "--trickle-interval", repr(c.trickle_interval),
+               "--huge-chars", str(c.huge_chars), "--parent-pid", str(os.getpid())]
+        if c.require_key:
+            cmd += ["--require-key", c.require_key]
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a+b")
@@ -98,7 +104,7 @@ class LatencyEndpoint:
         return self
 
     def _wait_ready(self) -> None:
-        url = self.base_url + "/models"
+        url = self.root_url + "/stats"  # never keyed (/v1 answers 401 under require_key)
         wait_until_answers(url, self._process, timeout=self.startup_timeout, interval=0.05,
                            exited=self._exited_at_start,
                            late=lambda: RuntimeError(f"the latency endpoint did not answer {url} "

@@ -31,6 +31,8 @@ order the faulted requests and their kinds are fixed; with fail_rate=1.0 every r
                sleep ends early when the client disconnects, so it does not hold `in_flight`).
     malformed  after `latency`: status 200, Content-Type application/json, a truncated JSON body.
     empty      after `latency`: status 200, valid JSON with `choices: []` (embeddings: `data: []`).
+Hostile kinds (trickle, malformed shapes, huge answers; never in the default cycle) and `require_key`
+(401 echoing the presented key): see `workbench.testing.fake_hostile`.
 All requests, faulted or not, count in chat_calls / embedding_calls.
 
 The server is one process, one event loop (uvloop + httptools when installed): a request costs well
@@ -44,7 +46,6 @@ import argparse
 import asyncio
 import base64
 import json
-import random
 import struct
 import time
 import uuid
@@ -52,97 +53,13 @@ from typing import Any
 
 from workbench.processes import exit_with_parent
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
+from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
+from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
+
+__all__ = ["ALL_FAULT_KINDS", "FAULT_KINDS", "HOSTILE_KINDS", "MODEL_ID", "Config", "FaultPlan", "Stats", "create_app",
+           "main"]
 
 MODEL_ID = "latency-endpoint"
-FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty")
-
-
-# ---------------------------------------------------------------- server state
-
-
-class Config:
-    FIELDS = ("latency", "embed_latency", "fail_rate", "faults", "timeout_sleep", "retry_after", "seed", "dim")
-
-    def __init__(self, latency=0.2, embed_latency=0.0, fail_rate=0.0, faults=FAULT_KINDS,
-                 timeout_sleep=30.0, retry_after=1.0, seed=0, dim=384):
-        self.latency = float(latency)
-        self.embed_latency = float(embed_latency)
-        self.fail_rate = float(fail_rate)
-        self.faults = _parse_faults(faults)
-        self.timeout_sleep = float(timeout_sleep)
-        self.retry_after = float(retry_after)
-        self.seed = int(seed)
-        self.dim = int(dim)
-
-    def update(self, values: dict) -> None:
-        unknown = set(values) - set(self.FIELDS)
-        if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}; known: {list(self.FIELDS)}")
-        merged = {**self.as_dict(), **values}
-        self.__init__(**merged)
-
-    def as_dict(self) -> dict:
-        return {name: (list(v) if isinstance(v := getattr(self, name), tuple) else v) for name in self.FIELDS}
-
-
-def _parse_faults(faults) -> tuple[str, ...]:
-    if isinstance(faults, str):
-        faults = [f for f in faults.split(",")]
-    kinds = tuple(str(f).strip().lower() for f in faults if str(f).strip())
-    bad = [k for k in kinds if k not in FAULT_KINDS]
-    if bad:
-        raise ValueError(f"unknown fault kinds {bad}; choose among {','.join(FAULT_KINDS)}")
-    return kinds
-
-
-class Stats:
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.chat_calls = 0
-        self.embedding_calls = 0
-        self.embedding_inputs = 0
-        self.faults_injected = {kind: 0 for kind in FAULT_KINDS}
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.tokens_prompt = 0
-        self.tokens_completion = 0
-        self.tokens_embedding = 0
-
-    def snapshot(self) -> dict:
-        return {
-            "chat_calls": self.chat_calls,                  # every chat request, faulted or not
-            "embedding_calls": self.embedding_calls,        # every embeddings request, faulted or not
-            "embedding_inputs": self.embedding_inputs,      # texts embedded (non-faulted requests)
-            "faults_injected": dict(self.faults_injected),  # by kind
-            "faults_total": sum(self.faults_injected.values()),
-            "in_flight": self.in_flight,                    # chat/embeddings requests in progress now
-            "max_in_flight": self.max_in_flight,            # peak of in_flight since the last reset
-            "tokens_prompt": self.tokens_prompt,            # chat prompt tokens (non-faulted requests)
-            "tokens_completion": self.tokens_completion,    # chat completion tokens (non-faulted requests)
-            "tokens_embedding": self.tokens_embedding,      # embeddings input tokens (non-faulted)
-        }
-
-
-class FaultPlan:
-    """Seeded, arrival-ordered decisions: fail with probability fail_rate, kinds round-robin."""
-
-    def __init__(self, seed: int) -> None:
-        self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-        self.index = 0
-
-    def draw(self, cfg: Config) -> str | None:
-        if not cfg.faults or cfg.fail_rate <= 0:
-            return None
-        if self.rng.random() >= cfg.fail_rate:
-            return None
-        kind = cfg.faults[self.index % len(cfg.faults)]
-        self.index += 1
-        return kind
 
 
 # ---------------------------------------------------------------- the ASGI app
@@ -151,7 +68,7 @@ class FaultPlan:
 def create_app(config: Config | None = None):
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     cfg = config or Config()
@@ -192,7 +109,19 @@ def create_app(config: Config | None = None):
         if kind == "timeout":
             await sleep_unless_disconnected(request, cfg.timeout_sleep)
             return JSONResponse(good())
+        if kind == "unauthorized":
+            return unauthorized(request)
+        if kind == "trickle":
+            return StreamingResponse(trickle(json.dumps(good()), cfg.trickle_interval), media_type="application/json")
         await asyncio.sleep(cfg.latency if "chat" in request.url.path else cfg.embed_latency)
+        if kind in SHAPE_KINDS:
+            body = good()
+            reshape(kind, body, cfg.huge_chars)
+            return JSONResponse(body)
+        if kind == "nan":
+            body = good()
+            nan_vectors(body, cfg.dim)
+            return Response(json.dumps(body), status_code=200, media_type="application/json")  # NaN as Python writes it
         if kind == "malformed":
             text = json.dumps(good())
             return Response(text[: max(1, len(text) // 2)], status_code=200, media_type="application/json")
@@ -207,10 +136,23 @@ def create_app(config: Config | None = None):
     def leave() -> None:
         stats.in_flight -= 1
 
+    def unauthorized(request: Request) -> Response:
+        """401 echoing the presented key, as real APIs do."""
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return error(401, f"Incorrect API key provided: {given}. You can find your API key at "
+                          "https://platform.openai.com/account/api-keys.", "invalid_request_error", "invalid_api_key")
+
+    def rejected(request: Request) -> Response | None:
+        """`unauthorized` unless the key presented is `require_key` (or none is required)."""
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return None if cfg.require_key in (None, given) else unauthorized(request)
+
     async def chat(request: Request) -> Response:
         enter()
         try:
             stats.chat_calls += 1
+            if (refused := rejected(request)) is not None:
+                return refused
             body = await read_json(request)
             if isinstance(body, Response):
                 return body
@@ -222,7 +164,7 @@ def create_app(config: Config | None = None):
             model = body.get("model") or MODEL_ID
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
             limit = int(limit) if isinstance(limit, (int, float)) else None
-            kind = plan.draw(cfg)
+            kind = forced_fault(body.get("model"), ALL_FAULT_KINDS) or plan.draw(cfg)
 
             def good() -> dict:
                 answer, finish = make_answer(messages, limit)
@@ -269,6 +211,8 @@ def create_app(config: Config | None = None):
         enter()
         try:
             stats.embedding_calls += 1
+            if (refused := rejected(request)) is not None:
+                return refused
             body = await read_json(request)
             if isinstance(body, Response):
                 return body
@@ -285,7 +229,7 @@ def create_app(config: Config | None = None):
             dim = int(body.get("dimensions") or cfg.dim)
             as_base64 = body.get("encoding_format") == "base64"
             model = body.get("model") or MODEL_ID
-            kind = plan.draw(cfg)
+            kind = forced_fault(body.get("model"), ALL_FAULT_KINDS) or plan.draw(cfg)
 
             def good() -> dict:
                 data = []
@@ -310,8 +254,11 @@ def create_app(config: Config | None = None):
             leave()
 
     async def models(request: Request) -> Response:
+        if (refused := rejected(request)) is not None:
+            return refused
         return JSONResponse({"object": "list", "data": [
-            {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "workbench"}]})
+            {"id": name, "object": "model", "created": 0, "owned_by": "workbench"}
+            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS))]})
 
     async def get_stats(request: Request) -> Response:
         return JSONResponse(stats.snapshot())
@@ -365,11 +312,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a '429' fault")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dim", type=int, default=384, help="embedding dimension")
+    parser.add_argument("--trickle-interval", type=float, default=0.5, help="seconds between bytes of a 'trickle'")
+    parser.add_argument("--huge-chars", type=int, default=20_000_000, help="length of a 'huge' answer")
+    parser.add_argument("--require-key", default=None, help="answer 401 (echoing the token) to any other key")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     args = parser.parse_args(argv)
     try:
         cfg = Config(args.latency, args.embed_latency, args.fail_rate, args.faults, args.timeout_sleep,
-                     args.retry_after, args.seed, args.dim)
+                     args.retry_after, args.seed, args.dim, args.trickle_interval, args.huge_chars, args.require_key)
     except ValueError as exc:
         parser.error(str(exc))
     if args.parent_pid:

@@ -41,7 +41,9 @@ def open_reader(tracking_uri: str) -> Tracker:
     """A tracker for reading logged sweeps back (`read_sweep`), in this process."""
     from workbench.spec import TrackingConfig
     from workbench.tracking.mlflow_tracker import MlflowTracker
+    from workbench.tracking.store import require_existing_store
 
+    require_existing_store(tracking_uri)  # before MLflow would create (and migrate) an empty one
     return MlflowTracker(TrackingConfig(tracking_uri=tracking_uri), experiment=None)
 
 

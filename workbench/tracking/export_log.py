@@ -7,11 +7,19 @@ from pathlib import Path
 
 
 def register_prompt(tracking_uri: str, name: str, template: str, commit_message: str, tags: dict[str, str]) -> dict:
-    """A new version of prompt `name` (an MLflow `{{slot}}` template); returns {name, version, uri}."""
+    """Prompt `name` (an MLflow `{{slot}}` template) in the registry; returns {name, version, uri}.
+
+    Its latest version is reused when it holds the same template: exporting the same winner again (or another
+    variant with the same prompt) adds no identical version. That version keeps its first commit message and tags.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.genai.register_prompt(name=name, template=template, commit_message=commit_message, tags=tags)
+    latest = mlflow.MlflowClient(tracking_uri).load_prompt(f"prompts:/{name}@latest", allow_missing=True, cache_ttl_seconds=0)
+    if latest is not None and latest.template == template:
+        version = latest
+    else:
+        version = mlflow.genai.register_prompt(name=name, template=template, commit_message=commit_message, tags=tags)
     return {"name": name, "version": int(version.version), "uri": f"prompts:/{name}/{version.version}"}
 
 

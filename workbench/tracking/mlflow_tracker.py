@@ -110,6 +110,8 @@ class MlflowTracker(Immediate):
                         location = Path(location).resolve().as_uri()
                     mlflow.create_experiment(self.experiment_name, artifact_location=location)
                 self.experiment = mlflow.set_experiment(self.experiment_name)
+        except TrackingError:
+            raise  # the store lock's own message names the lock file and its holder
         except Exception as exc:  # MLflow raises many types; the user needs the URI and the cause
             raise TrackingError(
                 f"cannot open MLflow experiment {self.experiment_name!r} at tracking URI {cfg.tracking_uri!r}: {exc}. "
@@ -199,7 +201,18 @@ class MlflowTracker(Immediate):
             return False
         self._open_for_sweep()
         finished = {r.info.run_id for r in self._search(sweep_id) if r.info.status == "FINISHED"}
-        return {parent_run_id, *run_ids} <= finished
+        if not {parent_run_id, *run_ids} <= finished:
+            return False
+        # The store keeps the runs when their artifact folder (mlruns/artifacts) is deleted: a sweep whose
+        # tables are gone is not intact, it is run again.
+        return all(self._has_artifacts(run_id, ("eval_results.json", "variant.yaml")) for run_id in run_ids)
+
+    def _has_artifacts(self, run_id: str, names: tuple[str, ...]) -> bool:
+        try:
+            present = {f.path for f in self.client.list_artifacts(run_id)}
+        except Exception:  # an artifact store that cannot be listed cannot give the tables back either
+            return False
+        return set(names) <= present
 
     @immediate
     def read_sweep(self, sweep_id: str) -> dict[str, Any]:
@@ -227,7 +240,7 @@ class MlflowTracker(Immediate):
             if self.cfg.redact:
                 from workbench.redact import redact_row
 
-                eval_frame = eval_frame.assign(question=[redact_row({"question": q})["question"] for q in eval_frame["question"]])
+                eval_frame = pd.DataFrame([redact_row(r) for r in eval_frame.to_dict("records")], columns=eval_frame.columns)
             with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = self.mlflow.data.from_pandas(

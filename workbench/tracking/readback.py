@@ -8,18 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import TrackingError
-from workbench.tracking.store import prepare_local_store
+from workbench.tracking.store import require_existing_store
 
 
 def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
     """The sweep's parent run (spec, data digests, wall time, status) and each variant's YAML and table,
     in the spec's variant order."""
     import mlflow
-    import yaml
 
-    from workbench.spec import SweepSpec, load_variant, parse_model
+    from workbench.spec import SweepSpec, check_sweep_id, load_variant, parse_model, read_yaml
 
-    prepare_local_store(tracking_uri)
+    check_sweep_id(sweep_id)  # it goes into a filter string below
+    require_existing_store(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(
@@ -35,7 +35,7 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
     parent = parents[0]
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = client.download_artifacts(parent.info.run_id, "sweep.yaml", tmp)
-        spec = parse_model(SweepSpec, yaml.safe_load(Path(spec_path).read_text(encoding="utf-8")), f"sweep {sweep_id}")
+        spec = parse_model(SweepSpec, read_yaml(spec_path), f"sweep {sweep_id}")
         variants, rows, run_ids = [], [], {}
         order = {v.hash: i for i, v in enumerate(spec.variants())}  # the spec's order, not the execution order
         for child in sorted(children, key=lambda r: (order.get(r.data.tags.get("workbench.variant_hash"), len(order)),
@@ -59,4 +59,5 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
         data_info=data_info,
         wall_s=parent.data.metrics.get("wall_s"),
         status=parent.info.status,
+        tracking_uri=tracking_uri,
     )

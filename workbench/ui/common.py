@@ -31,6 +31,22 @@ def message(text: str | None, kind: str = "info") -> str:
     )
 
 
+# The CLI's flags, as the widgets name the same control: a message from the layers below may tell the
+# user to pass a flag; shown in the Workbench it names the control that exists here instead.
+WIDGET_CONTROLS = {
+    "--no-resume": "Resume unticked (Run tab)",
+    "--no-cache": "No cache ticked (Run tab)",
+    "--tracking-uri": "the Run tab's tracking URI",
+    "--limit": "the Data tab's limit",
+}
+_FLAG = re.compile("|".join(re.escape(flag) + r"(?![\w-])" for flag in WIDGET_CONTROLS))
+
+
+def widget_wording(text: str) -> str:
+    """`text` with each CLI flag replaced by the widget control that does the same."""
+    return _FLAG.sub(lambda m: WIDGET_CONTROLS[m.group(0)], text)
+
+
 def literal_options(model: type[BaseModel], name: str) -> list[str]:
     """The allowed values of a `Literal[...]` field, in declaration order (`recursive`, `token`, `none`)."""
     annotation = model.model_fields[name].annotation

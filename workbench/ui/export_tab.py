@@ -1,20 +1,39 @@
 """Export tab: pick a variant (or "best" under constraints via `SweepResults.best`), then
-`SweepResults.export(variant, path)`; shows the Decision reason, the path and the MLflow run."""
+`SweepResults.export(variant, path)`; shows the Decision reason, the path and a link to the variant's run
+in the MLflow UI (for a local store: the `mlflow ui` command that serves that link)."""
 
 from __future__ import annotations
 
+import html
 import logging
 
 import ipywidgets as W
 
 from workbench.errors import WorkbenchError
 from workbench.scoring.aggregate import quality_metrics
-from workbench.tracking.export_log import run_location
+from workbench.tracking.links import RunLink, run_link
 from workbench.ui.common import message, parse_constraints, set_options
 
 log = logging.getLogger(__name__)
 
 OBJECTIVE_EXTRA = ["latency_total_p95_s", "latency_total_p50_s", "cost_usd_per_1k"]
+
+
+def default_export_path(name: str) -> str:
+    """Where the notebooks write a sweep's winner (relative to the repository root they run from)."""
+    return f"experiments/exports/{name}_winner.yaml"
+
+
+def link_html(link: RunLink) -> str:
+    """An <a> to the run's page; for a local store, the command that starts the UI serving it first."""
+    esc = html.escape
+    if link.url is None:
+        return f"MLflow run <code>{esc(link.run_id)}</code> (its experiment could not be read for a link)"
+    anchor = f'<a href="{esc(link.url)}" target="_blank" rel="noopener">{esc(link.url)}</a>'
+    if link.served:
+        return f"MLflow run <code>{esc(link.run_id)}</code>: {anchor}"
+    return (f"MLflow run <code>{esc(link.run_id)}</code>: the store is a local file, no server is running; start one "
+            f"with<br><code>{esc(link.command)}</code><br>then open {anchor}")
 
 
 class ExportTab:
@@ -34,6 +53,7 @@ class ExportTab:
         self.path = W.Text(value=default_path, description="output path", layout=W.Layout(width="70%"))
         self.export_button = W.Button(description="Export", icon="save", button_style="primary", disabled=True)
         self.message = W.HTML()
+        self.link = W.HTML()  # the exported variant's run in the MLflow UI
         self.decision = None
         self.exported_path = None
 
@@ -50,6 +70,7 @@ class ExportTab:
                 self.path,
                 self.export_button,
                 self.message,
+                self.link,
             ]
         )
         self._mode_changed()
@@ -75,6 +96,7 @@ class ExportTab:
         set_options(self.objective, objectives or ["f1"], "f1")
         self.reason.value = ""
         self.message.value = ""
+        self.link.value = ""
         self.decision = None
         self.export_button.disabled = not done
 
@@ -99,6 +121,7 @@ class ExportTab:
     def export(self):
         """Export the chosen variant; shows the path and where to see its MLflow run. Never raises."""
         self.exported_path = None
+        self.link.value = ""
         if self.results is None:
             self.message.value = message("no results: run or load a sweep first", "error")
             return None
@@ -129,10 +152,9 @@ class ExportTab:
             return None
         self.exported_path = written
         run_id = self.results.run_ids.get(variant.hash)
-        lines = [f"exported variant {variant.short_hash} ({variant.label()}) to {written}"]
-        if run_id:
-            lines.append(f"MLflow run {run_id}: {run_location(self.results.spec.tracking.tracking_uri, run_id)}")
-        else:
-            lines.append("no MLflow run for this variant (tracking disabled)")
-        self.message.value = message("\n".join(lines), "ok")
+        from workbench.handover.export import store_uri  # the store the sweep was read from, if loaded
+
+        self.message.value = message(f"exported variant {variant.short_hash} ({variant.label()}) to {written}", "ok")
+        self.link.value = (link_html(run_link(store_uri(self.results), run_id)) if run_id
+                           else "no MLflow run for this variant (tracking disabled)")
         return written

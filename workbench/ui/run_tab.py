@@ -1,4 +1,5 @@
-"""Run tab: Run / Cancel, one progress bar per sweep, and a live per-variant table fed by `on_cell`.
+"""Run tab: Run / Cancel, the run options (Resume, No cache: `run_sweep`'s `resume=` and `no_cache=`), one
+progress bar for the current sweep (an Output cleared at each start), and a live per-variant table fed by `on_cell`.
 
 The tab only shows things; `Workbench.run` starts `run_sweep` in a thread and calls `started`,
 `cell` and `finished` here. Widget updates from that thread sync over comms (ipywidgets 8); the
@@ -14,6 +15,7 @@ from typing import Any, Callable
 import ipywidgets as W
 import pandas as pd
 
+from workbench.runner.progress import CallRate
 from workbench.scoring.aggregate import aggregate
 from workbench.ui.common import message, table_html
 
@@ -28,21 +30,17 @@ class SweepProgress:
         self.bar = W.IntProgress(value=0, min=0, max=1, description=name[:20], bar_style="info")
         self.label = W.Label("starting: loading data, starting the model server…")
         self.widget = W.HBox([self.bar, self.label])
-        self.first_cell_at: float | None = None
+        self.calls = CallRate()  # model calls only: cached cells are not calls
 
     def set_total(self, total: int) -> None:
         self.bar.max = max(total, 1)
         self.label.value = f"0 / {total} cells"
 
-    def advance(self) -> None:
-        now = time.perf_counter()
-        if self.first_cell_at is None:
-            self.first_cell_at = now
+    def advance(self, row: dict[str, Any] | None = None) -> None:
+        if row is not None:
+            self.calls.add(row)
         self.bar.value = min(self.bar.value + 1, self.bar.max)
-        done = self.bar.value
-        rate = (done - 1) / (now - self.first_cell_at) if done > 1 and now > self.first_cell_at else None
-        speed = f", {rate:.2f} calls/s" if rate else ""
-        self.label.value = f"{done} / {self.bar.max} cells{speed}"
+        self.label.value = f"{self.bar.value} / {self.bar.max} cells{self.calls.text()}"
 
     def finish(self, status: str) -> None:
         self.bar.bar_style = {"FINISHED": "success", "KILLED": "warning"}.get(status, "danger")
@@ -50,16 +48,38 @@ class SweepProgress:
 
 
 class RunTab:
-    def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any]) -> None:
+    def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any],
+                 tracking_uri: str = "") -> None:
         self.name = W.Text(value=name, description="sweep name")
         self.experiment = W.Text(value=experiment or "", description="experiment", placeholder="(default: the sweep name)")
+        self.tracking_uri = W.Text(
+            value=tracking_uri, description="tracking URI", placeholder="sqlite:///mlruns/mlflow.db or http://host:5000",
+            tooltip="The MLflow tracking URI runs are logged to and sweeps are loaded from",
+            layout=W.Layout(width="45%"), style={"description_width": "initial"},
+        )
         self.run_button = W.Button(description="Run", icon="play", button_style="success")
         self.cancel_button = W.Button(description="Cancel", icon="stop", button_style="warning", disabled=True)
         self.run_button.on_click(lambda _: on_run())
         self.cancel_button.on_click(lambda _: on_cancel())
+        # run_sweep's options; the row takes more (options_row.children) without changing anything else
+        self.resume = W.Checkbox(
+            value=True, description="Resume", indent=False, layout=W.Layout(width="auto"),
+            tooltip="Finish an earlier cancelled run of this same spec, or return it as is if it finished; "
+            "untick to start a new sweep (cached answers are still used)",
+        )
+        self.no_cache = W.Checkbox(
+            value=False, description="No cache", indent=False, layout=W.Layout(width="auto"),
+            tooltip="Call the models even for answers the cache holds (and never return a finished sweep as is)",
+        )
+        # run_sweep(remeasure_latency=N): latencies of cached answers were measured in earlier runs
+        self.retime = W.BoundedIntText(value=0, min=0, max=1_000_000, description="re-time N questions",
+                                       tooltip="re-time N questions per variant past the generation cache, so "
+                                       "latencies compare like for like (0: off)",
+                                       style={"description_width": "initial"}, layout=W.Layout(width="260px"))
+        self.options_row = W.HBox([self.resume, self.no_cache, self.retime])
         self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
         self.status = W.HTML()
-        self.progress_box = W.VBox()
+        self.progress_output = W.Output()  # holds the current sweep's bar only
         self.table = W.HTML()
         self.progress: SweepProgress | None = None
 
@@ -71,10 +91,12 @@ class RunTab:
         self.widget = W.VBox(
             [
                 W.HBox([self.name, self.experiment]),
+                self.tracking_uri,
                 W.HBox([self.run_button, self.cancel_button]),
+                self.options_row,
                 self.problem,
                 self.status,
-                self.progress_box,
+                self.progress_output,
                 W.HTML("<b>Live results</b> (per variant, so far)"),
                 self.table,
             ]
@@ -82,7 +104,14 @@ class RunTab:
 
     @property
     def inputs(self) -> list[W.Widget]:
-        return [self.name, self.experiment]
+        """The widgets whose value is part of the spec (the app observes them)."""
+        return [self.name, self.experiment, self.tracking_uri]
+
+    @property
+    def run_options(self) -> dict[str, Any]:
+        """Keyword arguments for run_sweep set in this tab."""
+        return {"resume": self.resume.value, "no_cache": self.no_cache.value,
+                "remeasure_latency": int(self.retime.value)}
 
     def set_problem(self, error: Exception | None) -> None:
         self.problem.value = message(f"cannot run yet: {error}", "error") if error else ""
@@ -92,7 +121,9 @@ class RunTab:
 
     def started(self, name: str, labels: dict[str, str]) -> SweepProgress:
         self.progress = SweepProgress(name)
-        self.progress_box.children = (*self.progress_box.children, self.progress.widget)
+        # Replaced, not stacked: the Output holds one display of this sweep's bar (its widget view).
+        bundle = self.progress.widget._repr_mimebundle_()
+        self.progress_output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
         with self._lock:
             self._rows, self._labels, self._last_refresh = [], dict(labels), 0.0
         self.table.value = ""
@@ -106,7 +137,7 @@ class RunTab:
         with self._lock:  # the runner may call back from more than one thread
             self._rows.append(row)
             if self.progress is not None:
-                self.progress.advance()
+                self.progress.advance(row)
             due = time.perf_counter() - self._last_refresh >= REFRESH_S
         if due:
             self.refresh_table()

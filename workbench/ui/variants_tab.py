@@ -2,9 +2,11 @@
 
 Prompts are edited one by one (name + template, slots checked as you type with
 `config.check_template`); chunking is, per strategy, sizes × overlaps (comma-separated integers);
-retrieval is kinds × k; embeddings and models are checkboxes over the spec's entries plus the
-endpoints the user configured. `space()` turns the widgets into the config lists (in the same
-order as the spec, so a spec round-trips unchanged) or raises ConfigError naming the field.
+retrieval is kinds × k; embeddings are checkboxes over the spec's entries plus the endpoints the user
+configured; models are checkboxes with editable parameters and an "add endpoint" form (`models_editor`).
+Identical prompt templates are warned about (they only duplicate variants). `space()` turns the widgets
+into the config lists (in the same order as the spec, so a spec round-trips unchanged) or raises
+ConfigError naming the field.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from workbench.spec import (
 )
 from workbench.errors import ConfigError
 from workbench.ui.common import field_help, literal_options, message, parse_ints
+from workbench.ui.models_editor import ModelList
 
 STRATEGIES = literal_options(ChunkingConfig, "strategy")  # recursive, token, none
 KINDS = literal_options(RetrievalConfig, "kind")  # dense, bm25, hybrid
@@ -35,13 +38,8 @@ def _unique(items):
     return list({item: None for item in items})  # frozen configs are hashable; keeps first-seen order
 
 
-def endpoint_label(cfg: ModelConfig | EmbeddingConfig) -> str:
-    text = f"{cfg.provider}: {cfg.model}"
-    if cfg.base_url:
-        text += f" @ {cfg.base_url}"
-    if isinstance(cfg, ModelConfig):
-        text += f" (temperature {cfg.temperature:g}, max_tokens {cfg.max_tokens})"
-    return text
+def endpoint_label(cfg: EmbeddingConfig) -> str:
+    return f"{cfg.provider}: {cfg.model}" + (f" @ {cfg.base_url}" if cfg.base_url else "")
 
 
 class PromptEditor:
@@ -152,6 +150,7 @@ class VariantsTab:
         self._listeners: list[Callable[[], None]] = []
 
         # prompts
+        self.prompt_warning = W.HTML()  # identical templates
         self.prompts: list[PromptEditor] = []
         self.prompt_box = W.VBox()
         self.add_prompt_button = W.Button(description="Add prompt", icon="plus")
@@ -189,7 +188,7 @@ class VariantsTab:
         # models: the spec's, the local default if the spec has no local model, configured endpoints
         model_endpoints = [e for e in endpoints if isinstance(e, ModelConfig)]
         local = [] if any(m.provider == "local" for m in space.model) else [ModelConfig()]
-        self.models = ChoiceList([*space.model, *local, *model_endpoints], space.model)
+        self.models = ModelList([*space.model, *local, *model_endpoints], space.model)
 
         self.errors = W.HTML()
         self.count = W.HTML()
@@ -198,6 +197,7 @@ class VariantsTab:
             W.HTML("<b>Prompts</b>"),
             self.prompt_box,
             self.add_prompt_button,
+            self.prompt_warning,
         ]
         models = [W.HTML("<b>Models</b>"), self.models.widget]
         retrieve_only = W.HTML(message("stage 'retrieve': no prompts and no models (retrieval metrics only)", "info"))
@@ -221,17 +221,19 @@ class VariantsTab:
 
     @property
     def inputs(self) -> list[W.Widget]:
-        """Every widget whose value is part of the space (prompt editors report through on_change)."""
+        """Every widget whose value is part of the space (prompt editors and model rows, which can be
+        added later, report through on_change)."""
         out: list[W.Widget] = []
         for row in self.chunking.values():
             out += row.inputs
-        out += self.embedding.boxes + list(self.retrieval_kinds.values()) + [self.retrieval_k] + self.models.boxes
+        out += self.embedding.boxes + list(self.retrieval_kinds.values()) + [self.retrieval_k]
         return out
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
         for w in self.inputs:
             w.observe(lambda _change: callback(), "value")
+        self.models.on_change(callback)
 
     def _notify(self) -> None:
         for listener in self._listeners:
@@ -246,9 +248,11 @@ class VariantsTab:
             prompt = PromptConfig(name=name)
         editor = PromptEditor(prompt, self.remove_prompt)
         editor.name.observe(lambda _: self._notify(), "value")
+        editor.template.observe(lambda _: self._check_duplicates(), "value")
         editor.template.observe(lambda _: self._notify(), "value")
         self.prompts.append(editor)
         self.prompt_box.children = [p.widget for p in self.prompts]
+        self._check_duplicates()
         if notify:
             self._notify()
         return editor
@@ -256,7 +260,21 @@ class VariantsTab:
     def remove_prompt(self, editor: PromptEditor) -> None:
         self.prompts.remove(editor)
         self.prompt_box.children = [p.widget for p in self.prompts]
+        self._check_duplicates()
         self._notify()
+
+    def duplicate_prompts(self) -> list[list[str]]:
+        """Names of prompts sharing one template (each group in order): they only repeat variants."""
+        groups: dict[str, list[str]] = {}
+        for p in self.prompts:
+            groups.setdefault(p.template.value, []).append(p.name.value.strip() or "(unnamed)")
+        return [names for names in groups.values() if len(names) > 1]
+
+    def _check_duplicates(self) -> None:
+        text = "; ".join(f"prompts {', '.join(map(repr, names))} have identical templates" for names in self.duplicate_prompts())
+        self.prompt_warning.value = message(
+            f"{text}: edit one (identical prompts give identical answers, only more variants) or remove it", "warn"
+        ) if text else ""
 
     # ------------------------------------------------------------ widgets -> config
 
@@ -301,7 +319,8 @@ class VariantsTab:
     def show_error(self, error: Exception | None) -> None:
         self.errors.value = message(str(error), "error") if error else ""
 
-    def show_count(self, variants: int | None, questions: int | None) -> None:
+    def show_count(self, variants: int | None, questions: int | None, calls=None) -> None:
+        """calls: a `workbench.runner.estimate.CallCount` for these variants and questions, if known."""
         if variants is None:
             self.count.value = "<b>variants: –</b> (fix the errors above)"
             return
@@ -310,4 +329,9 @@ class VariantsTab:
         unit = "model calls" if self.stage == "generate" else "cells (retrieval only, no model calls)"
         hint = "" if questions is not None else " — load the data or set a limit to count the questions"
         noun = "variant" if variants == 1 else "variants"
-        self.count.value = f"<b>{variants} {noun} × {m} questions = {total} {html.escape(unit)}</b>{hint}"
+        split = ""
+        if self.stage == "generate" and calls is not None:
+            split = f": {calls.new} new, {calls.cached} cached ({html.escape(calls.basis)})"
+        elif self.stage == "generate" and questions is not None:
+            split = " (new vs cached: unknown until the data loads; see the Data tab)"
+        self.count.value = f"<b>{variants} {noun} × {m} questions = {total} {html.escape(unit)}</b>{split}{hint}"

@@ -1,0 +1,132 @@
+"""The sweep's generations with their latency provenance: cached answers say when, in which sweep and
+under what load their latency was measured, and chosen questions can be re-timed past the cache.
+
+The generation cache entry is the `Generation` plus a `measured` record (`Measured`); an entry written
+before that record existed reads as "earlier run, unknown" (all None). The executor is given no cache
+here: this module reads and writes it, so it can both bypass it for a re-timed question (whose answer is
+still stored) and keep the provenance next to the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from workbench.errors import WorkbenchError
+from workbench.rag.cache import ResultCache, generation_key
+from workbench.rag.chat import ChatModel, Generation
+from workbench.rag.executor import Executor
+from workbench.spec import ExecutionConfig
+
+_GENERATION_FIELDS = tuple(f.name for f in dataclasses.fields(Generation))
+# fields added later have defaults (Generation.notes): an entry written before them is still a hit
+_REQUIRED_FIELDS = tuple(f.name for f in dataclasses.fields(Generation) if f.default is dataclasses.MISSING)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """When (ISO 8601 UTC), in which sweep and under what load one model call's latency was measured:
+    `in_flight` calls the sweep had at the endpoint when the answer arrived (this one included, at most
+    `limit`, the endpoint's concurrency limit). None: not known (an entry cached before this existed)."""
+
+    sweep_id: str | None = None
+    at: str | None = None
+    in_flight: int | None = None
+    limit: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The Cell fields it fills."""
+        return {"latency_measured_at": self.at, "latency_sweep_id": self.sweep_id,
+                "latency_in_flight": self.in_flight, "latency_concurrency_limit": self.limit}
+
+
+UNKNOWN = Measured()
+
+
+def check_retime_count(n: Any) -> int:
+    """`remeasure_latency` as given by a caller: a whole number of questions, 0 (off) or more."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise WorkbenchError(f"remeasure_latency (--remeasure-latency): give how many questions per variant to re-time, "
+                             f"a whole number 0 or more (0: off); got {n!r}")
+    return n
+
+
+def retime_ids(question_ids: Iterable[str], n: int) -> frozenset[str]:
+    """The `n` questions to re-time: the same ids for every variant (so latency stays paired) and for
+    every sweep of the eval set, spread over it rather than its first `n` (ordered by a hash of the id).
+
+    >>> sorted(retime_ids(["q1", "q2", "q3"], 2)) == sorted(retime_ids(["q3", "q2", "q1"], 2))
+    True
+    """
+    ids = sorted(set(question_ids), key=lambda q: hashlib.sha256(q.encode("utf-8")).hexdigest())
+    return frozenset(ids[:check_retime_count(n)])
+
+
+def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
+    """A cached entry as (generation, provenance); None when it is not a generation (read as a miss)."""
+    if not isinstance(entry, dict) or not all(name in entry for name in _REQUIRED_FIELDS):
+        return None
+    latency = entry["latency_s"]
+    if not isinstance(entry["text"], str) or isinstance(latency, bool) or not isinstance(latency, (int, float)):
+        return None  # not what we store: ask the model rather than report a wrong answer or latency
+    measured = entry.get("measured")
+    try:
+        provenance = Measured(**measured) if isinstance(measured, dict) else UNKNOWN
+    except TypeError:  # a record written by another version: its fields are not ours
+        provenance = UNKNOWN
+    fields = {name: entry[name] for name in _GENERATION_FIELDS if name in entry}
+    if "notes" in fields:
+        fields["notes"] = tuple(fields["notes"] or ())
+    return Generation(**fields), provenance
+
+
+class TimedGenerations:
+    """Generation calls for one sweep: from the cache with their provenance, or timed now through the
+    executor (bounded, rate limited, retried) and cached with this sweep's provenance."""
+
+    def __init__(self, executor: Executor, cache: ResultCache, sweep_id: str, execution: ExecutionConfig):
+        self.executor = executor
+        self.cache = cache
+        self.sweep_id = sweep_id
+        self.execution = execution
+        self.cache_hits = 0
+        self.retimed = 0  # model calls made for a question whose answer the cache may hold
+        self._in_flight: Counter[str] = Counter()  # calls waiting or running, per endpoint
+
+    def limit_for(self, model: ChatModel) -> int:
+        """The executor's concurrency limit for this model's endpoint (`EndpointLimits.for_endpoint`)."""
+        ex = self.execution
+        return ex.local_concurrency if model.cfg.provider == "local" else ex.concurrency
+
+    async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0, *,
+                       retime: bool = False) -> tuple[Generation, bool, Measured]:
+        """(generation, from_cache, where its latency was measured). `retime`: call the model even if
+        the cache holds the answer (the new answer and its timing replace the cached ones)."""
+        key = generation_key(model.cfg, messages) if self.cache.enabled else None
+        if key is not None and not retime:
+            hit = _from_entry(await asyncio.to_thread(self.cache.get, key))  # disk I/O off the event loop
+            if hit is not None:
+                self.cache_hits += 1
+                return hit[0], True, hit[1]
+        endpoint, limit = str(model.base_url), self.limit_for(model)
+        self._in_flight[endpoint] += 1
+        try:
+            gen, _ = await self.executor.generate(model, messages, priority=priority)
+            # waiting calls hold no slot, so at most `limit` of those counted are at the endpoint
+            measured = Measured(self.sweep_id, now_iso(), min(self._in_flight[endpoint], limit), limit)
+        finally:
+            self._in_flight[endpoint] -= 1
+        if retime:
+            self.retimed += 1
+        if key is not None:
+            await asyncio.to_thread(self.cache.set, key, {**asdict(gen), "measured": asdict(measured)})
+        return gen, False, measured
