@@ -34,7 +34,7 @@ def test_figures_from_a_real_sweep(swept):
                 plot_question_heatmap(questions)):
         assert isinstance(fig, go.Figure) and len(fig.data) >= 1
     heat = plot_question_heatmap(questions)
-    assert len(heat.data[0].z) == 2  # one row per variant
+    assert len(heat.data[0].z[0]) == 2  # one column per variant (questions are the rows)
 
 
 def test_cli_export_best_with_constraint(swept, tmp_path):

@@ -1,4 +1,6 @@
-"""A real browser runs the quickstart notebook in JupyterLab: the plotly figures and the Workbench tabs render.
+"""A real browser runs the quickstart notebook in JupyterLab: the plotly figures and the Workbench tabs render,
+the Results tab's figures fill a 1,400 px window, clicking a heat-map cell opens that question in the
+drill-down, and the answer grid renders.
 
 Needs Chromium at /usr/bin/chromium and the `playwright` Python package (never `playwright install`: the
 system Chromium is used). Missing either is a test FAILURE with the install commands, never a skip.
@@ -137,6 +139,71 @@ PAGE_STATE_JS = """
 """
 
 
+# Runs in the page: the Results tab's figures (inside the Workbench's tab panel) and what they draw.
+RESULTS_JS = """
+() => {
+  const tab = [...document.querySelectorAll('.jupyter-widget-tab, .widget-tab')].pop();
+  const plots = tab ? [...tab.querySelectorAll('.js-plotly-plot')].filter(p => p.getBoundingClientRect().width > 0) : [];
+  const detail = document.querySelector('.wb-detail');
+  return {
+    figures: plots.map(p => ({
+      div: Math.round(p.getBoundingClientRect().width),
+      svg: Math.round((p.querySelector('.main-svg') || p).getBoundingClientRect().width),
+      title: ((p.querySelector('.gtitle') || {}).textContent || '').slice(0, 60),
+    })),
+    gridCells: tab ? tab.querySelectorAll('.wb-answer-grid .wb-cell').length : 0,
+    gridRows: tab ? tab.querySelectorAll('.wb-answer-grid tbody tr').length : 0,
+    tableCells: tab ? tab.querySelectorAll('table[id^="T_"] td').length : 0,
+    question: detail ? detail.dataset.question : null,
+    variant: detail ? detail.dataset.variant : null,
+  };
+}
+"""
+MIN_FIGURE_PX = 900  # at a 1,400 px window (the file browser open), the tab panel is ~930 px wide
+
+
+def check_results_view(page, tmp_path: Path) -> dict:
+    """The Results tab at 1,400 px: figures fill the width, a heat-map click opens that question, the grid renders."""
+    results = page.evaluate(RESULTS_JS)
+    for _ in range(30):  # the figures re-measure once drawn; give them a moment
+        if len(results["figures"]) >= 3 and all(f["svg"] >= MIN_FIGURE_PX for f in results["figures"]):
+            break
+        page.wait_for_timeout(1_000)
+        results = page.evaluate(RESULTS_JS)
+    assert len(results["figures"]) >= 3, results
+    assert all(f["svg"] >= MIN_FIGURE_PX for f in results["figures"]), f"figures narrower than {MIN_FIGURE_PX} px: {results}"
+    assert results["gridCells"] >= 4 and results["gridCells"] % results["gridRows"] == 0, results
+    assert results["tableCells"] > 0, results
+
+    tab = page.locator(".jupyter-widget-tab, .widget-tab").last
+    heat = tab.locator(".js-plotly-plot").nth(2)
+    heat.scroll_into_view_if_needed(timeout=30_000)
+    page.wait_for_timeout(1_000)
+    heat.screenshot(path=str(tmp_path / "results_heatmap.png"))
+    before = results["question"]
+    area = heat.locator(".nsewdrag").first.bounding_box()
+    rows = heat.locator(".ytick").count()
+    assert rows >= 2, f"the heat map labels {rows} rows"
+    after = before
+    for row in reversed(range(rows)):  # a row whose question is not the one shown (the last usually is not)
+        page.mouse.click(area["x"] + area["width"] * 0.3, area["y"] + area["height"] * (row + 0.5) / rows)
+        for _ in range(20):
+            page.wait_for_timeout(500)
+            after = page.evaluate(RESULTS_JS)["question"]
+            if after != before:
+                break
+        if after != before:
+            break
+    assert after and after != before, f"clicking heat-map cells did not change the drill-down's question ({before})"
+    tab.locator(".wb-detail").first.scroll_into_view_if_needed(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "results_drilldown.png"))
+    grid = tab.locator(".wb-answer-grid").first
+    grid.scroll_into_view_if_needed(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "results_answer_grid.png"))
+    tab.locator(".js-plotly-plot").nth(1).screenshot(path=str(tmp_path / "results_bars.png"))
+    return {**results, "clicked_question": after}
+
+
 @pytest.mark.timeout(1500)
 def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
     require_browser()
@@ -194,10 +261,13 @@ def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
             # the first plotly figure, on its own (it sits above the Workbench in the notebook)
             page.locator(".js-plotly-plot").first.screenshot(path=str(tmp_path / "quickstart_pareto.png"), timeout=30_000)
             final = page.evaluate(PAGE_STATE_JS)
+            results = check_results_view(page, tmp_path)
         finally:
             browser.close()
+            keep_screenshots(tmp_path)  # also when a check failed: the pictures show why
 
-    print(f"screenshots: {shot}, {tmp_path / 'quickstart_pareto.png'}; state: {json.dumps(final)}")
+    print(f"screenshots: {sorted(str(p) for p in tmp_path.glob('*.png'))}; state: {json.dumps(final)}; "
+          f"results: {json.dumps(results)}")
     assert shot.is_file() and shot.stat().st_size > 10_000, f"screenshot missing or empty: {shot}"
     assert final["plotly"] >= 3, final
     assert all(t in final["visibleTabLabels"] for t in TABS), final

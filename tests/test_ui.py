@@ -204,6 +204,96 @@ def test_a_failing_run_is_a_message_in_the_run_tab(tmp_path):
     assert not wb.run_tab.run_button.disabled and wb.run_tab.cancel_button.disabled
 
 
+# ---------------------------------------------------------------- the Results tab from results (no model)
+
+
+def scored_results():
+    """The quickstart's 4 variants with 6 scored questions each (rows as the runner writes them; no model)."""
+    from workbench.analysis.results import SweepResults
+
+    spec = load_spec(QUICKSTART)
+    variants = spec.variants()
+    rows = []
+    for i, v in enumerate(variants):
+        for q in range(6):
+            f1 = ((i + 2 * q) % 5) / 4
+            rows.append({"variant_hash": v.hash, "variant": v.short_hash, "question_id": f"56be4db0acb8001400a502e{q}",
+                         "question": f"Which team won game {q} of the season, according to the article?",
+                         "answer": f"team {i}-{q}", "reference_answers": [f"team {q}"], "relevant_ids": [f"doc{q}"],
+                         "retrieved_chunk_doc_ids": [f"doc{q}"], "contexts": [f"context {q}"], "error": None,
+                         "latency_total_s": 0.5 + i + q / 10, "f1": f1, "exact_match": float(f1 == 1.0)})
+    return SweepResults(spec=spec, sweep_id="20261129-000000-abcdef", variants=variants, rows=rows)
+
+
+@pytest.fixture
+def results_tab():
+    from workbench.ui.results_tab import ResultsTab
+
+    tab = ResultsTab(on_load=lambda sweep_id: None)
+    results = scored_results()
+    tab.show(results)
+    return tab, results
+
+
+def test_results_tab_draws_table_figures_and_grid_with_short_labels(results_tab):
+    tab, results = results_tab
+    assert tab.pareto.figure is not None and tab.bars.figure is not None and tab.heatmap.figure is not None
+    for view in (tab.pareto, tab.bars, tab.heatmap):  # in the widget tree, filling its width
+        assert len(view.figure_widget.data) == len(view.figure.data)
+        assert view.figure_widget.layout.width is None and view.figure_widget._config["responsive"] is True
+        assert type(view.widget.children[1]).__name__ == "FitWidth"
+    heat = tab.heatmap.figure_widget
+    assert list(heat.layout.xaxis.ticktext) == ["recursive500/50<br>dense@3", "recursive500/50<br>bm25@3",
+                                                 "token128/16<br>dense@3", "token128/16<br>bm25@3"]
+    assert all(t.startswith("Which team won game") for t in heat.layout.yaxis.ticktext)
+    assert (heat.data[0].zmin, heat.data[0].zmax) == (0.0, 1.0)
+    assert "f1 ↑ ▼" in tab.table.value and "recursive500/50 · all-MiniLM-L6-v2-int8 · dense@3 · concise" in tab.table.value
+    assert tab.answers.metric.value == "f1" and tab.answers.grid.total == 6
+    assert tab.answers.html.value.count('class="wb-cell"') == 24
+
+
+def test_clicking_a_heatmap_cell_opens_that_variant_and_question(results_tab):
+    tab, results = results_tab
+    info = tab.heat_info
+    before = tab.question.value
+    row = next(i for i, q in enumerate(info.question_ids) if q != before)
+    variant, question = info.cell_at(2, row)
+    tab.heatmap.click(0, [row, 2], x=2, y=row)  # the message the browser sends for a click on (column 2, row)
+    assert tab.question.value == question != before
+    assert tab.variant.value == results.variant(variant).hash
+    row = tab.selected_row()
+    assert row["question_id"] == question and row["answer"] in text(tab.detail)
+    assert f'data-question="{question}"' in tab.detail.value
+
+
+def test_clicking_a_pareto_point_or_a_bar_opens_that_variant(results_tab):
+    tab, results = results_tab
+    first = results.variants[0]
+    assert tab.variant.value == first.hash
+    points = [(t, p, v) for t, trace in enumerate(tab.pareto.figure_widget.data)
+              for p, v in enumerate(trace.customdata if trace.customdata is not None else ()) if v != first.short_hash]
+    trace, point, clicked = points[0]
+    tab.pareto.click(trace, point, x=0.0, y=0.0)
+    assert tab.variant.value == results.variant(clicked).hash != first.hash
+    tab.bars.click(0, 0, x=0.0, y=0.0)  # the first bar of the first panel: the first variant
+    assert tab.variant.value == first.hash and first.short_hash in tab.detail.value
+
+
+def test_grid_filters_and_table_sort_from_the_widgets(results_tab):
+    tab, _ = results_tab
+    tab.answers.show.value = "failures"
+    failing = tab.answers.grid.failing
+    assert len(tab.answers.grid.rows) == failing and tab.answers.html.value.count("<tr data-question=") == failing
+    tab.answers.show.value = "disagreements"
+    assert all(r.divides for r in tab.answers.grid.rows)
+    tab.answers.metric.value = "exact_match"
+    assert tab.answers.grid.metric == "exact_match"
+    tab.sort_by.value = "latency_total_p95_s"
+    assert "latency_total_p95_s ↓ ▼" in tab.table.value
+    ids = re.findall(r'class="data row\d+ col0" >([0-9a-f]+)</td>', tab.table.value)
+    assert ids == [v.short_hash for v in tab.results.variants]  # latency grows with the variant's position
+
+
 # ---------------------------------------------------------------- a real run, then results and export
 
 

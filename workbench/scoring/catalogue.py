@@ -75,6 +75,7 @@ class Metric:
     cutoff_family: str | None = None
     fn_at: Callable[..., float | None] | None = field(default=None, compare=False)
     judge: JudgeBinding | None = None
+    bounds: tuple[float, float] | None = None  # (low, high) when the score has fixed bounds: fixed plot/colour scales
 
     def __post_init__(self) -> None:
         if self.judge is not None and not self.needs:
@@ -104,6 +105,8 @@ class Metric:
             return "an answer metric can need reference_answers only (its fn gets the answer and the references)"
         if self.kind == "retrieval" and "relevant_ids" not in self.needs:
             return "a retrieval metric needs relevant_ids"
+        if self.bounds is not None and not (len(self.bounds) == 2 and self.bounds[0] < self.bounds[1]):
+            return f"bounds must be (low, high) with low < high, got {self.bounds!r}"
         if self.cutoff_family is not None and (self.kind != "retrieval" or not self.cutoff_family.isidentifier()):
             return "only a retrieval metric has a cutoff_family, a name like 'ndcg'"
         return None
@@ -135,8 +138,10 @@ def _judged(name: str, ragas: str, description: str, *, embeddings: bool = False
                   judge=JudgeBinding(ragas, tuple(args.items()), embeddings=embeddings, must_generate=must_generate))
 
 
+UNIT = (0.0, 1.0)
+
 # Declaration order is the order of columns, aggregates and choices: retrieval, answer, judged.
-BUILTIN: tuple[Metric, ...] = (
+_DECLARED: tuple[Metric, ...] = (
     Metric("hit_at_k", "retrieval", "1 if any relevant document is in the top k, else 0", needs=_REL,
            fn=fn.hit_at, cutoff_family="hit"),
     Metric("recall_at_k", "retrieval", "relevant documents in the top k / all relevant documents", needs=_REL,
@@ -164,6 +169,7 @@ BUILTIN: tuple[Metric, ...] = (
     _judged("factual_correctness", "FactualCorrectness", "claim-level F1 of the answer against the reference (ragas)",
             response="answer", reference="reference"),
 )
+BUILTIN: tuple[Metric, ...] = tuple(replace(m, bounds=UNIT) for m in _DECLARED)  # every built-in score is in [0, 1]
 
 _registry: dict[str, Metric] = {m.name: m for m in BUILTIN}
 
@@ -202,6 +208,11 @@ def get(name: str) -> Metric:
 def is_metric(name: str) -> bool:
     """Is `name` a registered metric or a retrieval metric at a cut-off?"""
     return name in _registry or _family_match(name) is not None
+
+
+def bounds(name: str) -> tuple[float, float] | None:
+    """The fixed (low, high) range of a metric's score, or None when it has none (or is not a metric)."""
+    return get(name).bounds if is_metric(name) else None
 
 
 def error_of(name: str) -> str:
@@ -282,6 +293,6 @@ def check_judge_metrics(requested: Sequence[str]) -> None:
         raise ConfigError(f"judge.metrics: unknown LLM-judged metric {shown}; known: {', '.join(known)}")
 
 
-__all__ = ["INPUTS", "JUDGE_INPUTS", "BUILTIN", "JudgeBinding", "Metric", "all_metrics", "check_judge",
+__all__ = ["INPUTS", "JUDGE_INPUTS", "BUILTIN", "UNIT", "JudgeBinding", "Metric", "all_metrics", "bounds", "check_judge",
            "check_judge_metrics", "direction", "error_of", "get", "is_metric", "names", "quality_metrics",
            "register", "registered", "unregister"]

@@ -1,4 +1,4 @@
-"""Small helpers the tabs share: messages, field metadata, input parsing, tables, figure slots.
+"""Small helpers the tabs share: messages, field metadata, input parsing, tables (figure slots: figure_view.py).
 
 Nothing here decides anything about RAG: it turns text typed into widgets into values for the
 configs, and data from the Python API into HTML.
@@ -7,7 +7,6 @@ configs, and data from the Python API into HTML.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import typing
@@ -120,51 +119,3 @@ def table_html(frame: pd.DataFrame, max_rows: int = 50) -> str:
 def shorten(text: Any, limit: int = 160) -> str:
     text = "" if text is None else " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _figure_widget_class():
-    """plotly's FigureWidget needs anywidget (plotly ≥ 6); without it we show the figure in an Output."""
-    try:
-        import anywidget  # noqa: F401
-        import plotly.graph_objects as go
-
-        return go.FigureWidget
-    except ImportError:
-        return None
-
-
-class FigureView:
-    """One slot for a plotly figure: a `go.FigureWidget` updated in place (or an Output showing the
-    figure when anywidget is missing), or a red message when the figure cannot be drawn.
-
-    `figure` is the last go.Figure shown (None when the slot holds a message), for tests and users.
-    """
-
-    def __init__(self) -> None:
-        self.figure = None
-        self.error = W.HTML()
-        self._cls = _figure_widget_class()
-        self.figure_widget = self._cls() if self._cls is not None else None
-        self.output = W.Output() if self._cls is None else None
-        self.widget = W.VBox([self.error, self.figure_widget if self.figure_widget is not None else self.output])
-
-    def show(self, figure) -> None:
-        self.figure = figure
-        self.error.value = ""
-        if self.figure_widget is not None:
-            with self.figure_widget.batch_update():
-                self.figure_widget.data = []
-                self.figure_widget.add_traces(list(figure.data))
-                self.figure_widget.layout = figure.layout
-        else:
-            # The plotly mimetype JupyterLab renders (jupyterlab-plotly ships with plotly); JSON-safe.
-            bundle = {"application/vnd.plotly.v1+json": json.loads(figure.to_json()), "text/plain": "<plotly figure>"}
-            self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-
-    def fail(self, text: str) -> None:
-        self.figure = None
-        self.error.value = message(text, "error")
-        if self.figure_widget is not None:
-            self.figure_widget.data = []
-        else:
-            self.output.outputs = ()
