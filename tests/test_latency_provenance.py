@@ -5,6 +5,7 @@ in-memory tracker: no MLflow, no local model."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import statistics
 import warnings
@@ -116,6 +117,11 @@ def test_cached_cells_keep_their_first_sweeps_latency_best_warns_and_remeasure_f
         assert f"{variant} ({N} of {N} cells)" in message
     assert new not in message.split(":")[1]  # the freshly timed variant is not among those named
     assert any("mixes runs" in n for n in second.notes)  # the CLI prints notes after the summary
+    from workbench.ui.results_tab import ResultsTab
+
+    tab = ResultsTab(on_load=lambda sweep_id: None)
+    tab.show(dataclasses.replace(second, notes=[]))  # as loaded: no notes carried
+    assert "mixes runs" in tab.summary.value and "re-time N questions (Run tab)" in tab.summary.value
     again = run_sweep(spec, progress=False, tracker=tracker)  # the finished sweep returned as is: same note
     assert again.sweep_id == second.sweep_id and any("mixes runs" in n for n in again.notes)
     with warnings.catch_warnings():

@@ -38,6 +38,8 @@ WIDGET_CONTROLS = {
     "--no-cache": "No cache ticked (Run tab)",
     "--tracking-uri": "the Run tab's tracking URI",
     "--limit": "the Data tab's limit",
+    "--remeasure-latency N": "re-time N questions (Run tab)",
+    "--remeasure-latency": "re-time N questions (Run tab)",
 }
 _FLAG = re.compile("|".join(re.escape(flag) + r"(?![\w-])" for flag in WIDGET_CONTROLS))
 

@@ -21,7 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.scoring.catalogue import quality_metrics
 from workbench.scoring.cell import MEASURES
 from workbench.ui.answer_grid_view import AnswerGridView
-from workbench.ui.common import fmt, message, set_options
+from workbench.ui.common import fmt, message, set_options, widget_wording
 from workbench.ui.figure_view import Click, FigureView
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,10 @@ class ResultsTab:
         metrics = [
             m for m in quality_metrics(results.rows) if m in frame.columns and frame[m].notna().any()
         ] or quality_metrics([])[:1]
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in results.notes)
+        # a latency comparison that mixes runs is said here too (a loaded sweep's notes may not carry it)
+        latency = results.latency_warning()
+        shown = [*results.notes, *([latency] if latency and latency not in results.notes else [])]
+        notes = "".join(f"<li>{html.escape(widget_wording(n))}</li>" for n in shown)
         self.summary.value = (
             f"<b>sweep {html.escape(results.sweep_id)}</b> · {html.escape(str(results.status))} · "
             f"{len(results.variants)} variants · {len(results.rows)} cells"
