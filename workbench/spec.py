@@ -394,8 +394,8 @@ class TrackingConfig(Frozen):
         False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
         "answers, reference answers and document ids"
     )
-    # Every trace costs the MLflow helper ~4 sqlite transactions (0.07-0.2 s): tracing all 800 cells of the
-    # speed benchmark would keep the sweep waiting for the helper long after its last answer.
+    # Every trace costs the MLflow helper ~10-15 ms on sqlite, stored in batches (trace_batch.py): 800 cells in an
+    # ~11 s sweep nearly saturate the helper, so the default stays a cap until the speed benchmark says otherwise.
     max_traces_per_variant: int | None = Field(
         10, ge=0,
         description="Questions traced per variant, the first N; null traces every question (the table always "

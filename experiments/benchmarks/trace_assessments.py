@@ -1,14 +1,17 @@
-"""What a question's scores cost the MLflow helper: N cells logged as traces, with and without assessments.
+"""What a question's trace costs the MLflow helper: N cells logged as traces, with and without assessments,
+a trace at a time by MLflow's exporter or in batches.
 
     python experiments/benchmarks/trace_assessments.py [--n 800]
 
 Runs the tracker the helper process runs (`MlflowTracker`, in this process, so its time is the helper's)
-on a fresh sqlite store, three ways:
-  bare      a trace per cell, no scores (rows without metric keys or references)
+on a fresh sqlite store, four ways:
+  bare      a trace per cell, no scores (rows without metric keys or references), each stored by MLflow's
+            exporter (a `log_spans` per span, then `start_trace`)
   attached  the same cells with 8 scores + 2 expectations each, attached before the trace is exported
-            (what the workbench does: one `start_trace` transaction stores the trace and its assessments)
   per-call  the bare traces, then each assessment by `mlflow.log_assessment` (one call per score, what
             `mlflow.genai.evaluate` does)
+  batched   the scored cells as the workbench stores them (`workbench.tracking.trace_batch`): a
+            `start_trace` per trace with its assessments, one `log_spans` per 50 traces
 The modes take turns in rounds of 100 cells. The store is a new one, in write-ahead-log mode as the
 workbench creates them. Prints `name: value` lines: seconds per mode and milliseconds per cell.
 """
@@ -62,11 +65,13 @@ def session(tmp: Path, name: str):
     return tracker, variant
 
 
-def timed(tracker, variant, cells: list[dict]) -> float:
+def timed(tracker, variant, cells: list[dict], batched: bool = False) -> float:
+    tracker.batch_traces = batched
     t0 = time.perf_counter()
     for row in cells:
         tracker.log_cell(variant, row).result()
-    tracker.mlflow.flush_trace_async_logging()  # stored, not just queued
+    tracker._flush_traces()  # stored, not just queued or held
+    tracker.mlflow.flush_trace_async_logging()
     return time.perf_counter() - t0
 
 
@@ -81,8 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tracker, variant = session(Path(tmp), "bench-assessments")
         timed(tracker, variant, rows(variant, 5, True))  # warm: imports, first statements
+        timed(tracker, variant, rows(variant, 5, True), batched=True)
         run_id = tracker.run_ids[variant.hash]
-        bare = attached = per_call = 0.0
+        bare = attached = per_call = batched = 0.0
         # The modes take turns in rounds, so a shared machine's load changes weigh on all three alike.
         for start in range(0, n, ROUND):
             size = min(ROUND, n - start)
@@ -98,13 +104,15 @@ def main() -> None:
                 for a in [*assessments.feedbacks(row, run_id), *assessments.expectations(row)]:
                     mlflow.log_assessment(trace_id, a)
             per_call += b + time.perf_counter() - t0
+            batched += timed(tracker, variant, rows(variant, size, True), batched=True)
         count = len(assessments.feedbacks(scored[0], run_id)) + len(assessments.expectations(scored[0]))
         tracker.finish_sweep("FINISHED", {"wall_s": 0.0}).result()
     print(f"cells: {n}  ({count} assessments each)")
-    for name, s in (("bare", bare), ("attached", attached), ("per_call", per_call)):
+    for name, s in (("bare", bare), ("attached", attached), ("per_call", per_call), ("batched", batched)):
         print(f"{name}_s: {s:.2f}  ({1000 * s / n:.1f} ms per cell)")
     print(f"attached_over_bare: {attached / bare:.2f}")
     print(f"per_call_over_bare: {per_call / bare:.2f}")
+    print(f"attached_over_batched: {attached / batched:.2f}")
 
 
 if __name__ == "__main__":

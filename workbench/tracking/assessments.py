@@ -6,7 +6,7 @@ the judge could not score it; the reference answers (`expected_response`) and re
 (`relevant_ids`) as `Expectation`s (source HUMAN: they come from the eval set). MLflow's Evaluation runs
 view shows them as columns, filters on them and compares two runs side by side.
 
-They are attached to the trace before it is exported: MLflow's `start_trace` stores a trace and its
+They are attached to the trace before it is stored: MLflow's `start_trace` stores a trace and its
 assessments in one transaction, where `log_assessment` would cost one per score (see
 experiments/benchmarks/trace_assessments.py for the measured difference).
 """

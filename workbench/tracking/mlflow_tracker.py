@@ -2,8 +2,8 @@
 
 The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
 helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
-per question as the first N finish (scores and expectations attached: `assessments.py`), metrics and
-the per-question table when it ends. The steps overlap the sweep, so what is left after the last answer
+per question as they finish (scores and expectations attached: `assessments.py`; stored 50 at a time:
+`trace_batch.py`), the last traces, metrics and the per-question table when it ends. The steps overlap the sweep, so what is left after the last answer
 is one metrics batch and one table. What the UI shows (names, colours, metric sections, rounding,
 units) is decided in `naming.py`.
 """
@@ -26,6 +26,7 @@ from workbench.tracking.naming import (
 from workbench.tracking.protocol import (
     LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
 )
+from workbench.tracking.trace_batch import BATCH, TraceBatch, is_database_uri
 from workbench.tracking.store import (
     check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
 )
@@ -61,6 +62,8 @@ class MlflowTracker(Immediate):
     parent run is this process's active MLflow run, so in-process there must be no other active run.
     """
 
+    batch_traces = True  # False: each trace by MLflow's exporter (experiments/benchmarks/trace_assessments.py)
+
     def __init__(self, cfg: TrackingConfig, experiment: str | None, outer_run_id: str | None = None,
                  source: dict[str, str] | None = None):
         self.cfg = cfg
@@ -75,6 +78,7 @@ class MlflowTracker(Immediate):
         self.run_ids: dict[str, str] = {}  # variant hash -> its run, once started
         self.trace_ids: dict[tuple[str, str], str] = {}  # (variant hash, question id) -> its trace
         self._started_ms: int | None = None  # the parent run's start, when this session created it
+        self._batch: TraceBatch | None = None  # traces not yet stored (a database store)
 
     def open(self) -> None:
         if self.experiment is not None:
@@ -178,6 +182,7 @@ class MlflowTracker(Immediate):
             return
         if metrics:
             self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()})  # wall_s is read back: unrounded
+        self._flush_traces()
         self.mlflow.flush_trace_async_logging()
         self.mlflow.end_run(status=status)
         # Its duration is the sweep's wall time (which began before the run could), when this session
@@ -217,6 +222,7 @@ class MlflowTracker(Immediate):
 
     @immediate
     def discard_run(self, run_id: str) -> None:
+        self._flush_traces()  # so the search below finds them all
         traces = self.client.search_traces(
             locations=[self.experiment.experiment_id], run_id=run_id, max_results=500, include_spans=False
         )
@@ -286,6 +292,7 @@ class MlflowTracker(Immediate):
             rows = [redact_row(r) for r in rows]
         now = int(called_at() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in mlflow_metrics(metrics).items()])
+        self._flush_traces()  # the variant's last traces, before its late scores are added to them
         self._log_late_scores(variant_hash, run_id, rows)
         extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))
         table = pd.DataFrame([{c: r.get(c) for c in (*TABLE_COLUMNS, *extra)} for r in rows])
@@ -319,13 +326,13 @@ class MlflowTracker(Immediate):
             from workbench.redact import redact_row
 
             r = redact_row(r)
-        mlflow = self.mlflow
+        start = self._span_starter()
         t0 = int(r["started_at_ns"])
         t_ret = t0 + int((r.get("latency_retrieve_s") or 0) * 1e9)
         t_end = t_ret + int((r.get("latency_generate_s") or 0) * 1e9)
-        root = mlflow.start_span_no_context(
+        root = start(
             "rag",
-            span_type=SpanType.CHAIN,
+            SpanType.CHAIN,
             inputs={"question": r["question"]},
             attributes={"workbench.variant_hash": variant.hash, "question_id": r["question_id"]},
             tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or ""},
@@ -333,10 +340,10 @@ class MlflowTracker(Immediate):
             experiment_id=self.experiment.experiment_id,
             start_time_ns=t0,
         )
-        ret = mlflow.start_span_no_context(
+        ret = start(
             "retrieve",
-            span_type=SpanType.RETRIEVER,
-            parent_span=root,
+            SpanType.RETRIEVER,
+            parent=root,
             inputs={"query": r["question"], "k": variant.retrieval.k, "kind": variant.retrieval.kind},
             start_time_ns=t0,
         )
@@ -356,17 +363,37 @@ class MlflowTracker(Immediate):
         assessments.attach(root.trace_id, root.span_id, scores)
         if "messages" not in r:  # retrieval only
             root.end(outputs={"retrieved_doc_ids": r.get("retrieved_doc_ids")}, status=status, end_time_ns=t_ret)
-            return
-        gen = mlflow.start_span_no_context(
-            "generate",
-            span_type=SpanType.CHAT_MODEL,
-            parent_span=root,
-            inputs={"messages": r["messages"], "model": variant.model.model},
-            attributes={
-                "usage.prompt_tokens": r.get("tokens_prompt"),
-                "usage.completion_tokens": r.get("tokens_completion"),
-            },
-            start_time_ns=t_ret,
-        )
-        gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
-        root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
+        else:
+            gen = start(
+                "generate",
+                SpanType.CHAT_MODEL,
+                parent=root,
+                inputs={"messages": r["messages"], "model": variant.model.model},
+                attributes={
+                    "usage.prompt_tokens": r.get("tokens_prompt"),
+                    "usage.completion_tokens": r.get("tokens_completion"),
+                },
+                start_time_ns=t_ret,
+            )
+            gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
+            root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
+        if self._batch is not None and len(self._batch) >= BATCH:
+            self._batch.flush()
+
+    def _span_starter(self):
+        """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces
+        go in one `log_spans`), or by MLflow's own exporter, a trace at a time (a tracking server may not
+        take spans: its exporter knows the way round)."""
+        if not self.batch_traces:
+            return self._exporter_span
+        if self._batch is None and is_database_uri(self.cfg.tracking_uri):
+            self._batch = TraceBatch(self.cfg.tracking_uri)
+        return self._batch.start_span if self._batch is not None else self._exporter_span
+
+    def _exporter_span(self, name: str, span_type: str, *, parent=None, **kwargs):
+        return self.mlflow.start_span_no_context(name, span_type=span_type, parent_span=parent, **kwargs)
+
+    def _flush_traces(self) -> None:
+        """Store the traces still held (before anything reads or adds to them)."""
+        if self._batch is not None:
+            self._batch.flush()

@@ -1,0 +1,118 @@
+"""Traces stored in batches (`workbench.tracking.trace_batch`) are the traces MLflow's own exporter stores, on a
+real sqlite store: same tags, metadata, previews, token usage, assessments and spans; every cell's trace is
+stored by the end of its variant; a span the user has open neither adopts them nor is taken over."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from workbench.spec import TrackingConfig, load_spec
+from workbench.tracking.mlflow_tracker import MlflowTracker
+from workbench.tracking.trace_batch import BATCH, is_database_uri
+
+SCORES = {"hit_at_k": 1.0, "recall_at_k": 0.5, "mrr": 0.5, "f1": 0.4666666666666666, "exact_match": 0.0}
+
+
+def row(variant, qid: str, **extra) -> dict:
+    return {"variant_hash": variant.hash, "variant": variant.short_hash, "question_id": qid,
+            "question": "Which team won Super Bowl 50?", "messages": [{"role": "user", "content": "Q?"}],
+            "retrieved_chunk_ids": ["d1-0", "d2-0"], "retrieved_chunk_doc_ids": ["d1", "d2"],
+            "retrieved_doc_ids": ["d1", "d2"], "contexts": ["Denver won.", "Carolina lost."],
+            "started_at_ns": 1_700_000_000_000_000_000, "latency_retrieve_s": 0.01, "latency_generate_s": 0.2,
+            "answer": "Denver Broncos", "error": None, "tokens_prompt": 300, "tokens_completion": 5,
+            "reference_answers": ["Denver Broncos"], "relevant_ids": ["d1"], **SCORES, **extra}
+
+
+@pytest.fixture
+def session(tmp_path: Path):
+    spec = load_spec({"name": "batch", "data": {"corpus": {"format": "jsonl", "path": "c.jsonl"},
+                                                "eval": {"format": "jsonl", "path": "e.jsonl"}}})
+    variant = spec.variants()[0]
+    cfg = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_location=str(tmp_path / "art"))
+    tracker = MlflowTracker(cfg, "batch")
+    tracker.start_sweep(spec, "batch", 1, {}).result()
+    tracker.start_variant(variant, pd.DataFrame({"question": ["q"]})).result()
+    yield tracker, variant
+    if tracker.parent_run_id:
+        tracker.finish_sweep("FINISHED").result()
+
+
+def stored(tracker, variant, qid: str):
+    return tracker.client.get_trace(tracker.trace_ids[(variant.hash, qid)])
+
+
+def comparable(trace) -> dict:
+    """The stored trace without what differs between any two traces: ids, creation times, sizes of ids."""
+    info = trace.info.to_dict()
+    trace_id = info.pop("trace_id")
+    info.pop("request_time")
+    info["tags"].pop("mlflow.artifactLocation")
+    for key in ("mlflow.trace.sizeBytes", "mlflow.trace.sizeStats"):
+        assert info["trace_metadata"].pop(key)
+    root_id = trace.data.spans[0].span_id
+    assert all(a["trace_id"] == trace_id and a["span_id"] == root_id for a in info["assessments"])
+    varying = ("assessment_id", "create_time", "last_update_time", "trace_id", "span_id")
+    info["assessments"] = sorted(str({k: v for k, v in a.items() if k not in varying}) for a in info["assessments"])
+    spans = []
+    for span in trace.data.spans:
+        d = span.to_dict()
+        attrs = {k: v for k, v in d["attributes"].items() if k != "mlflow.traceRequestId"}
+        assert d["attributes"]["mlflow.traceRequestId"] == f'"{trace_id}"'
+        spans.append((d["name"], d["parent_span_id"] is None, d["start_time_unix_nano"], d["end_time_unix_nano"],
+                      d["status"], attrs, d["events"]))
+    return {"info": info, "spans": spans}
+
+
+def test_a_batched_trace_is_the_trace_mlflows_exporter_stores(session):
+    tracker, variant = session
+    tracker.batch_traces = False
+    tracker.log_cell(variant, row(variant, "by-exporter")).result()
+    mlflow.flush_trace_async_logging()
+    tracker.batch_traces = True
+    tracker.log_cell(variant, row(variant, "batched")).result()
+    assert len(tracker._batch) == 1  # held until a batch is full or the variant ends
+    tracker.finish_variant(variant.hash, [row(variant, "by-exporter"), row(variant, "batched")], {}).result()
+    old, new = stored(tracker, variant, "by-exporter"), stored(tracker, variant, "batched")
+    a, b = comparable(old), comparable(new)
+    # the question id is the one attribute that differs by design
+    for spans in (a["spans"], b["spans"]):
+        spans[0][5].pop("question_id")
+    assert a == b
+    assert len(new.info.assessments) == len(SCORES) + 2  # the scores and both expectations
+    assert new.info.trace_metadata["mlflow.sourceRun"] == tracker.run_ids[variant.hash]
+    assert [s.name for s in new.data.spans] == ["rag", "retrieve", "generate"]
+
+
+def test_every_cell_is_stored_in_batches_and_at_the_variants_end(session):
+    tracker, variant = session
+    n = BATCH + 3
+    for i in range(n):
+        tracker.log_cell(variant, row(variant, f"q{i}", started_at_ns=time.time_ns())).result()
+    assert len(tracker._batch) == 3  # the first BATCH were stored when the batch was full
+    run_id = tracker.run_ids[variant.hash]
+    tracker.finish_variant(variant.hash, [row(variant, f"q{i}") for i in range(n)], {}).result()
+    traces = tracker.client.search_traces(locations=[tracker.experiment.experiment_id], run_id=run_id, max_results=500)
+    assert len(traces) == n and len(tracker._batch) == 0
+    assert all(len(t.info.assessments) == len(SCORES) + 2 and len(t.data.spans) == 3 for t in traces)
+
+
+def test_a_span_the_user_has_open_is_not_their_parent_and_still_reaches_mlflow(session):
+    tracker, variant = session
+    with mlflow.start_span("users-own") as users:
+        tracker.log_cell(variant, row(variant, "inside")).result()
+    mlflow.flush_trace_async_logging()
+    tracker.finish_variant(variant.hash, [row(variant, "inside")], {}).result()
+    ours = stored(tracker, variant, "inside")
+    assert ours.info.trace_id != users.trace_id and [s.parent_id for s in ours.data.spans][0] is None
+    theirs = tracker.client.get_trace(users.trace_id)
+    assert [s.name for s in theirs.data.spans] == ["users-own"]
+
+
+def test_only_database_stores_get_batches():
+    assert is_database_uri("sqlite:///mlruns/mlflow.db") and is_database_uri("postgresql+psycopg2://h/db")
+    assert not is_database_uri("http://localhost:5000") and not is_database_uri("file:///tmp/mlruns")
