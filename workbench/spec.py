@@ -394,12 +394,12 @@ class TrackingConfig(Frozen):
         False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
         "answers, reference answers and document ids"
     )
-    # Every trace costs the MLflow helper ~10-15 ms on sqlite, stored in batches (trace_batch.py): 800 cells in an
-    # ~11 s sweep nearly saturate the helper, so the default stays a cap until the speed benchmark says otherwise.
+    # The helper stores traces in batches (~10-15 ms each on sqlite, trace_batch.py), so every question is traced
+    # by default; a cap keeps the store small when traces are bulky (many long contexts per question).
     max_traces_per_variant: int | None = Field(
-        10, ge=0,
-        description="Questions traced per variant, the first N; null traces every question (the table always "
-        "holds every question)",
+        None, ge=0,
+        description="Questions traced per variant, the first N; null (the default) traces every question (the "
+        "table always holds every question)",
     )
 
 
