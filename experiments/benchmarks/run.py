@@ -211,7 +211,7 @@ def generation_only(base_url: str, rows: list[dict], model_cfg, how: str) -> flo
             ex = ExecutionConfig(concurrency=CONCURRENCY)
             model = ChatModel(model_cfg, base_url=base_url, timeout=ex.timeout_s, max_retries=ex.max_retries,
                               max_connections=max(ex.concurrency, ex.local_concurrency) * 2)
-            executor = Executor(ex, None)
+            executor = Executor(ex)
             t0 = time.perf_counter()
             await asyncio.gather(*(executor.generate(model, m) for m in messages))
             d = time.perf_counter() - t0

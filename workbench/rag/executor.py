@@ -1,4 +1,4 @@
-"""Model calls for a sweep: cached, bounded per endpoint, rate limited and retried.
+"""Model calls for a sweep: bounded per endpoint, rate limited and retried.
 
 Concurrency is per endpoint (an asyncio semaphore per base_url), so a slow local server and a fast
 remote API each get what they can take. Transport failures (429 with Retry-After, 5xx, timeouts,
@@ -17,12 +17,10 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from workbench.rag.cache import ResultCache, generation_key
 from workbench.spec import ExecutionConfig
 from workbench.rag.chat import BadResponse, ChatModel, Generation
 
@@ -115,14 +113,12 @@ def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
 class Executor:
     """Runs generation calls for one sweep (create it inside the event loop that uses it)."""
 
-    def __init__(self, execution: ExecutionConfig, cache: ResultCache | None = None, cancel=None):
+    def __init__(self, execution: ExecutionConfig, cancel=None):
         self.execution = execution
-        self.cache = cache
         self.cancel = cancel  # a threading.Event: calls still waiting for their turn are dropped
         self._limits: dict[str, EndpointLimits] = {}
         self.calls = 0  # requests that reached an endpoint and succeeded
         self.attempts = 0  # including retried bad responses
-        self.cache_hits = 0
         self.started = time.perf_counter()
 
     def _limits_for(self, model: ChatModel) -> EndpointLimits:
@@ -131,17 +127,12 @@ class Executor:
             self._limits[key] = EndpointLimits.for_endpoint(self.execution, model.cfg.provider == "local")
         return self._limits[key]
 
-    async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0) -> tuple[Generation, bool]:
-        """(generation, from_cache). A cached generation keeps its originally measured latency.
+    async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0) -> Generation:
+        """One model call, admitted by the endpoint's limits and retried on a bad response (the sweep's
+        generation cache is read and written around it, in `runner.generations`).
 
         priority: lower goes first when calls wait for a slot (the sweep passes the variant's rank).
         """
-        key = generation_key(model.cfg, messages) if self.cache is not None else None
-        if key is not None:
-            hit = await asyncio.to_thread(self.cache.get, key)  # disk I/O off the event loop
-            if hit is not None:
-                self.cache_hits += 1
-                return Generation(**{**hit, "notes": tuple(hit.get("notes", ()))}), True
         limits = self._limits_for(model)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(BadResponse),
@@ -160,9 +151,7 @@ class Executor:
                 finally:
                     limits.release()
         self.calls += 1
-        if key is not None:
-            await asyncio.to_thread(self.cache.set, key, asdict(gen))
-        return gen, False
+        return gen
 
     def rate(self) -> float:
         return self.calls / max(1e-9, time.perf_counter() - self.started)

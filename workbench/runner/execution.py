@@ -77,7 +77,7 @@ class Execution:
 
     async def run(self) -> None:
         # the cache is read and written by `generations`, which keeps each answer's latency provenance
-        self.executor = Executor(self.spec.execution, None, self.hooks.cancel)
+        self.executor = Executor(self.spec.execution, self.hooks.cancel)
         self.generations = TimedGenerations(self.executor, self.cache, self.results.sweep_id, self.spec.execution)
         # Retrieval on one thread (in submission order), chunking and index builds on another.
         self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")

@@ -120,7 +120,7 @@ class TimedGenerations:
         endpoint, limit = str(model.base_url), self.limit_for(model)
         self._in_flight[endpoint] += 1
         try:
-            gen, _ = await self.executor.generate(model, messages, priority=priority)
+            gen = await self.executor.generate(model, messages, priority=priority)
             # waiting calls hold no slot, so at most `limit` of those counted are at the endpoint
             measured = Measured(self.sweep_id, now_iso(), min(self._in_flight[endpoint], limit), limit)
         finally:
