@@ -30,18 +30,3 @@ def log_export(tracking_uri: str, run_id: str, path: str | Path) -> None:
     client = mlflow.MlflowClient(tracking_uri)
     client.log_artifact(run_id, str(path), artifact_path="export")
     client.set_tag(run_id, "workbench.exported", "true")
-
-
-def run_location(tracking_uri: str, run_id: str) -> str:
-    """Where to see a run: `<server>/#/experiments/<exp>/runs/<run>`, or for a local store the
-    `mlflow ui` command plus that path on its default address."""
-    try:
-        import mlflow
-
-        experiment_id = mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
-    except Exception:  # the link is a convenience; the run id alone still finds the run
-        return f"MLflow run {run_id} at {tracking_uri}"
-    path = f"#/experiments/{experiment_id}/runs/{run_id}"
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/{path}"
-    return f"mlflow ui --backend-store-uri {tracking_uri}  →  http://127.0.0.1:5000/{path}"
