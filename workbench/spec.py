@@ -26,6 +26,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, Vali
 
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
+from workbench.spec_routing import RoutedModel, expand_model, inject_named_models
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -260,6 +261,9 @@ class ModelConfig(Endpoint):
         return self
 
 
+RoutedModel.complete(ModelConfig)  # spec_routing is a leaf: its RoutedModel holds ModelConfigs from here on
+
+
 class VariantConfig(Frozen):
     """One point of the search space: everything needed to answer a question.
 
@@ -270,7 +274,7 @@ class VariantConfig(Frozen):
     embedding: EmbeddingConfig = EmbeddingConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     prompt: PromptConfig | None = PromptConfig()
-    model: ModelConfig | None = ModelConfig()
+    model: ModelConfig | RoutedModel | None = ModelConfig()  # routed: spec_routing (a plain model's hash is unchanged)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> VariantConfig:
@@ -326,11 +330,11 @@ class SpaceConfig(Frozen):
     embedding: list[EmbeddingConfig] = Field(default_factory=lambda: [EmbeddingConfig()], min_length=1)
     retrieval: list[RetrievalConfig] = Field(default_factory=lambda: [RetrievalConfig()], min_length=1)
     prompt: list[PromptConfig] = Field(default_factory=lambda: [PromptConfig()], min_length=1)
-    model: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
+    model: list[ModelConfig | RoutedModel] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
 
     def variants(self, stage: str = "generate") -> list[VariantConfig]:
         prompts: list[PromptConfig | None] = list(self.prompt) if stage == "generate" else [None]
-        models: list[ModelConfig | None] = list(self.model) if stage == "generate" else [None]
+        models: list[Any] = [x for m in self.model for x in expand_model(m)] if stage == "generate" else [None]
         seen: dict[str, VariantConfig] = {}
         for c, e, r, p, m in itertools.product(self.chunking, self.embedding, self.retrieval, prompts, models):
             v = VariantConfig(chunking=c, embedding=e, retrieval=r, prompt=p, model=m)
@@ -418,7 +422,11 @@ class SweepSpec(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="Named models that routers, cascades "
+                                           "and cached entries of space.model refer to (see workbench.spec_routing)")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+
+    _named_models = model_validator(mode="before")(classmethod(lambda cls, data: inject_named_models(data)))
 
     @field_validator("retrieval_cutoffs")
     @classmethod
