@@ -28,6 +28,7 @@ with its `ModelConfig` (`RoutedModel.complete`) right after defining it.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,6 +46,9 @@ ROUTING_KEYS = ("router", "cascade", "use")
 class _Frozen(BaseModel):
     # the same contract as spec.Frozen (strict JSON for hashing); not imported to keep this module a leaf
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    def __hash__(self) -> int:  # dict and list fields: hash the canonical JSON (a variant is a dict key)
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
 
 
 Threshold = float | list[float]

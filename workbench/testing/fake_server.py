@@ -261,7 +261,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
             return refused
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "workbench"}
-            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS))]})
+            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS), *(routing.models if routing else ()))]})
 
     async def get_stats(request: Request) -> Response:
         return JSONResponse(stats.snapshot())

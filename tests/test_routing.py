@@ -1,0 +1,173 @@
+"""Routers, cascades and response caches as variants (issue 16), against planted fake endpoints: a small
+model right on 50 % of the questions and a large one right on 90 %, at 20x the price, over real HTTP.
+
+One real sweep (BM25, in-memory tracker, no local model) serves the tests below; the hand-counted numbers
+come from the plan itself (`RoutingPlan.right`, the known log-probs), never from the code under test."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SQUAD, small_spec
+from memory_tracker import MemoryTracker
+from workbench.data.evalset import load_eval
+from workbench.errors import ConfigError
+from workbench.rag import signals
+from workbench.runner.sweep import run_sweep
+from workbench.spec import EvalSource, load_spec
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.testing.fake_routing import ModelProfile, RoutingPlan
+
+N = 12
+SMALL = {"provider": "openai", "model": "small", "max_tokens": 16, "price_input_per_mtok": 0.15,
+         "price_output_per_mtok": 0.6}
+LARGE = {"provider": "openai", "model": "large", "max_tokens": 16, "price_input_per_mtok": 3.0,
+         "price_output_per_mtok": 12.0}
+THRESHOLDS = [-0.9, -100.0]  # the second never escalates: the cascade is the small model alone
+
+
+def eval_items():
+    return load_eval(EvalSource(format="squad", path=str(SQUAD), limit=N)).items
+
+
+@pytest.fixture(scope="module")
+def plan():
+    items = eval_items()
+    return RoutingPlan(answers={i.question: i.reference_answers[0] for i in items}, models={
+        "small": ModelProfile(accuracy=0.5, latency=0.005, dont_know=0.5),
+        "large": ModelProfile(accuracy=0.9, latency=0.02)})
+
+
+@pytest.fixture(scope="module")
+def endpoint(plan):
+    with LatencyEndpoint(latency=0.005, routing=plan) as ep:
+        yield ep
+
+
+def routing_spec(tmp_path, base_url: str, *entries) -> dict:
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    spec["data"]["eval"]["limit"] = N
+    spec["models"] = {"small": {**SMALL, "base_url": base_url}, "large": {**LARGE, "base_url": base_url}}
+    spec["space"]["model"] = [{**SMALL, "base_url": base_url}, {**LARGE, "base_url": base_url}, *entries]
+    return spec
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, endpoint):
+    tmp = tmp_path_factory.mktemp("routing")
+    spec = routing_spec(tmp, endpoint.base_url,
+                        {"cascade": {"first": "small", "then": "large",
+                                     "escalate_when": {"signal": "answer_logprob_mean", "below": THRESHOLDS}}},
+                        {"cascade": {"first": "small", "then": "large", "escalate_when": {"signal": "dont_know"}}},
+                        {"router": {"signal": "question_tokens", "threshold": [0, 1000], "below": "small",
+                                    "above": "large"}})
+    endpoint.reset_stats()
+    results = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    return spec, results, endpoint.stats()
+
+
+def rows_of(results, label_part: str) -> list[dict]:
+    (variant,) = [v for v in results.variants if label_part in v.label()]
+    return [r for r in results.rows if r["variant_hash"] == variant.hash]
+
+
+def metrics_of(results, label_part: str) -> dict:
+    (variant,) = [v for v in results.variants if label_part in v.label()]
+    return results.to_frame().loc[variant.short_hash].to_dict()
+
+
+def test_a_threshold_list_expands_into_one_variant_per_threshold(swept):
+    spec, results, _ = swept
+    labels = [v.label() for v in load_spec(spec).variants()]
+    assert len(labels) == 2 + 2 + 1 + 2
+    assert sum("cascade(small→large if answer_logprob_mean" in label for label in labels) == 2
+
+
+def test_a_router_sending_everything_to_one_side_equals_that_plain_model(swept):
+    _, results, _ = swept
+    for threshold, side in (("<0:", "large"), ("<1000:", "small")):
+        routed = {r["question_id"]: r for r in rows_of(results, f"router(question_tokens{threshold}")}
+        plain = {r["question_id"]: r for r in rows_of(results, f"· {side}")}
+        assert {q: r["answer"] for q, r in routed.items()} == {q: r["answer"] for q, r in plain.items()}
+        assert {q: r["cost_usd"] for q, r in routed.items()} == pytest.approx({q: r["cost_usd"] for q, r in plain.items()})
+        assert all(r["routed_to"] == side for r in routed.values())
+        assert metrics_of(results, f"router(question_tokens{threshold}")[f"routed_share.{side}"] == 1.0
+        assert metrics_of(results, f"router(question_tokens{threshold}")["f1"] == pytest.approx(
+            metrics_of(results, f"· {side}")["f1"])
+
+
+def test_cascade_escalations_and_cost_match_a_hand_count(swept, plan):
+    _, results, _ = swept
+    small = {r["question_id"]: r for r in rows_of(results, "· small")}
+    large = {r["question_id"]: r for r in rows_of(results, "· large")}
+    items = {i.id: i for i in eval_items()}
+    for r in rows_of(results, "answer_logprob_mean<-0.9"):
+        q = items[r["question_id"]].question
+        # the planted log-probs: the served answer's own mean decides, computed here from the reply the plan makes
+        reply = plan.reply("small", r["messages"])
+        expected = sum(reply.logprobs) / len(reply.logprobs) < -0.9
+        assert r["escalated"] is expected, q
+        assert r["route_signal"] == pytest.approx(sum(reply.logprobs) / len(reply.logprobs))
+        assert [c["model"] for c in r["route_calls"]] == (["small", "large"] if expected else ["small"])
+        paid = small[r["question_id"]]["cost_usd"] + (large[r["question_id"]]["cost_usd"] if expected else 0.0)
+        assert r["cost_usd"] == pytest.approx(paid)  # a cascade pays for both calls when it escalates
+        assert r["answer"] == (large if expected else small)[r["question_id"]]["answer"]
+    rows = rows_of(results, "answer_logprob_mean<-0.9")
+    m = metrics_of(results, "answer_logprob_mean<-0.9")
+    assert m["escalation_rate"] == pytest.approx(sum(r["escalated"] for r in rows) / N)
+    assert 0 < m["escalation_rate"] < 1
+    assert m["cost_usd_per_1k"] == pytest.approx(1000 * sum(r["cost_usd"] for r in rows) / N)
+    assert m["cost_usd_per_1k_ci_low"] <= m["cost_usd_per_1k"] <= m["cost_usd_per_1k_ci_high"]
+    assert m["routed_share.large"] == pytest.approx(m["escalation_rate"])
+
+
+def test_a_cascade_that_does_not_escalate_never_pays_for_the_large_model(swept):
+    _, results, _ = swept
+    small = {r["question_id"]: r for r in rows_of(results, "· small")}
+    never = rows_of(results, "answer_logprob_mean<-100")
+    assert len(never) == N and not any(r["escalated"] for r in never)
+    for r in never:
+        assert [c["model"] for c in r["route_calls"]] == ["small"]
+        assert r["cost_usd"] == pytest.approx(small[r["question_id"]]["cost_usd"])
+        assert r["answer"] == small[r["question_id"]]["answer"]
+    for r in rows_of(results, "dont_know"):  # escalates exactly the answers that say they do not know
+        assert r["escalated"] is signals.dont_know(small[r["question_id"]]["answer"])
+        assert ("large" in [c["model"] for c in r["route_calls"]]) is r["escalated"]
+
+
+def test_cascade_latency_adds_both_calls(swept):
+    _, results, _ = swept
+    for r in rows_of(results, "answer_logprob_mean<-0.9"):
+        calls = sum(c["latency_s"] for c in r["route_calls"])
+        assert r["latency_generate_s"] == pytest.approx(calls)
+        if r["escalated"]:
+            assert r["latency_generate_s"] >= 0.02 + 0.005  # the planted latencies of both models
+    m = metrics_of(results, "answer_logprob_mean<-0.9")
+    assert m["latency_total_p95_s"] >= m["latency_total_p50_s"] > 0
+
+
+def test_routing_aggregates_flow_into_best_and_pareto(swept):
+    _, results, _ = swept
+    assert "escalation_rate" in results.to_frame().columns
+    best = results.best("cost_usd_per_1k", constraints={"f1": ">= 0"})
+    assert "small" in results.variant(best.winner).label() or "-100" in results.variant(best.winner).label()
+    front = results.pareto(quality="f1", cost="cost_usd_per_1k", latency=None)
+    assert len(front) >= 1
+
+
+def test_a_judge_signal_without_a_judge_is_one_clear_error(tmp_path, endpoint):
+    spec = routing_spec(tmp_path, endpoint.base_url, {"cascade": {
+        "first": "small", "then": "large", "escalate_when": {"signal": "judge_faithfulness", "below": 0.5}}})
+    with pytest.raises(ConfigError, match="judge_faithfulness needs a judge"):
+        run_sweep(spec, progress=False, tracker=MemoryTracker())
+
+
+def test_unknown_model_names_and_thresholds_are_named(tmp_path):
+    spec = routing_spec(tmp_path, "http://127.0.0.1:9/v1", {"router": {
+        "signal": "question_tokens", "threshold": 10, "below": "smal", "above": "large"}})
+    with pytest.raises(ConfigError, match="no model named 'smal'"):
+        load_spec(spec)
+    spec["space"]["model"][-1] = {"cascade": {"first": "small", "then": "large",
+                                              "escalate_when": {"signal": "dont_know", "below": 0.5}}}
+    with pytest.raises(ConfigError, match="dont_know"):
+        load_spec(spec)
