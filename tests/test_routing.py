@@ -155,11 +155,11 @@ def test_routing_aggregates_flow_into_best_and_pareto(swept):
     assert len(front) >= 1
 
 
-def test_a_judge_signal_without_a_judge_is_one_clear_error(tmp_path, endpoint):
-    spec = routing_spec(tmp_path, endpoint.base_url, {"cascade": {
+def test_a_judge_signal_without_a_judge_is_one_clear_error(tmp_path):
+    spec = routing_spec(tmp_path, "http://127.0.0.1:9/v1", {"cascade": {
         "first": "small", "then": "large", "escalate_when": {"signal": "judge_faithfulness", "below": 0.5}}})
-    with pytest.raises(ConfigError, match="judge_faithfulness needs a judge"):
-        run_sweep(spec, progress=False, tracker=MemoryTracker())
+    with pytest.raises(ConfigError, match=r"space.model\[2\].cascade.escalate_when: the signal judge_faithfulness needs a judge"):
+        load_spec(spec)
 
 
 def test_unknown_model_names_and_thresholds_are_named(tmp_path):
@@ -171,3 +171,20 @@ def test_unknown_model_names_and_thresholds_are_named(tmp_path):
                                               "escalate_when": {"signal": "dont_know", "below": 0.5}}}
     with pytest.raises(ConfigError, match="dont_know"):
         load_spec(spec)
+
+
+def test_an_exported_cascade_reproduces_answers_and_routing_decisions(swept, tmp_path):
+    from workbench.handover.export import load_pipeline
+
+    spec, results, _ = swept
+    (variant,) = [v for v in results.variants if "answer_logprob_mean<-0.9" in v.label()]
+    path = results.export(variant.hash, tmp_path / "cascade.yaml", log_to_mlflow=False)
+    assert "escalate_when" in path.read_text() and "price_input_per_mtok: 3.0" in path.read_text()
+    rows = rows_of(results, "answer_logprob_mean<-0.9")
+    with load_pipeline(path, home=spec["home"]) as pipe:
+        for r in rows:
+            got = pipe.answer(r["question"])
+            assert (got.answer, got.answered_by, got.routing["escalated"]) == (r["answer"], r["routed_to"], r["escalated"])
+            assert got.routing["signal"] == pytest.approx(r["route_signal"])
+            assert got.cost_usd == pytest.approx(r["cost_usd"])
+            assert [c["model"] for c in got.routing["calls"]] == [c["model"] for c in r["route_calls"]]

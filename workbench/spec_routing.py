@@ -210,7 +210,12 @@ def inject_named_models(data: Any) -> Any:
     if not isinstance(named, dict) or not isinstance(entries, list):
         return data
     out = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
+        cascade = entry.get("cascade") if isinstance(entry, dict) else None
+        signal = (cascade.get("escalate_when") or {}).get("signal") if isinstance(cascade, dict) else None
+        if signal == "judge_faithfulness" and data.get("judge") is None:
+            raise ValueError(f"space.model[{i}].cascade.escalate_when: the signal judge_faithfulness needs a judge; "
+                             "add a `judge` section with faithfulness in its metrics (or choose another signal)")
         if isinstance(entry, dict) and any(k in entry for k in ROUTING_KEYS) and "models" not in entry:
             used = _names_in(entry)
             entry = {**entry, "models": {n: named[n] for n in used if n in named}}

@@ -44,6 +44,7 @@ def routing_aggregates(ok: Sequence[dict[str, Any]]) -> dict[str, float]:
     if ok and all(c is not None for c in costs):
         s = summarize([1000.0 * float(c) for c in costs])
         out["cost_usd_per_1k_ci_low"], out["cost_usd_per_1k_ci_high"] = s["ci_low"], s["ci_high"]
+        out["cost_usd_per_1k_n"] = float(s["n"])  # a CI always comes with its n (the export reads them together)
     routed = [r for r in ok if r.get("routed_to")]
     if routed:
         for name, n in sorted(Counter(r["routed_to"] for r in routed).items()):
