@@ -60,26 +60,34 @@ def swept(tmp_path_factory, endpoint):
                                      "escalate_when": {"signal": "answer_logprob_mean", "below": THRESHOLDS}}},
                         {"cascade": {"first": "small", "then": "large", "escalate_when": {"signal": "dont_know"}}},
                         {"router": {"signal": "question_tokens", "threshold": [0, 1000], "below": "small",
-                                    "above": "large"}})
+                                    "above": "large"}},
+                        {"use": "small", "cache": {"kind": "exact"}},
+                        {"use": "small", "cache": {"kind": "semantic", "threshold": 0.6, "repeats": 0}})
     endpoint.reset_stats()
     results = run_sweep(spec, progress=False, tracker=MemoryTracker())
     return spec, results, endpoint.stats()
 
 
+def variant_of(results, label_part: str):
+    """The variant whose label holds `label_part` ("· small": the plain small model, not its cached entries)."""
+    found = [v for v in results.variants if label_part in v.label()]
+    (variant,) = [v for v in found if v.label().endswith(label_part)] if len(found) > 1 else found
+    return variant
+
+
 def rows_of(results, label_part: str) -> list[dict]:
-    (variant,) = [v for v in results.variants if label_part in v.label()]
+    variant = variant_of(results, label_part)
     return [r for r in results.rows if r["variant_hash"] == variant.hash]
 
 
 def metrics_of(results, label_part: str) -> dict:
-    (variant,) = [v for v in results.variants if label_part in v.label()]
-    return results.to_frame().loc[variant.short_hash].to_dict()
+    return results.to_frame().loc[variant_of(results, label_part).short_hash].to_dict()
 
 
 def test_a_threshold_list_expands_into_one_variant_per_threshold(swept):
     spec, results, _ = swept
     labels = [v.label() for v in load_spec(spec).variants()]
-    assert len(labels) == 2 + 2 + 1 + 2
+    assert len(labels) == 2 + 2 + 1 + 2 + 2
     assert sum("cascade(small→large if answer_logprob_mean" in label for label in labels) == 2
 
 
@@ -177,7 +185,7 @@ def test_an_exported_cascade_reproduces_answers_and_routing_decisions(swept, tmp
     from workbench.handover.export import load_pipeline
 
     spec, results, _ = swept
-    (variant,) = [v for v in results.variants if "answer_logprob_mean<-0.9" in v.label()]
+    variant = variant_of(results, "answer_logprob_mean<-0.9")
     path = results.export(variant.hash, tmp_path / "cascade.yaml", log_to_mlflow=False)
     assert "escalate_when" in path.read_text() and "price_input_per_mtok: 3.0" in path.read_text()
     rows = rows_of(results, "answer_logprob_mean<-0.9")
@@ -188,3 +196,46 @@ def test_an_exported_cascade_reproduces_answers_and_routing_decisions(swept, tmp
             assert got.routing["signal"] == pytest.approx(r["route_signal"])
             assert got.cost_usd == pytest.approx(r["cost_usd"])
             assert [c["model"] for c in got.routing["calls"]] == [c["model"] for c in r["route_calls"]]
+
+
+def test_an_exact_cache_serves_every_repeat_and_no_paraphrase(swept):
+    _, results, _ = swept
+    rows = rows_of(results, "small+exactcache")  # in stream order
+    assert len(rows) == 3 * N  # the eval set, a repeat and a paraphrase of each
+    first: dict[str, dict] = {}
+    for r in rows:  # hand count: a hit exactly when the same words were asked before (the eval set has a twin)
+        key = r["question"].lower().rstrip("?")
+        if key in first:  # served from the cache, free, with what the miss cost saved
+            assert (r["cache_hit"], r["routed_to"], r["cost_usd"], r["route_calls"][0]["cache"]) == ("exact", "cache", 0.0, "exact")
+            assert r["answer"] == first[key]["answer"] and r["cache_wrong_hit"] is False
+            assert r["cache_saved_usd"] == pytest.approx(first[key]["cost_usd"]) and first[key]["cost_usd"] > 0
+        else:
+            assert r["cache_hit"] is None and r["routed_to"] == "small" and "~r" not in r["question_id"]
+            first[key] = r
+    hits = 3 * N - len(first)
+    assert hits >= N  # every repeat at least
+    m = metrics_of(results, "small+exactcache")
+    assert m["cache_hit_rate"] == pytest.approx(hits / (3 * N)) and m["cache_wrong_hit_rate"] == 0.0
+    saved = sum(r["cache_saved_usd"] for r in rows if r["cache_hit"])
+    assert m["cache_saved_usd_per_1k"] == pytest.approx(1000 * saved / (3 * N))
+    assert m["routed_share.cache"] == pytest.approx(hits / (3 * N))
+
+
+def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(swept):
+    _, results, _ = swept
+    rows = rows_of(results, "small+semanticcache")
+    by_id = {r["question_id"]: r for r in rows}
+    hits = [r for r in rows if r["cache_hit"]]
+    wrong = [r for r in hits if r["cache_wrong_hit"]]
+    assert hits and wrong, "a low threshold (0.6) on one article must confuse some questions"
+    for r in hits:  # hand count: the source question's references share none with this one's
+        source = by_id[r["route_calls"][0]["question_id"]]
+        disjoint = not {a.lower() for a in source["reference_answers"]} & {a.lower() for a in r["reference_answers"]}
+        assert r["cache_wrong_hit"] is disjoint
+        assert r["answer"] == source["answer"] and r["route_signal"] >= 0.6
+    m = metrics_of(results, "small+semanticcache")
+    assert m["cache_wrong_hit_rate"] == pytest.approx(len(wrong) / len(hits))
+    assert m["cache_hit_rate"] == pytest.approx(len(hits) / len(rows))
+    ok = [r for r in rows if r.get("f1") is not None]
+    assert m["f1"] == pytest.approx(sum(r["f1"] for r in ok) / len(ok))  # wrong hits are in the mean
+    assert sum(r["f1"] for r in wrong) / len(wrong) < 0.5

@@ -98,6 +98,9 @@ class CacheConfig(_Frozen):
 
     kind: Literal["exact", "semantic"] = "exact"
     threshold: float = Field(0.92, gt=0.0, le=1.0, description="semantic: the least cosine similarity of a hit")
+    # the stream a sweep replays through the cache (workbench.data.query_stream): the eval set, plus these
+    paraphrases: int = Field(1, ge=0, le=5, description="Rewordings of each question, later in the stream")
+    repeats: int = Field(1, ge=0, le=5, description="Exact repeats of each question, later in the stream")
 
 
 class RoutedModel(_Frozen):

@@ -27,7 +27,7 @@ from workbench.runner.environment import Environment
 from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.progress import CallRate
-from workbench.runner.routed_cells import RoutedCells
+from workbench.runner.routed_cells import RoutedCells, items_for
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring.cell import Cell
@@ -124,7 +124,7 @@ class Execution:
         return await asyncio.get_running_loop().run_in_executor(self.retrieval_pool, fn, *args)
 
     async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
-        items = self.inputs.evalset.items
+        items = items_for(variant, self.inputs.evalset.items)  # a response cache: a stream with repeats
         earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
         slots: list[dict | None] = [earlier.get(item.id) for item in items]
         logged = self.children.get(variant.hash)
@@ -165,6 +165,8 @@ class Execution:
 
             if isinstance(variant.model, RoutedModel) and variant.model.cache is not None:
                 for i, item in enumerate(items):  # a response cache sees the questions as a stream, in order
+                    if slots[i] is not None:  # answered before a resume: the cache holds it again
+                        self.routed.remember(pipe, item, slots[i])
                     await cell(i, item)
             else:
                 await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))

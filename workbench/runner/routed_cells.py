@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.data.query_stream import stream
 from workbench.errors import ConfigError
 from workbench.rag.assemble import chat_model
 from workbench.rag.chat import ChatModel, Generation
@@ -18,6 +19,14 @@ from workbench.runner.generations import Measured, TimedGenerations
 from workbench.scoring.cell import Cell
 from workbench.spec import ExecutionConfig, VariantConfig
 from workbench.spec_routing import RoutedModel
+
+
+def items_for(variant: VariantConfig, items: tuple) -> tuple:
+    """The questions a variant answers: a cached one replays the eval set with repeats and paraphrases."""
+    cache = variant.model.cache if isinstance(variant.model, RoutedModel) else None
+    if cache is None:
+        return items
+    return tuple(stream(items, paraphrases=cache.paraphrases, repeats=cache.repeats))
 
 
 def judge_fn(judge: Any) -> JudgeFn | None:
@@ -73,6 +82,13 @@ class RoutedCells:
             self.caches[variant.hash] = ResponseCache(cfg.cache, pipe.index.embedder.embed)
         return self.caches[variant.hash]
 
+    def remember(self, pipe: Any, item: Any, row: dict) -> None:
+        """Put an earlier run's answer (a resumed sweep) in the variant's cache, as the miss did then."""
+        cache = self.cache_for(pipe.variant, pipe)
+        if cache is not None and not row.get("error") and row.get("answer") is not None and not row.get("cache_hit"):
+            cache.put(item.question, item.id, {"answer": row["answer"], "cost_usd": row.get("cost_usd"),
+                                               "latency_s": row.get("latency_generate_s")}, item.reference_answers)
+
     async def answer(self, pipe: Any, item: Any, cell: Cell, hits: list, retrieve_s: float, rank: int,
                      retime: bool) -> Cell:
         """The cell answered by the routed variant (a ModelError propagates: the caller records it)."""
@@ -115,4 +131,4 @@ class RoutedCells:
             await chat.aclose()
 
 
-__all__ = ["RoutedCells", "judge_fn", "routed_fields"]
+__all__ = ["RoutedCells", "items_for", "judge_fn", "routed_fields"]
