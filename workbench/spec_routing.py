@@ -189,6 +189,16 @@ class RoutedModel(_Frozen):
         return [self]
 
 
+MODEL_TAGS = ("ModelConfig", "RoutedModel")  # union tags; spec.py leaves them out of error locations
+
+
+def model_kind(value: Any) -> str:
+    """Which model a space.model entry is: routed when it has router, cascade or use."""
+    if isinstance(value, dict):
+        return MODEL_TAGS[1] if any(k in value for k in ROUTING_KEYS) else MODEL_TAGS[0]
+    return MODEL_TAGS[1] if isinstance(value, RoutedModel) else MODEL_TAGS[0]
+
+
 def expand_model(entry: Any) -> list[Any]:
     """A space.model entry as the model configs of its variants (a threshold list: one per threshold)."""
     return entry.expanded() if isinstance(entry, RoutedModel) else [entry]
@@ -237,5 +247,5 @@ def _names_in(entry: dict) -> list[str]:
     return names
 
 
-__all__ = ["CASCADE_SIGNALS", "ROUTER_SIGNALS", "CacheConfig", "CascadeConfig", "EscalateWhen", "RoutedModel",
+__all__ = ["CASCADE_SIGNALS", "MODEL_TAGS", "model_kind", "ROUTER_SIGNALS", "CacheConfig", "CascadeConfig", "EscalateWhen", "RoutedModel",
            "RouterConfig", "chat_configs", "expand_model", "inject_named_models"]
