@@ -223,7 +223,7 @@ def test_an_exact_cache_serves_every_repeat_and_no_paraphrase(swept):
 
 def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(swept):
     _, results, _ = swept
-    rows = rows_of(results, "small+semanticcache")
+    rows = rows_of(results, "small+semanticcache@0.6")
     by_id = {r["question_id"]: r for r in rows}
     hits = [r for r in rows if r["cache_hit"]]
     wrong = [r for r in hits if r["cache_wrong_hit"]]
@@ -233,7 +233,7 @@ def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(swept)
         disjoint = not {a.lower() for a in source["reference_answers"]} & {a.lower() for a in r["reference_answers"]}
         assert r["cache_wrong_hit"] is disjoint
         assert r["answer"] == source["answer"] and r["route_signal"] >= 0.6
-    m = metrics_of(results, "small+semanticcache")
+    m = metrics_of(results, "small+semanticcache@0.6")
     assert m["cache_wrong_hit_rate"] == pytest.approx(len(wrong) / len(hits))
     assert m["cache_hit_rate"] == pytest.approx(len(hits) / len(rows))
     ok = [r for r in rows if r.get("f1") is not None]

@@ -154,7 +154,9 @@ class RoutedModel(_Frozen):
     @property
     def model(self) -> str:
         """A short name: `router(question_tokens<24: small|large)`, `cascade(small→large@-1.2)`, `small`."""
-        cache = f"+{self.cache.kind}cache" if self.cache else ""
+        cache = ""
+        if self.cache is not None:
+            cache = f"+{self.cache.kind}cache" + (f"@{self.cache.threshold:g}" if self.cache.kind == "semantic" else "")
         if self.router is not None:
             r = self.router
             return f"router({r.signal}<{r.threshold:g}: {r.below}|{r.above}){cache}"
