@@ -239,3 +239,17 @@ def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(swept)
     ok = [r for r in rows if r.get("f1") is not None]
     assert m["f1"] == pytest.approx(sum(r["f1"] for r in ok) / len(ok))  # wrong hits are in the mean
     assert sum(r["f1"] for r in wrong) / len(wrong) < 0.5
+
+
+@pytest.mark.slow
+def test_the_local_llama_cpp_server_sends_token_logprobs_when_asked(local_server):
+    from workbench.rag.chat import ChatModel
+    from workbench.spec import ModelConfig
+
+    messages = [{"role": "user", "content": "Context: The Denver Broncos won Super Bowl 50.\nQuestion: Who won?\nAnswer:"}]
+    plain = ChatModel(ModelConfig(max_tokens=4), base_url=local_server.base_url).generate(messages)
+    asked = ChatModel(ModelConfig(max_tokens=4), base_url=local_server.base_url, logprobs=True).generate(messages)
+    assert plain.logprobs is None  # not asked, not sent
+    assert asked.logprobs and len(asked.logprobs) == asked.completion_tokens
+    assert all(v <= 0 for v in asked.logprobs) and signals.answer_logprob_mean(asked.logprobs) < 0
+    assert asked.text == plain.text  # asking for log-probs does not change the answer
