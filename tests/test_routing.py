@@ -161,6 +161,15 @@ def test_routing_aggregates_flow_into_best_and_pareto(swept):
     assert "small" in results.variant(best.winner).label() or "-100" in results.variant(best.winner).label()
     front = results.pareto(quality="f1", cost="cost_usd_per_1k", latency=None)
     assert len(front) >= 1
+    from workbench.analysis.plots.pareto import pareto_info, plot_pareto
+
+    info = pareto_info(results.to_frame(), "f1", x="cost_usd_per_1k")
+    assert len(info.points) == len(results.variants) and info.points["on_front"].any()
+    assert any("cascade(" in str(name) for trace in plot_pareto(results.to_frame(), x="cost_usd_per_1k").data
+               for name in (trace.text if trace.text is not None else ()))
+    from workbench.scoring.aggregate import direction
+
+    assert (direction("escalation_rate"), direction("cost_usd_per_1k_ci_high"), direction("cache_hit_rate")) == ("min", "min", "max")
 
 
 def test_a_judge_signal_without_a_judge_is_one_clear_error(tmp_path):
