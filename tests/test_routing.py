@@ -262,3 +262,14 @@ def test_the_local_llama_cpp_server_sends_token_logprobs_when_asked(local_server
     assert asked.logprobs and len(asked.logprobs) == asked.completion_tokens
     assert all(v <= 0 for v in asked.logprobs) and signals.answer_logprob_mean(asked.logprobs) < 0
     assert asked.text == plain.text  # asking for log-probs does not change the answer
+
+
+def test_the_variants_tab_keeps_routed_entries(tmp_path):
+    from workbench.ui.variants_tab import VariantsTab
+
+    spec = load_spec(routing_spec(tmp_path, "http://127.0.0.1:9/v1", {"cascade": {
+        "first": "small", "then": "large", "escalate_when": {"signal": "dont_know"}}}))
+    tab = VariantsTab(spec.space)
+    routed = [row for row in tab.models.rows if row.routed]
+    assert [row.box.description for row in routed] == ["routed: cascade(small→large if dont_know)"]
+    assert routed[0].config() == spec.space.model[2]

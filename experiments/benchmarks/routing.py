@@ -18,6 +18,7 @@ Prints `name: value` lines:
   router_cost_vs_large, router_quality_vs_large   the same choice among the router's thresholds
   semantic_cache_hit_rate, semantic_cache_wrong_hit_rate   on the replayed stream (threshold 0.92; wrong
                             hits / hits), and the same at 0.85
+  pareto_front_f1_vs_*      the variants on the Pareto front of F1 against cost per 1k and p95 latency
 """
 
 from __future__ import annotations
@@ -115,6 +116,13 @@ def main() -> None:
         lines[f"semantic_cache_wrong_hit_rate{suffix}"] = r["cache_wrong_hit_rate"]
         lines[f"semantic_cache_f1_vs_small{suffix}"] = r["f1"] / row("· small")["f1"]
         lines[f"semantic_cache_cost_vs_small{suffix}"] = r["cost_usd_per_1k"] / row("· small")["cost_usd_per_1k"]
+    from workbench.analysis.plots.pareto import pareto_info
+
+    for x in ("cost_usd_per_1k", "latency_total_p95_s"):  # what the Pareto figure shows, left to right
+        info = pareto_info(frame, "f1", x=x)
+        front = info.points[info.points["on_front"]].sort_values("x")
+        lines[f"pareto_front_f1_vs_{x}"] = " | ".join(
+            f"{r['label'].split(' · ')[-1]} ({r['x']:.3g}, f1 {r['quality']:.3f})" for _, r in front.iterrows())
     lines["wall_s"] = wall
     for name, value in lines.items():
         print(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
