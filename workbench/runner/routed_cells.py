@@ -5,6 +5,7 @@ eval-set order, and the cell records which model answered, whether it escalated 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -96,7 +97,7 @@ class RoutedCells:
         cache = self.cache_for(variant, pipe)
         if cache is not None:
             start = time.perf_counter()
-            hit = cache.get(item.question)
+            hit = await asyncio.to_thread(cache.get, item.question)  # a semantic lookup embeds: off the loop
             lookup_s = time.perf_counter() - start
             if hit is not None:
                 stored = hit.value
@@ -121,8 +122,9 @@ class RoutedCells:
         out = cell.replace(**routed_fields(routed), **provenance.fields(),
                            latency_total_s=retrieve_s + routed.latency_s)
         if cache is not None:
-            cache.put(item.question, item.id, {"answer": routed.generation.text, "cost_usd": routed.cost_usd,
-                                               "latency_s": routed.latency_s}, item.reference_answers)
+            await asyncio.to_thread(cache.put, item.question, item.id, {
+                "answer": routed.generation.text, "cost_usd": routed.cost_usd, "latency_s": routed.latency_s},
+                item.reference_answers)
             out = out.replace(cache_hit=None, cache_wrong_hit=None)
         return out
 
