@@ -273,3 +273,101 @@ def test_the_variants_tab_keeps_routed_entries(tmp_path):
     routed = [row for row in tab.models.rows if row.routed]
     assert [row.box.description for row in routed] == ["routed: cascade(small→large if dont_know)"]
     assert routed[0].config() == spec.space.model[2]
+
+
+def _hits(*pairs):
+    from workbench.rag.chunking import Chunk
+    from workbench.rag.retrieval import Hit
+
+    return [Hit(Chunk(f"{doc}#{i}", doc, f"text {i}", 0, 6), score, i + 1) for i, (doc, score) in enumerate(pairs)]
+
+
+def test_signals_before_answering_on_hand_made_hits():
+    from workbench.rag.routing import decide_route
+    from workbench.spec_routing import RoutedModel
+
+    hits = _hits(("d1", 0.9), ("d1", 0.6), ("d2", 0.5), ("d1", 0.1))
+    assert signals.question_tokens("Who won Super Bowl 50?") == 6.0  # 5 words and a question mark
+    assert signals.retrieval_top_score(hits) == 0.9
+    assert signals.retrieval_margin(hits) == pytest.approx(0.3)
+    assert signals.top_hit_agreement(hits) == 0.75
+    assert (signals.retrieval_margin(hits[:1]), signals.top_hit_agreement([]), signals.retrieval_top_score([])) == (
+        0.0, 0.0, float("-inf"))
+    models = {"small": SMALL, "large": LARGE}
+    for signal, threshold, expected in (("retrieval_top_score", 0.95, "small"), ("retrieval_top_score", 0.9, "large"),
+                                        ("retrieval_margin", 0.5, "small"), ("top_hit_agreement", 0.75, "large")):
+        cfg = RoutedModel(router={"signal": signal, "threshold": threshold, "below": "small", "above": "large"},
+                          models=models)
+        assert decide_route(cfg, "q", hits)[0] == expected, (signal, threshold)
+
+
+def test_signals_after_answering():
+    assert signals.answer_logprob_mean([-0.5, -1.5]) == -1.0 and signals.answer_logprob_mean(None) is None
+    assert all(signals.dont_know(a) for a in ("", "  ", "I don't know.", "I do not know", "It is not mentioned."))
+    assert not any(signals.dont_know(a) for a in ("Denver Broncos", "Santa Clara, California"))
+    assert signals.sample_agreement("The Denver Broncos", "Denver Broncos!") == 1.0
+    assert signals.sample_agreement("Denver Broncos", "Carolina Panthers") == 0.0
+    assert signals.sample_agreement("Denver Broncos won", "Denver") == pytest.approx(0.5)
+
+
+def _routed_chat(base_url: str, escalate_when: dict, judge=None):
+    from workbench.rag.assemble import chat_model
+    from workbench.rag.routing import RoutedChat
+    from workbench.spec_routing import RoutedModel
+
+    cfg = RoutedModel(cascade={"first": "small", "then": "large", "escalate_when": escalate_when},
+                      models={"small": {**SMALL, "base_url": base_url}, "large": {**LARGE, "base_url": base_url}})
+    return RoutedChat.open(cfg, lambda c, logprobs=False: chat_model(c, None, logprobs=logprobs), judge)
+
+
+def test_two_sample_agreement_escalates_when_the_seeded_second_sample_disagrees(endpoint, plan):
+    import asyncio
+
+    from workbench.rag.routing import direct_call
+
+    chat = _routed_chat(endpoint.base_url, {"signal": "sample_agreement", "below": 0.5})
+
+    async def run():
+        try:
+            return [await chat.answer(i.question, [], [{"role": "user", "content": f"Question: {i.question}\nAnswer:"}],
+                                      direct_call) for i in eval_items()]
+        finally:
+            await chat.aclose()
+
+    escalated = []
+    for item, routed in zip(eval_items(), asyncio.run(run())):
+        messages = [{"role": "user", "content": f"Question: {item.question}\nAnswer:"}]
+        first, second = plan.reply("small", messages).text, plan.reply("small", messages, 0.7, 1).text
+        expected = signals.sample_agreement(first, second) < 0.5  # hand count from the plan
+        assert routed.escalated is expected and routed.signal == pytest.approx(signals.sample_agreement(first, second))
+        assert [(c.model, c.purpose) for c in routed.calls] == [("small", "answer"), ("small", "second_sample")] + (
+            [("large", "answer")] if expected else [])
+        escalated.append(expected)
+    assert any(escalated) and not all(escalated)
+
+
+def test_a_judge_score_under_the_threshold_escalates(endpoint, plan):
+    import asyncio
+
+    from workbench.rag.routing import direct_call
+
+    asked = []
+
+    async def judge(question, answer, contexts):  # a judge that trusts answers found in the contexts
+        asked.append((question, answer, tuple(contexts)))
+        return 1.0 if answer and any(answer in c for c in contexts) else 0.0
+
+    chat = _routed_chat(endpoint.base_url, {"signal": "judge_faithfulness", "below": 0.5}, judge)
+    item = eval_items()[0]
+    hits = _hits(("d1", 0.9))
+    messages = [{"role": "user", "content": f"Question: {item.question}\nAnswer:"}]
+
+    async def run():
+        try:
+            return await chat.answer(item.question, hits, messages, direct_call)
+        finally:
+            await chat.aclose()
+
+    routed = asyncio.run(run())
+    assert asked == [(item.question, plan.reply("small", messages).text, ("text 0",))]  # the first answer, judged
+    assert routed.signal == 0.0 and routed.escalated and routed.answered_by == "large"
