@@ -268,11 +268,13 @@ def test_the_variants_tab_keeps_routed_entries(tmp_path):
     from workbench.ui.variants_tab import VariantsTab
 
     spec = load_spec(routing_spec(tmp_path, "http://127.0.0.1:9/v1", {"cascade": {
-        "first": "small", "then": "large", "escalate_when": {"signal": "dont_know"}}}))
+        "first": "small", "then": "large", "escalate_when": {"signal": "dont_know"}}}, {"router": {
+            "signal": "question_tokens", "threshold": [16, 24], "below": "small", "above": "large"}}))
     tab = VariantsTab(spec.space)
     routed = [row for row in tab.models.rows if row.routed]
-    assert [row.box.description for row in routed] == ["routed: cascade(small→large if dont_know)"]
-    assert routed[0].config() == spec.space.model[2]
+    assert [row.box.description for row in routed] == ["routed: cascade(small→large if dont_know)",
+                                                       "routed: router(question_tokens<[16,24]: small|large)"]
+    assert [row.config() for row in routed] == spec.space.model[2:]
 
 
 def _hits(*pairs):

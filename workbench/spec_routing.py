@@ -54,6 +54,11 @@ class _Frozen(BaseModel):
 Threshold = float | list[float]
 
 
+def _shown(value: Threshold) -> str:
+    """A threshold in a label: `24`, or `[16,24]` for an entry not yet expanded into variants."""
+    return f"{value:g}" if not isinstance(value, list) else "[" + ",".join(f"{v:g}" for v in value) + "]"
+
+
 def _scalar(value: Threshold | None) -> bool:
     return not isinstance(value, list)
 
@@ -159,10 +164,10 @@ class RoutedModel(_Frozen):
             cache = f"+{self.cache.kind}cache" + (f"@{self.cache.threshold:g}" if self.cache.kind == "semantic" else "")
         if self.router is not None:
             r = self.router
-            return f"router({r.signal}<{r.threshold:g}: {r.below}|{r.above}){cache}"
+            return f"router({r.signal}<{_shown(r.threshold)}: {r.below}|{r.above}){cache}"
         if self.cascade is not None:
             c = self.cascade
-            at = "" if c.escalate_when.below is None else f"<{c.escalate_when.below:g}"
+            at = "" if c.escalate_when.below is None else f"<{_shown(c.escalate_when.below)}"
             return f"cascade({c.first}→{c.then} if {c.escalate_when.signal}{at}){cache}"
         return f"{self.use}{cache}"
 
