@@ -177,6 +177,11 @@ def test_a_judge_signal_without_a_judge_is_one_clear_error(tmp_path):
         "first": "small", "then": "large", "escalate_when": {"signal": "judge_faithfulness", "below": 0.5}}})
     with pytest.raises(ConfigError, match=r"space.model\[2\].cascade.escalate_when: the signal judge_faithfulness needs a judge"):
         load_spec(spec)
+    spec["judge"] = {"provider": "local", "metrics": ["answer_relevancy"]}
+    with pytest.raises(ConfigError, match="with faithfulness in its metrics"):
+        load_spec(spec)
+    spec["judge"]["metrics"] = ["faithfulness"]
+    assert load_spec(spec).variants()[-1].model.cascade.escalate_when.signal == "judge_faithfulness"
 
 
 def test_unknown_model_names_and_thresholds_are_named(tmp_path):

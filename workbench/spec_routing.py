@@ -233,7 +233,9 @@ def inject_named_models(data: Any) -> Any:
     for i, entry in enumerate(entries):
         cascade = entry.get("cascade") if isinstance(entry, dict) else None
         signal = (cascade.get("escalate_when") or {}).get("signal") if isinstance(cascade, dict) else None
-        if signal == "judge_faithfulness" and data.get("judge") is None:
+        judge = data.get("judge")
+        metrics = judge.get("metrics") if isinstance(judge, dict) else None
+        if signal == "judge_faithfulness" and (judge is None or (isinstance(metrics, list) and "faithfulness" not in metrics)):
             raise ValueError(f"space.model[{i}].cascade.escalate_when: the signal judge_faithfulness needs a judge; "
                              "add a `judge` section with faithfulness in its metrics (or choose another signal)")
         if isinstance(entry, dict) and any(k in entry for k in ROUTING_KEYS) and "models" not in entry:
