@@ -53,7 +53,8 @@ def routing_spec(tmp_path, base_url: str, *entries) -> dict:
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, endpoint):
+def routed(tmp_path_factory, endpoint):
+    """One sweep for the module (named apart from conftest's `swept`, which means the local model: slow)."""
     tmp = tmp_path_factory.mktemp("routing")
     spec = routing_spec(tmp, endpoint.base_url,
                         {"cascade": {"first": "small", "then": "large",
@@ -80,19 +81,25 @@ def rows_of(results, label_part: str) -> list[dict]:
     return [r for r in results.rows if r["variant_hash"] == variant.hash]
 
 
+_FRAMES: dict[int, object] = {}
+
+
 def metrics_of(results, label_part: str) -> dict:
-    return results.to_frame().loc[variant_of(results, label_part).short_hash].to_dict()
+    if id(results) not in _FRAMES:  # aggregating (bootstrap CIs) once per sweep
+        _FRAMES[id(results)] = results.to_frame()
+    frame = _FRAMES[id(results)]
+    return frame.loc[variant_of(results, label_part).short_hash].to_dict()
 
 
-def test_a_threshold_list_expands_into_one_variant_per_threshold(swept):
-    spec, results, _ = swept
+def test_a_threshold_list_expands_into_one_variant_per_threshold(routed):
+    spec, results, _ = routed
     labels = [v.label() for v in load_spec(spec).variants()]
     assert len(labels) == 2 + 2 + 1 + 2 + 2
     assert sum("cascade(small→large if answer_logprob_mean" in label for label in labels) == 2
 
 
-def test_a_router_sending_everything_to_one_side_equals_that_plain_model(swept):
-    _, results, _ = swept
+def test_a_router_sending_everything_to_one_side_equals_that_plain_model(routed):
+    _, results, _ = routed
     for threshold, side in (("<0:", "large"), ("<1000:", "small")):
         routed = {r["question_id"]: r for r in rows_of(results, f"router(question_tokens{threshold}")}
         plain = {r["question_id"]: r for r in rows_of(results, f"· {side}")}
@@ -104,8 +111,8 @@ def test_a_router_sending_everything_to_one_side_equals_that_plain_model(swept):
             metrics_of(results, f"· {side}")["f1"])
 
 
-def test_cascade_escalations_and_cost_match_a_hand_count(swept, plan):
-    _, results, _ = swept
+def test_cascade_escalations_and_cost_match_a_hand_count(routed, plan):
+    _, results, _ = routed
     small = {r["question_id"]: r for r in rows_of(results, "· small")}
     large = {r["question_id"]: r for r in rows_of(results, "· large")}
     items = {i.id: i for i in eval_items()}
@@ -129,8 +136,8 @@ def test_cascade_escalations_and_cost_match_a_hand_count(swept, plan):
     assert m["routed_share.large"] == pytest.approx(m["escalation_rate"])
 
 
-def test_a_cascade_that_does_not_escalate_never_pays_for_the_large_model(swept):
-    _, results, _ = swept
+def test_a_cascade_that_does_not_escalate_never_pays_for_the_large_model(routed):
+    _, results, _ = routed
     small = {r["question_id"]: r for r in rows_of(results, "· small")}
     never = rows_of(results, "answer_logprob_mean<-100")
     assert len(never) == N and not any(r["escalated"] for r in never)
@@ -143,8 +150,8 @@ def test_a_cascade_that_does_not_escalate_never_pays_for_the_large_model(swept):
         assert ("large" in [c["model"] for c in r["route_calls"]]) is r["escalated"]
 
 
-def test_cascade_latency_adds_both_calls(swept):
-    _, results, _ = swept
+def test_cascade_latency_adds_both_calls(routed):
+    _, results, _ = routed
     for r in rows_of(results, "answer_logprob_mean<-0.9"):
         calls = sum(c["latency_s"] for c in r["route_calls"])
         assert r["latency_generate_s"] == pytest.approx(calls)
@@ -154,8 +161,8 @@ def test_cascade_latency_adds_both_calls(swept):
     assert m["latency_total_p95_s"] >= m["latency_total_p50_s"] > 0
 
 
-def test_routing_aggregates_flow_into_best_and_pareto(swept):
-    _, results, _ = swept
+def test_routing_aggregates_flow_into_best_and_pareto(routed):
+    _, results, _ = routed
     assert "escalation_rate" in results.to_frame().columns
     best = results.best("cost_usd_per_1k", constraints={"f1": ">= 0"})
     assert "small" in results.variant(best.winner).label() or "-100" in results.variant(best.winner).label()
@@ -195,10 +202,10 @@ def test_unknown_model_names_and_thresholds_are_named(tmp_path):
         load_spec(spec)
 
 
-def test_an_exported_cascade_reproduces_answers_and_routing_decisions(swept, tmp_path):
+def test_an_exported_cascade_reproduces_answers_and_routing_decisions(routed, tmp_path):
     from workbench.handover.export import load_pipeline
 
-    spec, results, _ = swept
+    spec, results, _ = routed
     variant = variant_of(results, "answer_logprob_mean<-0.9")
     path = results.export(variant.hash, tmp_path / "cascade.yaml", log_to_mlflow=False)
     assert "escalate_when" in path.read_text() and "price_input_per_mtok: 3.0" in path.read_text()
@@ -212,8 +219,8 @@ def test_an_exported_cascade_reproduces_answers_and_routing_decisions(swept, tmp
             assert [c["model"] for c in got.routing["calls"]] == [c["model"] for c in r["route_calls"]]
 
 
-def test_an_exact_cache_serves_every_repeat_and_no_paraphrase(swept):
-    _, results, _ = swept
+def test_an_exact_cache_serves_every_repeat_and_no_paraphrase(routed):
+    _, results, _ = routed
     rows = rows_of(results, "small+exactcache")  # in stream order
     assert len(rows) == 3 * N  # the eval set, a repeat and a paraphrase of each
     first: dict[str, dict] = {}
@@ -235,8 +242,8 @@ def test_an_exact_cache_serves_every_repeat_and_no_paraphrase(swept):
     assert m["routed_share.cache"] == pytest.approx(hits / (3 * N))
 
 
-def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(swept):
-    _, results, _ = swept
+def test_semantic_cache_wrong_hits_are_counted_and_scored_against_quality(routed):
+    _, results, _ = routed
     rows = rows_of(results, "small+semanticcache@0.6")
     by_id = {r["question_id"]: r for r in rows}
     hits = [r for r in rows if r["cache_hit"]]
