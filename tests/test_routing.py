@@ -385,3 +385,17 @@ def test_a_judge_score_under_the_threshold_escalates(endpoint, plan):
     routed = asyncio.run(run())
     assert asked == [(item.question, plan.reply("small", messages).text, ("text 0",))]  # the first answer, judged
     assert routed.signal == 0.0 and routed.escalated and routed.answered_by == "large"
+
+
+def test_an_exported_cache_serves_a_repeated_question_without_a_model_call(routed, tmp_path, endpoint):
+    from workbench.handover.export import load_pipeline
+
+    spec, results, _ = routed
+    path = results.export(variant_of(results, "small+exactcache").hash, tmp_path / "cached.yaml", log_to_mlflow=False)
+    question = eval_items()[0].question
+    with load_pipeline(path, home=spec["home"]) as pipe:
+        calls = endpoint.stats()["chat_calls"]
+        first, again = pipe.answer(question), pipe.answer(question.lower())
+        assert endpoint.stats()["chat_calls"] - calls == 1  # the repeat never reached the model
+    assert (first.answered_by, again.answered_by, again.routing["cache_hit"]) == ("small", "cache", "exact")
+    assert again.answer == first.answer and again.cost_usd == 0.0 and first.cost_usd > 0
