@@ -87,7 +87,8 @@ def _text_fields() -> set[str]:
 def test_every_text_field_of_a_row_is_redacted():
     """A new text field on Cell fails this until REDACTED_FIELDS (or the ids list below) names it."""
     # The workbench's own ids and timestamps, never user text.
-    ours = {"variant_hash", "variant", "question_id", "latency_sweep_id", "latency_measured_at"}
+    ours = {"variant_hash", "variant", "question_id", "latency_sweep_id", "latency_measured_at",
+            "routed_to", "cache_hit", "route_calls"}  # a routed cell's model names (from the spec), cache kind, its calls
     assert _text_fields() - ours <= set(REDACTED_FIELDS), "a Cell text field that redact_row skips"
     assert set(REDACTED_FIELDS) <= _text_fields()  # and none of its names is stale
 

@@ -174,6 +174,8 @@ def answer(
     typer.echo(
         f"  latency {result.latency['total_s']:.2f} s, tokens {result.prompt_tokens}+{result.completion_tokens}"
     )
+    if result.answered_by:  # a routed variant: which model answered, and whether the cascade escalated
+        typer.echo(f"  answered by {result.answered_by}" + (" (escalated)" if result.routing.get("escalated") else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

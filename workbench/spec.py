@@ -19,13 +19,15 @@ import json
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError,
+                      field_validator, model_validator)
 
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
+from workbench.spec_routing import MODEL_TAGS, RoutedModel, expand_model, inject_named_models, model_kind
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -260,6 +262,12 @@ class ModelConfig(Endpoint):
         return self
 
 
+RoutedModel.complete(ModelConfig)  # spec_routing is a leaf: its RoutedModel holds ModelConfigs from here on
+# a plain model or a routed one, told apart by their keys (errors then name only the fields of the one meant)
+AnyModel = Annotated[Annotated[ModelConfig, Tag(MODEL_TAGS[0])] | Annotated[RoutedModel, Tag(MODEL_TAGS[1])],
+                     Discriminator(model_kind)]
+
+
 class VariantConfig(Frozen):
     """One point of the search space: everything needed to answer a question.
 
@@ -270,7 +278,7 @@ class VariantConfig(Frozen):
     embedding: EmbeddingConfig = EmbeddingConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     prompt: PromptConfig | None = PromptConfig()
-    model: ModelConfig | None = ModelConfig()
+    model: AnyModel | None = ModelConfig()  # routed: spec_routing (a plain model's hash is unchanged)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> VariantConfig:
@@ -326,11 +334,11 @@ class SpaceConfig(Frozen):
     embedding: list[EmbeddingConfig] = Field(default_factory=lambda: [EmbeddingConfig()], min_length=1)
     retrieval: list[RetrievalConfig] = Field(default_factory=lambda: [RetrievalConfig()], min_length=1)
     prompt: list[PromptConfig] = Field(default_factory=lambda: [PromptConfig()], min_length=1)
-    model: list[ModelConfig] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
+    model: list[AnyModel] = Field(default_factory=lambda: [ModelConfig()], min_length=1)
 
     def variants(self, stage: str = "generate") -> list[VariantConfig]:
         prompts: list[PromptConfig | None] = list(self.prompt) if stage == "generate" else [None]
-        models: list[ModelConfig | None] = list(self.model) if stage == "generate" else [None]
+        models: list[Any] = [x for m in self.model for x in expand_model(m)] if stage == "generate" else [None]
         seen: dict[str, VariantConfig] = {}
         for c, e, r, p, m in itertools.product(self.chunking, self.embedding, self.retrieval, prompts, models):
             v = VariantConfig(chunking=c, embedding=e, retrieval=r, prompt=p, model=m)
@@ -418,7 +426,11 @@ class SweepSpec(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="Named models that routers, cascades "
+                                           "and cached entries of space.model refer to (see workbench.spec_routing)")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+
+    _named_models = model_validator(mode="before")(classmethod(lambda cls, data: inject_named_models(data)))
 
     @field_validator("retrieval_cutoffs")
     @classmethod
@@ -458,7 +470,7 @@ class SweepSpec(Frozen):
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in err["loc"] if p not in MODEL_TAGS) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see `workbench run --help` for the spec format)"

@@ -24,6 +24,7 @@ from workbench._version import __version__
 from workbench.errors import ConfigError, DataError, WorkbenchError
 from workbench.handover.seal import FORMAT, FORMAT_V1, seal, verify
 from workbench.spec import CorpusSource, VariantConfig, dump_yaml, parse_model, parse_yaml, read_yaml
+from workbench.spec_routing import RoutedModel, chat_configs
 
 KEY_PACKAGES = (
     "mlflow",
@@ -318,7 +319,8 @@ def load_pipeline(
 
     corpus_path: where the corpus lives now, if it moved since the export.
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
-      model behind your own gateway); the local model is started on 127.0.0.1 when needed.
+      model behind your own gateway); the local model is started on 127.0.0.1 when needed. A routed variant
+      (router, cascade, cache) calls each named model at its exported endpoint, its local ones at this URL.
     """
     from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import build_index, build_pipeline, chat_model
@@ -338,15 +340,25 @@ def load_pipeline(
             "Point corpus_path at the original corpus, or pass allow_corpus_change=True to accept the difference."
         )
     home = Path(home)
-    index = build_index(corpus, variant, home)
+    from workbench.rag.retrieval import needs_vectors
+
+    index = build_index(corpus, variant, home, dense=needs_vectors(variant.retrieval))  # BM25 alone never embeds
     server = None
     url = base_url
-    if url is None and variant.model.provider == "local":
+    if url is None and any(m.provider == "local" for m in chat_configs(variant.model)):
         from workbench.rag.local_model import LocalModelServer
 
         server = LocalModelServer(log_dir=home / "logs").start()
         url = server.base_url
     try:
+        if isinstance(variant.model, RoutedModel):  # each named model at its own endpoint; `url` for local ones
+            from workbench.rag.routed_pipeline import RoutedPipeline
+            from workbench.rag.routing import RoutedChat
+
+            def make(cfg, logprobs: bool = False):
+                return chat_model(cfg, url if cfg.provider == "local" else None, logprobs=logprobs)
+
+            return Pipeline(doc, RoutedPipeline(variant, index, RoutedChat.open(variant.model, make)), server)
         model = chat_model(variant.model, url)
     except Exception:
         if server is not None:

@@ -35,16 +35,19 @@ def build_index(corpus: Corpus, variant: VariantConfig, home: Path, *, embedder:
     )
 
 
-def chat_model(cfg: ModelConfig, base_url: str | None, execution: ExecutionConfig | None = None) -> ChatModel:
-    """The chat client; a sweep passes its execution settings (timeouts, retries, connection pool)."""
+def chat_model(cfg: ModelConfig, base_url: str | None, execution: ExecutionConfig | None = None, *,
+               logprobs: bool = False) -> ChatModel:
+    """The chat client; a sweep passes its execution settings (timeouts, retries, connection pool).
+    `logprobs`: ask for token log-probs (a cascade's answer_logprob_mean signal)."""
     if execution is None:
-        return ChatModel(cfg, base_url=base_url)
+        return ChatModel(cfg, base_url=base_url, logprobs=logprobs)
     return ChatModel(
         cfg,
         base_url=base_url,
         timeout=execution.timeout_s,
         max_retries=execution.max_retries,
         max_connections=max(execution.concurrency, execution.local_concurrency) * 2,
+        logprobs=logprobs,
     )
 
 

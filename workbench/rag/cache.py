@@ -42,14 +42,16 @@ FORMAT_FILE = "FORMAT"
 _BYTES, _JSON = b"B", b"J"  # the first byte of every stored value says which of the two it is
 
 
-def generation_key(cfg: ModelConfig, messages: list[dict[str, Any]]) -> str:
-    """(model config incl. base_url and sampling parameters, the exact messages)."""
+def generation_key(cfg: ModelConfig, messages: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+    """(model config incl. base_url and sampling parameters, the exact messages[, extra request params such
+    as logprobs: only when given, so every earlier key stays the same])."""
     model = cfg.model_dump(mode="json", exclude=_NOT_IN_GENERATION_KEY)
     if cfg.provider == "local":
         from workbench.rag.local_model import GGUF_NAME
 
         model["runtime"] = {"gguf": GGUF_NAME, "llama_cpp_python": _version("llama_cpp_python")}
-    return content_hash({"kind": "generation/v1", "model": model, "messages": messages})
+    key = {"kind": "generation/v1", "model": model, "messages": messages}
+    return content_hash(key | {"extra": extra} if extra else key)
 
 
 def _version(package: str) -> str | None:

@@ -44,6 +44,7 @@ class Generation:
     model: str
     finish_reason: str | None
     notes: tuple[str, ...] = ()  # what was odd but usable: unknown token counts, a truncated answer
+    logprobs: tuple[float, ...] | None = None  # per answer token, when asked for (`ChatModel(..., logprobs=True)`)
 
 
 def resolve_api_key(endpoint: Endpoint, what: str) -> str:
@@ -137,8 +138,11 @@ class ChatModel:
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = 2,
         max_connections: int = 64,
+        logprobs: bool = False,
     ) -> None:
         self.cfg = cfg
+        # token log-probs for a cascade's signal; llama.cpp's server sends them only with top_logprobs >= 1
+        self.extra_params: dict = {"logprobs": True, "top_logprobs": 1} if logprobs else {}
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"model {cfg.model!r}", base_url)
         # The client's own retries: exponential backoff with jitter on 408/409/429/5xx, connection errors
         # and timeouts, honouring Retry-After.
@@ -189,7 +193,7 @@ class ChatModel:
             params["top_p"] = cfg.top_p
         if cfg.seed is not None:
             params["seed"] = cfg.seed
-        return params
+        return params | self.extra_params
 
     def generate(self, messages: list[dict], **extra) -> Generation:
         """One chat completion. `extra` goes to the endpoint as is (e.g. response_format)."""
@@ -232,6 +236,7 @@ class ChatModel:
             model=reply.model or self.cfg.model,
             finish_reason=reply.finish_reason,
             notes=tuple(scrub_error(n, self._key) for n in reply.notes),
+            logprobs=reply.logprobs,
         )
 
     def _model_error(self, exc: openai.APIError) -> ModelError:

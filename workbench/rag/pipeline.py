@@ -33,6 +33,8 @@ class Answer:
     completion_tokens: int | None
     cost_usd: float | None
     latency: dict[str, float] = field(default_factory=dict)  # retrieve_s, generate_s, total_s
+    answered_by: str | None = None  # a routed variant: the named model that answered ("cache": a cache hit)
+    routing: dict = field(default_factory=dict)  # a routed variant: escalated, signal, calls, cache_hit
 
     @property
     def doc_ids(self) -> list[str]:

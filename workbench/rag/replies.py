@@ -32,6 +32,20 @@ class Reply:
     model: str | None
     finish_reason: str | None
     notes: tuple[str, ...] = ()
+    logprobs: tuple[float, ...] | None = None  # per answer token, when the request asked for them
+
+
+def token_logprobs(choice: dict) -> tuple[float, ...] | None:
+    """`choices[0].logprobs.content[*].logprob` (OpenAI's format, llama.cpp's server too); None when the
+    reply has none or they are not numbers (a routing signal must not read garbage as confidence)."""
+    block = choice.get("logprobs")
+    content = block.get("content") if isinstance(block, dict) else None
+    if not isinstance(content, list):
+        return None
+    values = [t.get("logprob") if isinstance(t, dict) else None for t in content]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 and v == v for v in values):
+        return None
+    return tuple(float(v) for v in values)
 
 
 def _kind(value: Any) -> str:
@@ -122,7 +136,8 @@ def parse_chat_reply(raw: bytes | str, max_tokens: int | None = None) -> Reply:
     model = body.get("model")
     return Reply(text=text, prompt_tokens=prompt, completion_tokens=completion,
                  model=model if isinstance(model, str) and model else None,
-                 finish_reason=finish if isinstance(finish, str) else None, notes=tuple(notes))
+                 finish_reason=finish if isinstance(finish, str) else None, notes=tuple(notes),
+                 logprobs=token_logprobs(choice))
 
 
 __all__ = ["CHARS_PER_TOKEN_CAP", "MalformedReply", "Reply", "content_text", "parse_chat_reply"]

@@ -18,6 +18,7 @@ from workbench.rag.embeddings import make_embedder
 from workbench.rag.retrieval import needs_vectors
 from workbench.scoring import catalogue
 from workbench.spec import JudgeConfig, SweepSpec, VariantConfig, content_hash
+from workbench.spec_routing import chat_configs
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Environment:
     def open(cls, spec: SweepSpec, variants: list[VariantConfig], stack: ExitStack) -> Environment:
         """Start the local model if a variant or the judge needs it (stopped when `stack` closes)."""
         env = cls()
-        needs_local = any(v.model is not None and v.model.provider == "local" for v in variants)
+        needs_local = any(m.provider == "local" for v in variants for m in chat_configs(v.model))
         if needs_local or (spec.judge is not None and spec.judge.provider == "local"):
             from workbench.rag.local_model import LocalModelServer
 
@@ -49,10 +50,7 @@ class Environment:
         the judge's embedder (when one of its metrics embeds).
         """
         seen: set[str] = set()
-        for v in variants:
-            m = v.model
-            if m is None:
-                continue
+        for m in (m for v in variants for m in chat_configs(v.model)):  # a routed variant: each of its models
             key = content_hash([m.provider, m.base_url, m.model, m.api_key_env])
             if key in seen:
                 continue
@@ -74,7 +72,7 @@ class Environment:
 
         True when the caller should try its call again; the restart is noted in `notes`.
         """
-        if self.server is None or variant.model is None or variant.model.provider != "local":
+        if self.server is None or not any(m.provider == "local" for m in chat_configs(variant.model)):
             return False
         self._restart_lock = self._restart_lock or asyncio.Lock()
         async with self._restart_lock:

@@ -81,7 +81,8 @@ def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corp
         for row in record.cells():
             cell = (row.get("variant_hash"), row.get("question_id"))
             variant = variants.get(cell[0])
-            if cell in found or variant is None or variant.model is None or not row.get("messages"):
+            if cell in found or variant is None or variant.model is None or variant.model.provider == "routed" \
+                    or not row.get("messages"):  # a routed cell made several calls: not one key
                 continue
             if questions.get(cell[1]) != row.get("question") or row.get("error"):
                 continue  # another question under the same id, or a failed call (never cached)

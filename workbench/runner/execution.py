@@ -27,11 +27,13 @@ from workbench.runner.environment import Environment
 from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.progress import CallRate
+from workbench.runner.routed_cells import RoutedCells, items_for
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring.cell import Cell
 from workbench.scoring.score import score_cell
 from workbench.spec import SweepSpec, VariantConfig, content_hash
+from workbench.spec_routing import RoutedModel
 from workbench.tracking import LoggedRun, Tracker
 
 
@@ -69,6 +71,7 @@ class Execution:
     retrieval_pool: ThreadPoolExecutor = field(init=False)
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
+    routed: RoutedCells = field(init=False)  # routers, cascades and response caches (spec_routing)
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
 
     @property
@@ -79,6 +82,8 @@ class Execution:
         # the cache is read and written by `generations`, which keeps each answer's latency provenance
         self.executor = Executor(self.spec.execution, self.hooks.cancel)
         self.generations = TimedGenerations(self.executor, self.cache, self.results.sweep_id, self.spec.execution)
+        self.routed = RoutedCells(self.env.base_urls, self.spec.execution, self.generations, self.results.sweep_id,
+                                  self.judge)
         # Retrieval on one thread (in submission order), chunking and index builds on another.
         self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
         self.indexes = IndexQueue(self.ws)
@@ -102,12 +107,13 @@ class Execution:
             self.indexes.close()
             for model in self.models.values():
                 await model.aclose()
+            await self.routed.aclose()
             self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts,
                                        "retimed_calls": self.generations.retimed})
 
     def model_for(self, variant: VariantConfig) -> ChatModel | None:
-        if variant.model is None:
-            return None
+        if variant.model is None or isinstance(variant.model, RoutedModel):
+            return None  # a routed variant's models: `self.routed`
         url = self.env.base_urls.get(variant.model.provider)
         key = content_hash([variant.model.model_dump(mode="json"), url])
         if key not in self.models:
@@ -118,7 +124,7 @@ class Execution:
         return await asyncio.get_running_loop().run_in_executor(self.retrieval_pool, fn, *args)
 
     async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
-        items = self.inputs.evalset.items
+        items = items_for(variant, self.inputs.evalset.items)  # a response cache: a stream with repeats
         earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
         slots: list[dict | None] = [earlier.get(item.id) for item in items]
         logged = self.children.get(variant.hash)
@@ -157,7 +163,13 @@ class Execution:
                 self.finish(row)
                 self.log_cell(variant, i, row)
 
-            await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
+            if isinstance(variant.model, RoutedModel) and variant.model.cache is not None:
+                for i, item in enumerate(items):  # a response cache sees the questions as a stream, in order
+                    if slots[i] is not None:  # answered before a resume: the cache holds it again
+                        self.routed.remember(pipe, item, slots[i])
+                    await cell(i, item)
+            else:
+                await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
         rows = [r for r in slots if r is not None]
         self.results.rows.extend(rows)
         if rows and self.judge is None:
@@ -183,10 +195,15 @@ class Execution:
             latency_sweep_id=self.results.sweep_id,
             error=None,
         )
-        if variant.prompt is None or pipe.model is None:
+        if variant.prompt is None or variant.model is None:
             return cell.to_row()  # retrieval only
         messages = pipe.messages(item.question, hits)
         cell = cell.replace(messages=messages)
+        if isinstance(variant.model, RoutedModel):
+            try:
+                return (await self.routed.answer(pipe, item, cell, hits, retrieve_s, rank, item.id in self.retime)).to_row()
+            except ModelError as exc:  # recorded, never scored as 0 (as a plain model's failed cell)
+                return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:

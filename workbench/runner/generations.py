@@ -86,6 +86,10 @@ def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
     fields = {name: entry[name] for name in _GENERATION_FIELDS if name in entry}
     if "notes" in fields:
         fields["notes"] = tuple(fields["notes"] or ())
+    if "logprobs" in fields:  # stored as a JSON list; anything else is read as "none sent"
+        lp = fields["logprobs"]
+        ok = isinstance(lp, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in lp)
+        fields["logprobs"] = tuple(float(x) for x in lp) if ok else None
     return Generation(**fields), provenance
 
 
@@ -111,7 +115,7 @@ class TimedGenerations:
                        retime: bool = False) -> tuple[Generation, bool, Measured]:
         """(generation, from_cache, where its latency was measured). `retime`: call the model even if
         the cache holds the answer (the new answer and its timing replace the cached ones)."""
-        key = generation_key(model.cfg, messages) if self.cache.enabled else None
+        key = generation_key(model.cfg, messages, model.extra_params) if self.cache.enabled else None
         if key is not None and not retime:
             hit = _from_entry(await asyncio.to_thread(self.cache.get, key))  # disk I/O off the event loop
             if hit is not None:

@@ -13,6 +13,7 @@ from workbench.scoring import catalogue
 from workbench.scoring.catalogue import quality_metrics
 from workbench.scoring.cell import MEASURES, THIS_SWEEP, latency_source, measure_stem
 from workbench.scoring.metrics import percentile, summarize
+from workbench.scoring.routing_metrics import direction as routing_direction, routing_aggregates
 
 _SUFFIXES = ("_ci_low", "_ci_high")
 
@@ -61,6 +62,7 @@ def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> di
         if ok and all(c is not None for c in costs):  # an unknown price is not a free model
             out[name] = float(sum(costs))
             out[f"{name}_per_1k"] = 1000.0 * float(sum(costs)) / len(costs)
+    out.update(routing_aggregates(ok))  # routed_share.<model>, escalation_rate, cost CI, cache rates
     return out
 
 
@@ -68,6 +70,8 @@ def direction(column: str) -> Literal["max", "min"]:
     """Which way is better for a column of `results.to_frame()` or `results.questions()`: a metric's
     declared direction (also for its CI bounds); "min" for latency, tokens, cost and failure counts."""
     stem = next((column.removesuffix(s) for s in _SUFFIXES if column.endswith(s)), column)
+    if routing_direction(column) is not None:
+        return routing_direction(column)
     if catalogue.is_metric(stem):
         return catalogue.direction(stem)
     if column == "failed_cells" or (column.endswith("_failed") and catalogue.is_metric(column.removesuffix("_failed"))):

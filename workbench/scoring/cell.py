@@ -82,6 +82,16 @@ class Cell:
     tokens_prompt: int | None = _f("generation", measure="tokens")
     tokens_completion: int | None = _f("generation", measure="tokens")
     cost_usd: float | None = _f("generation", measure="cost")  # None: unknown price, never "free"
+    # A routed variant (spec_routing): the named model that answered ("cache" for a cache hit), a cascade's
+    # decision, the signal it compared, and every model call with its tokens, cost and latency.
+    routed_to: str = _f("generation")
+    escalated: bool | None = _f("generation")
+    route_signal: float | None = _f("generation")
+    route_calls: list[dict] = _f("generation", table=False)
+    cache_hit: str | None = _f("generation")  # "exact" | "semantic" | None (a miss)
+    cache_wrong_hit: bool | None = _f("generation")  # the cached answer was for a question with other references
+    cache_saved_usd: float | None = _f("generation")  # what the served answer cost when it was made
+    cache_saved_s: float | None = _f("generation")  # and its generation latency then
     # When and under what load the latencies above were measured (a cached answer keeps the latency of
     # the run that made its model call). None: a cache entry older than these fields, so "earlier run,
     # unknown". The sweep id is in the eval_results table so a sweep read back from MLflow still tells

@@ -50,9 +50,11 @@ class LatencyEndpoint:
                  faults=FAULT_KINDS, timeout_sleep: float = 30.0, retry_after: float = 1.0,
                  seed: int = 0, dim: int = 384, port: int | None = None,
                  startup_timeout: float = 30.0, grace: float = 5.0, log_path: str | Path | None = None,
-                 trickle_interval: float = 0.5, huge_chars: int = 20_000_000, require_key: str | None = None) -> None:
+                 trickle_interval: float = 0.5, huge_chars: int = 20_000_000, require_key: str | None = None,
+                 routing=None) -> None:
         self.config = Config(latency, embed_latency, fail_rate, faults, timeout_sleep, retry_after, seed, dim,
                              trickle_interval, huge_chars, require_key)
+        self.routing = routing  # a fake_routing.RoutingPlan: planted per-model answers, latencies, log-probs
         self.port = port
         self.startup_timeout = startup_timeout
         self.grace = grace
@@ -88,6 +90,11 @@ class LatencyEndpoint:
                "--huge-chars", str(c.huge_chars), "--parent-pid", str(os.getpid())]
         if c.require_key:
             cmd += ["--require-key", c.require_key]
+        if self.routing is not None:
+            self._plan_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+            self._plan_file.write(self.routing.to_json())
+            self._plan_file.close()
+            cmd += ["--routing", self._plan_file.name]
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a+b")
@@ -123,6 +130,9 @@ class LatencyEndpoint:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if getattr(self, "_plan_file", None) is not None:
+            Path(self._plan_file.name).unlink(missing_ok=True)
+            self._plan_file = None
         atexit.unregister(self.stop)
 
     def _request(self, method: str, path: str, payload: dict | None = None) -> dict:

@@ -53,6 +53,7 @@ from typing import Any
 
 from workbench.processes import exit_with_parent
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
+from workbench.testing.fake_routing import RoutingPlan, logprobs_block
 from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
 from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
 
@@ -65,7 +66,7 @@ MODEL_ID = "latency-endpoint"
 # ---------------------------------------------------------------- the ASGI app
 
 
-def create_app(config: Config | None = None):
+def create_app(config: Config | None = None, routing: RoutingPlan | None = None):
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -165,9 +166,11 @@ def create_app(config: Config | None = None):
             limit = body.get("max_completion_tokens", body.get("max_tokens"))
             limit = int(limit) if isinstance(limit, (int, float)) else None
             kind = forced_fault(body.get("model"), ALL_FAULT_KINDS) or plan.draw(cfg)
+            planted = routing.reply(str(model), messages, float(body.get("temperature") or 0),
+                                    body.get("seed")) if routing is not None else None  # fake_routing
 
             def good() -> dict:
-                answer, finish = make_answer(messages, limit)
+                answer, finish = (planted.text, "stop") if planted else make_answer(messages, limit)
                 content = answer
                 fmt = body.get("response_format")
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -189,7 +192,7 @@ def create_app(config: Config | None = None):
                     "choices": [{
                         "index": 0,
                         "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
+                        "logprobs": logprobs_block(answer, planted.logprobs) if planted and body.get("logprobs") else None,
                         "finish_reason": finish,
                     }],
                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -199,7 +202,7 @@ def create_app(config: Config | None = None):
 
             if kind is not None:
                 return await fault_response(kind, request, good)
-            await asyncio.sleep(cfg.latency)
+            await asyncio.sleep(planted.latency if planted else cfg.latency)
             result = good()
             stats.tokens_prompt += result["usage"]["prompt_tokens"]
             stats.tokens_completion += result["usage"]["completion_tokens"]
@@ -258,7 +261,7 @@ def create_app(config: Config | None = None):
             return refused
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "workbench"}
-            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS))]})
+            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS), *(routing.models if routing else ()))]})
 
     async def get_stats(request: Request) -> Response:
         return JSONResponse(stats.snapshot())
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trickle-interval", type=float, default=0.5, help="seconds between bytes of a 'trickle'")
     parser.add_argument("--huge-chars", type=int, default=20_000_000, help="length of a 'huge' answer")
     parser.add_argument("--require-key", default=None, help="answer 401 (echoing the token) to any other key")
+    parser.add_argument("--routing", default=None, help="a RoutingPlan JSON file: planted models (fake_routing)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     args = parser.parse_args(argv)
     try:
@@ -325,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
     uvicorn.run(
-        create_app(cfg), host=args.host, port=args.port, log_level="warning", access_log=False,
+        create_app(cfg, RoutingPlan.read(args.routing) if args.routing else None), host=args.host, port=args.port, log_level="warning", access_log=False,
         workers=None, limit_concurrency=4096, backlog=2048, timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
     )

@@ -14,6 +14,7 @@ import ipywidgets as W
 
 from workbench.errors import ConfigError
 from workbench.spec import ModelConfig, parse_model
+from workbench.spec_routing import RoutedModel
 from workbench.ui.common import field_help, message
 
 # Optional parameters (top_p, seed) are text boxes: blank = unset; pydantic parses the rest.
@@ -33,7 +34,9 @@ class ModelRow:
 
     def __init__(self, cfg: ModelConfig, ticked: bool) -> None:
         self.base = cfg
+        self.routed = isinstance(cfg, RoutedModel)  # a router/cascade/cache entry: ticked or not, edited in YAML
         self.box = W.Checkbox(value=ticked, description=model_label(cfg), indent=False, layout=W.Layout(width="auto"))
+        cfg = ModelConfig() if self.routed else cfg
         self.temperature = W.FloatText(  # unbounded here: ModelConfig's bounds give the message
             value=cfg.temperature, step=0.1, description="temperature",
             tooltip=field_help(ModelConfig, "temperature"), layout=_NUMBER, style={"description_width": "initial"},
@@ -50,8 +53,8 @@ class ModelRow:
             value="" if cfg.seed is None else str(cfg.seed), description="seed", placeholder="(unset)",
             tooltip="Sampling seed, if the endpoint honours it", layout=_NUMBER, style={"description_width": "initial"},
         )
-        self.widget = W.VBox([self.box, W.HBox([self.temperature, self.max_tokens, self.top_p, self.seed],
-                                               layout=W.Layout(margin="0 0 6px 24px"))])
+        numbers = W.HBox([self.temperature, self.max_tokens, self.top_p, self.seed], layout=W.Layout(margin="0 0 6px 24px"))
+        self.widget = W.VBox([self.box] if self.routed else [self.box, numbers])
 
     @property
     def inputs(self) -> list[W.Widget]:
@@ -59,6 +62,8 @@ class ModelRow:
 
     def config(self) -> ModelConfig:
         """The row's ModelConfig, or ConfigError naming the model and the field."""
+        if self.routed:
+            return self.base
         data = {
             **self.base.model_dump(mode="json"),
             "temperature": self.temperature.value,
