@@ -289,6 +289,11 @@ class Pipeline:
         self._rag = rag
         self._server = server
 
+    @property
+    def rag(self):
+        """The `RAGPipeline` itself (the service calls its steps one by one)."""
+        return self._rag
+
     def answer(self, question: str):
         if not isinstance(question, str) or not question.strip():
             raise ConfigError(f"question: {question!r} is empty; ask a question in words")
@@ -313,12 +318,14 @@ def load_pipeline(
     home: str | Path = ".workbench",
     base_url: str | None = None,
     allow_corpus_change: bool = False,
+    execution=None,
 ) -> Pipeline:
     """Rebuild the exported pipeline: verify, load the corpus, reuse or build the index, start the model.
 
     corpus_path: where the corpus lives now, if it moved since the export.
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
       model behind your own gateway); the local model is started on 127.0.0.1 when needed.
+    execution: an `ExecutionConfig` for the model client's timeout, retries and connection pool (the service).
     """
     from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import build_index, build_pipeline, chat_model
@@ -347,7 +354,7 @@ def load_pipeline(
         server = LocalModelServer(log_dir=home / "logs").start()
         url = server.base_url
     try:
-        model = chat_model(variant.model, url)
+        model = chat_model(variant.model, url, execution)
     except Exception:
         if server is not None:
             server.stop()
