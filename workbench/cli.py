@@ -197,5 +197,20 @@ def serve(
                 home=home, base_url=base_url, concurrency=concurrency, redact=redact)
 
 
+@app.command()
+@friendly_errors
+def harvest(
+    deployment: str = typer.Option(..., "--deployment", help="The deployment (MLflow experiment) to read"),
+    out: Path = typer.Option(..., "--out", help="The eval JSONL to write, e.g. new_eval.jsonl"),
+    tracking_uri: str = typer.Option("sqlite:///mlruns/mlflow.db", "--tracking-uri", help="The store it traces to"),
+) -> None:
+    """Production questions (deduplicated, PII-redacted) as an eval set; corrections become references."""
+    from workbench.handover.serve.harvest import harvest as run_harvest
+
+    h = run_harvest(deployment, out, tracking_uri=tracking_uri)
+    typer.echo(f"{h.questions} questions from {h.traces} requests to {h.path} ({h.corrected} with corrected "
+               f"references, {h.candidates} with candidate references); provenance in {h.provenance_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

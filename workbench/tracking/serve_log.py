@@ -300,7 +300,7 @@ def read_traces(tracking_uri: str, deployment: str, *, include_spans: bool = Fal
 
 
 def trace_row(trace) -> dict[str, Any]:
-    """The numbers the monitor needs from one trace's info (no spans)."""
+    """The numbers the monitor needs from one trace's info; with spans, also its question and answer."""
     info = trace.info
     tags = info.tags
 
@@ -308,12 +308,16 @@ def trace_row(trace) -> dict[str, Any]:
         value = tags.get(TAG + key)
         return float(value) if value not in (None, "") else None
 
+    root = next((sp for sp in (trace.data.spans if trace.data else []) if sp.parent_id is None), None)
     ratings = [a for a in info.assessments or [] if a.feedback is not None and a.name in ("user_thumbs_up", "user_rating")]
-    neg = None
-    for a in ratings:
+    neg = up = None
+    for a in ratings:  # the last rating counts
         v = a.feedback.value
         neg = (v is False) if isinstance(v, bool) else (v is not None and float(v) <= 2)
+        up = (v is True) if isinstance(v, bool) else (v is not None and float(v) >= 4)
     return {
+        "question": (root.inputs or {}).get("question") if root is not None else None,
+        "answer": (root.outputs or {}).get("answer") if root is not None else None,
         "trace_id": info.trace_id,
         "answer_id": tags.get(TAG + "answer_id"),
         "time_ms": info.request_time,
@@ -326,6 +330,7 @@ def trace_row(trace) -> dict[str, Any]:
         "top_score": num("top_score"),
         "rated": bool(ratings),
         "negative": neg,
+        "positive": up,
         "corrections": [a.expectation.value for a in info.assessments or []
                         if a.expectation is not None and a.name == "expected_response"],
         "config_hash": tags.get(TAG + "config_hash"),
