@@ -25,7 +25,7 @@ TOKEN_ENV = "WORKBENCH_SERVE_TOKEN"
 
 class ServeProcess:
     def __init__(self, export: str | Path, *, token: str | None = None, args: list[str] | tuple[str, ...] = (),
-                 cwd: str | Path | None = None, startup_timeout: float = 120.0, grace: float = 60.0):
+                 cwd: str | Path | None = None, startup_timeout: float = 300.0, grace: float = 60.0):
         self.export, self.token, self.args, self.cwd = Path(export), token, list(args), cwd
         self.startup_timeout, self.grace = startup_timeout, grace
         self.port = free_port()

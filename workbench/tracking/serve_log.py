@@ -1,7 +1,7 @@
 """A served request as an MLflow trace, and the feedback on it as assessments, written off the request path.
 
-The service hands each finished request to `ServeLog.log_request` (a queue put, microseconds); one writer
-thread turns it into a trace with `retrieve` and `generate` spans from the measured timings (the same span
+The service hands each finished request to `serve_writer.ServeWriter.log_request` (a queue put, microseconds);
+`ServeLog`, in a helper process, turns it into a trace with `retrieve` and `generate` spans from the measured timings (the same span
 machinery as the sweep's question traces, `trace_batch.py`) and stores traces in batches. Feedback goes
 through the same queue, so it is written after the trace it refers to is stored: `mlflow.log_feedback` for a
 rating, `mlflow.log_expectation` for a corrected answer. `close()` drains the queue: nothing accepted is lost
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import queue
 import sys
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -68,62 +67,38 @@ def negative(rating: str | int | None) -> bool | None:
 
 
 class ServeLog:
-    """The deployment's experiment and the one thread that writes its traces and feedback."""
+    """The deployment's experiment and the writer of its traces and feedback (run in the helper process that
+    `serve_writer.ServeWriter` starts: MLflow's pure-Python span building never takes the interpreter lock
+    from the service's event loop)."""
 
     def __init__(self, tracking_uri: str, deployment: str, tags: dict[str, str], *, redact: bool = True):
         import mlflow
 
         from workbench.tracking.trace_batch import TraceBatch, is_database_uri
 
-        mlflow.set_tracking_uri(tracking_uri)  # this process serves one deployment: log_feedback uses it
+        mlflow.set_tracking_uri(tracking_uri)  # this process writes one deployment: log_feedback uses it
         self.mlflow = mlflow
         self.uri, self.deployment, self.tags, self.redact = tracking_uri, deployment, dict(tags), redact
         experiment = mlflow.get_experiment_by_name(deployment)
         self.experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
             deployment, artifact_location=_artifacts_beside(tracking_uri), tags={"workbench.deployment": deployment})
         self._batch = TraceBatch(tracking_uri) if is_database_uri(tracking_uri) else None
-        self._queue: queue.Queue = queue.Queue()
-        self._issued: OrderedDict[str, str | None] = OrderedDict()  # answer id -> trace id once written
-        self._lock = threading.Lock()
+        self._trace_ids: OrderedDict[str, str] = OrderedDict()  # answer id -> trace id, the latest KNOWN_IDS
         self.written = self.lost = self.feedback_written = self.feedback_lost = 0
-        self._thread = threading.Thread(target=self._run, name="serve-log", daemon=True)
-        self._thread.start()
 
-    # ------------------------------------------------------------ request side (cheap, any thread)
+    def counts(self) -> dict[str, int]:
+        return {"written": self.written, "lost": self.lost, "feedback_written": self.feedback_written,
+                "feedback_lost": self.feedback_lost}
 
-    def log_request(self, req: ServedRequest) -> None:
-        with self._lock:
-            self._issued[req.answer_id] = None
-            while len(self._issued) > KNOWN_IDS:
-                self._issued.popitem(last=False)
-        self._queue.put(("request", req))
-
-    def log_feedback(self, fb: UserFeedback) -> None:
-        self._queue.put(("feedback", fb))
-
-    def knows(self, answer_id: str) -> bool:
-        """Whether this deployment gave that answer (in memory, else a trace tagged with it in MLflow)."""
-        with self._lock:
-            if answer_id in self._issued:
-                return True
-        return self._lookup(answer_id) is not None
-
-    def pending(self) -> int:
-        return self._queue.qsize()
-
-    def close(self, timeout: float = 60.0) -> None:
-        """Store everything queued, then stop the writer."""
-        self._queue.put(("stop", None))
-        self._thread.join(timeout)
-
-    # ------------------------------------------------------------ the writer thread
-
-    def _run(self) -> None:
+    def run(self, inbox, done=None) -> None:
+        """Write what arrives in `inbox` (("request" | "feedback", item) or ("stop", None)) until stopped;
+        `done()` is called once per item handled. Traces are stored every BATCH or INTERVAL_S, and before any
+        feedback (which needs its trace stored)."""
         unflushed: list[str] = []
         last = time.monotonic()
         while True:
             try:
-                kind, item = self._queue.get(timeout=INTERVAL_S)
+                kind, item = inbox.get(timeout=INTERVAL_S)
             except queue.Empty:
                 kind, item = "tick", None
             if kind == "request":
@@ -138,7 +113,9 @@ class ServeLog:
                 unflushed, last = [], time.monotonic()
             if kind == "feedback":
                 self._feedback(item)
-            elif kind == "stop":
+            if done is not None and kind in ("request", "feedback"):
+                done()
+            if kind == "stop":
                 return
 
     def _flush(self, answer_ids: list[str]) -> None:
@@ -196,24 +173,12 @@ class ServeLog:
                     end_time_ns=max(t_ret, t0 + int((r.retrieve_s + r.generate_s) * 1e9)))
         root.end(outputs={"answer": r.answer, "error": r.error, "doc_ids": [c["doc_id"] for c in r.contexts]},
                  status=status, end_time_ns=t_end)
-        with self._lock:
-            if r.answer_id in self._issued:
-                self._issued[r.answer_id] = root.trace_id
+        self._trace_ids[r.answer_id] = root.trace_id
+        while len(self._trace_ids) > KNOWN_IDS:
+            self._trace_ids.popitem(last=False)
 
     def _trace_id(self, answer_id: str) -> str | None:
-        with self._lock:
-            trace_id = self._issued.get(answer_id)
-        return trace_id or self._lookup(answer_id)
-
-    def _lookup(self, answer_id: str) -> str | None:
-        from mlflow.tracing.client import TracingClient
-
-        if not answer_id.replace("_", "").replace("-", "").isalnum():
-            return None  # never put odd text into a filter string
-        found = TracingClient(self.uri).search_traces(
-            locations=[self.experiment_id], filter_string=f"tags.`workbench.answer_id` = '{answer_id}'",
-            max_results=1, include_spans=False)
-        return found[0].info.trace_id if found else None
+        return self._trace_ids.get(answer_id) or find_answer(self.uri, self.experiment_id, answer_id)
 
     def _feedback(self, fb: UserFeedback) -> None:
         from mlflow.entities import AssessmentSource
@@ -239,6 +204,18 @@ class ServeLog:
         except Exception as exc:
             self.feedback_lost += 1
             _warn(f"feedback on {fb.answer_id} not written: {type(exc).__name__}: {exc}")
+
+
+def find_answer(tracking_uri: str, experiment_id: str, answer_id: str) -> str | None:
+    """The trace id of a stored answer, by its tag (after a restart, memory no longer holds it)."""
+    from mlflow.tracing.client import TracingClient
+
+    if not answer_id.replace("_", "").replace("-", "").isalnum():
+        return None  # never put odd text into a filter string
+    found = TracingClient(tracking_uri).search_traces(
+        locations=[experiment_id], filter_string=f"tags.`workbench.answer_id` = '{answer_id}'",
+        max_results=1, include_spans=False)
+    return found[0].info.trace_id if found else None
 
 
 def _artifacts_beside(tracking_uri: str) -> str | None:

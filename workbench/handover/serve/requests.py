@@ -28,9 +28,11 @@ def _json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("the request body is empty; send a JSON object, e.g. {\"question\": \"Who won?\"}")
     try:
-        value = json.loads(raw)
+        text = raw.decode("utf-8")  # JSON over HTTP is UTF-8 (RFC 8259); json.loads would guess UTF-16 too
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text; send a JSON object encoded as UTF-8") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                          "send a JSON object, e.g. {\"question\": \"Who won?\"}") from None

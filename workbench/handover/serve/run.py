@@ -44,7 +44,7 @@ def build_service(path: str | Path, *, tracking_uri: str | None = None, deployme
     from workbench.handover.export import load_pipeline, read_export
     from workbench.handover.serve.baseline import record_baseline
     from workbench.handover.serve.service import Service
-    from workbench.tracking.serve_log import ServeLog
+    from workbench.tracking.serve_writer import ServeWriter
 
     export = read_export(path)
     execution = ExecutionConfig(**({"concurrency": concurrency} if concurrency else {}))
@@ -56,7 +56,7 @@ def build_service(path: str | Path, *, tracking_uri: str | None = None, deployme
         tags = {"workbench.deployment": name, "workbench.config_hash": export["variant_hash"],
                 "workbench.sweep_id": str(provenance.get("sweep_id") or ""),
                 "workbench.export_hash": str(export.get("export_hash") or "")}
-        log = ServeLog(uri, name, tags, redact=redact)
+        log = ServeWriter(uri, name, tags, redact=redact)
     except BaseException:
         pipeline.close()
         raise

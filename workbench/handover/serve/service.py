@@ -3,7 +3,7 @@
 Retrieval runs in a small thread pool (Chroma, bm25s and the ONNX embedder are synchronous); generation goes
 through the sweep's `Executor` (the endpoint's bounded concurrency, rate limits and retries; the local model
 takes one request at a time), so production calls the model exactly as the sweep did. The trace is written
-off the request path (`tracking.serve_log`).
+off the request path, in a helper process (`tracking.serve_writer`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from workbench.errors import ConfigError, ModelError, WorkbenchError
 from workbench.handover.serve.metrics import ServeMetrics
 from workbench.rag.pipeline import Answer
 from workbench.spec import ExecutionConfig
-from workbench.tracking.serve_log import ServedRequest, ServeLog, UserFeedback
+from workbench.tracking.serve_log import ServedRequest, UserFeedback
+from workbench.tracking.serve_writer import ServeWriter
 
 ANSWER_ID = re.compile(r"^ans_[0-9a-f]{32}$")
 
@@ -47,7 +48,7 @@ def normalize(question: str) -> str:
 class Service:
     """A loaded export answering questions; create `start()` inside the event loop that serves it."""
 
-    def __init__(self, pipeline, log: ServeLog | None, *, execution: ExecutionConfig, answer_cache: int = 0,
+    def __init__(self, pipeline, log: ServeWriter | None, *, execution: ExecutionConfig, answer_cache: int = 0,
                  retrieval_threads: int = 4):
         self.pipeline = pipeline
         self.rag = pipeline.rag
@@ -67,7 +68,10 @@ class Service:
     def close(self) -> None:
         self._threads.shutdown(wait=True)
         if self.log is not None:
-            self.log.close()
+            counts = self.log.close()
+            if counts:
+                print(f"workbench serve: stopped; {counts['written']} traces written ({counts['lost']} lost), "
+                      f"{counts['feedback_written']} feedback ({counts['feedback_lost']} lost)", flush=True)
         self.pipeline.close()
 
     @property
