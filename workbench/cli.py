@@ -189,12 +189,13 @@ def serve(
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Model requests in flight (remote endpoints)"),
     home: Path = typer.Option(Path(".workbench"), "--home", help="Index and embedding cache folder"),
     redact: bool = typer.Option(True, "--redact/--no-redact", help="PII out of traces and feedback"),
+    answer_cache: int = typer.Option(0, "--answer-cache", help="Keep the last N answers and reuse them for the same question (0: off)"),
 ) -> None:
     """Serve an exported winner over HTTP (OpenAI-compatible chat, /answer, /feedback, /metrics), traced to MLflow."""
     from workbench.handover.serve.run import serve as run_service
 
     run_service(path, host=host, port=port, token_env=token_env, tracking_uri=tracking_uri, deployment=deployment,
-                home=home, base_url=base_url, concurrency=concurrency, redact=redact)
+                home=home, base_url=base_url, concurrency=concurrency, redact=redact, answer_cache=answer_cache)
 
 
 @app.command()

@@ -74,14 +74,22 @@ class ServeLog:
     def __init__(self, tracking_uri: str, deployment: str, tags: dict[str, str], *, redact: bool = True):
         import mlflow
 
+        from workbench.tracking.store import (check_sqlite_store, create_sqlite_store_atomically, prepare_local_store,
+                                              sqlite_path, store_lock)
         from workbench.tracking.trace_batch import TraceBatch, is_database_uri
 
-        mlflow.set_tracking_uri(tracking_uri)  # this process writes one deployment: log_feedback uses it
         self.mlflow = mlflow
         self.uri, self.deployment, self.tags, self.redact = tracking_uri, deployment, dict(tags), redact
-        experiment = mlflow.get_experiment_by_name(deployment)
-        self.experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
-            deployment, artifact_location=_artifacts_beside(tracking_uri), tags={"workbench.deployment": deployment})
+        if sqlite_path(tracking_uri) is not None:  # a new store: created whole, in WAL mode, as the sweep's are
+            check_sqlite_store(tracking_uri)
+            prepare_local_store(tracking_uri)
+        with store_lock(tracking_uri):
+            create_sqlite_store_atomically(tracking_uri)
+            mlflow.set_tracking_uri(tracking_uri)  # this process writes one deployment: log_feedback uses it
+            experiment = mlflow.get_experiment_by_name(deployment)
+            self.experiment_id = experiment.experiment_id if experiment else mlflow.create_experiment(
+                deployment, artifact_location=_artifacts_beside(tracking_uri),
+                tags={"workbench.deployment": deployment})
         self._batch = TraceBatch(tracking_uri) if is_database_uri(tracking_uri) else None
         self._trace_ids: OrderedDict[str, str] = OrderedDict()  # answer id -> trace id, the latest KNOWN_IDS
         self.written = self.lost = self.feedback_written = self.feedback_lost = 0
