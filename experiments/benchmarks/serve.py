@@ -99,6 +99,23 @@ async def load(url: str, qs: list[str], n: int, clients: int, max_s: float) -> d
     return dict(overhead=overhead, errors=errors, answered=answered, feedback=feedback, wall=wall)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc): load-independent, unlike latencies."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
 def stored(uri: str) -> tuple[set[str], set[str], list[float]]:
     """Answer ids with a trace, those whose trace holds a user rating, and the service's own overhead (ms: its
     whole-request time minus the model's, as traced: no HTTP, no client)."""
@@ -128,10 +145,16 @@ def main() -> None:
         winner, uri = export_winner(tmp, ep.base_url, args.retrieval)
         qs = questions()
         svc = ServeProcess(winner, token=TOKEN, cwd=tmp, args=[
-            "--deployment", DEPLOYMENT, "--home", str(tmp / "home"), "--concurrency", str(args.clients)]).start()
+            "--deployment", DEPLOYMENT, "--home", str(tmp / "home"), "--concurrency", str(args.clients)],
+            grace=600).start()
         try:
             asyncio.run(load(svc.url, qs, 50, 8, 60))  # warm-up (connections, caches, first traces)
+            pid = svc.process.pid
+            helpers = children(pid)  # the trace writer (spawned at start-up)
+            cpu0 = cpu_s(pid), sum(cpu_s(c) for c in helpers)
             result = asyncio.run(load(svc.url, qs, args.requests, args.clients, args.max_seconds))
+            time.sleep(1.0)  # the writer's last batch
+            cpu1 = cpu_s(pid), sum(cpu_s(c) for c in helpers)
         finally:
             t_stop = time.perf_counter()
             code = svc.stop()
@@ -148,10 +171,13 @@ def main() -> None:
     print(f"feedback_lost: {len(set(result['feedback']) - rated)}")
     print(f"# requests {len(result['answered'])} answered of {args.requests} at {args.clients} clients in "
           f"{result['wall']:.1f} s; model latency {args.latency} s; retrieval {args.retrieval}; feedback "
-          f"{len(result['feedback'])}; SIGTERM to exit {stop_s:.1f} s (exit status {code}); load1 at start {load1:.2f}; "
+          f"{len(result['feedback'])}; SIGTERM to exit (drains the trace writer) {stop_s:.1f} s (exit status {code}); load1 at start {load1:.2f}; "
           f"{os.cpu_count()} cores")
     qi = statistics.quantiles(inside, n=100) if len(inside) >= 2 else [float("nan")] * 99
     print(f"# inside the service (traced total minus model): p50 {qi[49]:.2f} ms, p95 {qi[94]:.2f} ms")
+    n = max(1, len(result["answered"]))
+    print(f"# CPU per request: {(cpu1[0] - cpu0[0]) * 1e3 / n:.2f} ms in the service process, "
+          f"{(cpu1[1] - cpu0[1]) * 1e3 / n:.2f} ms in its trace writer ({len(helpers)} helper process)")
     for e in result["errors"][:5]:
         print(f"# error: {e}")
     if result["errors"] or code not in (0, -15):

@@ -82,5 +82,8 @@ def serve(path: str | Path, *, host: str = "127.0.0.1", port: int = 8080, token_
     print(f"workbench serve: {name} on http://{host}:{port} (traces: {uri}; bearer token "
           f"{'required' if token else 'off'})", flush=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=grace_s, limit_concurrency=1024)
+                            timeout_graceful_shutdown=grace_s, limit_concurrency=1024,
+                            # clients reuse connections between questions; uvicorn's 5 s default closes them under
+                            # a client that is merely slow, racing its next request (a reset, counted as an error)
+                            timeout_keep_alive=30)
     uvicorn.Server(config).run()
