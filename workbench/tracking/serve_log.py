@@ -1,14 +1,14 @@
 """A served request as an MLflow trace, and the feedback on it as assessments, written off the request path.
 
 The service hands each finished request to `serve_writer.ServeWriter.log_request` (a queue put, microseconds);
-`ServeLog`, in a helper process, turns it into a trace with `retrieve` and `generate` spans from the measured timings (the same span
-machinery as the sweep's question traces, `trace_batch.py`) and stores traces in batches. Feedback goes
-through the same queue, so it is written after the trace it refers to is stored: `mlflow.log_feedback` for a
-rating, `mlflow.log_expectation` for a corrected answer. `close()` drains the queue: nothing accepted is lost
-on a graceful shutdown.
+`ServeLog`, in a helper process, turns it into a trace with `retrieve` and `generate` spans from the measured
+timings (the same span machinery as the sweep's question traces, `trace_batch.py`) and stores traces in
+batches. Feedback goes through the same queue, so it is written after the trace it refers to is stored:
+`mlflow.log_feedback` for a rating, `mlflow.log_expectation` for a corrected answer. A stop message drains the
+queue first: nothing accepted is lost on a graceful shutdown.
 
-What the monitor and the harvest read back without loading spans is in the trace's tags (`TAGS`): answer id,
-latencies, tokens, cost, top retrieval score, config hash, sweep id, status.
+What the monitor and the harvest read back without loading spans is in the trace's tags (`workbench.*`): answer
+id, latencies, tokens, cost, top retrieval score, config hash, sweep id, status.
 """
 
 from __future__ import annotations
