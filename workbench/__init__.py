@@ -24,7 +24,7 @@ for _name, _value in {
 
 from workbench._version import __version__
 
-__all__ = ["run_sweep", "load_sweep", "load_pipeline", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
+__all__ = ["run_sweep", "load_sweep", "load_pipeline", "monitor", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
 
 
 def __getattr__(name: str):
@@ -37,6 +37,10 @@ def __getattr__(name: str):
         from workbench.handover.export import load_pipeline
 
         return load_pipeline
+    if name == "monitor":
+        from workbench.analysis.monitor import monitor
+
+        return monitor
     if name == "load_sweep":
         from workbench.analysis.load import load_sweep
 

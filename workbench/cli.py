@@ -178,5 +178,42 @@ def answer(
         typer.echo(f"  answered by {result.answered_by}" + (" (escalated)" if result.routing.get("escalated") else ""))
 
 
+@app.command()
+@friendly_errors
+def serve(
+    path: Path = typer.Argument(..., help="An export YAML written by `workbench export`"),
+    port: int = typer.Option(8080, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; anything but loopback should set a token"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="Where traces go (default: the export's store)"),
+    deployment: Optional[str] = typer.Option(None, "--deployment", help="The MLflow experiment of this deployment"),
+    token_env: str = typer.Option("WORKBENCH_SERVE_TOKEN", "--token-env", help="Env var holding the bearer token (unset: no token)"),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Serve the model from this OpenAI-compatible URL instead"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Model requests in flight (remote endpoints)"),
+    home: Path = typer.Option(Path(".workbench"), "--home", help="Index and embedding cache folder"),
+    redact: bool = typer.Option(True, "--redact/--no-redact", help="PII out of traces and feedback"),
+    answer_cache: int = typer.Option(0, "--answer-cache", help="Keep the last N answers and reuse them for the same question (0: off)"),
+) -> None:
+    """Serve an exported winner over HTTP (OpenAI-compatible chat, /answer, /feedback, /metrics), traced to MLflow."""
+    from workbench.handover.serve.run import serve as run_service
+
+    run_service(path, host=host, port=port, token_env=token_env, tracking_uri=tracking_uri, deployment=deployment,
+                home=home, base_url=base_url, concurrency=concurrency, redact=redact, answer_cache=answer_cache)
+
+
+@app.command()
+@friendly_errors
+def harvest(
+    deployment: str = typer.Option(..., "--deployment", help="The deployment (MLflow experiment) to read"),
+    out: Path = typer.Option(..., "--out", help="The eval JSONL to write, e.g. new_eval.jsonl"),
+    tracking_uri: str = typer.Option("sqlite:///mlruns/mlflow.db", "--tracking-uri", help="The store it traces to"),
+) -> None:
+    """Production questions (deduplicated, PII-redacted) as an eval set; corrections become references."""
+    from workbench.handover.serve.harvest import harvest as run_harvest
+
+    h = run_harvest(deployment, out, tracking_uri=tracking_uri)
+    typer.echo(f"{h.questions} questions from {h.traces} requests to {h.path} ({h.corrected} with corrected "
+               f"references, {h.candidates} with candidate references); provenance in {h.provenance_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -290,6 +290,11 @@ class Pipeline:
         self._rag = rag
         self._server = server
 
+    @property
+    def rag(self):
+        """The `RAGPipeline` itself (the service calls its steps one by one)."""
+        return self._rag
+
     def answer(self, question: str):
         if not isinstance(question, str) or not question.strip():
             raise ConfigError(f"question: {question!r} is empty; ask a question in words")
@@ -314,6 +319,7 @@ def load_pipeline(
     home: str | Path = ".workbench",
     base_url: str | None = None,
     allow_corpus_change: bool = False,
+    execution=None,
 ) -> Pipeline:
     """Rebuild the exported pipeline: verify, load the corpus, reuse or build the index, start the model.
 
@@ -321,6 +327,7 @@ def load_pipeline(
     base_url: serve the model from this OpenAI-compatible URL instead of the exported one (e.g. the same
       model behind your own gateway); the local model is started on 127.0.0.1 when needed. A routed variant
       (router, cascade, cache) calls each named model at its exported endpoint, its local ones at this URL.
+    execution: an `ExecutionConfig` for the model client's timeout, retries and connection pool (the service).
     """
     from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import build_index, build_pipeline, chat_model
@@ -356,10 +363,10 @@ def load_pipeline(
             from workbench.rag.routing import RoutedChat
 
             def make(cfg, logprobs: bool = False):
-                return chat_model(cfg, url if cfg.provider == "local" else None, logprobs=logprobs)
+                return chat_model(cfg, url if cfg.provider == "local" else None, execution, logprobs=logprobs)
 
             return Pipeline(doc, RoutedPipeline(variant, index, RoutedChat.open(variant.model, make)), server)
-        model = chat_model(variant.model, url)
+        model = chat_model(variant.model, url, execution)
     except Exception:
         if server is not None:
             server.stop()

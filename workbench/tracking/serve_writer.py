@@ -1,0 +1,108 @@
+"""`ServeWriter`: the service's end of the helper process that writes its traces and feedback (`serve_log.ServeLog`).
+
+Why a process: MLflow builds spans and talks to its store in pure Python; on a thread of the service it would
+take the interpreter lock from the event loop answering requests (the sweep measured the same effect, see
+`process.py`). The service only pickles a small record onto a `multiprocessing` queue (its feeder thread
+writes the pipe). Requests and feedback travel in one queue, so feedback is written after its trace. `close()`
+sends a stop after everything else and waits for the helper: a graceful shutdown loses nothing accepted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections import OrderedDict
+
+from workbench.errors import TrackingError
+from workbench.tracking.serve_log import KNOWN_IDS, ServedRequest, UserFeedback
+
+START_TIMEOUT_S = 120.0
+
+
+def _helper(uri: str, deployment: str, tags: dict, redact: bool, inbox, conn, pending) -> None:
+    from workbench.tracking.serve_log import ServeLog
+
+    try:
+        log = ServeLog(uri, deployment, tags, redact=redact)
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", log.experiment_id))
+
+    def done() -> None:
+        with pending.get_lock():
+            pending.value -= 1
+
+    log.run(inbox, done)
+    conn.send(("counts", log.counts()))
+
+
+class ServeWriter:
+    def __init__(self, tracking_uri: str, deployment: str, tags: dict[str, str], *, redact: bool = True):
+        ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no threads or locks of ours copied
+        self.uri, self.deployment = tracking_uri, deployment
+        self._inbox = ctx.Queue()
+        self._pending = ctx.Value("i", 0)
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_helper, name="workbench-serve-writer", daemon=True,
+                                    args=(tracking_uri, deployment, dict(tags), redact, self._inbox, child,
+                                          self._pending))
+        self._process.start()
+        if not self._conn.poll(START_TIMEOUT_S):
+            self._process.kill()
+            raise TrackingError(f"the trace writer for {tracking_uri} did not start within {START_TIMEOUT_S:.0f} s")
+        try:
+            kind, value = self._conn.recv()
+        except EOFError:
+            raise TrackingError(f"the trace writer for {tracking_uri} exited at start (code "
+                                f"{self._process.exitcode}); check --tracking-uri") from None
+        if kind == "error":
+            raise TrackingError(f"cannot trace to {tracking_uri} (deployment {deployment!r}): {value}; check "
+                                "--tracking-uri and that the store is writable")
+        self.experiment_id = value
+        self._issued: OrderedDict[str, None] = OrderedDict()
+        self.counts: dict[str, int] | None = None
+
+    def log_request(self, req: ServedRequest) -> None:
+        self._issued[req.answer_id] = None
+        if len(self._issued) > KNOWN_IDS:
+            self._issued.popitem(last=False)
+        self._put(("request", req))
+
+    def log_feedback(self, fb: UserFeedback) -> None:
+        self._put(("feedback", fb))
+
+    def _put(self, message) -> None:
+        with self._pending.get_lock():
+            self._pending.value += 1
+        self._inbox.put(message)
+
+    def knows(self, answer_id: str) -> bool:
+        """Whether this deployment gave that answer: in memory, else (an older one) a trace tagged with it."""
+        if answer_id in self._issued:
+            return True
+        from workbench.tracking.serve_log import find_answer
+
+        return find_answer(self.uri, self.experiment_id, answer_id) is not None
+
+    def pending(self) -> int:
+        """Traces and feedback accepted but not yet written."""
+        return self._pending.value
+
+    def close(self, timeout: float = 300.0) -> dict[str, int] | None:
+        """Write everything queued, stop the helper; its counts (written, lost, feedback_written, feedback_lost)."""
+        if self.counts is not None or not self._process.is_alive():
+            return self.counts
+        self._inbox.put(("stop", None))
+        if self._conn.poll(timeout):
+            try:
+                self.counts = self._conn.recv()[1]
+            except EOFError:
+                pass
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+        if self.counts is None:
+            print(f"workbench serve: the trace writer did not finish; {self.pending()} traces or feedback may be "
+                  "lost", file=sys.stderr, flush=True)
+        return self.counts
