@@ -134,8 +134,13 @@ class SweepResults:
         self._warn_latency([metric], per_question=True)
         return paired_diff(self.questions(), self.variant(a).short_hash, self.variant(b).short_hash, metric)
 
-    def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s") -> pd.DataFrame:
-        """The non-dominated variants: best quality (in the metric's declared direction) for their cost and latency."""
+    def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s",
+               *, alpha: float = 0.05, correction: str = "holm") -> pd.DataFrame:
+        """The non-dominated variants: best quality (in the metric's declared direction) for their cost and latency.
+
+        With per-question `quality` scores, two more columns: `{quality}_p_vs_leader` (the quality leader
+        against each variant, p adjusted over every pair with `correction`) and `{quality}_tied` (not
+        significantly worse than the leader: on quality, the front's points in the tied set are equals)."""
         from workbench.analysis.stats import pareto_front
 
         frame = self.to_frame()
@@ -145,16 +150,37 @@ class SweepResults:
             # an axis nobody could price (no column, or all NaN) says nothing: leave it out
             if col and col in frame.columns and frame[col].notna().any():
                 objectives[col] = "min"
-        return frame.loc[pareto_front(frame, objectives)]
+        front = frame.loc[pareto_front(frame, objectives)]
+        tests = self._leader_tests(frame, quality, alpha, correction)
+        if tests is None:
+            return front
+        return front.assign(**{
+            f"{quality}_p_vs_leader": [tests.p_adjusted.get(v, float("nan")) for v in front.index],
+            f"{quality}_tied": [v in tests.tied for v in front.index],
+        })
+
+    def _leader_tests(self, frame: pd.DataFrame, metric: str, alpha: float, correction: str):
+        from workbench.analysis.family import leader_tests
+        from workbench.analysis.paired import score_columns
+
+        questions = self.questions()
+        if questions.empty or metric not in score_columns(questions) or metric not in frame.columns:
+            return None
+        ranked = frame[metric].dropna().sort_values(ascending=direction(metric) == "min", kind="stable").index.tolist()
+        if len(ranked) < 2:
+            return None
+        return leader_tests(questions, ranked[0], ranked[1:], metric, maximize=direction(metric) == "max",
+                            alpha=alpha, correction=correction)
 
     def best(self, objective: str = "f1", constraints: dict | None = None, *, maximize: bool | None = None,
-             alpha: float = 0.05):
+             alpha: float = 0.05, correction: str = "holm"):
         """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason.
-        `maximize=None`: the objective's declared direction (higher f1, lower latency)."""
+        `maximize=None`: the objective's declared direction (higher f1, lower latency). `correction`: how the
+        top's comparisons are corrected for their number (Holm; see `analysis.family.CORRECTIONS`)."""
         from workbench.analysis.stats import best
 
         frame = self.to_frame()
-        decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha)
+        decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha, correction=correction)
         # the latency tie-break counts too when it decided (the reason then names the column)
         used = [objective, *(constraints or {}), *(c for c in frame.columns if str(c) in decision.reason)]
         message = self._warn_latency(used)
