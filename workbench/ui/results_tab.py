@@ -127,6 +127,10 @@ class ResultsTab:
             set_options(self.question, [(f"{qid}: {q[:80]}", qid) for qid, q in questions])
         finally:
             self._filling = False
+        # too few questions to tell the top two apart is said where the numbers are read
+        power = results.power_warning(self.quality.value) if self.quality.value else None
+        if power:
+            self.summary.value += f"<div style='color:#b45309'>{html.escape(power)}</div>"
         self._draw_table()
         self._draw()
         if results.rows:
