@@ -53,6 +53,7 @@ from typing import Any
 
 from workbench.processes import exit_with_parent
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
+from workbench.testing.fake_sampling import sampled
 from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
 from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
 
@@ -167,7 +168,7 @@ def create_app(config: Config | None = None):
             kind = forced_fault(body.get("model"), ALL_FAULT_KINDS) or plan.draw(cfg)
 
             def good() -> dict:
-                answer, finish = make_answer(messages, limit)
+                answer, finish = make_answer(sampled(messages, body), limit)
                 content = answer
                 fmt = body.get("response_format")
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":

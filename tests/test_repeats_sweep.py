@@ -1,0 +1,74 @@
+"""Repeats in a real sweep (issue 15): N answers per (variant, question) with distinct seeds, each its own
+model call and cache entry, resumed and estimated per answer. The fake endpoint (real HTTP) samples like a
+model: at temperature > 0 another seed gives another answer (`testing/fake_sampling.py`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import small_spec
+from memory_tracker import MemoryTracker
+from workbench.errors import ConfigError
+from workbench.runner.estimate import count_calls
+from workbench.runner.sweep import run_sweep
+from workbench.spec import load_spec
+from workbench.testing.fake_endpoint import LatencyEndpoint
+
+N, REPEATS = 4, 3
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with LatencyEndpoint(latency=0.0) as ep:
+        yield ep
+
+
+def spec_for(tmp_path, base_url: str, **repeats) -> dict:
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    spec["data"]["eval"]["limit"] = N
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": base_url,
+                               "max_tokens": 8, "temperature": 0.8}]
+    spec["repeats"] = repeats
+    return spec
+
+
+def test_each_repeat_is_its_own_seeded_call_and_cache_entry_and_resumes_per_answer(tmp_path, endpoint):
+    spec = spec_for(tmp_path, endpoint.base_url, generation=REPEATS)
+    before = endpoint.stats()["chat_calls"]
+    results = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    rows = results.rows
+    assert len(rows) == N * REPEATS and endpoint.stats()["chat_calls"] - before == N * REPEATS
+    assert [r["repeat"] for r in rows] == list(range(REPEATS)) * N  # a question's answers side by side
+    by_question = {}
+    for r in rows:
+        by_question.setdefault(r["question_id"], set()).add(r["answer"])
+    assert max(len(a) for a in by_question.values()) > 1  # sampled: other seeds, other answers (never one cached answer)
+    frame = results.to_frame()
+    assert frame["f1_n"].iloc[0] == N and "f1_var_generation" in frame.columns and "f1_var_question" in frame.columns
+    assert frame["questions"].iloc[0] == N * REPEATS
+
+    loaded = load_spec(spec)
+    assert count_calls(loaded, results.data_info["data.corpus.digest"],
+                       [(r["question_id"], r["question"]) for r in rows]) .cached == N * REPEATS
+    again = run_sweep(spec, progress=False, tracker=MemoryTracker(), resume=False)  # every answer from its own entry
+    assert again.stats["generation_cache_hits"] == N * REPEATS and again.stats["model_calls"] == 0
+    assert [r["answer"] for r in again.rows] == [r["answer"] for r in rows]
+
+    # a killed sweep resumes per answer: drop the last two answers from the record, run again
+    cells = tmp_path / "home" / "sweeps" / again.sweep_id / "cells.jsonl"
+    kept = cells.read_text().splitlines()[:-2]
+    cells.write_text("\n".join(kept) + "\n")
+    status = cells.parent / "status.json"
+    status.write_text(json.dumps({**json.loads(status.read_text()), "status": "RUNNING", "pid": 999999999}))
+    resumed = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    assert len(resumed.rows) == N * REPEATS and sorted((r["question_id"], r["repeat"]) for r in resumed.rows) == \
+        sorted((r["question_id"], r["repeat"]) for r in rows)
+
+
+def test_repeats_that_cannot_mean_anything_are_one_clear_error(tmp_path, endpoint):
+    with pytest.raises(ConfigError, match="repeats.judge is 2 but the spec has no judge"):
+        run_sweep(spec_for(tmp_path, endpoint.base_url, judge=2), progress=False, tracker=MemoryTracker())
+    with pytest.raises(ConfigError, match="repeats.generation"):
+        load_spec(spec_for(tmp_path, endpoint.base_url, generation=0))
