@@ -72,3 +72,39 @@ def test_repeats_that_cannot_mean_anything_are_one_clear_error(tmp_path, endpoin
         run_sweep(spec_for(tmp_path, endpoint.base_url, judge=2), progress=False, tracker=MemoryTracker())
     with pytest.raises(ConfigError, match="repeats.generation"):
         load_spec(spec_for(tmp_path, endpoint.base_url, generation=0))
+
+
+@pytest.mark.slow  # MLflow store, two CLI runs: the gate and plan end to end
+def test_gate_and_plan_from_the_command_line(tmp_path, endpoint):
+    import yaml
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    spec = spec_for(tmp_path, endpoint.base_url)
+    del spec["repeats"]
+    spec["space"]["prompt"] = [{"name": "default"}, {"name": "terse", "template": "Context: {context}\nQ: {question}\nA:"}]
+    results = run_sweep(spec, progress=False)
+    baseline, candidate = results.variants
+    winner = results.export(baseline.hash, tmp_path / "winner.yaml")
+    runner = CliRunner()
+    uri = spec["tracking"]["tracking_uri"]
+
+    planned = runner.invoke(app, ["plan", "--sweep-id", results.sweep_id, "--delta", "0.1", "--tracking-uri", uri])
+    assert planned.exit_code == 0, planned.output
+    assert planned.output.startswith("to detect a f1 difference of 0.1 between ")
+
+    for variant in (candidate, baseline):
+        one = {**spec, "space": {**spec["space"], "prompt": [variant.prompt.model_dump(mode="json")]},
+               "tracking": {**spec["tracking"], "enabled": False}}  # the gate's decision needs no MLflow
+        path = tmp_path / f"candidate-{variant.short_hash}.yaml"
+        path.write_text(yaml.safe_dump(one))
+        calls = endpoint.stats()["chat_calls"]
+        gated = runner.invoke(app, ["gate", str(path), "--baseline", str(winner), "--metric", "f1", "--max-drop", "0.02"])
+        line = gated.output.strip().splitlines()[-1]
+        assert line.startswith(f"gate PASS: candidate {variant.short_hash} f1 ") or line.startswith("gate FAIL:"), gated.output
+        assert gated.exit_code == (0 if "gate PASS" in line else 1)
+        assert endpoint.stats()["chat_calls"] == calls  # both answered from the cache: same questions, same answers
+    assert "(+0, 95% CI +0 to +0)" in line  # the baseline against itself: no drop
+    bad = runner.invoke(app, ["gate", str(path), "--baseline", str(tmp_path / "missing.yaml")])
+    assert bad.exit_code == 2 and "missing.yaml" in bad.output and "Traceback" not in bad.output
