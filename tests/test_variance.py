@@ -131,3 +131,15 @@ def test_too_small_warns_only_when_the_gap_is_underpowered():
     assert "(workbench plan)" in warning
     clear = paired_questions(np.random.default_rng(8), 60, 0.3)
     assert too_small(clear, ["a", "b"], "f1") is None
+
+
+def test_compare_counts_a_repeated_question_once():
+    from workbench.analysis.stats import compare
+
+    long = simulated(np.random.default_rng(9), 10, 3, 1)
+    q = pd.DataFrame({"variant": "a", "question_id": long["question"].map(lambda i: f"q{i}"), "f1": long["score"]})
+    row = compare(q, "f1").loc["a"]
+    assert row["n"] == 10 and row["mean"] == pytest.approx(long["score"].mean())
+    assert row["ci_low"] == pytest.approx(hierarchical_bootstrap(long).loc["a", "ci_low"])
+    read_back = [{"question_id": "q1", "repeat": float("nan"), "f1": 0.5}, {"question_id": "q1", "repeat": 1.0, "f1": 0.7}]
+    assert long_frame(read_back, "f1")["repeat"].tolist() == [0, 1]  # a table's NaN / float repeat

@@ -184,7 +184,7 @@ class SweepResults:
         """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason.
         `maximize=None`: the objective's declared direction (higher f1, lower latency). `correction`: how the
         top's comparisons are corrected for their number (Holm; see `analysis.family.CORRECTIONS`)."""
-        from workbench.analysis.stats import best
+        from workbench.analysis.stats import StatsError, best
 
         frame = self.to_frame()
         decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha, correction=correction)
@@ -194,7 +194,10 @@ class SweepResults:
         power = None
         if decision.significant is False and decision.diff is not None and decision.diff.mean_diff != 0:
             gap = abs(decision.diff.mean_diff)  # how many questions would settle the top vs runner-up gap seen
-            power = self.power(objective, gap, decision.diff.a, decision.diff.b, alpha=alpha).statement()
+            try:
+                power = self.power(objective, gap, decision.diff.a, decision.diff.b, alpha=alpha).statement()
+            except StatsError:
+                power = None  # fewer than two shared questions: nothing to plan from
         return dataclasses.replace(decision, warnings=[message] if message else [], power=power)
 
     def power(self, metric: str = "f1", delta: float = 0.05, a: str | None = None, b: str | None = None, *,

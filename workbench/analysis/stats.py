@@ -40,6 +40,7 @@ from workbench.analysis.paired import (  # noqa: F401  (re-exported: stats is th
 from workbench.analysis.family import LeaderTests, check_correction, leader_tests
 from workbench.scoring.aggregate import direction
 from workbench.scoring.metrics import summarize
+from workbench.scoring.variance import hierarchical_bootstrap
 
 OPERATORS = ("<=", "<", ">=", ">", "==")
 _NEGATION = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!="}
@@ -62,7 +63,7 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     values = scored(questions, metric)
     records = []
     for variant in dict.fromkeys(questions["variant"]):
-        s = summarize(values.loc[values["variant"] == variant, "value"].tolist())
+        s = _summary(values[values["variant"] == variant])
         records.append(
             {
                 "variant": variant,
@@ -75,6 +76,16 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=["variant", "mean", "ci_low", "ci_high", "n"]).set_index("variant")
     frame["n"] = frame["n"].astype(int)
     return frame.sort_values("mean", ascending=direction(metric) == "min", na_position="last", kind="stable")
+
+
+def _summary(values: pd.DataFrame) -> dict[str, Any]:
+    """One variant's mean, CI and n: a question answered several times (repeats) counts once, its answers
+    resampled within it (`variance.hierarchical_bootstrap`); otherwise `metrics.summarize`."""
+    if not values["question_id"].duplicated().any():
+        return summarize(values["value"].tolist())
+    long = pd.DataFrame({"variant": "", "question": values["question_id"], "judge_pass": 0, "score": values["value"],
+                         "repeat": values.groupby("question_id").cumcount()})
+    return hierarchical_bootstrap(long).iloc[0].to_dict()
 
 
 # ---------------------------------------------------------------- Pareto front

@@ -36,7 +36,7 @@ def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> di
     ok = [r for r in rows if not r.get("error")]
     timed = [r for r in ok if latency_source(r, sweep_id) == THIS_SWEEP] or ok
     out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
-    repeated = any(r.get("repeat") for r in ok)
+    repeated = any(variance._index(r.get("repeat")) for r in ok)
     for name in quality_metrics(rows):
         s = summarize([r.get(name) for r in ok])
         if s["n"] == 0:

@@ -48,8 +48,16 @@ def long_frame(rows: Sequence[Mapping[str, Any]], metric: str) -> pd.DataFrame:
         for j, value in enumerate(values):
             if value is None or value != value:
                 continue
-            records.append((row.get("variant", ""), row.get("question_id"), int(row.get("repeat") or 0), j, float(value)))
+            records.append((row.get("variant", ""), row.get("question_id"), _index(row.get("repeat")), j, float(value)))
     return pd.DataFrame.from_records(records, columns=list(LONG_COLUMNS))
+
+
+def _index(value: Any) -> int:
+    """A repeat index as written (int) or read back from a table (float, NaN when absent): 0 when absent."""
+    try:
+        return int(value) if value is not None and value == value else 0
+    except (TypeError, ValueError):
+        return 0
 
 
 def has_repeats(long: pd.DataFrame) -> bool:
