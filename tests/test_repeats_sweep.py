@@ -108,3 +108,18 @@ def test_gate_and_plan_from_the_command_line(tmp_path, endpoint):
     assert "(+0, 95% CI +0 to +0)" in line  # the baseline against itself: no drop
     bad = runner.invoke(app, ["gate", str(path), "--baseline", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and "missing.yaml" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_variants_tab_sets_repeats_and_counts_every_answer(tmp_path):
+    from test_ui import QUICKSTART, text
+    from workbench.ui import Workbench
+
+    wb = Workbench(str(QUICKSTART))
+    vt = wb.variants_tab
+    wb.data_tab.eval_limit.value = 5
+    assert text(vt.count).startswith("4 variants × 5 questions = 20 model calls")
+    vt.repeat_answers.value = 3
+    assert wb.spec().repeats.generation == 3
+    assert text(vt.count).startswith("4 variants × 5 questions × 3 answers = 60 model calls")
+    vt.repeat_judge.value = 2
+    assert wb.spec().repeats.judge == 2 and "each answer judged 2 times" in text(vt.count)
