@@ -123,3 +123,25 @@ def test_the_variants_tab_sets_repeats_and_counts_every_answer(tmp_path):
     assert text(vt.count).startswith("4 variants × 5 questions × 3 answers = 60 model calls")
     vt.repeat_judge.value = 2
     assert wb.spec().repeats.judge == 2 and "each answer judged 2 times" in text(vt.count)
+
+
+@pytest.mark.slow  # ragas' judge through real HTTP
+def test_judge_passes_are_kept_per_answer_and_each_is_its_own_cache_entry(tmp_path, endpoint):
+    spec = spec_for(tmp_path, endpoint.base_url, generation=2, judge=2)
+    spec["data"]["eval"]["limit"] = 2
+    spec["judge"] = {"provider": "openai", "model": "latency-endpoint", "base_url": endpoint.base_url,
+                     "metrics": ["faithfulness"]}
+    before = endpoint.stats()["chat_calls"]
+    results = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    judge_calls = endpoint.stats()["chat_calls"] - before - 4  # 2 questions x 2 answers generated
+    assert judge_calls > 0 and judge_calls % 2 == 0  # both passes asked, the same requests twice
+    for row in results.rows:
+        passes = row["faithfulness_passes"]
+        assert len(passes) == 2 and "f1_passes" not in row  # only the judge's metrics have passes
+        known = [p for p in passes if p is not None]
+        assert row["faithfulness"] == (pytest.approx(sum(known) / len(known)) if known else None)
+    frame = results.to_frame()
+    assert frame["faithfulness_n"].iloc[0] <= 2  # questions, not answers x passes (8 scores)
+    before = endpoint.stats()["chat_calls"]
+    run_sweep(spec, progress=False, tracker=MemoryTracker(), resume=False)
+    assert endpoint.stats()["chat_calls"] == before  # every answer and every judge pass from its own cache entry

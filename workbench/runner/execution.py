@@ -30,6 +30,7 @@ from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
+from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
 from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
@@ -247,13 +248,14 @@ class Execution:
         if not isinstance(self.judge, list):
             await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.hooks.cancelled)
         else:
+            judged_metrics = set(catalogue.names("judged"))
             cells = [Cell.from_row(r) for r in rows]
             passes = [await judge.score_cells(cells, stop=self.hooks.cancelled) for judge in self.judge]
             for i, row in enumerate(rows):
                 if passes[0][i] is cells[i]:
                     continue  # failed or never judged (cancelled)
                 merged = passes[0][i]
-                for metric in merged.scores:
+                for metric in (m for m in merged.scores if m in judged_metrics):  # the rest are not the judge's
                     values = [p[i].scores.get(metric) for p in passes]
                     known = [v for v in values if v is not None]
                     merged = merged.with_scores({metric: sum(known) / len(known) if known else None},
