@@ -170,4 +170,18 @@ def test_the_results_tab_warns_when_the_eval_set_cannot_separate_the_top_two():
     tab = ResultsTab(on_load=lambda sweep_id: None)
     tab.show(repeated_results())
     assert "the eval set is too small to separate the top two on f1: 12 questions detect" in tab.summary.value
+    assert tab.variance.widget.layout.display is None and tab.variance.figure is not None  # repeats: the split is drawn
     assert repeated_results(n=40, gaps=(0.0, 0.5, 0.5, 0.5)).power_warning("f1") is None  # a clear lead: no warning
+
+
+def test_the_variance_split_table_and_figure():
+    from workbench.analysis.plots.variance import plot_variance_split, variance_info
+
+    results = repeated_results()
+    table = results.variance_split("f1")
+    assert list(table.columns) == ["label", "question", "generation", "judge", "question_share", "generation_share", "judge_share"]
+    assert (table["question_share"] + table["generation_share"]).round(9).eq(1).all() and table["judge"].isna().all()
+    fig = plot_variance_split(variance_info(results.to_frame(), "f1"))
+    assert [t.name for t in fig.data] == ["question", "generation", "judge"] and len(fig.data[0].y) == 4
+    with pytest.raises(StatsError, match="no variance split of 'exact_match'"):
+        results.variance_split("exact_match")

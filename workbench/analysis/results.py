@@ -218,6 +218,13 @@ class SweepResults:
             raise StatsError(f"variant {exc.args[0]}") from None
         return plan(self.questions(), a, b, metric, delta, alpha=alpha, target=target)
 
+    def variance_split(self, metric: str = "f1") -> pd.DataFrame:
+        """Per variant: the question, generation and judge variance of `metric` and their shares (a sweep with
+        repeats; `analysis.plots.variance`, whose `plot_variance_split` draws it)."""
+        from workbench.analysis.plots.variance import variance_info
+
+        return variance_info(self.to_frame(), metric).table
+
     def power_warning(self, metric: str = "f1", variants: list[str] | None = None, *, alpha: float = 0.05) -> str | None:
         """The warning when the eval set is too small to separate the top two of `variants` (default all)
         on `metric` at 80 % power, else None (the Results tab shows it)."""
