@@ -97,8 +97,9 @@ def test_a_row_without_identity_is_refused_by_name():
 def test_table_columns_are_derived_and_keep_the_old_order():
     columns = table_columns()
     assert [c for c in columns if c in OLD_TABLE_COLUMNS] == list(OLD_TABLE_COLUMNS)
-    # cached, retrieved_chunk_doc_ids were extras before; latency_sweep_id: which sweep timed the cell
-    assert set(columns) - set(OLD_TABLE_COLUMNS) == {"cached", "retrieved_chunk_doc_ids", "latency_sweep_id"}
+    # cached, retrieved_chunk_doc_ids were extras before; latency_sweep_id: which sweep timed the cell;
+    # repeat: which answer to the question (spec `repeats`; absent from a row without repeats)
+    assert set(columns) - set(OLD_TABLE_COLUMNS) == {"cached", "retrieved_chunk_doc_ids", "latency_sweep_id", "repeat"}
     assert NOT_IN_TABLE == {"variant_hash", "variant", "messages", "started_at_ns", "latency_measured_at",
                             "latency_in_flight", "latency_concurrency_limit"}
     assert not set(columns) & NOT_IN_TABLE
