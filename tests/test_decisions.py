@@ -10,7 +10,7 @@ import pytest
 
 from workbench.analysis.family import CORRECTIONS, adjust, leader_tests
 from workbench.analysis.stats import StatsError, best
-from tests.test_stats import frame_from, questions_frame, vid
+from test_stats import frame_from, questions_frame, vid
 
 
 def near_tie(n: int = 40, seed: int = 5, gaps=(0.0, 0.04, 0.3)) -> pd.DataFrame:
