@@ -15,7 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = (
-    ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "events", "sync", "processes", "spec_routing"),
+    ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "events", "sync", "processes", "spec_routing",
+     "spec_repeats"),
     ("data",),
     ("rag",),
     ("scoring",),

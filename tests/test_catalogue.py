@@ -97,10 +97,11 @@ def test_a_row_without_identity_is_refused_by_name():
 def test_table_columns_are_derived_and_keep_the_old_order():
     columns = table_columns()
     assert [c for c in columns if c in OLD_TABLE_COLUMNS] == list(OLD_TABLE_COLUMNS)
-    # cached, retrieved_chunk_doc_ids were extras before; latency_sweep_id: which sweep timed the cell
+    # cached, retrieved_chunk_doc_ids were extras before; latency_sweep_id: which sweep timed the cell;
+    # repeat: which answer to the question (spec `repeats`; absent from a row without repeats)
     # routed variants (issue 16): which model answered, its decision and signal, the response cache's outcome
     routing = {"routed_to", "escalated", "route_signal", "cache_hit", "cache_wrong_hit", "cache_saved_usd", "cache_saved_s"}
-    assert set(columns) - set(OLD_TABLE_COLUMNS) == {"cached", "retrieved_chunk_doc_ids", "latency_sweep_id"} | routing
+    assert set(columns) - set(OLD_TABLE_COLUMNS) == {"cached", "retrieved_chunk_doc_ids", "latency_sweep_id", "repeat"} | routing
     assert NOT_IN_TABLE == {"variant_hash", "variant", "messages", "started_at_ns", "latency_measured_at",
                             "latency_in_flight", "latency_concurrency_limit", "route_calls"}
     assert not set(columns) & NOT_IN_TABLE

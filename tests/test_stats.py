@@ -295,7 +295,10 @@ def test_best_picks_a_significantly_better_top_and_says_why(three_variants):
     assert (d.winner, d.runner_up, d.objective, d.significant) == (vid("a"), vid("b"), "f1", True)
     assert d.candidates == [vid("a"), vid("b"), vid("c")] and d.excluded == {}
     assert d.diff is not None and d.diff.p_value < 0.05 and d.diff.n == 40
-    assert re.fullmatch(r"f1 0\.\d+ vs 0\.\d+ for runner-up bbbbbbbbbbbb \(paired permutation test p=[0-9.e-]+, n=40\)", d.reason), d.reason
+    assert re.fullmatch(r"f1 0\.\d+ vs 0\.\d+ for runner-up bbbbbbbbbbbb \(paired permutation test p=[0-9.e-]+, n=40; "
+                        r"Holm over 3 pairwise tests p=[0-9.e-]+\); tied set: aaaaaaaaaaaa alone, significantly better "
+                        r"than each of the other 2 candidates", d.reason), d.reason
+    assert d.tied == [vid("a")] and d.tests is not None and d.tests.pairs == 3
     assert f"f1 {frame.at[vid('a'), 'f1']:.3g} vs {frame.at[vid('b'), 'f1']:.3g}" in d.reason
 
 
@@ -350,9 +353,10 @@ def test_not_significantly_better_chooses_the_cheaper_variant_and_says_so():
     assert (d.winner, d.runner_up, d.significant) == (vid("b"), vid("b"), False)
     assert d.diff is not None and d.diff.p_value >= 0.05
     assert d.reason.startswith(f"{vid('a')} is not significantly better than runner-up {vid('b')} on f1 (")
-    assert f"paired permutation test p={d.diff.p_value:.2g}, n=30)" in d.reason
-    assert f"; chose the cheaper {vid('b')} (cost_usd_per_1k 0.5 vs 2; f1 " in d.reason
-    assert d.reason.endswith(f"among the 2 variants not significantly worse than {vid('a')}")
+    assert f"paired permutation test p={d.diff.p_value:.2g}, n=30; Holm over 3 pairwise tests p=" in d.reason
+    assert d.tied == [vid("a"), vid("b")]  # c is clearly worse: out of the tied set, so its low cost does not count
+    assert f"; tied set: {vid('a')}, {vid('b')} (not significantly worse than {vid('a')}); chose the cheaper {vid('b')} (cost_usd_per_1k 0.5 vs 2; f1 " in d.reason
+    assert d.reason.endswith("among the 2 tied variants")
 
 
 def test_not_significant_with_equal_cost_chooses_the_faster_variant():
@@ -371,7 +375,7 @@ def test_not_significant_but_the_top_is_also_cheapest_keeps_the_top():
     frame = frame_from(q, cost_usd_per_1k={"a": 0.1, "b": 0.5})
     d = best(frame, q, "f1")
     assert d.winner == vid("a") and d.significant is False
-    assert d.reason.endswith(f"kept {vid('a')}: it is also the cheapest of the 2 variants not significantly worse than {vid('a')} (cost_usd_per_1k 0.1)")
+    assert d.reason.endswith(f"kept {vid('a')}: it is also the cheapest of the 2 tied variants (cost_usd_per_1k 0.1)")
 
 
 def test_nan_tie_break_values_come_last():

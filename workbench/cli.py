@@ -215,5 +215,45 @@ def harvest(
                f"references, {h.candidates} with candidate references); provenance in {h.provenance_path}")
 
 
+@app.command()
+@friendly_errors
+def plan(
+    sweep_id: str = typer.Option(..., "--sweep-id", help="A logged sweep whose variance to plan from"),
+    metric: str = typer.Option("f1", "--metric", help="The per-question metric to compare on"),
+    delta: float = typer.Option(..., "--delta", help="The true difference to detect, in the metric's units, e.g. 0.05"),
+    a: Optional[str] = typer.Option(None, "--a", help="Variant hash (or prefix); default: the top on the metric"),
+    b: Optional[str] = typer.Option(None, "--b", help="Variant hash (or prefix); default: the runner-up"),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the paired test"),
+    power: float = typer.Option(0.8, "--power", help="The chance of detecting delta to plan for"),
+    tracking_uri: str = typer.Option("sqlite:///mlruns/mlflow.db", "--tracking-uri", help="MLflow tracking URI"),
+) -> None:
+    """Questions (and repeats) needed to tell two variants apart by DELTA, from a sweep's paired variance."""
+    from workbench.analysis.load import load_sweep
+    from workbench.spec import check_sweep_id
+
+    check_sweep_id(sweep_id)
+    typer.echo(load_sweep(sweep_id, tracking_uri).power(metric, delta, a, b, alpha=alpha, target=power).statement())
+
+
+@app.command()
+@friendly_errors
+def gate(
+    spec: Path = typer.Argument(..., help="The candidate's sweep spec (one variant)"),
+    baseline: Path = typer.Option(..., "--baseline", help="The baseline: an export written by `workbench export`"),
+    metric: str = typer.Option("f1", "--metric", help="The per-question metric to compare on"),
+    max_drop: float = typer.Option(0.0, "--max-drop", help="The drop allowed, in the metric's units, e.g. 0.02"),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the one-sided paired test"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N eval questions"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the spec's)"),
+) -> None:
+    """Exit 1 only when the candidate is significantly worse than the baseline by more than --max-drop."""
+    from workbench.runner.gate import run_gate
+
+    decision = run_gate(spec, baseline, metric, max_drop, alpha=alpha, tracking_uri=tracking_uri, limit=limit)
+    typer.echo(decision.line)
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -28,6 +28,7 @@ from pydantic import (AnyHttpUrl, BaseModel, ConfigDict, Discriminator, Field, T
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
 from workbench.spec_routing import MODEL_TAGS, RoutedModel, expand_model, inject_named_models, model_kind
+from workbench.spec_repeats import RepeatsConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -428,6 +429,7 @@ class SweepSpec(Frozen):
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="Named models that routers, cascades "
                                            "and cached entries of space.model refer to (see workbench.spec_routing)")
+    repeats: RepeatsConfig = Field(default_factory=RepeatsConfig, description="Answers per question and judge passes per answer")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
 
     _named_models = model_validator(mode="before")(classmethod(lambda cls, data: inject_named_models(data)))

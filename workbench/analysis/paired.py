@@ -163,22 +163,30 @@ def _bootstrap_mean_ci(d: np.ndarray, n_resamples: int, rng: np.random.Generator
     return float(low), float(high)
 
 
-def _sign_flip_p(d: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, str]:
-    """Two-sided paired permutation p-value of mean(d) = 0 by flipping the signs of the differences."""
-    n = d.size
-    observed = abs(float(d.sum()))
-    threshold = observed - 1e-9 * max(observed, 1e-300)  # a pattern equal to the observed one counts
+def sign_flip_pvalues(diffs: np.ndarray, n_resamples: int = 10_000, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Two-sided paired permutation p-values of mean = 0, one per row of `diffs` (k pairs × n questions).
+
+    Under "no difference" each per-question difference is equally likely to have either sign, so p is the
+    share of sign patterns whose |sum| reaches the observed one. n <= 16: all 2^n patterns (exact); above,
+    `n_resamples` random patterns from `seed`, p = (count + 1) / (n_resamples + 1). Every row is tested
+    against the same patterns, so k pairs cost one matrix product and one pair alone gets the same p.
+    """
+    d = np.atleast_2d(np.asarray(diffs, dtype=float))
+    n = d.shape[1]
+    observed = np.abs(d.sum(axis=1))
+    threshold = observed - 1e-9 * np.maximum(observed, 1e-300)  # a pattern equal to the observed one counts
     if n <= EXACT_MAX_N:
         patterns = np.arange(2**n)[:, None] >> np.arange(n)
         signs = 1.0 - 2.0 * (patterns & 1)
-        count = int(np.count_nonzero(np.abs(signs @ d) >= threshold))
+        count = np.count_nonzero(np.abs(signs @ d.T) >= threshold, axis=0)
         return count / 2**n, f"paired sign-flip permutation test, exact (all 2^{n} sign patterns)"
-    count = 0
+    rng = np.random.default_rng(seed)
+    count = np.zeros(d.shape[0], dtype=np.int64)
     chunk = max(1, _CHUNK_CELLS // n)
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
         signs = rng.choice(np.array([-1.0, 1.0]), size=(stop - start, n))
-        count += int(np.count_nonzero(np.abs(signs @ d) >= threshold))
+        count += np.count_nonzero(np.abs(signs @ d.T) >= threshold, axis=0)
     return (count + 1) / (n_resamples + 1), f"paired sign-flip permutation test, {n_resamples} random sign flips"
 
 
@@ -218,9 +226,9 @@ def paired_diff(
         )
     xa, xb = sa.loc[shared].to_numpy(dtype=float), sb.loc[shared].to_numpy(dtype=float)
     d = xa - xb
-    rng = np.random.default_rng(seed)
-    ci_low, ci_high = _bootstrap_mean_ci(d, n_resamples, rng)
-    p, test = _sign_flip_p(d, n_resamples, rng)
+    ci_low, ci_high = _bootstrap_mean_ci(d, n_resamples, np.random.default_rng(seed))
+    p_values, test = sign_flip_pvalues(d[None, :], n_resamples, seed)
+    p = p_values[0]
     return PairedDiff(
         a=va,
         b=vb,

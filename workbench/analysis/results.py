@@ -19,6 +19,13 @@ from workbench.spec import SweepSpec, VariantConfig
 from workbench.analysis import provenance
 from workbench.scoring.aggregate import aggregate, direction
 
+def _ranked(frame: pd.DataFrame, metric: str) -> list[str]:
+    """Variants with a value of `metric`, best first in its direction."""
+    if metric not in frame.columns:
+        return []
+    return frame[metric].dropna().sort_values(ascending=direction(metric) == "min", kind="stable").index.tolist()
+
+
 @dataclass
 class SweepResults:
     """What a sweep produced; also what `load_sweep` (later) rebuilds from MLflow."""
@@ -134,8 +141,13 @@ class SweepResults:
         self._warn_latency([metric], per_question=True)
         return paired_diff(self.questions(), self.variant(a).short_hash, self.variant(b).short_hash, metric)
 
-    def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s") -> pd.DataFrame:
-        """The non-dominated variants: best quality (in the metric's declared direction) for their cost and latency."""
+    def pareto(self, quality: str = "f1", cost: str | None = "cost_usd_per_1k", latency: str | None = "latency_total_p95_s",
+               *, alpha: float = 0.05, correction: str = "holm") -> pd.DataFrame:
+        """The non-dominated variants: best quality (in the metric's declared direction) for their cost and latency.
+
+        With per-question `quality` scores, two more columns: `{quality}_p_vs_leader` (the quality leader
+        against each variant, p adjusted over every pair with `correction`) and `{quality}_tied` (not
+        significantly worse than the leader: on quality, the front's points in the tied set are equals)."""
         from workbench.analysis.stats import pareto_front
 
         frame = self.to_frame()
@@ -145,20 +157,87 @@ class SweepResults:
             # an axis nobody could price (no column, or all NaN) says nothing: leave it out
             if col and col in frame.columns and frame[col].notna().any():
                 objectives[col] = "min"
-        return frame.loc[pareto_front(frame, objectives)]
+        front = frame.loc[pareto_front(frame, objectives)]
+        tests = self._leader_tests(frame, quality, alpha, correction)
+        if tests is None:
+            return front
+        return front.assign(**{
+            f"{quality}_p_vs_leader": [tests.p_adjusted.get(v, float("nan")) for v in front.index],
+            f"{quality}_tied": [v in tests.tied for v in front.index],
+        })
+
+    def _leader_tests(self, frame: pd.DataFrame, metric: str, alpha: float, correction: str):
+        from workbench.analysis.family import leader_tests
+        from workbench.analysis.paired import score_columns
+
+        questions = self.questions()
+        if questions.empty or metric not in score_columns(questions) or metric not in frame.columns:
+            return None
+        ranked = _ranked(frame, metric)
+        if len(ranked) < 2:
+            return None
+        return leader_tests(questions, ranked[0], ranked[1:], metric, maximize=direction(metric) == "max",
+                            alpha=alpha, correction=correction)
 
     def best(self, objective: str = "f1", constraints: dict | None = None, *, maximize: bool | None = None,
-             alpha: float = 0.05):
+             alpha: float = 0.05, correction: str = "holm"):
         """The winner under constraints, e.g. best("f1", {"latency_total_p95_s": "<= 2"}); see Decision.reason.
-        `maximize=None`: the objective's declared direction (higher f1, lower latency)."""
-        from workbench.analysis.stats import best
+        `maximize=None`: the objective's declared direction (higher f1, lower latency). `correction`: how the
+        top's comparisons are corrected for their number (Holm; see `analysis.family.CORRECTIONS`)."""
+        from workbench.analysis.stats import StatsError, best
 
         frame = self.to_frame()
-        decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha)
+        decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha, correction=correction)
         # the latency tie-break counts too when it decided (the reason then names the column)
         used = [objective, *(constraints or {}), *(c for c in frame.columns if str(c) in decision.reason)]
         message = self._warn_latency(used)
-        return dataclasses.replace(decision, warnings=[message]) if message else decision
+        power = None
+        if decision.significant is False and decision.diff is not None and decision.diff.mean_diff != 0:
+            gap = abs(decision.diff.mean_diff)  # how many questions would settle the top vs runner-up gap seen
+            try:
+                power = self.power(objective, gap, decision.diff.a, decision.diff.b, alpha=alpha).statement()
+            except StatsError:
+                power = None  # fewer than two shared questions: nothing to plan from
+        return dataclasses.replace(decision, warnings=[message] if message else [], power=power)
+
+    def power(self, metric: str = "f1", delta: float = 0.05, a: str | None = None, b: str | None = None, *,
+              alpha: float = 0.05, target: float = 0.8):
+        """The power of telling `a` from `b` (default: the top two on `metric`) apart when they truly differ by
+        `delta`, and the questions (and repeats) needed at `target` power, from this sweep's paired variance;
+        see `analysis.power.PowerPlan` (`.statement()` is the sentence `workbench plan` prints)."""
+        from workbench.analysis.power import plan
+        from workbench.analysis.stats import StatsError
+
+        ranked = _ranked(self.to_frame(), metric) if a is None or b is None else []
+        if (a is None or b is None) and len(ranked) < 2:
+            raise StatsError(f"power needs two variants with {metric!r} scores; this sweep has {len(ranked)}")
+        try:
+            a = self.variant(a).short_hash if a else ranked[0]
+            b = self.variant(b).short_hash if b else next(v for v in ranked if v != a)
+        except KeyError as exc:
+            raise StatsError(f"variant {exc.args[0]}") from None
+        return plan(self.questions(), a, b, metric, delta, alpha=alpha, target=target)
+
+    def variance_split(self, metric: str = "f1") -> pd.DataFrame:
+        """Per variant: the question, generation and judge variance of `metric` and their shares (a sweep with
+        repeats; `analysis.plots.variance`, whose `plot_variance_split` draws it)."""
+        from workbench.analysis.plots.variance import variance_info
+
+        return variance_info(self.to_frame(), metric).table
+
+    def power_warning(self, metric: str = "f1", variants: list[str] | None = None, *, alpha: float = 0.05) -> str | None:
+        """The warning when the eval set is too small to separate the top two of `variants` (default all)
+        on `metric` at 80 % power, else None (the Results tab shows it)."""
+        from workbench.analysis.paired import score_columns
+        from workbench.analysis.power import too_small
+
+        questions = self.questions()
+        if questions.empty or metric not in score_columns(questions):
+            return None
+        frame = self.to_frame()
+        if variants is not None:
+            frame = frame.loc[[v for v in frame.index if v in set(variants)]]
+        return too_small(questions, _ranked(frame, metric), metric, alpha=alpha)
 
     def export(self, variant: str, path, **kwargs):
         """Write the variant as a production YAML with provenance (see workbench.handover.export)."""

@@ -37,8 +37,10 @@ from workbench.analysis.paired import (  # noqa: F401  (re-exported: stats is th
     score_columns,
     scored,
 )
+from workbench.analysis.family import LeaderTests, check_correction, leader_tests
 from workbench.scoring.aggregate import direction
 from workbench.scoring.metrics import summarize
+from workbench.scoring.variance import hierarchical_bootstrap
 
 OPERATORS = ("<=", "<", ">=", ">", "==")
 _NEGATION = {"<=": ">", "<": ">=", ">=": "<", ">": "<=", "==": "!="}
@@ -61,7 +63,7 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     values = scored(questions, metric)
     records = []
     for variant in dict.fromkeys(questions["variant"]):
-        s = summarize(values.loc[values["variant"] == variant, "value"].tolist())
+        s = _summary(values[values["variant"] == variant])
         records.append(
             {
                 "variant": variant,
@@ -74,6 +76,16 @@ def compare(questions: pd.DataFrame, metric: str) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=["variant", "mean", "ci_low", "ci_high", "n"]).set_index("variant")
     frame["n"] = frame["n"].astype(int)
     return frame.sort_values("mean", ascending=direction(metric) == "min", na_position="last", kind="stable")
+
+
+def _summary(values: pd.DataFrame) -> dict[str, Any]:
+    """One variant's mean, CI and n: a question answered several times (repeats) counts once, its answers
+    resampled within it (`variance.hierarchical_bootstrap`); otherwise `metrics.summarize`."""
+    if not values["question_id"].duplicated().any():
+        return summarize(values["value"].tolist())
+    long = pd.DataFrame({"variant": "", "question": values["question_id"], "judge_pass": 0, "score": values["value"],
+                         "repeat": values.groupby("question_id").cumcount()})
+    return hierarchical_bootstrap(long).iloc[0].to_dict()
 
 
 # ---------------------------------------------------------------- Pareto front
@@ -185,6 +197,7 @@ class Decision:
 
     `candidates` are the variants meeting the constraints, best first on the objective;
     `excluded` maps each other variant to why it was left out; `diff` is the top vs runner-up test;
+    `tied` the tied set the tie-break chose from (`family.leader_tests`: corrected for the comparisons);
     `warnings`: what makes the decision less sure than it reads (`SweepResults.best` adds one when a
     latency objective, constraint or tie-break compares latencies measured in different runs).
     """
@@ -198,6 +211,9 @@ class Decision:
     candidates: list[str] = field(default_factory=list)
     excluded: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    tied: list[str] = field(default_factory=list)  # the top and every candidate not significantly worse
+    tests: LeaderTests | None = None  # the top against each candidate, with the corrected p-values
+    power: str | None = None  # how many questions would separate the top from the runner-up (SweepResults.best)
 
 
 def _adjective(col: str, superlative: bool = False) -> str:
@@ -225,24 +241,27 @@ def best(
     *,
     maximize: bool | None = None,
     alpha: float = 0.05,
+    correction: str = "holm",
     tie_break: Sequence[str] = ("cost_usd_per_1k", "latency_total_p95_s"),
 ) -> Decision:
     """The best variant on `objective` among those meeting `constraints`, with a plain reason.
 
     1. Variants violating a constraint (`{"latency_total_p95_s": "<= 2"}`, see `parse_constraint`)
        or missing the constrained value or the objective are excluded, with the reason.
-    2. The rest are ranked on the objective (the frame's aggregate). The top is compared with the
-       runner-up by `paired_diff` on the per-question scores; if it is significantly better
-       (p < alpha, in its favour) it wins.
-    3. Otherwise every candidate not significantly worse than the top (paired test against the
-       top) stays in the running and the first of them on `tie_break` wins (lowest value first,
-       NaN or a missing column last; then the objective): by default the cheapest, then the fastest.
+    2. The rest are ranked on the objective (the frame's aggregate). The top is tested against every
+       other candidate on the per-question scores (`family.leader_tests`: paired permutation tests,
+       p-values adjusted over every pair of candidates with `correction`, Holm by default).
+    3. The **tied set** is the top and every candidate not significantly worse than it (adjusted
+       p >= alpha, or a difference in its favour). The top alone: it wins (`significant` True).
+       Otherwise the first of the tied set on `tie_break` wins (lowest value first, NaN or a missing
+       column last; then the objective): by default the cheapest, then the fastest.
 
     `maximize=None` takes the objective's direction from the metric catalogue (`aggregate.direction`:
-    a metric's declared one; latency, tokens and cost lower is better).
+    a metric's declared one; latency, tokens and cost lower is better). A candidate sharing no scored
+    question with the top cannot be tested and is left out of the tied set.
 
     An objective with no per-question scores (e.g. `latency_total_p95_s`) is ranked without a test
-    (`significant` is None). The tests are not corrected for multiple comparisons.
+    (`significant` is None).
 
     >>> frame = pd.DataFrame({"f1": [0.5, 0.5], "cost_usd_per_1k": [2.0, 1.0]}, index=["a", "b"])
     >>> q = pd.DataFrame({"variant": ["a", "a", "b", "b"], "question_id": ["q1", "q2"] * 2,
@@ -254,6 +273,7 @@ def best(
         raise StatsError(f"unknown objective {objective!r}; the frame has: {', '.join(map(str, frame.columns))}")
     if not 0 < alpha < 1:
         raise StatsError(f"alpha must be between 0 and 1, got {alpha!r}")
+    check_correction(correction)
     if maximize is None:
         maximize = direction(objective) == "max"
     parsed: dict[str, tuple[str, float]] = {}
@@ -291,52 +311,53 @@ def best(
     value = {v: float(frame.at[v, objective]) for v in candidates}
     tail = f"; {len(excluded)} excluded by the constraints" if excluded else ""
 
-    def decision(winner: str, runner_up: str | None, significant: bool | None, diff: PairedDiff | None, reason: str) -> Decision:
-        return Decision(winner, runner_up, objective, significant, diff, reason + tail, list(candidates), dict(excluded))
+    def decision(winner: str, runner_up: str | None, significant: bool | None, diff: PairedDiff | None, reason: str,
+                 tied: Sequence[str] = (), tests: LeaderTests | None = None) -> Decision:
+        return Decision(winner, runner_up, objective, significant, diff, reason + tail, list(candidates), dict(excluded),
+                        tied=list(tied), tests=tests)
 
     if len(candidates) == 1:
-        return decision(top, None, None, None, f"{objective} {_fmt(value[top])}; the only variant meeting the constraints")
+        return decision(top, None, None, None, f"{objective} {_fmt(value[top])}; the only variant meeting the constraints", [top])
     runner_up = candidates[1]
     headline = f"{objective} {_fmt(value[top])} vs {_fmt(value[runner_up])} for runner-up {runner_up}"
 
-    def test(other: str) -> PairedDiff | None:
-        try:
-            return paired_diff(questions, top, other, objective)
-        except StatsError:
-            return None
-
     if objective not in score_columns(questions):
         return decision(top, runner_up, None, None, f"{headline}; no per-question {objective} to test the difference")
-    diff = test(runner_up)
-    if diff is None:
-        return decision(top, runner_up, None, None, f"{headline}; they share no scored question, so the difference is untested")
+    tests = leader_tests(questions, top, candidates[1:], objective, maximize=maximize, alpha=alpha, correction=correction)
+    if runner_up in tests.untested:
+        return decision(top, runner_up, None, None, f"{headline}; they share no scored question, so the difference is untested",
+                        [top], tests)
+    diff = paired_diff(questions, top, runner_up, objective)
+    tied = tests.tied
+    test_text = tests.describe(runner_up)
+    untested = f"; untested (no shared question): {', '.join(tests.untested)}" if tests.untested else ""
+    if tied == [top]:
+        others = "the other candidate" if len(candidates) == 2 else f"each of the other {len(candidates) - 1} candidates"
+        return decision(top, runner_up, True, diff,
+                        f"{headline} ({test_text}); tied set: {top} alone, significantly better than {others}{untested}",
+                        tied, tests)
 
-    def top_better(d: PairedDiff) -> bool:
-        return d.p_value < alpha and (d.mean_diff > 0 if maximize else d.mean_diff < 0)
-
-    test_text = f"paired permutation test p={_fmt_p(diff.p_value)}, n={diff.n}"
-    if top_better(diff):
-        return decision(top, runner_up, True, diff, f"{headline} ({test_text})")
-
-    pool = [top] + [v for v in candidates[1:] if (d := diff if v == runner_up else test(v)) is not None and not top_better(d)]
-    ranked = sorted(pool, key=lambda v: (_tie_key(frame, v, tie_break), sign * value[v], candidates.index(v)))
+    ranked = sorted(tied, key=lambda v: (_tie_key(frame, v, tie_break), sign * value[v], candidates.index(v)))
     winner = ranked[0]
     lead = (
         f"{top} is not significantly better than runner-up {runner_up} on {objective} "
         f"({_fmt(value[top])} vs {_fmt(value[runner_up])}, {test_text})"
+        if runner_up in tied else
+        f"{headline} ({test_text})"
     )
-    others = f"the {len(pool)} variants not significantly worse than {top}"
+    tied_text = f"tied set: {', '.join(tied)} (not significantly worse than {top}){untested}"
+    others = f"the {len(tied)} tied variants"
     if winner != top:
         col = next(c for c in tie_break if _tie_key(frame, winner, [c]) != _tie_key(frame, top, [c]))
         why = (
             f"chose the {_adjective(col)} {winner} ({col} {_fmt(frame.at[winner, col])} vs "
             f"{_fmt(frame.at[top, col]) if col in frame.columns else 'n/a'}; {objective} {_fmt(value[winner])}) among {others}"
         )
-        return decision(winner, runner_up, False, diff, f"{lead}; {why}")
-    second = ranked[1] if len(ranked) > 1 else None
-    col = next((c for c in tie_break if second is not None and _tie_key(frame, top, [c]) != _tie_key(frame, second, [c])), None)
+        return decision(winner, runner_up, False, diff, f"{lead}; {tied_text}; {why}", tied, tests)
+    second = ranked[1]
+    col = next((c for c in tie_break if _tie_key(frame, top, [c]) != _tie_key(frame, second, [c])), None)
     if col is None:
         why = f"kept {top}: none of {others} is cheaper or faster"
     else:
         why = f"kept {top}: it is also the {_adjective(col, superlative=True)} of {others} ({col} {_fmt(frame.at[top, col])})"
-    return decision(top, runner_up, False, diff, f"{lead}; {why}")
+    return decision(top, runner_up, False, diff, f"{lead}; {tied_text}; {why}", tied, tests)

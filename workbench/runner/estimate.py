@@ -18,6 +18,7 @@ from typing import Iterable
 from workbench.rag.cache import ResultCache, generation_key
 from workbench.runner.records import SweepRecord
 from workbench.spec import SweepSpec
+from workbench.spec_repeats import repeat_seed
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,12 @@ def count_calls(spec: SweepSpec, corpus_digest: str, questions: Iterable[tuple[s
     if spec.stage != "generate":
         return CallCount(0, 0, "retrieval only: no model calls")
     variants = {v.hash: v for v in spec.variants()}
-    total = len(variants) * len(questions)
+    repeats = spec.repeats.generation  # each answer its own call and cache entry (spec_repeats.repeat_seed)
+    total = len(variants) * len(questions) * repeats
     if not spec.execution.cache:
         return CallCount(total, 0, "the cache is off: every call is new")
     home = Path(spec.home)
-    keys = _generation_keys(home, variants, questions, corpus_digest)
+    keys = _generation_keys(home, variants, questions, corpus_digest, repeats)
     cache_dir = home / "cache" / "generations"
     if not keys or not cache_dir.is_dir():
         return CallCount(total, 0, "estimate: no earlier sweep of these variants on this corpus")
@@ -68,12 +70,14 @@ def records_signature(home: Path) -> tuple:
     return tuple(out)
 
 
-def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corpus_digest: str) -> list[str]:
-    """The generation key of every wanted (variant, question) some earlier sweep on this corpus sent."""
+def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corpus_digest: str,
+                     repeats: int = 1) -> list[str]:
+    """The generation keys of every wanted (variant, question) some earlier sweep on this corpus sent: one
+    per answer, repeat r asked with `repeat_seed` (so a cached answer 0 never counts for repeat 1)."""
     root = home / "sweeps"
     if not root.is_dir():
         return []
-    found: dict[tuple[str, str], str] = {}
+    found: dict[tuple[str, str], list[str]] = {}
     for directory in sorted(p for p in root.iterdir() if p.is_dir()):
         record = SweepRecord(directory)
         if (record.status().get("data") or {}).get("data.corpus.digest") != corpus_digest:
@@ -86,5 +90,9 @@ def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corp
                 continue
             if questions.get(cell[1]) != row.get("question") or row.get("error"):
                 continue  # another question under the same id, or a failed call (never cached)
-            found[cell] = generation_key(variant.model, row["messages"])
-    return list(found.values())
+            found[cell] = [generation_key(_seeded(variant.model, r), row["messages"]) for r in range(repeats)]
+    return [key for keys in found.values() for key in keys]
+
+
+def _seeded(model, repeat: int):
+    return model if repeat == 0 else model.model_copy(update={"seed": repeat_seed(model.seed, repeat)})

@@ -27,12 +27,16 @@ from workbench.runner.environment import Environment
 from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.progress import CallRate
+from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
+from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
 from workbench.scoring.score import score_cell
+from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
+from workbench.spec_repeats import repeat_seed
 from workbench.spec_routing import RoutedModel
 from workbench.tracking import LoggedRun, Tracker
 
@@ -111,13 +115,18 @@ class Execution:
             self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts,
                                        "retimed_calls": self.generations.retimed})
 
-    def model_for(self, variant: VariantConfig) -> ChatModel | None:
+    def model_for(self, variant: VariantConfig, repeat: int = 0) -> ChatModel | None:
+        """The variant's chat model; for answer `repeat` > 0 the same model asked with another seed (so
+        its own generation cache entry: `spec_repeats.repeat_seed`)."""
         if variant.model is None or isinstance(variant.model, RoutedModel):
             return None  # a routed variant's models: `self.routed`
-        url = self.env.base_urls.get(variant.model.provider)
-        key = content_hash([variant.model.model_dump(mode="json"), url])
+        cfg = variant.model
+        if repeat:
+            cfg = cfg.model_copy(update={"seed": repeat_seed(cfg.seed, repeat)})
+        url = self.env.base_urls.get(cfg.provider)
+        key = content_hash([cfg.model_dump(mode="json"), url])
         if key not in self.models:
-            self.models[key] = chat_model(variant.model, url, self.spec.execution)
+            self.models[key] = chat_model(cfg, url, self.spec.execution)
         return self.models[key]
 
     async def retrieve(self, fn, *args: Any) -> Any:
@@ -125,8 +134,10 @@ class Execution:
 
     async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
         items = items_for(variant, self.inputs.evalset.items)  # a response cache: a stream with repeats
-        earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
-        slots: list[dict | None] = [earlier.get(item.id) for item in items]
+        repeats = self.spec.repeats.generation
+        jobs = [(item, r) for item in items for r in range(repeats)]  # a question's answers together
+        earlier = {(r["question_id"], repeat_of(r)): r for r in self.done if r["variant_hash"] == variant.hash}
+        slots: list[dict | None] = [earlier.get((item.id, r)) for item, r in jobs]
         logged = self.children.get(variant.hash)
         if all(slots) and logged is not None and logged.status in ("FINISHED", "FAILED"):
             rows = [r for r in slots if r is not None]
@@ -140,21 +151,21 @@ class Execution:
             if row is not None:
                 self.bar.update(1)
                 self.log_cell(variant, i, row)
-        todo = tuple(item for item, r in zip(items, slots) if r is None)
+        todo = tuple(item for (item, _), r in zip(jobs, slots) if r is None)
         if todo and not self.hooks.cancelled():
             index = await self.indexes.index_for(variant)
             pipe = build_pipeline(variant, index, self.model_for(variant))
             if variant.retrieval_only:
                 await self.retrieve(self.ws.retrieve_batch, pipe, todo)
 
-            async def cell(i: int, item: EvalItem) -> None:
+            async def cell(i: int, item: EvalItem, repeat: int) -> None:
                 if slots[i] is not None or self.hooks.cancelled():
                     return
                 hits, retrieve_s = await self.retrieve(self.ws.retrieve, pipe, item)
                 if self.hooks.cancelled():
                     return
                 try:
-                    row = await self.answer(pipe, item, hits, retrieve_s, rank)
+                    row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat if repeats > 1 else None)
                 except Cancelled:
                     return  # never started: not a result, not a failure
                 with span("score"):
@@ -164,25 +175,28 @@ class Execution:
                 self.log_cell(variant, i, row)
 
             if isinstance(variant.model, RoutedModel) and variant.model.cache is not None:
-                for i, item in enumerate(items):  # a response cache sees the questions as a stream, in order
+                for i, (item, r) in enumerate(jobs):  # a response cache sees the questions as a stream, in order
                     if slots[i] is not None:  # answered before a resume: the cache holds it again
                         self.routed.remember(pipe, item, slots[i])
-                    await cell(i, item)
+                    await cell(i, item, r)
             else:
-                await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
+                await asyncio.gather(*(cell(i, item, r) for i, (item, r) in enumerate(jobs)))
         rows = [r for r in slots if r is not None]
         self.results.rows.extend(rows)
         if rows and self.judge is None:
             self.finish_variant(variant, rows)
         return variant, rows
 
-    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
+    async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0,
+                     repeat: int | None = None) -> dict[str, Any]:
+        """One cell's row; `repeat`: which answer to the question (None: the sweep has no repeats)."""
         variant = pipe.variant
         cell = Cell(
             variant_hash=variant.hash,
             variant=variant.short_hash,
             question_id=item.id,
             question=item.question,
+            **({} if repeat is None else {"repeat": repeat}),
             reference_answers=list(item.reference_answers),
             relevant_ids=list(item.relevant_ids),
             retrieved_chunk_ids=[h.chunk.id for h in hits],
@@ -207,8 +221,9 @@ class Execution:
         try:
             for attempt in range(2):  # the second attempt only after the local server was restarted
                 try:
+                    model = self.model_for(variant, repeat) if repeat else pipe.model
                     gen, cached, measured = await self.generations.generate(
-                        pipe.model, messages, priority=rank, retime=item.id in self.retime)
+                        model, messages, priority=rank, retime=item.id in self.retime)
                     break
                 except ModelError:
                     if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
@@ -242,26 +257,45 @@ class Execution:
 
     async def judge_rows(self, rows: list[dict]) -> None:
         """Judge a variant's cells concurrently; each judged row replaces the unjudged one in the record
-        (last write wins)."""
+        (last write wins). With several judge passes (`judge` is a list, spec `repeats.judge`) every pass
+        judges every cell and the row keeps each pass's score in `<metric>_passes`, their mean as `<metric>`."""
         def judged(i: int, cell: Cell) -> None:
             rows[i].update(cell.to_row())
             self.cells.write(json.dumps(rows[i], default=str) + "\n")
 
-        await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.hooks.cancelled)
+        if not isinstance(self.judge, list):
+            await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.hooks.cancelled)
+        else:
+            judged_metrics = set(catalogue.names("judged"))
+            cells = [Cell.from_row(r) for r in rows]
+            passes = [await judge.score_cells(cells, stop=self.hooks.cancelled) for judge in self.judge]
+            for i, row in enumerate(rows):
+                if passes[0][i] is cells[i]:
+                    continue  # failed or never judged (cancelled)
+                merged = passes[0][i]
+                for metric in (m for m in merged.scores if m in judged_metrics):  # the rest are not the judge's
+                    values = [p[i].scores.get(metric) for p in passes]
+                    known = [v for v in values if v is not None]
+                    merged = merged.with_scores({metric: sum(known) / len(known) if known else None},
+                                                {metric: None} if known else None)  # one pass judged it: not failed
+                    merged = merged.replace(extra={**merged.extra, metric + PASSES_SUFFIX: values})
+                judged(i, merged)
         self.cells.flush()
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
-        """The variant's run is created with its first cell; the first N questions (or every one) get a trace."""
+        """The variant's run is created with its first cell; the first N questions (or every one) get a trace,
+        of their first answer when answers repeat (the run's table holds every answer)."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
             self.tracker.start_variant(variant, self.eval_frame)
         cap = self.spec.tracking.max_traces_per_variant
-        if cap is None or i < cap:
+        question = i // self.spec.repeats.generation
+        if (cap is None or question < cap) and repeat_of(row) == 0:
             self.tracker.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
-        status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
+        status = "KILLED" if len(rows) < self.inputs.total_cells // len(self.inputs.variants) else None
         done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
 
         def note(future) -> None:

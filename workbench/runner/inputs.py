@@ -11,7 +11,7 @@ import pandas as pd
 
 from workbench.data.corpus import Corpus, load_corpus
 from workbench.data.evalset import EvalSet, load_eval
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.scoring.score import missing_inputs
 from workbench.spec import SweepSpec, VariantConfig
 
@@ -27,6 +27,7 @@ class SweepInputs:
 
     @classmethod
     def load(cls, spec: SweepSpec) -> SweepInputs:
+        check_repeats(spec)
         corpus = load_corpus(spec.data.corpus)
         return cls(spec, corpus, load_eval(spec.data.eval, corpus), tuple(spec.variants()))
 
@@ -36,7 +37,7 @@ class SweepInputs:
 
     @property
     def total_cells(self) -> int:
-        return len(self.variants) * len(self.evalset)
+        return len(self.variants) * len(self.evalset) * self.spec.repeats.generation
 
     @property
     def data_info(self) -> dict[str, Any]:
@@ -80,6 +81,10 @@ class SweepInputs:
         deep = [c for c in spec.retrieval_cutoffs if c > kmax]
         if deep:
             notes.append(f"cut-offs {deep} exceed the smallest k ({kmax}): those metrics only see the k retrieved chunks")
+        greedy = [v.short_hash for v in self.variants if v.model is not None and v.model.temperature == 0]
+        if spec.repeats.generation > 1 and greedy:
+            notes.append(f"repeats.generation {spec.repeats.generation} at temperature 0 ({', '.join(greedy)}): "
+                         "greedy answers barely differ between seeds, so their generation variance is near 0")
         return notes
 
 
@@ -94,6 +99,16 @@ class Hooks:
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()
+
+
+def check_repeats(spec: SweepSpec) -> None:
+    """`repeats` that cannot mean anything for this spec: one clear error before any work."""
+    if spec.stage == "retrieve" and spec.repeats.generation > 1:
+        raise ConfigError(f"repeats.generation is {spec.repeats.generation} but stage 'retrieve' makes no answers to "
+                          "repeat (retrieval is deterministic): remove repeats or set stage: generate")
+    if spec.repeats.judge > 1 and spec.judge is None:
+        raise ConfigError(f"repeats.judge is {spec.repeats.judge} but the spec has no judge: add a `judge:` section "
+                          "or remove repeats.judge")
 
 
 def with_overrides(spec: SweepSpec, tracking_uri: str | None, limit: int | None, no_cache: bool) -> SweepSpec:

@@ -27,6 +27,12 @@ def resume_key(spec: SweepSpec) -> str:
     return content_hash(spec.model_dump(mode="json", exclude={"execution"}))
 
 
+def repeat_of(row: dict[str, Any]) -> int:
+    """A row's repeat index: 0 when it has none (a sweep without repeats) or it is not a whole number."""
+    value = row.get("repeat")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -62,13 +68,13 @@ class SweepRecord:
         write_atomically(self.directory / "status.json", json.dumps(data, indent=2))  # never a half-written status
 
     def cells(self) -> list[dict[str, Any]]:
-        """Finished cells, last write wins per (variant, question); a torn last line (kill -9) is ignored.
+        """Finished cells, last write wins per (variant, question, repeat); a torn last line (kill -9) is ignored.
 
         Any other line that is not a cell (damaged, edited by hand) is skipped with one warning naming the
         file and its lines: that cell is simply not finished, so it runs again."""
         if not self.cells_path.exists():
             return []
-        out: dict[tuple[str, str], dict[str, Any]] = {}
+        out: dict[tuple[str, str, int], dict[str, Any]] = {}
         bad: list[int] = []
         with self.cells_path.open(encoding="utf-8", errors="replace") as fh:
             lines = fh.readlines()
@@ -85,7 +91,7 @@ class SweepRecord:
                     and isinstance(row.get("question_id"), str)):
                 bad.append(lineno)
                 continue
-            out[(row["variant_hash"], row["question_id"])] = row
+            out[(row["variant_hash"], row["question_id"], repeat_of(row))] = row
         if bad:
             log.warning("%s: skipped %d line(s) that are not finished cells (line %s); those cells run again",
                         self.cells_path, len(bad), ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else ""))

@@ -14,7 +14,7 @@ from typing import Any
 
 from workbench.analysis.results import SweepResults
 from workbench.runner.inputs import Hooks, SweepInputs
-from workbench.runner.records import SweepRecord, create_record, find_finished, find_resumable
+from workbench.runner.records import SweepRecord, create_record, find_finished, find_resumable, repeat_of
 from workbench.spec import SWEEP_ID_PATTERN, SweepSpec
 from workbench.tracking import Tracker, open_tracker
 
@@ -91,7 +91,7 @@ def reuse_finished(inputs: SweepInputs, hooks: Hooks, started: float, tracker: T
             return None
     order = {v.hash: i for i, v in enumerate(variants)}
     position = {item.id: i for i, item in enumerate(evalset.items)}
-    rows.sort(key=lambda r: (order[r["variant_hash"]], position.get(r["question_id"], 0)))
+    rows.sort(key=lambda r: (order[r["variant_hash"]], position.get(r["question_id"], 0), repeat_of(r)))
     results = SweepResults(spec=spec, sweep_id=record.sweep_id, variants=list(variants), rows=rows,
                            run_ids=dict(run_ids), parent_run_id=st.get("parent_run_id"), data_info=inputs.data_info)
     results.notes = inputs.notes() + [

@@ -85,9 +85,11 @@ def run_sweep(
         if spec.judge is not None:
             from workbench.scoring.judge import Judge
 
-            judge = Judge(spec.judge, base_url=env.base_urls.get(spec.judge.provider),
-                          cache_dir=inputs.home / "cache" / "judge", execution=spec.execution)
-            stack.callback(judge.close)  # its client, event loop and cache
+            judges = [Judge(spec.judge, base_url=env.base_urls.get(spec.judge.provider), cache_dir=inputs.home / "cache" / "judge",
+                            execution=spec.execution, judge_pass=j) for j in range(spec.repeats.judge)]
+            for one in judges:
+                stack.callback(one.close)  # its client, event loop and cache
+            judge = judges[0] if len(judges) == 1 else judges
         # a bad tracking URI fails here, before any write
         log = tracker if tracker is not None else open_tracker(spec.tracking, spec.experiment_name)
         # Every check passed: only now is anything written (sweep record, MLflow runs).

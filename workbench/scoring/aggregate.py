@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Sequence
 
-from workbench.scoring import catalogue
+from workbench.scoring import catalogue, variance
 from workbench.scoring.catalogue import quality_metrics
 from workbench.scoring.cell import MEASURES, THIS_SWEEP, latency_source, measure_stem
 from workbench.scoring.metrics import percentile, summarize
@@ -20,6 +20,10 @@ _SUFFIXES = ("_ci_low", "_ci_high")
 
 def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> dict[str, float]:
     """Flat metrics for one variant: `f1`, `f1_ci_low`, `f1_ci_high`, `f1_n`, latency p50/p95, tokens, cost.
+
+    With repeats (rows carrying `repeat`, or a judged metric's `<name>_passes`), a metric's mean is over
+    questions (each question's answers averaged first), its CI the hierarchical bootstrap's, its n the
+    questions, and `<name>_var_question/_var_generation/_var_judge` split its variance (`scoring.variance`).
 
     Failed cells are left out of every mean; a metric no cell could compute is left out (never 0).
 
@@ -33,6 +37,7 @@ def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> di
     ok = [r for r in rows if not r.get("error")]
     timed = [r for r in ok if latency_source(r, sweep_id) == THIS_SWEEP] or ok
     out: dict[str, float] = {"questions": float(len(rows)), "failed_cells": float(len(rows) - len(ok))}
+    repeated = any(variance._index(r.get("repeat")) for r in ok)
     for name in quality_metrics(rows):
         s = summarize([r.get(name) for r in ok])
         if s["n"] == 0:
@@ -41,6 +46,8 @@ def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> di
         out[f"{name}_ci_low"] = s["ci_low"]
         out[f"{name}_ci_high"] = s["ci_high"]
         out[f"{name}_n"] = float(s["n"])
+        if repeated or any(isinstance(r.get(name + variance.PASSES_SUFFIX), list) for r in ok):
+            out.update(_with_repeats(ok, name))
     for name in catalogue.names("judged"):
         errors = sum(1 for r in ok if r.get(catalogue.error_of(name)))
         if errors:
@@ -66,6 +73,20 @@ def aggregate(rows: Sequence[dict[str, Any]], sweep_id: str | None = None) -> di
     return out
 
 
+def _with_repeats(ok: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
+    """Answers repeated or judged more than once: the mean over questions, the CI of the hierarchical
+    bootstrap, n in questions, and the variance split (`<name>_var_question/_var_generation/_var_judge`)."""
+    long = variance.long_frame([{**r, "variant": ""} for r in ok], name)
+    if not variance.has_repeats(long):
+        return {}
+    ci = variance.hierarchical_bootstrap(long).iloc[0]
+    split = variance.variance_split(long).iloc[0]
+    out = {name: float(ci["mean"]), f"{name}_ci_low": float(ci["ci_low"]), f"{name}_ci_high": float(ci["ci_high"]),
+           f"{name}_n": float(ci["n"])}
+    out.update({f"{name}_{c}": float(split[c]) for c in variance.COMPONENTS if split[c] == split[c]})  # NaN: not separable
+    return out
+
+
 def direction(column: str) -> Literal["max", "min"]:
     """Which way is better for a column of `results.to_frame()` or `results.questions()`: a metric's
     declared direction (also for its CI bounds); "min" for latency, tokens, cost and failure counts."""
@@ -74,6 +95,8 @@ def direction(column: str) -> Literal["max", "min"]:
         return routing_direction(column)
     if catalogue.is_metric(stem):
         return catalogue.direction(stem)
+    if any(column.endswith(f"_{c}") and catalogue.is_metric(column.removesuffix(f"_{c}")) for c in variance.COMPONENTS):
+        return "min"  # a variance component is noise
     if column == "failed_cells" or (column.endswith("_failed") and catalogue.is_metric(column.removesuffix("_failed"))):
         return "min"
     if any(column.startswith(measure_stem(m)) for m in MEASURES):

@@ -66,6 +66,7 @@ class Cell:
     variant: str = _f("identity", table=False, required=True)  # the short hash
     question_id: str = _f("identity", required=True)
     question: str = _f("identity", required=True)
+    repeat: int = _f("identity")  # which answer to the question (spec `repeats`); absent without repeats, i.e. 0
     messages: list[dict] = _f("generation", table=False)  # the prompt sent; absent when retrieval only
     answer: str | None = _f("generation")  # None when generation failed
     cached: bool = _f("generation")  # the answer came from the generation cache

@@ -98,9 +98,10 @@ class Judge:
     def __init__(self, cfg: JudgeConfig, base_url: str | None = None, *, cache_dir: str | Path | None = None,
                  execution: ExecutionConfig | None = None, timeout: float | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
-                 few_shot: int | None = None) -> None:
+                 few_shot: int | None = None, judge_pass: int = 0) -> None:
         catalogue.check_judge_metrics(cfg.metrics)
         self.cfg = cfg
+        self.judge_pass = judge_pass  # spec `repeats.judge`: pass j > 0 is asked again, its own cache entry
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"judge model {cfg.model!r}", base_url)
         local = cfg.provider == "local"
         self.timeout = timeout or (execution.timeout_s if execution else 120.0)
@@ -194,6 +195,8 @@ class Judge:
         payload = {"format": CACHE_FORMAT, "ragas": ragas_version, "judge": judge, "adapter": adapter, "metric": metric,
                    "question": question, "answer": answer, "contexts": list(contexts),
                    "references": list(references)}
+        if self.judge_pass:  # pass 0's keys stay as they were before repeats existed
+            payload["judge_pass"] = self.judge_pass
         return "judge:" + hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
     def close(self) -> None:

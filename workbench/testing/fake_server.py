@@ -54,6 +54,7 @@ from typing import Any
 from workbench.processes import exit_with_parent
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
 from workbench.testing.fake_routing import RoutingPlan, logprobs_block
+from workbench.testing.fake_sampling import sampled
 from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
 from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
 
@@ -170,7 +171,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
                                     body.get("seed")) if routing is not None else None  # fake_routing
 
             def good() -> dict:
-                answer, finish = (planted.text, "stop") if planted else make_answer(messages, limit)
+                answer, finish = (planted.text, "stop") if planted else make_answer(sampled(messages, body), limit)
                 content = answer
                 fmt = body.get("response_format")
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":

@@ -31,7 +31,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 PARENT_COLOUR = "#555555"
 
-_SUFFIXES = (("_ci_low", "mean_ci_low"), ("_ci_high", "mean_ci_high"), ("_n", "n"), ("_failed", "failed"))
+_SUFFIXES = (("_ci_low", "mean_ci_low"), ("_ci_high", "mean_ci_high"), ("_n", "n"), ("_failed", "failed"),
+             ("_var_question", "var_question"), ("_var_generation", "var_generation"), ("_var_judge", "var_judge"))
 
 
 def round_sig(value: float, digits: int = SIGNIFICANT) -> float:

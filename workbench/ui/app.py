@@ -108,7 +108,7 @@ class Workbench:
     def _build(self) -> W.Tab:
         base = self._base
         self._data_tab = DataTab(base.data)
-        self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints)
+        self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints, repeats=base.repeats)
         self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel,
                                tracking_uri=self._tracking_uri or base.tracking.tracking_uri)
         self._results_tab = ResultsTab(on_load=self._on_load_click)
@@ -181,11 +181,12 @@ class Workbench:
         experiment = self.run_tab.experiment.value.strip() or None
         return load_spec(
             {
-                **base.model_dump(mode="json", exclude={"space", "data", "tracking", "name", "experiment"}),
+                **base.model_dump(mode="json", exclude={"space", "data", "tracking", "name", "experiment", "repeats"}),
                 "name": name,
                 "experiment": experiment,
                 "data": data.model_dump(mode="json"),
                 "space": space,
+                "repeats": self.variants_tab.repeats(),
                 "tracking": tracking,
             }
         )

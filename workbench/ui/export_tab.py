@@ -115,7 +115,9 @@ class ExportTab:
             return None
         self.decision = decision
         label = self.results.variant(decision.winner).label()
-        self.reason.value = message(f"best: {decision.winner} ({label})\n{decision.reason}", "ok")
+        tied = ", ".join(f"{v} ({self.results.variant(v).label()})" for v in decision.tied)
+        extra = (f"\ntied set: {tied}" if len(decision.tied) > 1 else "") + (f"\n{decision.power}" if decision.power else "")
+        self.reason.value = message(f"best: {decision.winner} ({label})\n{decision.reason}{extra}", "ok")
         return decision
 
     def export(self):

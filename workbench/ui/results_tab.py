@@ -57,6 +57,8 @@ class ResultsTab:
         self.pareto = FigureView(on_click=lambda c: self.open(c.customdata))
         self.bars = FigureView(on_click=lambda c: self.open(c.customdata))
         self.heatmap = FigureView(on_click=self._heat_clicked)
+        self.variance = FigureView(on_click=lambda c: self.open(c.customdata))  # only with repeats
+        self.variance.widget.layout.display = "none"
         self.quality.observe(lambda _: self._draw(), "value")
         self.x_axis.observe(lambda _: self._draw_pareto(), "value")
         self.answers = AnswerGridView()
@@ -83,6 +85,7 @@ class ResultsTab:
                 self.pareto.widget,
                 self.bars.widget,
                 self.heatmap.widget,
+                self.variance.widget,
                 _heading("Answers side by side"),
                 self.answers.widget,
                 _heading("Per question"),
@@ -127,6 +130,10 @@ class ResultsTab:
             set_options(self.question, [(f"{qid}: {q[:80]}", qid) for qid, q in questions])
         finally:
             self._filling = False
+        # too few questions to tell the top two apart is said where the numbers are read
+        power = results.power_warning(self.quality.value) if self.quality.value else None
+        if power:
+            self.summary.value += f"<div style='color:#b45309'>{html.escape(power)}</div>"
         self._draw_table()
         self._draw()
         if results.rows:
@@ -158,6 +165,13 @@ class ResultsTab:
             return heatmap_figure(self.heat_info)
 
         self._try(self.heatmap, heat)
+        # the variance split, when the sweep repeated answers (or judge passes) to measure it
+        repeated = f"{self.quality.value}_var_question" in frame.columns
+        self.variance.widget.layout.display = None if repeated else "none"
+        if repeated:
+            from workbench.analysis.plots.variance import plot_variance_split, variance_info
+
+            self._try(self.variance, lambda: plot_variance_split(variance_info(frame, self.quality.value)))
 
     def _draw_pareto(self) -> None:
         if self.results is None or self._filling:

@@ -26,6 +26,7 @@ from workbench.spec import (
     check_template,
     parse_model,
 )
+from workbench.spec_repeats import MAX_REPEATS, RepeatsConfig
 from workbench.errors import ConfigError
 from workbench.ui.common import field_help, literal_options, message, parse_ints
 from workbench.ui.models_editor import ModelList
@@ -145,6 +146,7 @@ class VariantsTab:
         *,
         stage: str = "generate",
         endpoints: Sequence[ModelConfig | EmbeddingConfig] = (),
+        repeats: RepeatsConfig = RepeatsConfig(),
     ) -> None:
         self.stage = stage
         self._listeners: list[Callable[[], None]] = []
@@ -190,6 +192,14 @@ class VariantsTab:
         local = [] if any(m.provider == "local" for m in space.model) else [ModelConfig()]
         self.models = ModelList([*space.model, *local, *model_endpoints], space.model)
 
+        # repeats (spec `repeats`): answers per question with distinct seeds, judge passes per answer
+        self.repeat_answers = W.BoundedIntText(value=repeats.generation, min=1, max=MAX_REPEATS, description="answers",
+                                               tooltip="answers per question (distinct seeds; sample with temperature > 0)",
+                                               layout=W.Layout(width="160px"))
+        self.repeat_judge = W.BoundedIntText(value=repeats.judge, min=1, max=MAX_REPEATS, description="judge passes",
+                                             tooltip="judge passes per answer (with a judge configured)",
+                                             layout=W.Layout(width="190px"))
+
         self.errors = W.HTML()
         self.count = W.HTML()
 
@@ -199,7 +209,9 @@ class VariantsTab:
             self.add_prompt_button,
             self.prompt_warning,
         ]
-        models = [W.HTML("<b>Models</b>"), self.models.widget]
+        models = [W.HTML("<b>Models</b>"), self.models.widget,
+                  W.HTML("<b>Repeats</b> (per question: the variance split and CIs that count it)"),
+                  W.HBox([self.repeat_answers, self.repeat_judge])]
         retrieve_only = W.HTML(message("stage 'retrieve': no prompts and no models (retrieval metrics only)", "info"))
         self.widget = W.VBox(
             [
@@ -227,7 +239,7 @@ class VariantsTab:
         for row in self.chunking.values():
             out += row.inputs
         out += self.embedding.boxes + list(self.retrieval_kinds.values()) + [self.retrieval_k]
-        return out
+        return out + [self.repeat_answers, self.repeat_judge]
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
@@ -316,6 +328,12 @@ class VariantsTab:
             space["model"] = [m.model_dump(mode="json") for m in models]
         return space
 
+    def repeats(self) -> dict:
+        """The `repeats` section as plain data (retrieval only: none)."""
+        if self.stage != "generate":
+            return {"generation": 1, "judge": 1}
+        return {"generation": int(self.repeat_answers.value), "judge": int(self.repeat_judge.value)}
+
     def show_error(self, error: Exception | None) -> None:
         self.errors.value = message(str(error), "error") if error else ""
 
@@ -324,8 +342,10 @@ class VariantsTab:
         if variants is None:
             self.count.value = "<b>variants: –</b> (fix the errors above)"
             return
+        answers = self.repeats()["generation"]
         m = "?" if questions is None else str(questions)
-        total = "?" if questions is None else str(variants * questions)
+        m += f" questions × {answers} answers" if answers > 1 else " questions"
+        total = "?" if questions is None else str(variants * questions * answers)
         unit = "model calls" if self.stage == "generate" else "cells (retrieval only, no model calls)"
         hint = "" if questions is not None else " — load the data or set a limit to count the questions"
         noun = "variant" if variants == 1 else "variants"
@@ -334,4 +354,6 @@ class VariantsTab:
             split = f": {calls.new} new, {calls.cached} cached ({html.escape(calls.basis)})"
         elif self.stage == "generate" and questions is not None:
             split = " (new vs cached: unknown until the data loads; see the Data tab)"
-        self.count.value = f"<b>{variants} {noun} × {m} questions = {total} {html.escape(unit)}</b>{split}{hint}"
+        judge = self.repeats()["judge"]
+        passes = f"; each answer judged {judge} times ({judge} × the judge's calls)" if judge > 1 else ""
+        self.count.value = f"<b>{variants} {noun} × {m} = {total} {html.escape(unit)}</b>{split}{passes}{hint}"
