@@ -81,7 +81,8 @@ class SweepInputs:
         deep = [c for c in spec.retrieval_cutoffs if c > kmax]
         if deep:
             notes.append(f"cut-offs {deep} exceed the smallest k ({kmax}): those metrics only see the k retrieved chunks")
-        greedy = [v.short_hash for v in self.variants if v.model is not None and v.model.temperature == 0]
+        greedy = [v.short_hash for v in self.variants  # a routed model has no single temperature
+                  if v.model is not None and getattr(v.model, "temperature", None) == 0]
         if spec.repeats.generation > 1 and greedy:
             notes.append(f"repeats.generation {spec.repeats.generation} at temperature 0 ({', '.join(greedy)}): "
                          "greedy answers barely differ between seeds, so their generation variance is near 0")
