@@ -26,6 +26,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, Vali
 
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
+from workbench.spec_scale import BACKEND_FIELD, RAY_ADDRESS_FIELD, WORKERS_FIELD, Backend, VectorStoreConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -384,6 +385,9 @@ class ExecutionConfig(Frozen):
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout")
     max_retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts/bad responses, exponential backoff with jitter")
     cache: bool = Field(True, description="Reuse cached generations and judge scores (content-addressed)")
+    backend: Backend = BACKEND_FIELD  # scale-out (workbench.spec_scale)
+    ray_address: str | None = RAY_ADDRESS_FIELD
+    workers: int = WORKERS_FIELD
 
 
 class TrackingConfig(Frozen):
@@ -419,6 +423,7 @@ class SweepSpec(Frozen):
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+    vector_store: VectorStoreConfig = VectorStoreConfig()  # where dense indexes live (workbench.spec_scale)
 
     @field_validator("retrieval_cutoffs")
     @classmethod
