@@ -79,6 +79,7 @@ def test_vector_store_and_backend_fields_name_what_is_wrong():
     assert resume_key(spec) == resume_key(plain)
 
 
+@pytest.mark.slow  # a fresh interpreter importing the sweep's libraries: ~10 s, ~30 s on a loaded machine
 def test_the_laptop_path_never_imports_ray(tmp_path):
     """import workbench and a local sweep (BM25, no model, no tracking) leave `ray` out of sys.modules."""
     corpus = tmp_path / "c.jsonl"
