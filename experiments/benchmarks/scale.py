@@ -114,14 +114,18 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")  # slow agent imports on a loaded machine
     import ray
 
     from workbench.testing.fake_endpoint import LatencyEndpoint
+    from workbench.testing.ray_patient import patience
+
+    patience()  # a shared 2-core machine: Ray's agents can take longer to start than Ray waits for them
 
     print(f"# {platform.node()}: {os.cpu_count()} cores, shared with other jobs; python {platform.python_version()}, "
           f"ray {ray.__version__}")
     started = time.perf_counter()
-    for attempt in range(4):  # on a loaded machine Ray's agents can miss the raylet's start-up deadline
+    for attempt in range(30):  # on a loaded machine Ray's agents can miss the raylet's start-up deadline
         try:
             ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
             break

@@ -76,11 +76,13 @@ class WorkerPool:
         self.slots: asyncio.Semaphore | None = None  # made in the sweep's event loop
         self.moved = 0  # cells sent to another worker after theirs died for good
 
-    async def run(self, variant_hash: str, position: int, rank: int) -> dict | None:
+    async def run(self, variant_hash: str, position: int, rank: int, cancelled) -> dict | None:
         from ray.exceptions import RayActorError
 
         self.slots = self.slots or asyncio.Semaphore(len(self.workers) * (self.per_worker * 2 + 4))
         async with self.slots:
+            if cancelled():
+                return None  # cancelled while it waited for a slot: never sent
             for _ in range(MOVES):
                 alive = [i for i in range(len(self.workers)) if i not in self.gone]
                 if not alive:
@@ -151,4 +153,4 @@ class RayExecution(Execution):
     async def compute(self, variant: VariantConfig, item: EvalItem, rank: int) -> dict[str, Any] | None:
         if self.hooks.cancelled():
             return None
-        return await self.pool.run(variant.hash, self.position[item.id], rank)
+        return await self.pool.run(variant.hash, self.position[item.id], rank, self.hooks.cancelled)

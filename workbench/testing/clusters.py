@@ -17,6 +17,7 @@ from pathlib import Path
 from workbench.processes import child_env, free_port, wait_until_answers
 
 BIN = Path(sys.executable).parent
+RAY = [sys.executable, "-m", "workbench.testing.ray_patient"]  # `ray` with patience for a loaded machine
 
 
 def _spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -54,24 +55,35 @@ class RayCluster:
         self.procs: list[subprocess.Popen] = []
 
     def _env(self) -> dict:
-        # A loaded machine (2 cores shared by many): Ray's start-up waits are raised from ~30 s.
+        # A loaded machine (2 cores shared by many): the raylet waits for its agents' port files for
+        # agent_register_timeout_ms (30 s by default), which their imports alone can exceed. The agents'
+        # ports are left to them (an explicit port would skip that wait and hit a fixed 30 s one instead).
         return {**child_env(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
                 "RAY_agent_register_timeout_ms": "180000", "RAY_raylet_start_wait_time_s": "180"}
 
-    def start(self) -> RayCluster:
-        head = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
+    def start(self, attempts: int = 3) -> RayCluster:
+        """Start the cluster; on a loaded machine a node can miss Ray's own start-up deadlines (its agents
+        import slowly), so a failed start is stopped and tried again."""
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except RuntimeError:
+                self.stop(keep_logs=True)
+                self.procs = []
+                if attempt == attempts - 1:
+                    raise
+        return self
+
+    def _start(self) -> RayCluster:
+        head = [*RAY, "start", "--head", "--block", f"--port={self.port}", "--node-ip-address=127.0.0.1",
                 f"--num-cpus={self.head_cpus}", f"--temp-dir={self.temp}", "--disable-usage-stats",
-                f"--dashboard-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-                f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}"]
+                f"--dashboard-port={free_port()}"]
         head += ["--include-dashboard=true", "--dashboard-host=127.0.0.1"] if self.dashboard else ["--include-dashboard=false"]
         self.procs.append(_spawn(head, self.temp / "head.log", self._env()))
         self._wait_started(self.procs[0], self.temp / "head.log")
         for n in range(self.nodes):
-            node = [str(BIN / "ray"), "start", "--block", f"--address={self.address}", "--node-ip-address=127.0.0.1",
-                    f"--num-cpus={self.node_cpus}", "--disable-usage-stats",
-                    f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                    f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
+            node = [*RAY, "start", "--block", f"--address={self.address}", "--node-ip-address=127.0.0.1",
+                    f"--num-cpus={self.node_cpus}", "--disable-usage-stats"]
             self.procs.append(_spawn(node, self.temp / f"node{n}.log", self._env()))
         for n, proc in enumerate(self.procs[1:]):
             self._wait_started(proc, self.temp / f"node{n}.log")
