@@ -39,10 +39,11 @@ def connect(execution: ExecutionConfig) -> Any:
         try:
             ray.init(address=execution.ray_address, logging_level="WARNING", log_to_driver=False,
                      configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"execution.ray_address {execution.ray_address!r}: cannot join a Ray cluster there "
-                              f"({str(exc).splitlines()[0][:200]}); start one with `ray start --head` or fix the "
-                              "address") from None
+        except Exception as exc:  # noqa: BLE001  (ray raises ConnectionError, RuntimeError or a bare Exception)
+            where = ("cannot start a local Ray" if execution.ray_address is None
+                     else f"cannot join a Ray cluster at {execution.ray_address!r}")
+            raise ConfigError(f"execution.ray_address: {where} ({str(exc).splitlines()[0][:200]}); start one with "
+                              "`ray start --head` and set ray_address, or set backend: local") from None
     return ray
 
 
