@@ -108,7 +108,8 @@ def embed_compare(tmp: Path, docs: int | None) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=20_000)
-    parser.add_argument("--limited-cells", type=int, default=2_000, help="cells of the rate-limited run")
+    parser.add_argument("--limited-cells", type=int, default=2_000, help="cells of the rate-limited run (0: skip it "
+                        "and the embedding comparison)")
     parser.add_argument("--embed-chunks", type=int, default=None, help="embed only the first N SciFact chunks")
     parser.add_argument("--workers", default="1,2,4")
     args = parser.parse_args()
@@ -147,13 +148,16 @@ def main() -> None:
                   f"ideal {PER_WORKER * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it)")
         if 1 in rates and 4 in rates:
             print(f"ray_scaling_w4: {rates[4] / rates[1]:.2f}")
+        if args.limited_cells <= 0:
+            print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+            return
         limited_eval = tmp / "limited.jsonl"
         limited_eval.write_text("".join(evalset.read_text().splitlines(keepends=True)[: args.limited_cells]))
         ep.reset_stats()
         rate, n, _ = timed_sweep(sweep_spec(tmp, "limited", corpus, limited_eval, ep.base_url, 4, 3000))
         print(f"rate_limit_max_observed_over_limit: {over_limit(ep.arrivals(), 3000):.3f}  (4 workers, 3,000/min = "
               f"500 per 10 s and 3,000 per 60 s at the endpoint; {rate:.1f} cells/s)")
-        ray_s, local_s, n = embed_compare(tmp, args.embed_chunks)
+        ray_s, local_s, n = embed_compare(tmp, args.embed_chunks) if args.embed_chunks != 0 else (0.0, 1.0, 0)
         print(f"ray_embed_vs_local: {ray_s / local_s:.2f}  (SciFact, {n} chunks: Ray Data {ray_s:.1f} s, "
               f"local {local_s:.1f} s)")
     print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
