@@ -61,14 +61,15 @@ class RayCluster:
         return {**child_env(), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled",
                 "RAY_agent_register_timeout_ms": "180000", "RAY_raylet_start_wait_time_s": "180"}
 
-    def start(self, attempts: int = 3) -> RayCluster:
+    def start(self, attempts: int = 5) -> RayCluster:
         """Start the cluster; on a loaded machine a node can miss Ray's own start-up deadlines (its agents
         import slowly), so a failed start is stopped and tried again."""
         for attempt in range(attempts):
             try:
                 return self._start()
             except RuntimeError:
-                self.stop(keep_logs=True)
+                self.stop()
+                self.temp.mkdir(parents=True, exist_ok=True)
                 self.procs = []
                 if attempt == attempts - 1:
                     raise
@@ -96,6 +97,10 @@ class RayCluster:
             text = log.read_text(errors="replace") if log.exists() else ""
             if "Ray runtime started" in text:
                 return
+            crashed = [f for f in self.temp.glob("session_*/logs/raylet*.out")
+                       if "Check failed" in f.read_text(errors="replace")]
+            if crashed:  # its raylet gave up waiting for its agents: no use waiting for this attempt
+                raise RuntimeError(f"a raylet of this cluster crashed at start-up: see {crashed[0]}")
             if proc.poll() is not None:
                 raise RuntimeError(f"ray start exited: {text[-2000:]}")
             time.sleep(0.3)
