@@ -98,3 +98,60 @@ print("ray" in sys.modules, sorted(m for m in sys.modules if m.startswith("ray")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False []"
+
+
+class _InProcess:
+    """A Ray actor handle's shape (`handle.method.remote(...)` is awaitable) over a local object, so the
+    worker's side runs here without a cluster."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name):
+        import asyncio
+        import types
+
+        method = getattr(self._obj, name)
+        return types.SimpleNamespace(remote=lambda *a: asyncio.ensure_future(method(*a)))
+
+
+def test_a_ray_worker_computes_the_laptops_rows_and_every_call_passes_the_gate(tmp_path):
+    """CellWorker (what runs on each Ray worker) without a cluster: the same per-cell pipeline gives the
+    same answers, retrieval and scores as the local sweep, and each model call was admitted by the gate."""
+    from workbench import run_sweep
+    from workbench.runner.inputs import SweepInputs
+    from workbench.runner.ray_cells import CellWorker
+    from workbench.runner.rate_gate import RateGate
+    from workbench.spec import load_spec
+    from workbench.sync import run_coroutine
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(f'{{"id": "d{i}", "text": "Team {i} won the final number {i} in Denver."}}\n'
+                              for i in range(8)))
+    evalset = tmp_path / "e.jsonl"
+    evalset.write_text("".join(f'{{"id": "q{i}", "question": "Which final did team {i} win?", '
+                               f'"reference_answers": ["number {i}"], "relevant_ids": ["d{i}"]}}\n' for i in range(4)))
+    with LatencyEndpoint(latency=0.01) as ep:
+        spec = {"name": "worker", "home": str(tmp_path / "home"), "tracking": {"enabled": False},
+                "data": {"corpus": {"format": "jsonl", "path": str(corpus)}, "eval": {"format": "jsonl", "path": str(evalset)}},
+                "space": {"chunking": [{"strategy": "none"}], "retrieval": [{"kind": "bm25", "k": 2}],
+                          "model": [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url}]},
+                "execution": {"cache": False, "requests_per_minute": 600, "concurrency": 4, "workers": 2}}
+        local = run_sweep(spec, progress=False)
+        inputs = SweepInputs.load(load_spec(spec))
+        [variant] = inputs.variants
+
+        async def on_worker():
+            gate = _InProcess(RateGate({ep.base_url: (600, None)}, lease_s=60))
+            worker = CellWorker(spec, inputs.corpus, inputs.evalset, {}, "sweep-w", frozenset(), gate, {ep.base_url}, 2)
+            rows = [await worker.run_cell(variant.hash, i, 0) for i in range(len(inputs.evalset))]
+            admitted = await gate.admitted.remote()
+            await worker.close()
+            return rows, admitted, worker.run.executor.calls
+
+        rows, admitted, calls = run_coroutine(on_worker())
+    keep = ("question_id", "answer", "retrieved_chunk_ids", "f1", "exact_match", "recall_at_k", "error")
+    assert [{k: r.get(k) for k in keep} for r in rows] == [{k: r.get(k) for k in keep} for r in local.rows]
+    assert not rows[0]["cached"] and rows[0]["answer"]
+    assert calls == 4 and admitted == {ep.base_url: 4}  # every model call was admitted by the cluster's gate
