@@ -20,7 +20,7 @@ from workbench.data.corpus import Corpus
 from workbench.data.evalset import EvalSet
 from workbench.rag.cache import ResultCache
 from workbench.rag.chat import ChatModel
-from workbench.rag.executor import EndpointLimits, Executor, estimate_tokens  # noqa: F401  (estimate: same tokens)
+from workbench.rag.executor import EndpointLimits, Executor
 from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
 from workbench.runner.generations import TimedGenerations
