@@ -29,6 +29,7 @@ from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
 from workbench.spec_routing import MODEL_TAGS, RoutedModel, expand_model, inject_named_models, model_kind
 from workbench.spec_repeats import RepeatsConfig
+from workbench.spec_scale import BACKEND_FIELD, RAY_ADDRESS_FIELD, WORKERS_FIELD, Backend, VectorStoreConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -393,6 +394,9 @@ class ExecutionConfig(Frozen):
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout")
     max_retries: int = Field(4, ge=0, le=20, description="Retries on 429/5xx/timeouts/bad responses, exponential backoff with jitter")
     cache: bool = Field(True, description="Reuse cached generations and judge scores (content-addressed)")
+    backend: Backend = BACKEND_FIELD  # scale-out (workbench.spec_scale)
+    ray_address: str | None = RAY_ADDRESS_FIELD
+    workers: int = WORKERS_FIELD
 
 
 class TrackingConfig(Frozen):
@@ -431,6 +435,7 @@ class SweepSpec(Frozen):
                                            "and cached entries of space.model refer to (see workbench.spec_routing)")
     repeats: RepeatsConfig = Field(default_factory=RepeatsConfig, description="Answers per question and judge passes per answer")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+    vector_store: VectorStoreConfig = VectorStoreConfig()  # where dense indexes live (workbench.spec_scale)
 
     _named_models = model_validator(mode="before")(classmethod(lambda cls, data: inject_named_models(data)))
 

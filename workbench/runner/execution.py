@@ -153,23 +153,14 @@ class Execution:
                 self.log_cell(variant, i, row)
         todo = tuple(item for (item, _), r in zip(jobs, slots) if r is None)
         if todo and not self.hooks.cancelled():
-            index = await self.indexes.index_for(variant)
-            pipe = build_pipeline(variant, index, self.model_for(variant))
-            if variant.retrieval_only:
-                await self.retrieve(self.ws.retrieve_batch, pipe, todo)
+            pipe = await self.prepare(variant, todo)
 
             async def cell(i: int, item: EvalItem, repeat: int) -> None:
                 if slots[i] is not None or self.hooks.cancelled():
                     return
-                hits, retrieve_s = await self.retrieve(self.ws.retrieve, pipe, item)
-                if self.hooks.cancelled():
+                row = await self.compute(pipe, item, rank, repeat if repeats > 1 else None)
+                if row is None:
                     return
-                try:
-                    row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat if repeats > 1 else None)
-                except Cancelled:
-                    return  # never started: not a result, not a failure
-                with span("score"):
-                    _score_cell(self.spec, variant, item, row)
                 slots[i] = row
                 self.finish(row)
                 self.log_cell(variant, i, row)
@@ -186,6 +177,29 @@ class Execution:
         if rows and self.judge is None:
             self.finish_variant(variant, rows)
         return variant, rows
+
+    async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
+        """What `compute` needs for the variant's cells: its pipeline, once its index is ready (another
+        backend, e.g. `runner.ray_backend`, hands back what its workers need instead)."""
+        index = await self.indexes.index_for(variant)
+        pipe = build_pipeline(variant, index, self.model_for(variant))
+        if variant.retrieval_only:
+            await self.retrieve(self.ws.retrieve_batch, pipe, todo)
+        return pipe
+
+    async def compute(self, pipe: RAGPipeline, item: EvalItem, rank: int,
+                      repeat: int | None = None) -> dict[str, Any] | None:
+        """One cell: retrieve, answer, score; None when the sweep was cancelled before its model call."""
+        hits, retrieve_s = await self.retrieve(self.ws.retrieve, pipe, item)
+        if self.hooks.cancelled():
+            return None
+        try:
+            row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat)
+        except Cancelled:
+            return None  # never started: not a result, not a failure
+        with span("score"):
+            _score_cell(self.spec, pipe.variant, item, row)
+        return row
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0,
                      repeat: int | None = None) -> dict[str, Any]:

@@ -81,6 +81,10 @@ def run_sweep(
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
         env.check_endpoints(list(inputs.variants), spec.judge)
+        if spec.execution.backend == "ray":  # a wrong cluster address fails here, before anything is written
+            from workbench.runner.ray_backend import connect
+
+            connect(spec.execution)
         judge = None
         if spec.judge is not None:
             from workbench.scoring.judge import Judge
@@ -105,7 +109,8 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     spec, variants, record = inputs.spec, inputs.variants, start.record
     results = SweepResults(spec=spec, sweep_id=start.sweep_id, variants=list(variants), notes=inputs.notes(),
                            data_info=inputs.data_info)
-    ws = Workspace(home=inputs.home, corpus=inputs.corpus, share_cpu=spec.stage == "generate")
+    ws = Workspace(home=inputs.home, corpus=inputs.corpus, share_cpu=spec.stage == "generate",
+                   vector_store=spec.vector_store)
     started_sweep = log.start_sweep(spec, start.sweep_id, len(variants), inputs.data_info, start.parent_run_id)
     started_sweep.add_done_callback(lambda f: _note_parent_run(f, record, results))
     children: dict[str, LoggedRun] = {}
@@ -124,9 +129,12 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     status = "FAILED"
     try:
         with record.cells_path.open("a", encoding="utf-8") as cells:
-            run = Execution(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
-                            results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
-                            done=start.done, children=children, retime=retime)
+            backend = Execution
+            if spec.execution.backend == "ray":
+                from workbench.runner.ray_backend import RayExecution as backend  # Ray only when asked for
+            run = backend(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
+                          results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
+                          done=start.done, children=children, retime=retime)
             run_coroutine(run.run(), thread_name="workbench-sweep")
         status = "KILLED" if hooks.cancelled() else "FINISHED"
     except KeyboardInterrupt:

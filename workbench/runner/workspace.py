@@ -22,7 +22,22 @@ from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key, needs_vectors
+from workbench.errors import StorageError
 from workbench.spec import VariantConfig, content_hash
+from workbench.spec_scale import VectorStoreConfig
+
+
+def open_vector_store(store: VectorStoreConfig, home: Path):
+    """The embedded Chroma under `home`, or an HttpClient to the `chroma run` server (one clear error if
+    nothing answers there). Collection names are the same content-addressed keys either way."""
+    if store.url is None:
+        return chroma_client(home / "chroma")
+    try:
+        return chroma_client(host=store.url)
+    except ValueError as exc:  # chromadb: "Could not connect to a Chroma server. Are you sure it is running?"
+        raise StorageError(f"vector_store: no Chroma server answers at {store.url} ({exc}); start one with "
+                           f"`chroma run --host {store.host} --port {store.port} --path <dir>` or fix "
+                           "vector_store.host/port") from None
 
 
 def needs_dense(variant: VariantConfig) -> bool:
@@ -37,10 +52,12 @@ class Workspace:
     corpus: Corpus
     memo: dict[tuple[str, str, str], tuple[list, float]] = field(default_factory=dict)
     share_cpu: bool = False  # indexes are built while model calls run: leave them a core
+    vector_store: VectorStoreConfig = VectorStoreConfig()
+    build_embedder: Any = None  # (cfg, home, share_cpu) -> embedder for index builds; None: embedder_for
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self.client = chroma_client(self.home / "chroma")
+        self.client = open_vector_store(self.vector_store, self.home)
         self._embedders: dict[str, Any] = {}
         self._indexes: dict[str, ChunkIndex] = {}
         self._dense_opened: set[str] = set()
@@ -50,7 +67,8 @@ class Workspace:
     def embedder(self, variant: VariantConfig):
         key = variant.embedding.vector_key
         if key not in self._embedders:
-            self._embedders[key] = embedder_for(variant.embedding, self.home, share_cpu=self.share_cpu)
+            make = self.build_embedder or embedder_for
+            self._embedders[key] = make(variant.embedding, self.home, share_cpu=self.share_cpu)
         return self._embedders[key]
 
     def index(self, variant: VariantConfig) -> ChunkIndex:

@@ -145,6 +145,10 @@ class LatencyEndpoint:
     def stats(self) -> dict:
         return self._request("GET", "/stats")
 
+    def arrivals(self) -> list[float]:
+        """Monotonic times at which chat requests arrived since the last reset (`testing.fake_arrivals`)."""
+        return self._request("GET", "/arrivals")["times"]
+
     def reset_stats(self) -> dict:
         return self._request("POST", "/stats/reset")
 

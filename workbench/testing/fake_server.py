@@ -52,6 +52,7 @@ import uuid
 from typing import Any
 
 from workbench.processes import exit_with_parent
+from workbench.testing.fake_arrivals import Arrivals
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
 from workbench.testing.fake_routing import RoutingPlan, logprobs_block
 from workbench.testing.fake_sampling import sampled
@@ -75,6 +76,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
 
     cfg = config or Config()
     stats = Stats()
+    arrivals = Arrivals()  # when each chat request came in (GET /arrivals)
     plan = FaultPlan(cfg.seed)
 
     def error(status: int, message: str, kind: str, code: str | None = None, headers=None) -> JSONResponse:
@@ -153,6 +155,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
         enter()
         try:
             stats.chat_calls += 1
+            arrivals.note()
             if (refused := rejected(request)) is not None:
                 return refused
             body = await read_json(request)
@@ -270,6 +273,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
     async def reset_stats(request: Request) -> Response:
         in_flight = stats.in_flight
         stats.reset()
+        arrivals.reset()
         stats.in_flight = in_flight  # requests still running will leave() later
         plan.reseed(cfg.seed)
         return JSONResponse(stats.snapshot())
@@ -293,6 +297,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
         Route("/v1/models", models, methods=["GET"]),
         Route("/stats", get_stats, methods=["GET"]),
         Route("/stats/reset", reset_stats, methods=["POST"]),
+        Route("/arrivals", lambda request: JSONResponse({"times": arrivals.times}), methods=["GET"]),
         Route("/config", config_route, methods=["GET", "POST"]),
     ])
     app.state.config, app.state.stats = cfg, stats

@@ -1,0 +1,167 @@
+"""Scale-out benchmark (issue 19): a sweep's cells on 1, 2 and 4 Ray workers, the cluster-wide rate limit,
+and a corpus embedded by Ray Data vs the local path.
+
+    python experiments/benchmarks/scale.py                  # 20,000 cells per worker count, L = 0.2 s
+    python experiments/benchmarks/scale.py --cells 2000     # quicker
+
+Prints `name: value` lines (context lines start with `#`):
+    ray_cells_per_s_w1/w2/w4   cells/s from the first finished cell to the last (Ray start-up and the
+                               actors' start excluded), BM25 + the fake endpoint (L = 0.2 s), 16 calls in
+                               flight per worker, a global rate limit that does not bind (60,000/min)
+    ray_scaling_w4             w4 / w1 (goal >= 3.5: the sweep is endpoint-bound)
+    rate_limit_max_observed_over_limit   a run held to 3,000 calls/min: the most calls the endpoint saw
+                               in any 10 s / 60 s window over that window's limit (<= 1.0)
+    ray_embed_vs_local         wall time of embedding BEIR SciFact (MiniLM int8 ONNX) with Ray Data over
+                               that of the local path (< 1: Ray Data is faster)
+    driver_peak_rss_mb         this process's peak RSS (the driver: record, resume, progress)
+Tracking is off here: MLflow costs the same per cell on either backend (experiments/benchmarks/run.py
+measures it) and would measure the tracking store, not the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCIFACT = Path("/work/shared/data/beir-scifact")
+LATENCY = 0.2
+PER_WORKER = 16
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+
+
+def write_data(tmp: Path, cells: int) -> tuple[Path, Path]:
+    corpus, evalset = tmp / "corpus.jsonl", tmp / "eval.jsonl"
+    with corpus.open("w") as f:
+        for d in range(200):
+            words = " ".join(WORDS[(d + k) % len(WORDS)] for k in range(12))
+            f.write(json.dumps({"id": f"d{d}", "text": f"Document {d} is about {words}."}) + "\n")
+    with evalset.open("w") as f:
+        for q in range(cells):
+            f.write(json.dumps({"id": f"q{q}", "question": f"What is document {q % 200} about {WORDS[q % 16]}?",
+                                "reference_answers": [WORDS[q % 16]], "relevant_ids": [f"d{q % 200}"]}) + "\n")
+    return corpus, evalset
+
+
+def sweep_spec(tmp: Path, name: str, corpus: Path, evalset: Path, base_url: str, workers: int, rpm: float) -> dict:
+    return {
+        "name": name,
+        "home": str(tmp / name),
+        "data": {"corpus": {"format": "jsonl", "path": str(corpus)}, "eval": {"format": "jsonl", "path": str(evalset)}},
+        "space": {"chunking": [{"strategy": "none"}], "retrieval": [{"kind": "bm25", "k": 2}],
+                  "model": [{"provider": "openai", "model": "latency-endpoint", "base_url": base_url, "max_tokens": 16}]},
+        "tracking": {"enabled": False},
+        "execution": {"backend": "ray", "workers": workers, "concurrency": PER_WORKER * workers,
+                      "requests_per_minute": rpm, "cache": False, "timeout_s": 30},
+    }
+
+
+def timed_sweep(spec: dict) -> tuple[float, int, object]:
+    from workbench import run_sweep
+
+    stamps: list[float] = []
+    results = run_sweep(spec, progress=False, on_cell=lambda row: stamps.append(time.perf_counter()))
+    errors = sum(1 for r in results.rows if r.get("error"))
+    assert results.status == "FINISHED" and not errors, (results.status, errors)
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps), results
+
+
+def over_limit(times: list[float], rpm: float) -> float:
+    from workbench.runner.rate_gate import windows_for
+    from workbench.testing.fake_arrivals import max_in_window
+
+    return max(max_in_window(times, w.seconds) / w.limit for w in windows_for(rpm, None))
+
+
+def embed_compare(tmp: Path, docs: int | None) -> tuple[float, float, int]:
+    from workbench.data.corpus import load_corpus
+    from workbench.rag.assemble import embedder_for
+    from workbench.rag.chunking import chunk_corpus
+    from workbench.runner.ray_index import RayDataEmbedder
+    from workbench.spec import ChunkingConfig, CorpusSource, EmbeddingConfig
+
+    corpus = load_corpus(CorpusSource(format="beir", path=str(SCIFACT)))
+    chunks = chunk_corpus(corpus, ChunkingConfig(strategy="recursive", size=500, overlap=50))
+    texts = [c.text for c in chunks][:docs] if docs else [c.text for c in chunks]
+    cfg = EmbeddingConfig()
+    start = time.perf_counter()
+    embedder_for(cfg, tmp / "embed-local").embed(texts)  # a fresh home: no embedding cache
+    local = time.perf_counter() - start
+    import ray
+
+    sessions = max(1, int(ray.cluster_resources().get("CPU", 1)) // 2)
+    start = time.perf_counter()
+    RayDataEmbedder(cfg, tmp / "embed-ray", sessions).embed(texts)
+    return time.perf_counter() - start, local, len(texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cells", type=int, default=20_000)
+    parser.add_argument("--limited-cells", type=int, default=2_000, help="cells of the rate-limited run (0: skip it "
+                        "and the embedding comparison)")
+    parser.add_argument("--embed-chunks", type=int, default=None, help="embed only the first N SciFact chunks")
+    parser.add_argument("--workers", default="1,2,4")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")  # slow agent imports on a loaded machine
+    import ray
+
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+    from workbench.testing.ray_patient import patience
+
+    patience()  # a shared 2-core machine: Ray's agents can take longer to start than Ray waits for them
+
+    print(f"# {platform.node()}: {os.cpu_count()} cores, shared with other jobs; python {platform.python_version()}, "
+          f"ray {ray.__version__}")
+    started = time.perf_counter()
+    for attempt in range(30):  # on a loaded machine Ray's agents can miss the raylet's start-up deadline
+        try:
+            ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            break
+        except Exception as exc:  # noqa: BLE001  (ray raises a bare Exception for this)
+            print(f"# ray.init attempt {attempt + 1} failed: {str(exc)[:120]}")
+            ray.shutdown()
+    else:
+        raise SystemExit("Ray did not start: see /tmp/ray/session_latest/logs")
+    print(f"# ray.init (a local cluster, 8 logical CPUs): {time.perf_counter() - started:.1f} s")
+    rates: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="wb-scale-") as t, LatencyEndpoint(latency=LATENCY) as ep:
+        tmp = Path(t)
+        corpus, evalset = write_data(tmp, args.cells)
+        for w in [int(x) for x in args.workers.split(",")]:
+            ep.reset_stats()
+            rate, n, results = timed_sweep(sweep_spec(tmp, f"w{w}", corpus, evalset, ep.base_url, w, 60_000))
+            rates[w] = rate
+            print(f"ray_cells_per_s_w{w}: {rate:.1f}  ({n} cells, {PER_WORKER} in flight per worker, "
+                  f"ideal {PER_WORKER * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it)")
+        if 1 in rates and 4 in rates:
+            print(f"ray_scaling_w4: {rates[4] / rates[1]:.2f}")
+        if args.limited_cells <= 0:
+            print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+            return
+        limited_eval = tmp / "limited.jsonl"
+        limited_eval.write_text("".join(evalset.read_text().splitlines(keepends=True)[: args.limited_cells]))
+        ep.reset_stats()
+        rate, n, _ = timed_sweep(sweep_spec(tmp, "limited", corpus, limited_eval, ep.base_url, 4, 3000))
+        print(f"rate_limit_max_observed_over_limit: {over_limit(ep.arrivals(), 3000):.3f}  (4 workers, 3,000/min = "
+              f"500 per 10 s and 3,000 per 60 s at the endpoint; {rate:.1f} cells/s)")
+        ray_s, local_s, n = embed_compare(tmp, args.embed_chunks) if args.embed_chunks != 0 else (0.0, 1.0, 0)
+        print(f"ray_embed_vs_local: {ray_s / local_s:.2f}  (SciFact, {n} chunks: Ray Data {ray_s:.1f} s, "
+              f"local {local_s:.1f} s)")
+    print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+
+
+if __name__ == "__main__":
+    main()

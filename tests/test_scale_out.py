@@ -1,0 +1,168 @@
+"""The same sweep on a Ray cluster, a Chroma server and an MLflow server, all real, all on 127.0.0.1
+(issue 19): `ray start --head` plus one worker node process, `chroma run`, `mlflow server`. The model is
+the fake endpoint, to keep it fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import small_spec
+from test_tracking_server import MlflowServer, free_port
+from workbench.processes import child_env
+from workbench.testing.clusters import ChromaServer, RayCluster
+from workbench.testing.fake_endpoint import LatencyEndpoint
+
+pytestmark = pytest.mark.slow
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # the test cluster runs without token auth (127.0.0.1 only)
+N = 6
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+
+    c = RayCluster(nodes=1, head_cpus=2, node_cpus=2)
+    try:
+        c.start()
+        ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)
+        yield c
+    finally:
+        ray.shutdown()
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with LatencyEndpoint(latency=0.1) as ep:
+        yield ep
+
+
+def _spec(tmp: Path, ep: LatencyEndpoint, n: int = N, **space) -> dict:
+    spec = small_spec(tmp, **space)
+    spec["data"]["eval"]["limit"] = n
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url}]
+    return spec
+
+
+def _ray(spec: dict, c: RayCluster, **execution) -> dict:
+    spec["execution"] = {"backend": "ray", "ray_address": c.address, "workers": 2, "concurrency": 4, **execution}
+    return spec
+
+
+def _cells(home: Path) -> list[dict]:
+    records = list((home / "sweeps").iterdir()) if (home / "sweeps").exists() else []
+    assert len(records) <= 1, records
+    cells = records[0] / "cells.jsonl" if records else None
+    if cells is None or not cells.exists():
+        return []
+    return [json.loads(line) for line in cells.read_text().splitlines()]
+
+
+def _same(rows: list[dict]) -> dict:
+    keep = ("answer", "retrieved_chunk_ids", "f1", "exact_match", "recall_at_k", "ndcg_at_k", "error")
+    return {(r["variant_hash"], r["question_id"]): {k: r.get(k) for k in keep} for r in rows}
+
+
+def test_local_and_ray_give_the_same_answers_and_metrics_and_the_cells_ran_on_workers(tmp_path, cluster, endpoint):
+    import mlflow
+    from ray.util.state import list_tasks
+
+    from workbench import run_sweep
+
+    space = {"retrieval": [{"kind": "dense", "k": 3}, {"kind": "bm25", "k": 3}]}
+    local = run_sweep(_spec(tmp_path / "local", endpoint, **space), progress=False)
+    (tmp_path / "mlflow").mkdir()
+    server = MlflowServer(tmp_path / "mlflow", free_port()).start()
+    try:
+        with ChromaServer(tmp_path / "chroma") as chroma:
+            spec = _ray(_spec(tmp_path / "ray", endpoint, **space), cluster, requests_per_minute=6000)
+            spec["vector_store"] = {"kind": "chroma_server", "host": chroma.host, "port": chroma.port}
+            spec["tracking"]["tracking_uri"] = server.uri
+            remote = run_sweep(spec, progress=False)
+            import chromadb
+
+            names = {c.name for c in chromadb.HttpClient(host=chroma.host, port=chroma.port).list_collections()}
+        assert remote.status == "FINISHED" and len(remote.rows) == len(local.rows) == 2 * N
+        assert _same(remote.rows) == _same(local.rows)  # same answers, retrieval and scores, cell by cell
+        metrics = ["f1", "exact_match", "recall_at_k", "ndcg_at_k"]
+        assert (remote.to_frame()[metrics].round(9).to_dict() == local.to_frame()[metrics].round(9).to_dict())
+        assert any(n.startswith("wb-") for n in names)  # the dense index lives in the Chroma server
+        # Ray's state API: every cell ran as a CellWorker task in a worker process, not in this driver
+        tasks = list_tasks(filters=[("func_or_class_name", "=", "CellWorker.run_cell")], limit=10_000, detail=True)
+        finished = [t for t in tasks if t.state == "FINISHED"]
+        assert len(finished) >= 2 * N
+        assert {t.worker_pid for t in finished}.isdisjoint({os.getpid()})
+        assert remote.stats["ray_workers"] == 2 and len(remote.stats["ray_worker_pids"]) == 2
+        # the driver logged it to the MLflow server (workers never write MLflow)
+        client = mlflow.MlflowClient(server.uri)
+        exp = client.get_experiment_by_name(spec["experiment"])
+        runs = client.search_runs([exp.experiment_id], "tags.`workbench.kind` != 'sweep'")
+        assert sorted(r.info.run_id for r in runs if r.info.run_id in remote.run_ids.values()) == sorted(remote.run_ids.values())
+    finally:
+        server.kill()
+
+
+def test_a_killed_worker_loses_no_cell_and_writes_none_twice(tmp_path, cluster, endpoint):
+    from ray.util.state import list_actors
+
+    from workbench import run_sweep
+
+    spec = _ray(_spec(tmp_path, endpoint, n=12, retrieval=[{"kind": "bm25", "k": 3}, {"kind": "bm25", "k": 2}]),
+                cluster)
+    spec["tracking"]["enabled"] = False
+    killed = []
+
+    def on_cell(row):
+        if not killed:  # after the first cell: the others are in flight or queued on the workers
+            alive = list_actors(filters=[("class_name", "=", "CellWorker"), ("state", "=", "ALIVE")])
+            if alive:
+                os.kill(alive[0].pid, signal.SIGKILL)
+                killed.append(alive[0].pid)
+
+    results = run_sweep(spec, progress=False, on_cell=on_cell)
+    assert killed, "no worker was killed"
+    assert results.status == "FINISHED" and len(results.rows) == 24
+    assert not [r for r in results.rows if r.get("error")]
+    cells = _cells(Path(spec["home"]))
+    keys = [(r["variant_hash"], r["question_id"]) for r in cells]
+    assert len(keys) == len(set(keys)) == 24  # each cell written once, none lost
+
+
+def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint):
+    from workbench import run_sweep
+
+    spec = _ray(_spec(tmp_path, endpoint, n=12, retrieval=[{"kind": "bm25", "k": 3}]), cluster, concurrency=2)
+    spec["tracking"]["enabled"] = False
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    endpoint.configure(latency=0.5)
+    try:
+        driver = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(path), "--no-progress"],
+                                  stdout=subprocess.DEVNULL, stderr=(tmp_path / "driver.log").open("wb"),
+                                  env={**child_env(), "RAY_AUTH_MODE": "disabled"}, start_new_session=True)
+        home, deadline = Path(spec["home"]), time.time() + 240
+        while time.time() < deadline and driver.poll() is None:
+            if len(_cells(home)) >= 3:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        before = len(_cells(home))
+        assert 3 <= before < 12
+    finally:
+        endpoint.configure(latency=0.1)
+    results = run_sweep(spec, progress=False)
+    assert results.status == "FINISHED" and len(results.rows) == 12
+    assert any("resumed sweep" in n for n in results.notes)
+    keys = [r["question_id"] for r in _cells(home)]
+    assert len(keys) == len(set(keys)) == 12

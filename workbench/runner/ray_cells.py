@@ -1,0 +1,145 @@
+"""A Ray worker's side of a sweep: the same per-cell pipeline as the laptop (`Execution.compute`: retrieve →
+answer → score), with its own event loop, executor, workspace and generation cache.
+
+Workers never write the sweep record or MLflow: they return each finished row to the driver
+(`runner.ray_backend`), which persists and logs it. Model calls are admitted twice: by this worker's share
+of the concurrency cap (ceil(concurrency / workers) in flight, so the sum over workers never exceeds it)
+and, when the spec sets a rate limit, by the cluster's one `RateGate` actor.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from workbench.analysis.results import SweepResults
+from workbench.data.corpus import Corpus
+from workbench.data.evalset import EvalSet
+from workbench.rag.cache import ResultCache
+from workbench.rag.chat import ChatModel
+from workbench.rag.executor import EndpointLimits, Executor
+from workbench.runner.environment import Environment
+from workbench.runner.execution import Execution
+from workbench.runner.generations import TimedGenerations
+from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.workspace import IndexQueue, Workspace
+from workbench.spec import SweepSpec
+from workbench.tracking.null import NullTracker
+
+_lease: contextvars.ContextVar[int | None] = contextvars.ContextVar("workbench_gate_lease", default=None)
+
+
+def per_worker(concurrency: int, workers: int) -> int:
+    """Each worker's share of the cluster-wide cap (at least 1; the shares sum to at most `concurrency`
+    when workers <= concurrency)."""
+    return max(1, concurrency // workers)
+
+
+class ClusterLimits(EndpointLimits):
+    """This worker's semaphore, then the cluster's gate (requests and tokens per minute)."""
+
+    def __init__(self, concurrency: int, gate: Any, key: str):
+        super().__init__(concurrency, None, None)
+        self.gate, self.key = gate, key
+
+    async def acquire(self, tokens: int, priority: int = 0) -> None:
+        await self.semaphore.acquire(priority)
+        try:
+            if self.gate is not None:
+                # acquire and release run in one task (Executor.generate): the lease rides in its context
+                _lease.set(await self.gate.acquire.remote(self.key, tokens))
+        except BaseException:
+            self.semaphore.release()
+            raise
+        self.admitted += 1
+
+    def release(self) -> None:
+        lease = _lease.get()
+        if self.gate is not None and lease is not None:
+            _lease.set(None)
+            self.gate.release.remote(self.key, lease)  # fire and forget: the gate logs it when it lands
+        self.semaphore.release()
+
+
+class ClusterExecutor(Executor):
+    """The laptop's executor with cluster limits per endpoint."""
+
+    def __init__(self, execution, gate: Any, gated: set[str]):
+        super().__init__(execution)
+        self.gate, self.gated = gate, gated
+
+    def _limits_for(self, model: ChatModel) -> EndpointLimits:
+        key = str(model.base_url)
+        if key not in self._limits:
+            n = self.execution.local_concurrency if model.cfg.provider == "local" else self.execution.concurrency
+            self._limits[key] = ClusterLimits(n, self.gate if key in self.gated else None, key)
+        return self._limits[key]
+
+
+class CellWorker:
+    """One Ray actor (`ray.remote(CellWorker)` in `ray_backend`); `run_cell` runs one (variant, question)."""
+
+    def __init__(self, spec_json: dict, corpus: Corpus, evalset: EvalSet, base_urls: dict, sweep_id: str,
+                 retime: frozenset[str], gate: Any, gated: set[str], workers: int):
+        spec = SweepSpec.model_validate(spec_json)
+        ex = spec.execution
+        # This worker's share of the cap; the rates are the gate's, not a per-worker copy of them.
+        mine = ex.model_copy(update={"concurrency": per_worker(ex.concurrency, workers),
+                                     "requests_per_minute": None, "tokens_per_minute": None})
+        self.spec = spec = spec.model_copy(update={"execution": mine})
+        self.inputs = SweepInputs(spec, corpus, evalset, tuple(spec.variants()))
+        self.variants = {v.hash: v for v in self.inputs.variants}
+        self.base_urls, self.sweep_id, self.retime = base_urls, sweep_id, retime
+        self.gate, self.gated = gate, gated
+        self.run: Execution | None = None
+        self.pipes: dict[str, Any] = {}
+        self.cells_run = 0
+
+    def _execution(self) -> Execution:
+        """Built inside the actor's event loop (the executor binds to it)."""
+        if self.run is None:
+            home = self.inputs.home
+            cache = ResultCache(home / "cache" / "generations", enabled=self.spec.execution.cache)
+            run = Execution(
+                inputs=self.inputs, hooks=Hooks(progress=False), env=Environment(base_urls=dict(self.base_urls)),
+                ws=Workspace(home=home, corpus=self.inputs.corpus, vector_store=self.spec.vector_store),
+                tracker=NullTracker(), judge=None, cache=cache,
+                results=SweepResults(spec=self.spec, sweep_id=self.sweep_id, variants=list(self.inputs.variants)),
+                cells=io.StringIO(), bar=None, eval_frame=None, retime=self.retime)
+            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated)
+            run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)
+            run.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
+            run.indexes = IndexQueue(run.ws)
+            self.run = run
+        return self.run
+
+    async def run_cell(self, variant_hash: str, position: int, rank: int,
+                       repeat: int | None = None) -> dict[str, Any] | None:
+        """The finished, scored row (None if it never started)."""
+        run = self._execution()
+        variant = self.variants[variant_hash]
+        if variant_hash not in self.pipes:
+            self.pipes[variant_hash] = await run.prepare(variant, ())
+        row = await run.compute(self.pipes[variant_hash], self.inputs.evalset.items[position], rank, repeat)
+        self.cells_run += 1
+        return row
+
+    async def counters(self) -> dict[str, Any]:
+        """What this worker did since it (re)started: the driver sums them into the sweep's stats."""
+        import ray
+
+        run = self.run
+        return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "cells_run": self.cells_run,
+                "model_calls": run.executor.calls if run else 0, "model_attempts": run.executor.attempts if run else 0,
+                "cache_hits": run.generations.cache_hits if run else 0}
+
+    async def close(self) -> None:
+        if self.run is not None:
+            self.run.retrieval_pool.shutdown(wait=False)
+            self.run.indexes.close()
+            for model in self.run.models.values():
+                await model.aclose()
+            self.run.cache.close()
