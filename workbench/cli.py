@@ -105,6 +105,29 @@ def run(
 
 @app.command()
 @friendly_errors
+def estimate(
+    spec: Path = typer.Argument(..., help="Sweep spec (YAML)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts and CI gates)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N eval questions"),
+    sample: int = typer.Option(8, "--sample", help="Questions rendered and counted per prompt (seeded sample)"),
+    latency: Optional[float] = typer.Option(None, "--latency", help="Seconds per model call (default: measured by "
+                                            "--probe, else what earlier sweeps measured)"),
+    probe: int = typer.Option(0, "--probe", min=0, help="Make N real calls per model to measure latency (billed)"),
+) -> None:
+    """Estimate SPEC before running it: calls, tokens, USD and wall time, each low / expected / high."""
+    import json
+
+    from workbench.runner.estimate import estimate as estimate_spec
+
+    result = estimate_spec(spec, limit=limit, sample=sample, latency_s=latency, probe=probe)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(result.text())
+
+
+@app.command()
+@friendly_errors
 def export(
     sweep_id: str = typer.Option(..., "--sweep-id", help="The sweep to export from (printed by `workbench run`)"),
     out: Path = typer.Option(..., "--out", help="Where to write the YAML"),

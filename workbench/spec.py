@@ -26,6 +26,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, Vali
 
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
+from workbench.spec_budget import BudgetConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -418,6 +419,7 @@ class SweepSpec(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Caps on calls, USD and wall time (spec_budget.py)")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
 
     @field_validator("retrieval_cutoffs")

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def resume_key(spec: SweepSpec) -> str:
-    """What must match to resume: everything but how it runs (execution settings)."""
-    return content_hash(spec.model_dump(mode="json", exclude={"execution"}))
+    """What must match to resume: everything but how it runs (execution settings) and how far (budget)."""
+    return content_hash(spec.model_dump(mode="json", exclude={"execution", "budget"}))
 
 
 def _pid_alive(pid: int | None) -> bool:
