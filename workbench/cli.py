@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 import typer
 
+BUDGET_EXIT = 3  # `workbench run` stopped by its budget: the answered cells are kept, a larger budget goes on
+
 app = typer.Typer(
     help="RAG experimentation workbench: run sweeps of RAG variants and log them to MLflow.",
     no_args_is_help=True,
@@ -60,15 +62,22 @@ def run(
         help="Re-time N questions per variant (the same N for every variant): call the model again past the "
         "generation cache, so latencies compare like for like when other answers are cached",
     ),
+    max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Budget: USD the sweep may spend (over the spec's budget)"),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls", help="Budget: model calls the sweep may make"),
+    max_wall_s: Optional[float] = typer.Option(None, "--max-wall-s", help="Budget: seconds this run may take"),
 ) -> None:
-    """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
+    """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow.
+
+    Exits 0 when every cell was answered, 1 when some failed, 3 when the budget stopped the sweep (run it
+    again with a larger budget to go on)."""
     import pandas as pd
 
+    from workbench.runner.budget import with_budget
     from workbench.runner.sweep import run_sweep
     from workbench.spec import load_spec
     from workbench.tracking.store import sqlite_path
 
-    loaded = load_spec(spec)
+    loaded = with_budget(load_spec(spec), max_usd, max_calls, max_wall_s, "--max-usd/--max-calls/--max-wall-s")
     store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
     new_store = store is not None and not store.exists()
     results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
@@ -100,6 +109,9 @@ def run(
             f"{len(failed)} of {len(results.rows)} cells failed (recorded, not scored); first: {failed[0]['error']}",
             fg=typer.colors.YELLOW, err=True,
         )
+    if results.stats.get("stopped_by") == "budget":
+        raise typer.Exit(BUDGET_EXIT)
+    if failed:
         raise typer.Exit(1)
 
 

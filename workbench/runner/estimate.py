@@ -216,9 +216,11 @@ def _observed_latency(inputs: SweepInputs, observed: dict[str, Observed]) -> dic
     return {key: latency_range(values) for key, values in out.items()}
 
 
-def sample_prompts(inputs: SweepInputs, ws: Workspace, sample: int, seed: int = 0) -> dict[str, list[list[dict]]]:
+def sample_prompts(inputs: SweepInputs, ws: Workspace, sample: int, seed: int = 0,
+                   built_only: bool = False) -> dict[str, list[list[dict]]]:
     """Variant hash -> the rendered messages of a seeded sample of questions (the same questions for every
-    variant; each (index, retrieval, prompt) retrieved and rendered once)."""
+    variant; each (index, retrieval, prompt) retrieved and rendered once). built_only: skip variants whose
+    index the workspace has not opened (a sweep stopped before them builds nothing for its estimate)."""
     from workbench.rag.assemble import build_pipeline
     from workbench.runner.workspace import needs_dense
 
@@ -226,7 +228,7 @@ def sample_prompts(inputs: SweepInputs, ws: Workspace, sample: int, seed: int = 
     chosen = random.Random(seed).sample(items, min(sample, len(items)))
     out: dict[str, list[list[dict]]] = {}
     for v in inputs.variants:
-        if v.model is None:
+        if v.model is None or (built_only and not ws.has_index(v)):
             continue
         index = ws.open_dense(v) if needs_dense(v) else ws.index(v)
         pipe = build_pipeline(v, index, None)
