@@ -101,3 +101,47 @@ def test_cli_budget_flags_are_checked_and_a_price_is_required_for_max_usd(tmp_pa
     assert unpriced.exit_code == 2 and "price_input_per_mtok" in unpriced.output
     assert not (Path(spec["home"]) / "sweeps").exists()  # refused before anything was written
     assert BUDGET_EXIT not in (0, 1, 2, 130)
+
+
+def test_max_wall_s_starts_no_call_past_it(tmp_path, endpoint):
+    endpoint.reset_stats()
+    results = run_sweep(priced_spec(tmp_path, endpoint.base_url, max_wall_s=0.001), progress=False,
+                        tracker=MemoryTracker())
+    assert results.stats["stopped_by"] == "budget" and endpoint.stats()["chat_calls"] == 0 and not results.rows
+    assert any("max_wall_s 0.001" in n for n in results.notes)
+
+
+def test_cli_exits_with_its_own_code_when_the_budget_stops_the_sweep(tmp_path, endpoint):
+    spec = priced_spec(tmp_path, endpoint.base_url)
+    spec["tracking"]["enabled"] = False
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    stopped = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-calls", "4"])
+    assert stopped.exit_code == BUDGET_EXIT, stopped.output
+    assert "stopped by budget: max_calls 4" in stopped.output
+    finished = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-usd", "1"])
+    assert finished.exit_code == 0, finished.output
+
+
+def test_the_mlflow_parent_says_stopped_by_budget_until_a_resumed_run_finishes(tmp_path):
+    import mlflow
+
+    from workbench.spec import TrackingConfig, load_spec
+    from workbench.tracking.mlflow_tracker import MlflowTracker
+
+    spec = load_spec(small_spec(tmp_path))
+    cfg = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path}/mlruns/mlflow.db", artifact_location=str(tmp_path / "art"))
+    tracker = MlflowTracker(cfg, "budget")
+    parent = tracker.start_sweep(spec, "s1", 2, {}).result().parent_run_id
+    tracker.finish_sweep("KILLED", {"estimate.calls": 6.0, "actual.calls": 4.0},
+                         {"workbench.stopped_by": "budget", "workbench.stop_reason": "max_calls 4 reached"}).result()
+    client = mlflow.MlflowClient(cfg.tracking_uri)
+    run = client.get_run(parent)
+    assert run.info.status == "KILLED" and run.data.tags["workbench.stopped_by"] == "budget"
+    assert (run.data.metrics["estimate.calls"], run.data.metrics["actual.calls"]) == (6.0, 4.0)
+    assert tracker.start_sweep(spec, "s1", 2, {}, parent).result().parent_run_id == parent  # resumed
+    tracker.finish_sweep("FINISHED", {"actual.calls": 2.0},
+                         {"workbench.stopped_by": None, "workbench.stop_reason": None}).result()
+    assert tracker.close() is None
+    run = client.get_run(parent)
+    assert run.info.status == "FINISHED" and not {"workbench.stopped_by", "workbench.stop_reason"} & set(run.data.tags)
