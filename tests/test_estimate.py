@@ -93,3 +93,29 @@ def test_cli_json_has_the_documented_shape(tmp_path):
         assert set(d[key]) == {"low", "expected", "high"} and d[key]["low"] <= d[key]["expected"] <= d[key]["high"]
     text = CliRunner().invoke(app, ["estimate", str(path), "--sample", "0"])
     assert text.exit_code == 2 and "--sample" in text.output and "Traceback" not in text.output
+
+
+def test_the_variants_tab_shows_tokens_usd_and_wall_from_the_estimate(tmp_path):
+    import html
+    import re
+    import time
+
+    from workbench.ui.app import Workbench
+
+    def shown(view) -> str:
+        deadline = time.time() + 120
+        while "prompt tokens" not in view.line.value and time.time() < deadline:
+            time.sleep(0.05)
+        return html.unescape(re.sub(r"<[^>]+>", "", view.line.value))
+
+    wb = Workbench(tiny_spec(tmp_path))
+    view = wb.estimate_view
+    assert wb.variants_tab.widget.children[-1] is view.widget and view.line.value == ""  # opt-in: builds indexes
+    view.enabled.value = True
+    expected = sum(n + FRAMING for counts in HAND_COUNTED.values() for n in counts)
+    assert f"prompt tokens {expected}" in shown(view) and "completion tokens 60" in shown(view)
+    assert "USD 0.0004" in shown(view) and "no latency known" in shown(view)
+    wb.variants_tab.retrieval_k.value = "1"  # one variant left: the line follows the spec
+    view.line.value = ""
+    assert f"prompt tokens {sum(n + FRAMING for n in HAND_COUNTED[1])} " in shown(view)
+    view.close()
