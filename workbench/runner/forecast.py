@@ -211,17 +211,17 @@ def forecast_figures(loads: Sequence[VariantLoad], observed: dict[str, Observed]
         key, _ = endpoint_of(load.model)
         calls[key] = calls.get(key, 0) + n
         tokens[key] = tokens.get(key, 0.0) + (p.expected or 0.0) + n * load.model.max_tokens
-    wall = ZERO
+    shares = []
     for key, n in calls.items():
         share = endpoint_wall(n, tokens[key], latency.get(key, Range.unknown()),
                               concurrency_of(key, loads, endpoint_of), execution)
         if not share.known():
             notes.append(f"no latency known for endpoint {key}: give one (--latency S) or probe it (--probe N)")
-        wall = Range(max(wall.low or 0, share.low or 0), None if not (wall.known() and share.known()) else
-                     max(wall.expected, share.expected), None if not (wall.known() and share.known()) else
-                     max(wall.high, share.high))  # endpoints run side by side
-    if wall.expected is None:
+        shares.append(share)
+    if not all(share.known() for share in shares):
         wall = Range.unknown()
+    else:  # endpoints run side by side: the slowest sets the wall time
+        wall = Range(*(max((getattr(s, f) for s in shares), default=0.0) for f in ("low", "expected", "high")))
     return prompt, completion, usd, wall, basis, notes
 
 
