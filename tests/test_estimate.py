@@ -119,3 +119,17 @@ def test_the_variants_tab_shows_tokens_usd_and_wall_from_the_estimate(tmp_path):
     view.line.value = ""
     assert f"prompt tokens {sum(n + FRAMING for n in HAND_COUNTED[1])} " in shown(view)
     view.close()
+
+
+def test_a_real_sweep_logs_its_estimate_beside_the_actual(swept):
+    """The shared local-model sweep: every question is in the sample, and the GGUF's own tokenizer and chat
+    template count exactly what llama.cpp's server reports, so the estimate equals the actual."""
+    import mlflow
+
+    _, spec, results = swept
+    metrics = mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).get_run(results.parent_run_id).data.metrics
+    calls = len(results.rows)  # a fresh home: every cell was a model call
+    assert metrics["estimate.calls"] == metrics["actual.calls"] == calls
+    assert metrics["estimate.prompt_tokens"] == metrics["actual.prompt_tokens"] == sum(r["tokens_prompt"] for r in results.rows)
+    assert metrics["estimate.completion_tokens_high"] == 16 * calls >= metrics["actual.completion_tokens"]
+    assert metrics["estimate.usd"] == metrics["actual.usd"] == 0.0
