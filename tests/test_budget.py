@@ -123,6 +123,7 @@ def test_cli_exits_with_its_own_code_when_the_budget_stops_the_sweep(tmp_path, e
     assert finished.exit_code == 0, finished.output
 
 
+@pytest.mark.slow  # a new MLflow sqlite store in process (~2-3 s): kept out of the fast set's budget
 def test_the_mlflow_parent_says_stopped_by_budget_until_a_resumed_run_finishes(tmp_path):
     import mlflow
 
