@@ -71,7 +71,10 @@ def test_estimate_counts_the_real_prompts_with_the_models_tokenizer(tmp_path):
 def test_rate_limit_and_unknown_price_and_tokenizer_are_said(tmp_path):
     spec = tiny_spec(tmp_path, model="some-self-hosted-model", price_input_per_mtok=None, price_output_per_mtok=None)
     spec["execution"]["requests_per_minute"] = 6
+    spec["judge"] = {"provider": "openai", "model": "gpt-4o-mini", "base_url": "http://127.0.0.1:9/v1",
+                     "metrics": ["faithfulness", "context_precision"]}
     d = estimate(spec, sample=1, latency_s=0.1).to_dict()
+    assert d["judge_calls"] == 3 * (2 + 1) + 3 * (2 + 2)  # per cell: faithfulness 2, context_precision k
     assert d["usd"] == {"low": None, "expected": None, "high": None}
     assert any("no price for model 'some-self-hosted-model'" in n for n in d["notes"])
     assert "~4 characters a token" in d["basis"]["prompt_tokens"]

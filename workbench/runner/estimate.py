@@ -129,6 +129,9 @@ def estimate(spec: Any, *, limit: int | None = None, sample: int = 8, seed: int 
 
         raise ConfigError(f"sample (--sample): give how many questions to render per prompt, 1 or more; got {sample!r}")
     spec = with_overrides(load_spec(spec), None, limit, False)
+    from workbench.scoring import catalogue
+
+    catalogue.check_judge(spec)  # a misspelt judge metric is the same error as `workbench run` gives
     inputs = SweepInputs.load(spec)
     count = count_calls(spec, inputs.corpus.digest, [(i.id, i.question) for i in inputs.evalset.items])
     observed = observe(inputs.home)
@@ -184,9 +187,9 @@ def build_estimate(inputs: SweepInputs, count: CallCount, prompts: dict[str, lis
     judge_calls = 0
     if spec.judge is not None:
         metrics = spec.judge.metrics
-        judge_calls = sum(
-            load_new * sum(v.retrieval.k if m == "context_precision" else _JUDGE_CALLS.get(m, 1) for m in metrics)
-            for v, load_new in ((v, questions - count.cached_by_variant.get(v.hash, 0)) for v in variants if v.model))
+        for v, load in zip((v for v in variants if v.model is not None), loads):
+            per_cell = sum(v.retrieval.k if m == "context_precision" else _JUDGE_CALLS.get(m, 1) for m in metrics)
+            judge_calls += load.new_cells * per_cell
         notes.append("judge calls: ragas' calls per metric (faithfulness 2, context_precision one per context, others 1); "
                      "the judge's tokens, USD and time are not in the other figures")
     return Estimate(len(variants), questions, count.new, count.cached, judge_calls, prompt, completion, usd, wall,
