@@ -84,9 +84,14 @@ class MemoryTracker(Immediate):
         return self._note("runs_intact", bool(parent_run_id) and {parent_run_id, *run_ids} <= finished)
 
     @immediate
-    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
+    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None,
+                     tags: dict[str, str | None] | None = None) -> None:
         if self.parent_run_id is not None:
             self.runs[self.parent_run_id]["metrics"].update(metrics or {})
+            run_tags = self.runs[self.parent_run_id].setdefault("tags", {})
+            run_tags.update({k: v for k, v in (tags or {}).items() if v is not None})
+            for name in [k for k, v in (tags or {}).items() if v is None]:
+                run_tags.pop(name, None)
             self.runs[self.parent_run_id]["status"] = status
             self.parent_run_id = None
         return self._note("finish_sweep")

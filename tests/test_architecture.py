@@ -1,7 +1,7 @@
 """The layering that docs/architecture.md documents, proved from the source: every import points down.
 
 Layers, bottom to top (a module may import its own layer and the layers below it, never above):
-base (errors, _version, redact, scrub, safe_yaml, spec, events, sync, processes, spec_routing) < data < rag < scoring < tracking < handover < analysis < runner
+base (errors, _version, redact, scrub, safe_yaml, spec, spec_*, events, sync, processes) < data < rag < scoring < tracking < handover < analysis < runner
 < faces (cli, ui, the package root). `testing` is a side leaf: it may use the base only, and no product
 module imports it. Imports under `if TYPE_CHECKING:` are annotations only and not counted.
 """
@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = (
     ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "events", "sync", "processes", "spec_routing",
-     "spec_repeats", "spec_scale"),
+     "spec_repeats", "spec_scale", "spec_budget"),
     ("data",),
     ("rag",),
     ("scoring",),

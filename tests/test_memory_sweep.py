@@ -53,7 +53,10 @@ def test_a_sweep_logs_runs_tables_and_traces_through_the_protocol(tmp_path, endp
         assert conforms(answer, answer_type(op)), (op, answer)
     (parent_id, parent), = sweep_runs(tracker, results.sweep_id, "sweep").items()
     assert parent_id == results.parent_run_id and parent["status"] == "FINISHED"
-    assert parent["metrics"] == {"wall_s": results.wall_s, "variants_done": 2.0}
+    metrics = parent["metrics"]
+    assert (metrics["wall_s"], metrics["variants_done"]) == (results.wall_s, 2.0)
+    assert metrics["estimate.calls"] == metrics["actual.calls"] == 2 * N  # the estimate beside the actual
+    assert set(metrics) - {"wall_s", "variants_done"} <= {m for m in metrics if m.startswith(("estimate.", "actual."))}
     assert parent["data_info"] == results.data_info
     for variant in results.variants:
         run = tracker.runs[results.run_ids[variant.hash]]

@@ -24,7 +24,8 @@ for _name, _value in {
 
 from workbench._version import __version__
 
-__all__ = ["run_sweep", "load_sweep", "load_pipeline", "monitor", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
+__all__ = ["run_sweep", "estimate", "load_sweep", "load_pipeline", "monitor", "load_spec", "SweepSpec", "VariantConfig",
+           "WorkbenchError"]
 
 
 def __getattr__(name: str):
@@ -33,6 +34,10 @@ def __getattr__(name: str):
         from workbench.runner.sweep import run_sweep
 
         return run_sweep
+    if name == "estimate":
+        from workbench.runner.estimate import estimate
+
+        return estimate
     if name == "load_pipeline":
         from workbench.handover.export import load_pipeline
 

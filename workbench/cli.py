@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 import typer
 
+BUDGET_EXIT = 3  # `workbench run` stopped by its budget: the answered cells are kept, a larger budget goes on
+
 app = typer.Typer(
     help="RAG experimentation workbench: run sweeps of RAG variants and log them to MLflow.",
     no_args_is_help=True,
@@ -60,15 +62,22 @@ def run(
         help="Re-time N questions per variant (the same N for every variant): call the model again past the "
         "generation cache, so latencies compare like for like when other answers are cached",
     ),
+    max_usd: Optional[float] = typer.Option(None, "--max-usd", help="Budget: USD the sweep may spend (over the spec's budget)"),
+    max_calls: Optional[int] = typer.Option(None, "--max-calls", help="Budget: model calls the sweep may make"),
+    max_wall_s: Optional[float] = typer.Option(None, "--max-wall-s", help="Budget: seconds this run may take"),
 ) -> None:
-    """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
+    """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow.
+
+    Exits 0 when every cell was answered, 1 when some failed, 3 when the budget stopped the sweep (run it
+    again with a larger budget to go on)."""
     import pandas as pd
 
+    from workbench.runner.budget import with_budget
     from workbench.runner.sweep import run_sweep
     from workbench.spec import load_spec
     from workbench.tracking.store import sqlite_path
 
-    loaded = load_spec(spec)
+    loaded = with_budget(load_spec(spec), max_usd, max_calls, max_wall_s, "--max-usd/--max-calls/--max-wall-s")
     store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
     new_store = store is not None and not store.exists()
     results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
@@ -100,7 +109,33 @@ def run(
             f"{len(failed)} of {len(results.rows)} cells failed (recorded, not scored); first: {failed[0]['error']}",
             fg=typer.colors.YELLOW, err=True,
         )
+    if results.stats.get("stopped_by") == "budget":
+        raise typer.Exit(BUDGET_EXIT)
+    if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def estimate(
+    spec: Path = typer.Argument(..., help="Sweep spec (YAML)"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts and CI gates)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N eval questions"),
+    sample: int = typer.Option(8, "--sample", help="Questions rendered and counted per prompt (seeded sample)"),
+    latency: Optional[float] = typer.Option(None, "--latency", help="Seconds per model call (default: measured by "
+                                            "--probe, else what earlier sweeps measured)"),
+    probe: int = typer.Option(0, "--probe", min=0, help="Make N real calls per model to measure latency (billed)"),
+) -> None:
+    """Estimate SPEC before running it: calls, tokens, USD and wall time, each low / expected / high."""
+    import json
+
+    from workbench.runner.estimate import estimate as estimate_spec
+
+    result = estimate_spec(spec, limit=limit, sample=sample, latency_s=latency, probe=probe)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(result.text())
 
 
 @app.command()

@@ -30,6 +30,7 @@ from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml:
 from workbench.spec_routing import MODEL_TAGS, RoutedModel, expand_model, inject_named_models, model_kind
 from workbench.spec_repeats import RepeatsConfig
 from workbench.spec_scale import BACKEND_FIELD, RAY_ADDRESS_FIELD, WORKERS_FIELD, Backend, VectorStoreConfig
+from workbench.spec_budget import BudgetConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -434,6 +435,7 @@ class SweepSpec(Frozen):
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="Named models that routers, cascades "
                                            "and cached entries of space.model refer to (see workbench.spec_routing)")
     repeats: RepeatsConfig = Field(default_factory=RepeatsConfig, description="Answers per question and judge passes per answer")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Caps on calls, USD and wall time (spec_budget.py)")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
     vector_store: VectorStoreConfig = VectorStoreConfig()  # where dense indexes live (workbench.spec_scale)
 

@@ -113,9 +113,12 @@ def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
 class Executor:
     """Runs generation calls for one sweep (create it inside the event loop that uses it)."""
 
-    def __init__(self, execution: ExecutionConfig, cancel=None):
+    def __init__(self, execution: ExecutionConfig, cancel=None, guard=None):
         self.execution = execution
         self.cancel = cancel  # a threading.Event: calls still waiting for their turn are dropped
+        # consulted as each call is about to start (runner.budget.BudgetGuard): admit(cfg, messages) answers
+        # a ticket, or None to refuse the call; settle(ticket, generation or None) when it ended
+        self.guard = guard
         self._limits: dict[str, EndpointLimits] = {}
         self.calls = 0  # requests that reached an endpoint and succeeded
         self.attempts = 0  # including retried bad responses
@@ -145,11 +148,18 @@ class Executor:
                 if self.cancel is not None and self.cancel.is_set():
                     limits.release()
                     raise Cancelled()
+                ticket = self.guard.admit(model.cfg, messages) if self.guard is not None else None
+                if self.guard is not None and ticket is None:
+                    limits.release()
+                    raise Cancelled()  # over budget: never started
+                gen = None
                 try:
                     self.attempts += 1
                     gen = await model.agenerate(messages)
                 finally:
                     limits.release()
+                    if ticket is not None:
+                        self.guard.settle(ticket, gen)
         self.calls += 1
         return gen
 

@@ -68,6 +68,7 @@ class Execution:
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
     children: dict[str, LoggedRun] = field(default_factory=dict)  # its runs already logged, by variant hash
     retime: frozenset[str] = frozenset()  # question ids whose model call is made again past the cache
+    guard: Any = None  # a runner.budget.BudgetGuard the executor consults before each call
     # set up by run()
     executor: Executor = field(init=False)
     generations: TimedGenerations = field(init=False)
@@ -84,7 +85,7 @@ class Execution:
 
     async def run(self) -> None:
         # the cache is read and written by `generations`, which keeps each answer's latency provenance
-        self.executor = Executor(self.spec.execution, self.hooks.cancel)
+        self.executor = Executor(self.spec.execution, self.hooks.cancel, self.guard)
         self.generations = TimedGenerations(self.executor, self.cache, self.results.sweep_id, self.spec.execution)
         self.routed = RoutedCells(self.env.base_urls, self.spec.execution, self.generations, self.results.sweep_id,
                                   self.judge)

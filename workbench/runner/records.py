@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def resume_key(spec: SweepSpec) -> str:
-    """What must match to resume: everything but how and where it runs (execution, vector store)."""
-    return content_hash(spec.model_dump(mode="json", exclude={"execution", "vector_store"}))
+    """What must match to resume: everything but how and where it runs (execution settings, vector store)
+    and how far (budget)."""
+    return content_hash(spec.model_dump(mode="json", exclude={"execution", "vector_store", "budget"}))
 
 
 def repeat_of(row: dict[str, Any]) -> int:

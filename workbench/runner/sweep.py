@@ -8,6 +8,7 @@ MLflow is written by a helper process (`workbench.tracking.process`) that overla
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from contextlib import ExitStack
@@ -17,6 +18,8 @@ from typing import Any, Callable
 from workbench.analysis.results import SweepResults
 from workbench.errors import WorkbenchError
 from workbench.rag.cache import ResultCache
+from workbench.runner.accounting import Accounting
+from workbench.runner.budget import BudgetGuard
 from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
 from workbench.runner.generations import check_retime_count, retime_ids
@@ -78,6 +81,11 @@ def run_sweep(
         reused = reuse_finished(inputs, hooks, started, tracker)
         if reused is not None:
             return _note_latency(reused)
+    guard = BudgetGuard.for_sweep(spec, inputs.variants, started)  # a price missing for max_usd fails here
+    if guard is not None:  # the guard stops the sweep as a cancel would: through the cancel event
+        hooks = dataclasses.replace(hooks, cancel=cancel if cancel is not None else threading.Event())
+        guard.on_stop = hooks.cancel.set
+    accounting = Accounting.before(inputs, guard)
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
         env.check_endpoints(list(inputs.variants), spec.judge)
@@ -99,11 +107,12 @@ def run_sweep(
         # Every check passed: only now is anything written (sweep record, MLflow runs).
         start = open_record(inputs, resume)
         retime = retime_ids((item.id for item in inputs.evalset.items), remeasure_latency)
-        return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime))
+        return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime, accounting))
 
 
 def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, log: Tracker, start: Start,
-             started: float, stack: ExitStack, retime: frozenset[str] = frozenset()) -> SweepResults:
+             started: float, stack: ExitStack, retime: frozenset[str] = frozenset(),
+             accounting: Accounting | None = None) -> SweepResults:
     from tqdm.auto import tqdm
 
     spec, variants, record = inputs.spec, inputs.variants, start.record
@@ -126,7 +135,10 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     bar = tqdm(total=inputs.total_cells, desc=spec.name, unit="cell", disable=not hooks.progress)
     cache = ResultCache(inputs.home / "cache" / "generations", enabled=spec.execution.cache)
     stack.callback(cache.close)
-    status = "FAILED"
+    guard = accounting.guard if accounting is not None else None
+    if guard is not None:
+        guard.resume_from(start.done)  # max_calls and max_usd count the whole sweep
+    status, ran = "FAILED", False
     try:
         with record.cells_path.open("a", encoding="utf-8") as cells:
             backend = Execution
@@ -134,9 +146,9 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
                 from workbench.runner.ray_backend import RayExecution as backend  # Ray only when asked for
             run = backend(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
                           results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
-                          done=start.done, children=children, retime=retime)
+                          done=start.done, children=children, retime=retime, guard=guard)
             run_coroutine(run.run(), thread_name="workbench-sweep")
-        status = "KILLED" if hooks.cancelled() else "FINISHED"
+        status, ran = ("KILLED" if hooks.cancelled() else "FINISHED"), True
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -147,14 +159,23 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         results.wall_s = time.perf_counter() - started
         results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                               "generation_cache_hits": cache.hits})
-        log.finish_sweep(status, {"wall_s": results.wall_s,
-                                  "variants_done": float(len({r["variant_hash"] for r in results.rows}))})
+        metrics = {"wall_s": results.wall_s, "variants_done": float(len({r["variant_hash"] for r in results.rows}))}
+        if ran and accounting is not None:
+            metrics.update(_side_by_side(accounting, inputs, ws, results, start))
+        stop = guard.stopped if guard is not None else None
+        tags = {"workbench.stopped_by": "budget", "workbench.stop_reason": stop} if stop else (
+            {"workbench.stopped_by": None, "workbench.stop_reason": None} if start.done else None)
+        if stop:
+            results.stats["stopped_by"] = "budget"
+            results.notes.append(f"stopped by budget: {stop}; the answered cells are kept and logged, run again with a "
+                                 "larger budget to go on (nothing already answered is asked again)")
+        log.finish_sweep(status, metrics, tags)
         error = log.close()
         failed = sum(1 for r in results.rows if r.get("error"))
         if error is not None and status == "FINISHED":
             status = "FAILED"  # the cells are on disk: running the same spec again finishes the logging
         record.write_status(status=status, failed_cells=failed, run_ids=dict(results.run_ids),
-                            parent_run_id=results.parent_run_id)
+                            parent_run_id=results.parent_run_id, stopped_by="budget" if stop else None, stop_reason=stop)
         if error is not None and not isinstance(error, KeyboardInterrupt):
             raise error
     results.status = status
@@ -162,6 +183,17 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         results.notes.append(f"re-timed {len(retime)} question(s) per variant past the generation cache "
                              f"(remeasure_latency): latency aggregates use the cells timed in this sweep")
     return results
+
+
+def _side_by_side(accounting: Accounting, inputs: SweepInputs, ws: Workspace, results: SweepResults,
+                  start: Start) -> dict[str, float]:
+    """estimate.* beside actual.* for the parent run; an estimate that cannot be made costs a note, not the sweep."""
+    earlier = {(r["variant_hash"], r["question_id"]) for r in start.done}
+    try:
+        return accounting.metrics(inputs, ws, results.rows, earlier, results.stats.get("model_calls", 0), results.wall_s)
+    except Exception as exc:  # noqa: BLE001 - the sweep's results matter more than its estimate
+        results.notes.append(f"estimate vs actual not logged: {type(exc).__name__}: {exc}")
+        return {}
 
 
 def _note_latency(results: SweepResults) -> SweepResults:

@@ -80,6 +80,11 @@ class Workspace:
                                                  client=self.client, dense=False)
             return self._indexes[key]
 
+    def has_index(self, variant: VariantConfig) -> bool:
+        """Is the variant's index (its dense collection, for dense retrieval) already open in this workspace?"""
+        key = index_key(self.corpus.digest, variant.chunking, variant.embedding)
+        return key in self._dense_opened if needs_dense(variant) else key in self._indexes
+
     def open_dense(self, variant: VariantConfig) -> ChunkIndex:
         """Open or build the variant's Chroma collection, once per sweep."""
         from filelock import FileLock

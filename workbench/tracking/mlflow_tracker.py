@@ -19,7 +19,7 @@ import pandas as pd
 from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.scoring.catalogue import names as catalogue_names
 from workbench.tracking import assessments
-from workbench.tracking.provenance import audit_tags, git_commit, run_source  # noqa: F401 (git_commit: export's)
+from workbench.tracking.provenance import audit_tags, git_commit, run_source, set_tags  # noqa: F401 (git_commit: export's)
 from workbench.tracking.naming import (
     PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name,
 )
@@ -177,11 +177,12 @@ class MlflowTracker(Immediate):
         return runs[0].info.run_id if runs else None
 
     @immediate
-    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
+    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None, tags: dict | None = None) -> None:
         if self.parent_run_id is None:
             return
         if metrics:
             self.mlflow.log_metrics({k: float(v) for k, v in metrics.items()})  # wall_s is read back: unrounded
+        set_tags(self.client, self.parent_run_id, tags or {})  # workbench.stopped_by (None: removed, a resumed sweep)
         self._flush_traces()
         self.mlflow.flush_trace_async_logging()
         self.mlflow.end_run(status=status)

@@ -45,7 +45,8 @@ class NullTracker(Immediate):
         return True  # nothing was logged, so nothing logged can have gone missing
 
     @immediate
-    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None) -> None:
+    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None,
+                     tags: dict[str, str | None] | None = None) -> None:
         return None
 
     @immediate

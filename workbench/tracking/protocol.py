@@ -79,8 +79,10 @@ class Tracker(Protocol):
         """Are a finished sweep's parent and variant runs all still there and FINISHED?"""
         ...
 
-    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None) -> Future[None]:
-        """End the parent run with the sweep's status and metrics (wall_s, variants_done)."""
+    def finish_sweep(self, status: str, metrics: dict[str, float] | None = None,
+                     tags: dict[str, str | None] | None = None) -> Future[None]:
+        """End the parent run with the sweep's status, metrics (wall_s, variants_done, estimate.*, actual.*) and
+        tags (workbench.stopped_by: budget; a None value removes the tag, e.g. when a resumed sweep finishes)."""
         ...
 
     def read_sweep(self, sweep_id: str) -> Future[dict[str, Any]]:

@@ -47,3 +47,13 @@ def run_source() -> dict[str, str]:
     argv = sys.argv or [""]
     script = argv[0] if argv[0].endswith(".py") else " ".join([Path(argv[0]).name or "python", *argv[1:]])
     return {"mlflow.source.name": script[:500], "mlflow.source.type": "LOCAL", "mlflow.user": getpass.getuser()}
+
+
+def set_tags(client, run_id: str, tags: dict[str, str | None]) -> None:
+    """Set a run's tags; a None value removes a tag the run has (a stopped sweep that was resumed and finished)."""
+    present = client.get_run(run_id).data.tags if any(v is None for v in tags.values()) else {}
+    for name, value in tags.items():
+        if value is not None:
+            client.set_tag(run_id, name, value)
+        elif name in present:
+            client.delete_tag(run_id, name)

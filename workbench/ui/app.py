@@ -34,6 +34,7 @@ from workbench.spec import (
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.ui.common import widget_wording
 from workbench.ui.data_tab import DataTab
+from workbench.ui.estimate_view import EstimateView
 from workbench.ui.export_tab import ExportTab, default_export_path
 from workbench.ui.results_tab import ResultsTab
 from workbench.ui.run_tab import RunTab
@@ -114,6 +115,8 @@ class Workbench:
         self._results_tab = ResultsTab(on_load=self._on_load_click)
         self._export_tab = ExportTab(default_path=default_export_path(base.name))
         self._status = StatusLine()
+        self._estimate_view = EstimateView()  # tokens, USD and wall under the Variants tab's count
+        self._variants_tab.widget.children += (self._estimate_view.widget,)
         # One status widget atop every tab (one model, several views): what is shown is always in sight.
         tab = W.Tab(
             children=[
@@ -140,6 +143,11 @@ class Workbench:
     def variants_tab(self) -> VariantsTab:
         _ = self.widget
         return self._variants_tab
+
+    @property
+    def estimate_view(self) -> EstimateView:
+        _ = self.widget
+        return self._estimate_view
 
     @property
     def run_tab(self) -> RunTab:
@@ -203,12 +211,15 @@ class Workbench:
             spec = self.spec()
         except ConfigError as exc:
             self.variants_tab.show_count(None, None)
+            self.estimate_view.update(None)
             self.run_tab.set_problem(exc)
             self.status.render(None, "fix the message in the Variants or Run tab")
             return
         data = self._questions(spec.data)  # the questions the sweep will use, when its files load
         questions = len(data[1]) if data is not None else self.data_tab.question_count()
         self.variants_tab.show_count(len(spec.variants()), questions, self.call_count(spec))
+        no_cache = {"execution": spec.execution.model_copy(update={"cache": False})} if self.run_tab.no_cache.value else {}
+        self.estimate_view.update(spec.model_copy(update=no_cache))
         self.run_tab.set_problem(None)
         self.status.render(spec)
 
