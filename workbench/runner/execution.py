@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -70,6 +70,8 @@ class Execution:
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
+    last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
+    # one is done, every answer handed over so far is logged
 
     @property
     def spec(self) -> SweepSpec:
@@ -237,15 +239,15 @@ class Execution:
         """The variant's run is created with its first cell; the first N questions (or every one) get a trace."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
-            self.tracker.start_variant(variant, self.eval_frame)
+            self.last_logged = self.tracker.start_variant(variant, self.eval_frame)
         cap = self.spec.tracking.max_traces_per_variant
         if cap is None or i < cap:
-            self.tracker.log_cell(variant, row)
+            self.last_logged = self.tracker.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
-        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
+        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
 
         def note(future) -> None:
             if future.exception() is None and future.result():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent import futures
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
@@ -120,6 +121,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     cache = ResultCache(inputs.home / "cache" / "generations", enabled=spec.execution.cache)
     stack.callback(cache.close)
     status = "FAILED"
+    run: Execution | None = None
     try:
         with record.cells_path.open("a", encoding="utf-8") as cells:
             run = Execution(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
@@ -134,6 +136,8 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         bar.close()
         order = {v.hash: i for i, v in enumerate(variants)}
         results.rows.sort(key=lambda r: order[r["variant_hash"]])  # stable: dataset order kept
+        if run is not None and run.last_logged is not None:
+            futures.wait([run.last_logged])  # the wall a user waits for: until every answer is logged
         results.wall_s = time.perf_counter() - started
         results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                               "generation_cache_hits": cache.hits})
