@@ -86,6 +86,7 @@ def run(
     else:
         typer.echo(
             f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
+            f"identical requests merged {st.get('merged_requests', 0)}, "
             f"indexes built {st.get('index_builds', 0)} / reused {st.get('index_reused', 0)}"
         )
     typer.echo(

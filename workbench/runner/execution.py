@@ -105,7 +105,8 @@ class Execution:
             for model in self.models.values():
                 await model.aclose()
             self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts,
-                                       "retimed_calls": self.generations.retimed})
+                                       "retimed_calls": self.generations.retimed,
+                                       "merged_requests": self.generations.merged})
 
     def model_for(self, variant: VariantConfig) -> ChatModel | None:
         if variant.model is None:
