@@ -30,6 +30,7 @@ from workbench.runner.progress import CallRate
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring.cell import Cell
+from workbench.scoring.metrics import preload as preload_scorers
 from workbench.scoring.score import score_cell
 from workbench.spec import SweepSpec, VariantConfig, content_hash
 from workbench.tracking import LoggedRun, Tracker
@@ -69,6 +70,7 @@ class Execution:
     retrieval_pool: ThreadPoolExecutor = field(init=False)
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
+    scorers_ready: asyncio.Future | None = field(init=False, default=None)  # ragas imported off the loop
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
     last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
     # one is done, every answer handed over so far is logged
@@ -89,6 +91,8 @@ class Execution:
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
+        if any(not v.retrieval_only for v in self.inputs.variants):
+            self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
         try:
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
@@ -154,6 +158,8 @@ class Execution:
                     row = await self.answer(pipe, item, hits, retrieve_s, rank)
                 except Cancelled:
                     return  # never started: not a result, not a failure
+                if self.scorers_ready is not None:
+                    await self.scorers_ready  # at once after the first: the import ran on a worker thread
                 with span("score"):
                     _score_cell(self.spec, variant, item, row)
                 slots[i] = row
