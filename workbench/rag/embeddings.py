@@ -119,12 +119,18 @@ def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
     return options
 
 
+@functools.lru_cache(maxsize=8)
+def _verified(path: str, expected_sha256: str, package: str) -> None:
+    """`verify_file`, once per file per process."""
+    verify_file(Path(path), expected_sha256, package)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False):  # -> onnxruntime.InferenceSession
     """One verified onnxruntime session per model file (and CPU policy) per process."""
     import onnxruntime as ort
 
-    verify_file(Path(model_path), expected_sha256, MODEL_RESOURCE[0])
+    _verified(model_path, expected_sha256, MODEL_RESOURCE[0])
     return ort.InferenceSession(model_path, sess_options=session_options(share_cpu), providers=["CPUExecutionProvider"])
 
 
@@ -132,7 +138,7 @@ def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False
 def _load_tokenizer(tokenizer_path: str, expected_sha256: str):  # -> tokenizers.Tokenizer
     from tokenizers import Tokenizer
 
-    verify_file(Path(tokenizer_path), expected_sha256, TOKENIZER_RESOURCE[0])
+    _verified(tokenizer_path, expected_sha256, TOKENIZER_RESOURCE[0])
     tokenizer = Tokenizer.from_file(tokenizer_path)
     # The shipped tokenizer.json pads and truncates to a fixed 128: pad to the batch's longest instead,
     # truncate at the model's 256 (the pooling below is always masked).
@@ -162,9 +168,21 @@ class LocalMiniLM:
         self.batch_size = batch_size
         self.model_path = Path(model_path) if model_path else package_file(*MODEL_RESOURCE)
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else package_file(*TOKENIZER_RESOURCE)
-        # Load (and verify) now so a broken install fails at construction, not mid-sweep.
-        self._session = _load_session(str(self.model_path), MODEL_SHA256, share_cpu)
-        self._tokenizer = _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256)
+        # Verify now so a broken install fails at construction, not mid-sweep; load on the first embed: a
+        # sweep whose vectors are all cached (or that only uses BM25) never holds the model (~190 MB).
+        _verified(str(self.model_path), MODEL_SHA256, MODEL_RESOURCE[0])
+        _verified(str(self.tokenizer_path), TOKENIZER_SHA256, TOKENIZER_RESOURCE[0])
+        self._share_cpu = share_cpu
+        self._loaded: tuple[Any, Any] | None = None
+        self._load_lock = threading.Lock()
+
+    def _model(self) -> tuple[Any, Any]:
+        """(onnxruntime session, tokenizer), loaded once (two threads may embed at once)."""
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = (_load_session(str(self.model_path), MODEL_SHA256, self._share_cpu),
+                                _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256))
+            return self._loaded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -186,11 +204,12 @@ class LocalMiniLM:
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
+        session, tokenizer = self._model()
+        encodings = tokenizer.encode_batch(texts)
         input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
         attention = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        (hidden,) = self._session.run(
+        (hidden,) = session.run(
             ["last_hidden_state"],
             {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": type_ids},
         )

@@ -29,6 +29,19 @@ def needs_dense(variant: VariantConfig) -> bool:
     return needs_vectors(variant.retrieval)
 
 
+class _OnFirstUse:
+    """An object made when first used (Chroma's client: its import and start cost seconds and ~50 MB)."""
+
+    def __init__(self, make: Any) -> None:
+        self._make, self._made, self._lock = make, None, threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._made is None:
+                self._made = self._make()
+        return getattr(self._made, name)
+
+
 @dataclass
 class Workspace:
     """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content (thread-safe)."""
@@ -40,7 +53,7 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self.client = chroma_client(self.home / "chroma")
+        self.client = _OnFirstUse(lambda: chroma_client(self.home / "chroma"))  # BM25-only sweeps never open Chroma
         self._embedders: dict[str, Any] = {}
         self._indexes: dict[str, ChunkIndex] = {}
         self._dense_opened: set[str] = set()
