@@ -62,13 +62,17 @@ def run(
     ),
 ) -> None:
     """Run every variant of SPEC over its eval set, score the answers and log each variant to MLflow."""
+    from workbench.spec import load_spec
+    from workbench.tracking import warm_up
+
+    loaded = load_spec(spec)
+    if loaded.tracking.enabled:
+        warm_up()  # the MLflow helper starts its imports now, while this process imports the runner
     import pandas as pd
 
     from workbench.runner.sweep import run_sweep
-    from workbench.spec import load_spec
     from workbench.tracking.store import sqlite_path
 
-    loaded = load_spec(spec)
     store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
     new_store = store is not None and not store.exists()
     results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
