@@ -130,7 +130,10 @@ def promptfoo_run(tmp: Path, name: str, bin_path: Path, work: dict, endpoint, no
     return {**measure(cmd, env=env, cwd=folder), **endpoint.stats()}
 
 
-def install_promptfoo(tmp: Path) -> Path | None:
+def install_promptfoo(tmp: Path, installed: Path | None = None) -> Path | None:
+    if installed is not None and (installed / "node_modules" / ".bin" / "promptfoo").exists():
+        note(f"promptfoo: the copy installed in {installed}")
+        return installed / "node_modules" / ".bin" / "promptfoo"
     npm = shutil.which("npm")
     if npm is None:
         note("promptfoo: skipped (npm is not installed)")
@@ -176,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="CI-sized: invariants only (a few seconds)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip", default="", help="comma-separated tools to leave out (asyncio,ragas,mlflow,promptfoo)")
+    parser.add_argument("--questions", type=int, help="questions per variant (default 100; a smoke test of every peer)")
+    parser.add_argument("--promptfoo", type=Path, help="a folder where promptfoo is installed already (npm install promptfoo)")
     args = parser.parse_args(argv)
     from workbench.testing.fake_endpoint import LatencyEndpoint
 
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.questions:
+        cfg["questions"] = args.questions
     rounds = 1 if args.quick else args.rounds
     skip = set(filter(None, args.skip.split(",")))
     if args.quick:
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         ideal = math.ceil(unique / CONCURRENCY) * cfg["latency"]
         note(f"workload: {len(work['variants'])} variants, {total} cells, {unique} unique messages; ideal "
              f"ceil({unique}/{CONCURRENCY})*{cfg['latency']} = {ideal:.2f} s")
-        pf = None if "promptfoo" in skip else install_promptfoo(tmp)
+        pf = None if "promptfoo" in skip else install_promptfoo(tmp, args.promptfoo)
         results: dict[str, list[dict]] = {}
         for r in range(rounds):
             tools = ["cli_cold", "cli_warm", *(p for p in PROGRAMS if p not in skip)]
