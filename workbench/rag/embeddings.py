@@ -96,7 +96,8 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
         )
 
 
-MAX_BATCH_TOKENS = 8192  # 32 texts of 256 tokens, 64 of 128
+MAX_BATCH_TOKENS = 2048  # 8 texts of 256 tokens, 16 of 128: at 8192 (64 of 128) onnxruntime held ~770 MB of
+# activations at once (the CLI peaked at 1.07 GB building an index), at 2048 ~100 MB and no slower
 
 
 def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
