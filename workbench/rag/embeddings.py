@@ -96,8 +96,7 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
         )
 
 
-MAX_BATCH_TOKENS = 2048  # 8 texts of 256 tokens, 16 of 128: at 8192 (64 of 128) onnxruntime held ~770 MB of
-# activations at once (the CLI peaked at 1.07 GB building an index), at 2048 ~100 MB and no slower
+MAX_BATCH_TOKENS = 2048  # 16 texts of 128 tokens: at 8192 onnxruntime held ~770 MB of activations, here ~100 MB
 
 
 def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
@@ -169,16 +168,14 @@ class LocalMiniLM:
         self.batch_size = batch_size
         self.model_path = Path(model_path) if model_path else package_file(*MODEL_RESOURCE)
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else package_file(*TOKENIZER_RESOURCE)
-        # Verify now so a broken install fails at construction, not mid-sweep; load on the first embed: a
-        # sweep whose vectors are all cached (or that only uses BM25) never holds the model (~190 MB).
+        # Verified now (a broken install fails here); loaded on the first embed (cached vectors: never, ~190 MB)
         _verified(str(self.model_path), MODEL_SHA256, MODEL_RESOURCE[0])
         _verified(str(self.tokenizer_path), TOKENIZER_SHA256, TOKENIZER_RESOURCE[0])
         self._share_cpu = share_cpu
         self._loaded: tuple[Any, Any] | None = None
         self._load_lock = threading.Lock()
 
-    def _model(self) -> tuple[Any, Any]:
-        """(onnxruntime session, tokenizer), loaded once (two threads may embed at once)."""
+    def _model(self) -> tuple[Any, Any]:  # (onnxruntime session, tokenizer), once (two threads may embed)
         with self._load_lock:
             if self._loaded is None:
                 self._loaded = (_load_session(str(self.model_path), MODEL_SHA256, self._share_cpu),
