@@ -120,8 +120,7 @@ def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
 
 
 @functools.lru_cache(maxsize=8)
-def _verified(path: str, expected_sha256: str, package: str) -> None:
-    """`verify_file`, once per file per process."""
+def _verified(path: str, expected_sha256: str, package: str) -> None:  # once per file per process
     verify_file(Path(path), expected_sha256, package)
 
 
@@ -171,9 +170,7 @@ class LocalMiniLM:
         # Verified now (a broken install fails here); loaded on the first embed (cached vectors: never, ~190 MB)
         _verified(str(self.model_path), MODEL_SHA256, MODEL_RESOURCE[0])
         _verified(str(self.tokenizer_path), TOKENIZER_SHA256, TOKENIZER_RESOURCE[0])
-        self._share_cpu = share_cpu
-        self._loaded: tuple[Any, Any] | None = None
-        self._load_lock = threading.Lock()
+        self._share_cpu, self._loaded, self._load_lock = share_cpu, None, threading.Lock()
 
     def _model(self) -> tuple[Any, Any]:  # (onnxruntime session, tokenizer), once (two threads may embed)
         with self._load_lock:
