@@ -70,14 +70,19 @@ def run(
 
     Exits 0 when every cell was answered, 1 when some failed, 3 when the budget stopped the sweep (run it
     again with a larger budget to go on)."""
+    from workbench.spec import load_spec
+    from workbench.tracking import warm_up
+
+    loaded = load_spec(spec)
+    if loaded.tracking.enabled:
+        warm_up()  # the MLflow helper starts its imports now, while this process imports the runner
     import pandas as pd
 
     from workbench.runner.budget import with_budget
     from workbench.runner.sweep import run_sweep
-    from workbench.spec import load_spec
     from workbench.tracking.store import sqlite_path
 
-    loaded = with_budget(load_spec(spec), max_usd, max_calls, max_wall_s, "--max-usd/--max-calls/--max-wall-s")
+    loaded = with_budget(loaded, max_usd, max_calls, max_wall_s, "--max-usd/--max-calls/--max-wall-s")
     store = sqlite_path(tracking_uri or loaded.tracking.tracking_uri) if loaded.tracking.enabled else None
     new_store = store is not None and not store.exists()
     results = run_sweep(loaded, tracking_uri=tracking_uri, limit=limit, progress=progress, no_cache=no_cache, resume=resume,
@@ -95,6 +100,7 @@ def run(
     else:
         typer.echo(
             f"model calls {st.get('model_calls', 0)}, cached generations {st.get('generation_cache_hits', 0)}, "
+            f"identical requests merged {st.get('merged_requests', 0)}, "
             f"indexes built {st.get('index_builds', 0)} / reused {st.get('index_reused', 0)}"
         )
     typer.echo(

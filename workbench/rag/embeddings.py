@@ -96,7 +96,7 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
         )
 
 
-MAX_BATCH_TOKENS = 8192  # 32 texts of 256 tokens, 64 of 128
+MAX_BATCH_TOKENS = 2048  # 16 texts of 128 tokens: at 8192 onnxruntime held ~770 MB of activations, here ~100 MB
 
 
 def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
@@ -119,12 +119,17 @@ def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
     return options
 
 
+@functools.lru_cache(maxsize=8)
+def _verified(path: str, expected_sha256: str, package: str) -> None:  # once per file per process
+    verify_file(Path(path), expected_sha256, package)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False):  # -> onnxruntime.InferenceSession
     """One verified onnxruntime session per model file (and CPU policy) per process."""
     import onnxruntime as ort
 
-    verify_file(Path(model_path), expected_sha256, MODEL_RESOURCE[0])
+    _verified(model_path, expected_sha256, MODEL_RESOURCE[0])
     return ort.InferenceSession(model_path, sess_options=session_options(share_cpu), providers=["CPUExecutionProvider"])
 
 
@@ -132,7 +137,7 @@ def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False
 def _load_tokenizer(tokenizer_path: str, expected_sha256: str):  # -> tokenizers.Tokenizer
     from tokenizers import Tokenizer
 
-    verify_file(Path(tokenizer_path), expected_sha256, TOKENIZER_RESOURCE[0])
+    _verified(tokenizer_path, expected_sha256, TOKENIZER_RESOURCE[0])
     tokenizer = Tokenizer.from_file(tokenizer_path)
     # The shipped tokenizer.json pads and truncates to a fixed 128: pad to the batch's longest instead,
     # truncate at the model's 256 (the pooling below is always masked).
@@ -162,9 +167,17 @@ class LocalMiniLM:
         self.batch_size = batch_size
         self.model_path = Path(model_path) if model_path else package_file(*MODEL_RESOURCE)
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else package_file(*TOKENIZER_RESOURCE)
-        # Load (and verify) now so a broken install fails at construction, not mid-sweep.
-        self._session = _load_session(str(self.model_path), MODEL_SHA256, share_cpu)
-        self._tokenizer = _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256)
+        # Verified now (a broken install fails here); loaded on the first embed (cached vectors: never, ~190 MB)
+        _verified(str(self.model_path), MODEL_SHA256, MODEL_RESOURCE[0])
+        _verified(str(self.tokenizer_path), TOKENIZER_SHA256, TOKENIZER_RESOURCE[0])
+        self._share_cpu, self._loaded, self._load_lock = share_cpu, None, threading.Lock()
+
+    def _model(self) -> tuple[Any, Any]:  # (onnxruntime session, tokenizer), once (two threads may embed)
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = (_load_session(str(self.model_path), MODEL_SHA256, self._share_cpu),
+                                _load_tokenizer(str(self.tokenizer_path), TOKENIZER_SHA256))
+            return self._loaded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -186,11 +199,12 @@ class LocalMiniLM:
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
+        session, tokenizer = self._model()
+        encodings = tokenizer.encode_batch(texts)
         input_ids = np.array([e.ids for e in encodings], dtype=np.int64)
         attention = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         type_ids = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        (hidden,) = self._session.run(
+        (hidden,) = session.run(
             ["last_hidden_state"],
             {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": type_ids},
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -33,6 +33,7 @@ from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
+from workbench.scoring.metrics import preload as preload_scorers
 from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
@@ -77,7 +78,10 @@ class Execution:
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
     routed: RoutedCells = field(init=False)  # routers, cascades and response caches (spec_routing)
+    scorers_ready: asyncio.Future | None = field(init=False, default=None)  # ragas imported off the loop
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
+    last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
+    # one is done, every answer handed over so far is logged
 
     @property
     def spec(self) -> SweepSpec:
@@ -97,6 +101,8 @@ class Execution:
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
+        if any(not v.retrieval_only for v in self.inputs.variants):
+            self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
         try:
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
@@ -114,7 +120,8 @@ class Execution:
                 await model.aclose()
             await self.routed.aclose()
             self.results.stats.update({"model_calls": self.executor.calls, "model_attempts": self.executor.attempts,
-                                       "retimed_calls": self.generations.retimed})
+                                       "retimed_calls": self.generations.retimed,
+                                       "merged_requests": self.generations.merged})
 
     def model_for(self, variant: VariantConfig, repeat: int = 0) -> ChatModel | None:
         """The variant's chat model; for answer `repeat` > 0 the same model asked with another seed (so
@@ -198,6 +205,8 @@ class Execution:
             row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat)
         except Cancelled:
             return None  # never started: not a result, not a failure
+        if self.scorers_ready is not None:
+            await self.scorers_ready  # at once after the first: the import ran on a worker thread
         with span("score"):
             _score_cell(self.spec, pipe.variant, item, row)
         return row
@@ -302,16 +311,16 @@ class Execution:
         of their first answer when answers repeat (the run's table holds every answer)."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
-            self.tracker.start_variant(variant, self.eval_frame)
+            self.last_logged = self.tracker.start_variant(variant, self.eval_frame)
         cap = self.spec.tracking.max_traces_per_variant
         question = i // self.spec.repeats.generation
         if (cap is None or question < cap) and repeat_of(row) == 0:
-            self.tracker.log_cell(variant, row)
+            self.last_logged = self.tracker.log_cell(variant, row)
 
     def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
         status = "KILLED" if len(rows) < self.inputs.total_cells // len(self.inputs.variants) else None
-        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
+        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
 
         def note(future) -> None:
             if future.exception() is None and future.result():

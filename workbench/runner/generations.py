@@ -105,6 +105,8 @@ class TimedGenerations:
         self.cache_hits = 0
         self.retimed = 0  # model calls made for a question whose answer the cache may hold
         self._in_flight: Counter[str] = Counter()  # calls waiting or running, per endpoint
+        self._flights: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched for it
+        self.merged = 0  # requests answered by an identical one already in flight (single flight)
 
     def limit_for(self, model: ChatModel) -> int:
         """The executor's concurrency limit for this model's endpoint (`EndpointLimits.for_endpoint`)."""
@@ -116,6 +118,31 @@ class TimedGenerations:
         """(generation, from_cache, where its latency was measured). `retime`: call the model even if
         the cache holds the answer (the new answer and its timing replace the cached ones)."""
         key = generation_key(model.cfg, messages, model.extra_params) if self.cache.enabled else None
+        if key is None or retime:
+            return await self._generate(model, messages, priority, key, retime)
+        # Single flight: an identical request already on its way is waited for, not sent again; it is
+        # registered before the cache is read, so no second caller slips between the read and the write.
+        flight = self._flights.get(key)
+        if flight is not None:
+            gen, _, measured = await asyncio.shield(flight)
+            self.merged += 1
+            self.cache_hits += 1
+            return gen, True, measured
+        self._flights[key] = flight = asyncio.get_running_loop().create_future()
+        try:
+            answer = await self._generate(model, messages, priority, key, retime)
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved: no "never retrieved" warning when nobody was waiting
+            raise
+        else:
+            flight.set_result(answer)
+            return answer
+        finally:
+            del self._flights[key]
+
+    async def _generate(self, model: ChatModel, messages: list[dict], priority: int, key: str | None,
+                        retime: bool) -> tuple[Generation, bool, Measured]:
         if key is not None and not retime:
             hit = _from_entry(await asyncio.to_thread(self.cache.get, key))  # disk I/O off the event loop
             if hit is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent import futures
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
@@ -139,6 +140,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     if guard is not None:
         guard.resume_from(start.done)  # max_calls and max_usd count the whole sweep
     status, ran = "FAILED", False
+    run: Execution | None = None
     try:
         with record.cells_path.open("a", encoding="utf-8") as cells:
             backend = Execution
@@ -156,6 +158,8 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         bar.close()
         order = {v.hash: i for i, v in enumerate(variants)}
         results.rows.sort(key=lambda r: order[r["variant_hash"]])  # stable: dataset order kept
+        if run is not None and run.last_logged is not None:
+            futures.wait([run.last_logged])  # the wall a user waits for: until every answer is logged
         results.wall_s = time.perf_counter() - started
         results.stats.update({"index_builds": ws.index_builds, "index_reused": ws.index_reused,
                               "generation_cache_hits": cache.hits})

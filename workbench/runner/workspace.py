@@ -44,6 +44,19 @@ def needs_dense(variant: VariantConfig) -> bool:
     return needs_vectors(variant.retrieval)
 
 
+class _OnFirstUse:
+    """An object made when first used (Chroma's client: its import and start cost seconds and ~50 MB)."""
+
+    def __init__(self, make: Any) -> None:
+        self._make, self._made, self._lock = make, None, threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        with self._lock:
+            if self._made is None:
+                self._made = self._make()
+        return getattr(self._made, name)
+
+
 @dataclass
 class Workspace:
     """Per-sweep reuse of embedders, indexes and retrieval results, keyed by content (thread-safe)."""
@@ -57,7 +70,10 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self.client = open_vector_store(self.vector_store, self.home)
+        if self.vector_store.url is not None:  # a Chroma server: checked now, one clear error before any work
+            self.client = open_vector_store(self.vector_store, self.home)
+        else:  # embedded: made on first use, so a BM25-only sweep never opens Chroma
+            self.client = _OnFirstUse(lambda: open_vector_store(self.vector_store, self.home))
         self._embedders: dict[str, Any] = {}
         self._indexes: dict[str, ChunkIndex] = {}
         self._dense_opened: set[str] = set()

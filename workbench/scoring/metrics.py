@@ -181,6 +181,13 @@ def _score_now(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return run_coroutine(make(), thread_name="workbench-metrics")
 
 
+def preload() -> None:
+    """Import ragas and build its scorers now (a sweep calls this on a worker thread before its first
+    score: the ~2-4 s import must not run on the event loop while the model calls wait)."""
+    _ragas_rouge_l()
+    _ragas_string_similarity()
+
+
 @cache
 def _ragas_rouge_l() -> Any:
     from ragas.metrics.collections import RougeScore  # imported on first use: ragas takes ~2 s to import

@@ -153,6 +153,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
 
     async def chat(request: Request) -> Response:
         enter()
+        stats.timeline.started()
         try:
             stats.chat_calls += 1
             arrivals.note()
@@ -164,6 +165,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 return error(400, "'messages' must be a non-empty list", "invalid_request_error")
+            stats.timeline.saw(body)
             if body.get("stream"):
                 return error(400, "streaming is not supported by the latency endpoint", "invalid_request_error")
             model = body.get("model") or MODEL_ID
@@ -212,6 +214,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
             stats.tokens_completion += result["usage"]["completion_tokens"]
             return JSONResponse(result)
         finally:
+            stats.timeline.ended()
             leave()
 
     async def embeddings(request: Request) -> Response:

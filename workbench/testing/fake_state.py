@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from workbench.testing.fake_hostile import HOSTILE_KINDS
+from workbench.testing.fake_timeline import Timeline
 
 FAULT_KINDS = ("429", "500", "timeout", "malformed", "empty")  # the default cycle
 ALL_FAULT_KINDS = FAULT_KINDS + HOSTILE_KINDS
@@ -67,6 +68,7 @@ class Stats:
         self.tokens_prompt = 0
         self.tokens_completion = 0
         self.tokens_embedding = 0
+        self.timeline = Timeline()  # when the chat calls happened, distinct messages (fake_timeline.py)
 
     def snapshot(self) -> dict:
         return {
@@ -80,6 +82,7 @@ class Stats:
             "tokens_prompt": self.tokens_prompt,            # chat prompt tokens (non-faulted requests)
             "tokens_completion": self.tokens_completion,    # chat completion tokens (non-faulted requests)
             "tokens_embedding": self.tokens_embedding,      # embeddings input tokens (non-faulted)
+            **self.timeline.snapshot(),
         }
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -58,18 +60,62 @@ def create_sqlite_store_atomically(uri: str) -> None:
     path = sqlite_path(uri)
     if path is None or path.exists():
         return
-    import mlflow
-
     partial = path.with_name(f"{path.name}.creating-{os.getpid()}")
     for leftover in path.parent.glob(f"{path.name}.creating-*"):  # from a process killed while creating it
         leftover.unlink(missing_ok=True)
     try:
-        mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
+        if not _from_template(partial):
+            import mlflow
+
+            mlflow.MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
+            _keep_as_template(partial)
         os.replace(partial, path)
     except Exception:  # a full disk mid-migration: leave no half store behind for the next run to trip on
         partial.unlink(missing_ok=True)
         raise
     use_wal(path)
+
+
+def empty_store_template() -> Path:
+    """A freshly migrated, empty store of the installed MLflow version, kept in the user's cache: a new
+    store is a copy of it (milliseconds) instead of MLflow's ~100 schema migrations (seconds, before the
+    first trace of a sweep can be written)."""
+    from importlib.metadata import version
+
+    from platformdirs import user_cache_path
+
+    return user_cache_path("workbench") / f"mlflow-{version('mlflow')}-empty.db"
+
+
+def _from_template(partial: Path) -> bool:
+    """Copy the template to `partial` with its Default experiment where MLflow would have put it; False
+    when there is no usable template (the store is then migrated as usual)."""
+    template = empty_store_template()
+    try:
+        with template.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return False
+        shutil.copyfile(template, partial)
+        with contextlib.closing(sqlite3.connect(partial, timeout=5)) as db, db:
+            now = int(time.time() * 1000)
+            db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                       "WHERE experiment_id = 0", (str(Path("mlruns").resolve() / "0"), now, now))
+        return True
+    except (OSError, sqlite3.Error):
+        partial.unlink(missing_ok=True)
+        return False
+
+
+def _keep_as_template(store: Path) -> None:
+    """Best effort: a store MLflow just created and migrated (nothing logged yet) becomes the template."""
+    template = empty_store_template()
+    spare = template.with_name(f"{template.name}.{os.getpid()}")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store, spare)
+        os.replace(spare, template)  # whole or not at all, whoever else is writing one
+    except OSError:
+        spare.unlink(missing_ok=True)
 
 
 def use_wal(path: Path) -> None:

@@ -81,7 +81,10 @@ def serve(read_fd: int, write_fd: int) -> None:
 
     warnings.filterwarnings("ignore")  # MLflow/pandas deprecation chatter would land in the user's terminal
     try:
-        os.nice(10)  # background work: on a busy machine the sweep (and a local model) come first
+        # Background work, but only mildly: the user waits for it too (a sweep's wall ends when every answer
+        # is logged), and at nice 10 a loaded machine starved it into a tail of tens of seconds after the
+        # last model call. Nice 3 still yields to the sweep (and a local model) about 2:1.
+        os.nice(3)
     except OSError:
         pass
     recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)

@@ -1,0 +1,59 @@
+"""Identical generation requests in flight at the same time are one model call (single flight on the
+generation cache key, issue 20); different ones, a re-timed one and a sweep without the cache are not merged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from workbench.rag.cache import ResultCache
+from workbench.rag.chat import ChatModel
+from workbench.rag.executor import Executor
+from workbench.runner.generations import TimedGenerations
+from workbench.spec import ExecutionConfig, ModelConfig
+from workbench.testing.fake_endpoint import LatencyEndpoint
+
+ASK = [{"role": "user", "content": "Who won Super Bowl 50?"}]
+OTHER = [{"role": "user", "content": "Where was Super Bowl 50 played?"}]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    with LatencyEndpoint(latency=0.2) as ep:
+        yield ep
+
+
+def run(endpoint, tmp_path, requests: list[tuple[list, bool]], cache: bool = True):
+    execution = ExecutionConfig(concurrency=8)
+    model = ChatModel(ModelConfig(provider="openai", model="m", base_url=endpoint.base_url, max_tokens=8))
+    store = ResultCache(tmp_path / "gen", enabled=cache)
+    gens = TimedGenerations(Executor(execution), store, "sweep-1", execution)
+
+    async def go():
+        try:
+            return await asyncio.gather(*(gens.generate(model, m, retime=r) for m, r in requests))
+        finally:
+            await model.aclose()
+
+    endpoint.reset_stats()
+    try:
+        answers = asyncio.run(go())
+    finally:
+        store.close()
+    return answers, gens, endpoint.stats()["chat_calls"]
+
+
+def test_identical_requests_in_flight_are_one_call(endpoint, tmp_path):
+    answers, gens, calls = run(endpoint, tmp_path, [(ASK, False)] * 5 + [(OTHER, False)])
+    assert calls == 2 and gens.merged == 4  # five identical + one other: two calls
+    assert len({gen.text for gen, _, _ in answers[:5]}) == 1  # the one answer, shared
+    assert [cached for _, cached, _ in answers] == [False, True, True, True, True, False]  # merged ones are no calls
+    assert {m.sweep_id for _, _, m in answers} == {"sweep-1"}  # measured in this sweep, by the one call
+
+
+def test_a_retimed_request_and_a_sweep_without_cache_are_never_merged(endpoint, tmp_path):
+    _, gens, calls = run(endpoint, tmp_path, [(ASK, False), (ASK, True), (ASK, True)])
+    assert calls == 3 and gens.merged == 0  # a re-timed question wants a timing of its own
+    _, gens, calls = run(endpoint, tmp_path / "off", [(ASK, False)] * 3, cache=False)
+    assert calls == 3 and gens.merged == 0  # --no-cache: every call is made
