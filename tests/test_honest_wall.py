@@ -32,9 +32,9 @@ class LateTracker(MemoryTracker):
         threading.Thread(target=later, daemon=True).start()
         return late
 
-    def finish_sweep(self, status, metrics=None):
+    def finish_sweep(self, status, metrics=None, tags=None):
         self.wall_measured_by = time.perf_counter()  # wall_s is taken just before this call
-        return super().finish_sweep(status, metrics)
+        return super().finish_sweep(status, metrics, tags)
 
 
 def test_wall_includes_the_time_until_every_answer_is_logged(tmp_path, endpoint):  # noqa: F811
