@@ -26,6 +26,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, Vali
 
 from workbench.errors import ConfigError, TrackingError
 from workbench.safe_yaml import parse_yaml, read_yaml  # noqa: F401  (read_yaml: part of this module's API)
+from workbench.spec_search import SearchConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -419,6 +420,7 @@ class SweepSpec(Frozen):
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
+    search: SearchConfig = Field(default_factory=SearchConfig, description="grid (default), random, halving or optuna")
 
     @field_validator("retrieval_cutoffs")
     @classmethod
