@@ -9,6 +9,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import IO, Any
 
 import pandas as pd
@@ -70,6 +71,8 @@ class Execution:
     indexes: IndexQueue = field(init=False)
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
+    logged_cells: set[tuple[str, str]] = field(init=False, default_factory=set)  # a search asks a variant again
+    known: dict[str, dict[str, dict]] = field(init=False, default_factory=dict)  # variant -> question -> finished row
 
     @property
     def spec(self) -> SweepSpec:
@@ -88,6 +91,17 @@ class Execution:
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         try:
+            if self.spec.search.strategy in ("halving", "optuna"):
+                from workbench.runner.search import run_search
+
+                await run_search(self, schedule, rank)
+                return
+            if self.spec.search.strategy == "random":
+                from workbench.runner.search import random_variants
+
+                chosen = {v.hash for v in random_variants(list(self.inputs.variants), self.spec.search)}
+                schedule = [v for v in schedule if v.hash in chosen]
+                self.results.variants = [v for v in self.results.variants if v.hash in chosen]
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
                 # Judging after all generation: a judge sharing an endpoint must not queue in front of
@@ -117,21 +131,29 @@ class Execution:
     async def retrieve(self, fn, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.retrieval_pool, fn, *args)
 
-    async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
-        items = self.inputs.evalset.items
-        earlier = {r["question_id"]: r for r in self.done if r["variant_hash"] == variant.hash}
+    async def run_variant(self, variant: VariantConfig, rank: int, items: Sequence[EvalItem] | None = None,
+                          final: bool = True) -> tuple[VariantConfig, list[dict]]:
+        """The variant's cells for `items` (default: the eval set); final=False (a search's rung): its rows
+        are neither collected nor its run finished, the search does both when the variant stops."""
+        items = self.inputs.evalset.items if items is None else items
+        if not self.known and self.done:
+            for r in self.done:
+                self.known.setdefault(r["variant_hash"], {})[r["question_id"]] = r
+        earlier = self.known.setdefault(variant.hash, {})  # a killed run's cells and a search's earlier rungs
         slots: list[dict | None] = [earlier.get(item.id) for item in items]
         logged = self.children.get(variant.hash)
         if all(slots) and logged is not None and logged.status in ("FINISHED", "FAILED"):
             rows = [r for r in slots if r is not None]
-            self.results.rows.extend(rows)
+            if final:
+                self.results.rows.extend(rows)
             self.results.run_ids[variant.hash] = logged.run_id
             self.bar.update(len(rows))
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
             self.tracker.discard_run(logged.run_id)  # a partial run is re-logged whole
+            del self.children[variant.hash]
         for i, row in enumerate(slots):
-            if row is not None:
+            if row is not None and (variant.hash, row["question_id"]) not in self.logged_cells:
                 self.bar.update(1)
                 self.log_cell(variant, i, row)
         todo = tuple(item for item, r in zip(items, slots) if r is None)
@@ -153,15 +175,16 @@ class Execution:
                     return  # never started: not a result, not a failure
                 with span("score"):
                     _score_cell(self.spec, variant, item, row)
-                slots[i] = row
+                slots[i] = earlier[item.id] = row
                 self.finish(row)
                 self.log_cell(variant, i, row)
 
             await asyncio.gather(*(cell(i, item) for i, item in enumerate(items)))
         rows = [r for r in slots if r is not None]
-        self.results.rows.extend(rows)
-        if rows and self.judge is None:
-            self.finish_variant(variant, rows)
+        if final:
+            self.results.rows.extend(rows)
+            if rows and self.judge is None:
+                self.finish_variant(variant, rows)
         return variant, rows
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0) -> dict[str, Any]:
@@ -238,14 +261,18 @@ class Execution:
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
             self.tracker.start_variant(variant, self.eval_frame)
+        self.logged_cells.add((variant.hash, row["question_id"]))
         cap = self.spec.tracking.max_traces_per_variant
         if cap is None or i < cap:
             self.tracker.log_cell(variant, row)
 
-    def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
-        """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
-        status = "KILLED" if len(rows) < len(self.inputs.evalset) else None
-        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
+    def finish_variant(self, variant: VariantConfig, rows: list[dict], *, asked: int | None = None,
+                       tags: dict[str, str] | None = None) -> None:
+        """Metrics and table from the logging process; `run_ids` is filled in when it is done. `asked`: the
+        questions a search asked this variant (default the eval set): fewer rows mean it was cut short."""
+        status = "KILLED" if len(rows) < (len(self.inputs.evalset) if asked is None else asked) else None
+        done = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status,
+                                           **({"tags": tags} if tags else {}))
 
         def note(future) -> None:
             if future.exception() is None and future.result():

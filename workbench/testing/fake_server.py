@@ -65,7 +65,8 @@ MODEL_ID = "latency-endpoint"
 # ---------------------------------------------------------------- the ASGI app
 
 
-def create_app(config: Config | None = None):
+def create_app(config: Config | None = None, planted=None):
+    """`planted`: a `planted.PlantedQuality` whose answers replace the echoed words (search benchmarks)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -167,7 +168,7 @@ def create_app(config: Config | None = None):
             kind = forced_fault(body.get("model"), ALL_FAULT_KINDS) or plan.draw(cfg)
 
             def good() -> dict:
-                answer, finish = make_answer(messages, limit)
+                answer, finish = (planted.reply(messages, model), "stop") if planted else make_answer(messages, limit)
                 content = answer
                 fmt = body.get("response_format")
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -258,7 +259,7 @@ def create_app(config: Config | None = None):
             return refused
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "workbench"}
-            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS))]})
+            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS), *(planted.model_names() if planted else ()))]})
 
     async def get_stats(request: Request) -> Response:
         return JSONResponse(stats.snapshot())
@@ -298,6 +299,14 @@ def create_app(config: Config | None = None):
 # ---------------------------------------------------------------- process entry point
 
 
+def planted_model(text: str | None):
+    if not text:
+        return None
+    from workbench.testing.planted import PlantedQuality
+
+    return PlantedQuality(**json.loads(text))
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -316,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--huge-chars", type=int, default=20_000_000, help="length of a 'huge' answer")
     parser.add_argument("--require-key", default=None, help="answer 401 (echoing the token) to any other key")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    parser.add_argument("--planted", default=None, help='answer from a planted quality model: JSON {"sizes": [..], "seed": n}')
     args = parser.parse_args(argv)
     try:
         cfg = Config(args.latency, args.embed_latency, args.fail_rate, args.faults, args.timeout_sleep,
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
     uvicorn.run(
-        create_app(cfg), host=args.host, port=args.port, log_level="warning", access_log=False,
+        create_app(cfg, planted_model(args.planted)), host=args.host, port=args.port, log_level="warning", access_log=False,
         workers=None, limit_concurrency=4096, backlog=2048, timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
     )

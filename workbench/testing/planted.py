@@ -52,6 +52,8 @@ class PlantedQuality:
     spread: float = 0.35  # sd of a main effect (logit)
     interactions: int = 3  # two-axis interaction tables
     difficulty_sd: float = 1.2
+    lifted: Sequence[int] | None = None  # one variant given `lift` more (a planted, clear winner)
+    lift: float = 0.0
     main: list[np.ndarray] = field(init=False)
     inter: list[tuple[int, int, np.ndarray]] = field(init=False)
 
@@ -68,6 +70,8 @@ class PlantedQuality:
 
     def logit(self, levels: Sequence[int]) -> float:
         value = self.base + sum(float(self.main[a][lv]) for a, lv in enumerate(levels))
+        if self.lifted is not None and tuple(levels) == tuple(self.lifted):
+            value += self.lift
         return value + sum(float(t[levels[a], levels[b]]) for a, b, t in self.inter)
 
     def difficulty(self, question_id: str) -> float:
@@ -89,6 +93,10 @@ class PlantedQuality:
 
     # ------------------------------------------------------------ the endpoint's side
 
+    def model_names(self) -> list[str]:
+        """What /v1/models lists: the planted models (the last axis)."""
+        return [f"planted-m{m}" for m in range(self.sizes[-1])]
+
     def levels_of(self, messages: list[dict], model: str) -> tuple[int, ...] | None:
         """(k − 1, prompt, model) read from a request, for a planted space of axes (retrieval, prompt, model)."""
         text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
@@ -105,3 +113,43 @@ class PlantedQuality:
             return WRONG
         q = question.group(1)
         return planted_answer(q) if self.correct(levels, q) else WRONG
+
+
+# ---------------------------------------------------------------- a sweep over a planted space
+
+
+def write_planted_data(folder, n_questions: int, n_docs: int = 6) -> tuple[str, str]:
+    """A corpus of `n_docs` documents (each starts with ¶, so a prompt shows how many were retrieved) and an
+    eval set whose reference answers are the planted answers. Returns (corpus path, eval path)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus, evalset = folder / "corpus.jsonl", folder / "eval.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": f"¶ Planted item notes, part {i}: planted item facts."}) + "\n"
+                              for i in range(n_docs)), encoding="utf-8")
+    lines = []
+    for i in range(n_questions):
+        q = f"What is planted item {i}?"
+        lines.append(json.dumps({"id": f"q{i:04d}", "question": q, "reference_answers": [planted_answer(q)]}) + "\n")
+    evalset.write_text("".join(lines), encoding="utf-8")
+    return str(corpus), str(evalset)
+
+
+def planted_space(sizes: Sequence[int], base_url: str) -> dict:
+    """The spec's `space` for axes (retrieval k = 1..sizes[0], prompt tags, model names) on the endpoint."""
+    k, prompts, models = sizes
+    return {
+        "chunking": [{"strategy": "none"}],
+        "retrieval": [{"kind": "bm25", "k": i + 1} for i in range(k)],
+        "prompt": [{"name": f"p{j}", "template": f"[planted-p{j}] Context:\n{{context}}\n\nQuestion: {{question}}\nAnswer:"}
+                   for j in range(prompts)],
+        "model": [{"provider": "openai", "model": f"planted-m{m}", "base_url": base_url, "max_tokens": 8}
+                  for m in range(models)],
+    }
+
+
+def levels_of_variant(variant) -> tuple[int, ...]:
+    """A planted space's VariantConfig as its axis levels (the endpoint's reading of its requests)."""
+    return (variant.retrieval.k - 1, int(variant.prompt.name.removeprefix("p")),
+            int(variant.model.model.removeprefix("planted-m")))

@@ -133,6 +133,9 @@ class Halving:
         alive = [v for v in ask.variants if v not in stopped]
         matrix, shared = self._matrix(alive, ask.question_ids, scores)
         if ask.last:
+            # the tie test uses only the questions no earlier rung chose on (those carry the winner's curse)
+            fresh = [q in set(ask.question_ids[self.rungs[ask.rung - 1]:]) for q in ask.question_ids] if ask.rung else None
+            matrix, _ = self._matrix(alive, [q for q, f in zip(ask.question_ids, fresh or []) if f] or ask.question_ids, scores)
             self.final = {v: matrix[i] for i, v in enumerate(alive)}
         elif len(alive) > 1 and shared:
             stopped.update(self._prune(alive, matrix, len(ask.variants), ask.rung, shared))
@@ -181,8 +184,9 @@ class Halving:
         return out
 
     def outcome(self) -> Outcome:
-        """The top full-set survivor and the survivors not significantly worse than it (two-sided paired
-        t-test at alpha, uncorrected: 'tied' is the cautious claim)."""
+        """The top survivor on the last rung's new questions (none of them chose who survived) and the survivors
+        not significantly worse than it there (two-sided paired t-test at alpha, uncorrected: 'tied' is the
+        cautious claim)."""
         if not self.final:
             return Outcome(None, (), "no variant answered the whole eval set (every variant was stopped)")
         names = list(self.final)
@@ -197,10 +201,11 @@ class Halving:
         stopped_by_rank = sum(1 for s in self.state.values() if s.stopped and "outside the top" in s.stopped)
         n = matrix.shape[1]
         if tied:
-            reason = (f"{names[top][:12]} leads on {n} questions but is tied with {len(tied)} other survivor(s) "
+            reason = (f"{names[top][:12]} leads on the last rung's {n} new questions but is tied with {len(tied)} other survivor(s) "
                       f"(paired t-test p >= {self.cfg.alpha:g})")
         elif others:
-            reason = f"{names[top][:12]} is significantly better than the other {len(others)} survivor(s) on {n} questions"
+            reason = (f"{names[top][:12]} is significantly better than the other {len(others)} survivor(s) on the last "
+                      f"rung's {n} new questions")
         else:
             reason = f"{names[top][:12]} is the only variant left on the whole eval set ({n} questions)"
         if stopped_by_rank:

@@ -1,0 +1,169 @@
+"""Adaptive search (issue 14, part 3): successive halving and Optuna over a planted space, answered over
+HTTP by the fake endpoint (`workbench.testing.planted`), logged to an in-memory tracker."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memory_tracker import MemoryTracker
+from workbench.errors import ConfigError
+from workbench.runner.search.halving import Halving, holm, plan_rungs
+from workbench.runner.sweep import run_sweep
+from workbench.spec import load_spec
+from workbench.spec_search import SearchConfig
+from workbench.testing.fake_endpoint import LatencyEndpoint
+from workbench.testing.planted import PlantedQuality, levels_of_variant, planted_space, write_planted_data
+
+SIZES = (2, 2, 2)  # retrieval k, prompt, model: 8 variants
+N = 60
+CLEAR = (1, 0, 1)  # the lifted variant
+CLEAR_MODEL = {"sizes": list(SIZES), "seed": 3, "spread": 0.15, "interactions": 0, "lifted": list(CLEAR), "lift": 2.5}
+EQUAL_MODEL = {"sizes": list(SIZES), "seed": 5, "spread": 0.0, "interactions": 0}
+HALVING = {"strategy": "halving", "min_questions": 10, "first_rung": 0.1}
+
+
+@pytest.fixture(scope="module")
+def clear():
+    with LatencyEndpoint(latency=0.0, planted=CLEAR_MODEL) as ep:
+        yield ep
+
+
+@pytest.fixture(scope="module")
+def equal():
+    with LatencyEndpoint(latency=0.0, planted=EQUAL_MODEL) as ep:
+        yield ep
+
+
+def spec_for(tmp_path: Path, base_url: str, search: dict) -> dict:
+    corpus, evalset = write_planted_data(tmp_path / "data", N)
+    return {"name": "planted", "data": {"corpus": {"format": "jsonl", "path": corpus},
+                                        "eval": {"format": "jsonl", "path": evalset}},
+            "space": planted_space(SIZES, base_url), "search": search,
+            "execution": {"concurrency": 16}, "tracking": {"enabled": False}, "home": str(tmp_path / "home")}
+
+
+def calls(endpoint: LatencyEndpoint) -> int:
+    return endpoint.stats()["chat_calls"]
+
+
+def test_halving_finds_the_clearly_best_variant_with_fewer_calls(tmp_path, clear):
+    before = calls(clear)
+    tracker = MemoryTracker()
+    results = run_sweep(spec_for(tmp_path, clear.base_url, HALVING), progress=False, tracker=tracker)
+    made = calls(clear) - before
+
+    winner = results.variant(results.search["winner"])
+    assert levels_of_variant(winner) == CLEAR
+    assert results.best("f1").winner == winner.short_hash
+    assert made == results.stats["model_calls"] < 8 * N * 0.6, made  # rungs of 10, 30, 60 questions
+    assert results.search["rung_sizes"] == [10, 30, 60]
+    stopped = results.stopped()
+    assert stopped and all("stopped by the search at rung" in why for why in stopped.values())
+    # every variant is a finished child run, tagged with its rung and the questions it covers
+    runs = {r["variant"].hash: r for r in tracker.runs.values() if r["kind"] == "variant"}
+    assert len(runs) == 8
+    for h, run in runs.items():
+        state = results.search["variants"][h]
+        assert run["status"] == "FINISHED"
+        assert run["tags"]["workbench.search.rung"] == str(state["rung"])
+        assert run["tags"]["workbench.search.questions"] == str(state["questions"]) == str(len(run["rows"]))
+        assert run["metrics"]["f1_n"] == state["questions"]
+        assert (run["tags"]["workbench.search.stopped"] == "no") == (state["stopped"] is None)
+
+
+def test_halving_says_equal_variants_are_tied(tmp_path, equal):
+    results = run_sweep(spec_for(tmp_path, equal.base_url, HALVING), progress=False, tracker=MemoryTracker())
+    assert results.search["tied"], results.search["reason"]
+    assert "tied" in results.search["reason"] and any("tied" in n for n in results.notes)
+    # nothing was stopped for being significantly worse: they are all the same
+    assert not any("significantly worse" in (s["stopped"] or "") for s in results.search["variants"].values())
+    assert results.best("f1").significant is False
+
+
+def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_answer(tmp_path, clear):
+    results = run_sweep(spec_for(tmp_path, clear.base_url, HALVING), progress=False, tracker=MemoryTracker())
+    stopped = results.stopped()
+    finalists = results.finalists()
+    assert {v.short_hash for v in finalists.variants}.isdisjoint(stopped)
+    assert set(results.compare("f1").index) == {v.short_hash for v in finalists.variants}
+    decision = results.best("f1")
+    assert set(stopped) <= set(decision.excluded) and not set(stopped) & set(decision.candidates)
+    assert set(results.pareto("f1", cost=None, latency=None).index).isdisjoint(stopped)
+    # a direct paired difference uses only the questions both answered
+    early = next(h for h, s in results.search["variants"].items() if s["rung"] == 0)
+    diff = results.diff(results.search["winner"], early, "f1")
+    assert diff.n == results.search["variants"][early]["questions"] == 10
+
+
+def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear):
+    spec = spec_for(tmp_path, clear.base_url, HALVING)
+    stop, seen = threading.Event(), []
+
+    def on_cell(row):
+        seen.append(row)
+        if len(seen) == 50:
+            stop.set()
+
+    before = calls(clear)
+    first = run_sweep(spec, progress=False, on_cell=on_cell, cancel=stop, tracker=MemoryTracker())
+    assert first.status == "KILLED"
+    again = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    made = calls(clear) - before
+    fresh = run_sweep({**spec, "home": str(tmp_path / "fresh")}, progress=False, tracker=MemoryTracker(),
+                      no_cache=True)
+    assert again.status == "FINISHED" and again.sweep_id == first.sweep_id
+    assert made == fresh.stats["model_calls"]  # the resumed search asked nothing twice
+    assert again.search["winner"] == fresh.search["winner"]
+    assert again.search["variants"] == fresh.search["variants"]
+
+
+# ---------------------------------------------------------------- the pure core
+
+
+def test_rungs_grow_eta_fold_and_end_on_the_whole_set():
+    cfg = SearchConfig(strategy="halving")
+    assert plan_rungs(300, cfg) == [15, 45, 135, 300]
+    assert plan_rungs(100, cfg) == [15, 45, 100]
+    assert plan_rungs(10, cfg) == [10]
+
+
+def test_holm_matches_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
+    assert np.allclose(holm(p), multipletests(p, method="holm")[1])
+
+
+def test_halving_stops_variants_that_break_a_constraint():
+    cfg = SearchConfig(strategy="halving", constraints={"latency_total_p95_s": "<= 2"}, min_questions=4)
+    h = Halving(["a", "b", "c"], [f"q{i}" for i in range(12)], cfg)
+    ask = h.ask()
+    scores = {v: {q: 1.0 for q in ask.question_ids} for v in ask.variants}
+    stopped = h.tell(scores, {"a": {"latency_total_p95_s": 1.0}, "b": {"latency_total_p95_s": 3.0}, "c": {}})
+    assert "breaks <= 2" in stopped["b"] and "unknown" in stopped["c"] and "a" not in stopped
+
+
+def test_search_section_errors_name_the_field(tmp_path):
+    spec = {"name": "x", "data": {"corpus": {"format": "jsonl", "path": "c"}, "eval": {"format": "jsonl", "path": "e"}}}
+    with pytest.raises(ConfigError, match="search: .*n_trials is for strategy random or optuna"):
+        load_spec({**spec, "search": {"strategy": "halving", "n_trials": 5}})
+    with pytest.raises(ConfigError, match="search.constraints"):
+        load_spec({**spec, "search": {"strategy": "halving", "constraints": {"cost_usd_per_1k": "cheap"}}})
+    with pytest.raises(ConfigError, match="search.strategy"):
+        load_spec({**spec, "search": {"strategy": "bayes"}})
+
+
+def test_the_planted_endpoint_and_the_oracle_agree(clear):
+    import openai
+
+    model = PlantedQuality(**CLEAR_MODEL)
+    client = openai.OpenAI(base_url=clear.base_url, api_key="x")
+    for i in range(5):
+        q = f"What is planted item {i}?"
+        content = f"[planted-p0] Context:\n¶ a\n\n¶ b\n\nQuestion: {q}\nAnswer:"
+        reply = client.chat.completions.create(model="planted-m1", messages=[{"role": "user", "content": content}])
+        assert (reply.choices[0].message.content != "I do not know") == model.correct((1, 0, 1), q)
