@@ -62,6 +62,57 @@ def paired_p(leader: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.where(same | np.isnan(p), 1.0, p)
 
 
+def broken_constraints(cfg: SearchConfig, ask: Ask, aggregates: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """{variant: why} for the variants whose aggregates on this rung break one of `cfg.constraints`."""
+    out: dict[str, str] = {}
+    for v in ask.variants:
+        for col, text in cfg.constraints.items():
+            op, bound = parse_constraint(text)
+            value = (aggregates.get(v) or {}).get(col)
+            if value is None or math.isnan(float(value)):
+                out[v] = f"{col} is unknown, so {op} {bound:g} cannot be checked (rung {ask.rung})"
+                break
+            if not _OPS[op](float(value), bound):
+                out[v] = f"{col} {float(value):.4g} breaks {op} {bound:g} on rung {ask.rung}'s {len(ask.question_ids)} questions"
+                break
+    return out
+
+
+def score_matrix(variants: Sequence[str], qids: Sequence[str], scores, maximize: bool = True) -> tuple[np.ndarray, int]:
+    """Variants × questions, only the questions every variant scored (sign: larger is better)."""
+    if not variants:
+        return np.empty((0, 0)), 0
+    raw = np.array([[np.nan if (x := scores.get(v, {}).get(q)) is None else float(x) for q in qids]
+                    for v in variants], dtype=float)
+    keep = ~np.isnan(raw).any(axis=0)
+    return (raw[:, keep] if maximize else -raw[:, keep]), int(keep.sum())
+
+
+def tie_outcome(final: Mapping[str, np.ndarray], alpha: float, where: str,
+                means: Mapping[str, float] | None = None) -> Outcome:
+    """The top of `final` (variant -> scores on the same questions, larger is better; or the top of `means`
+    when given) and those not significantly worse than it on `final` (two-sided paired t-test at alpha,
+    uncorrected: 'tied' is the cautious claim)."""
+    if not final:
+        return Outcome(None, (), "no variant answered the whole eval set (every variant was stopped)")
+    names = list(final)
+    matrix = np.vstack([final[v] for v in names])
+    if matrix.shape[1] == 0:
+        return Outcome(None, (), "the survivors share no scored question on the whole eval set")
+    top = int(np.argmax([means[v] for v in names] if means else matrix.mean(axis=1)))
+    others = [i for i in range(len(names)) if i != top]
+    p = paired_p(matrix[top], matrix[others]) if others else np.array([])
+    tied = tuple(names[i] for i, pi in zip(others, p) if not pi < alpha)
+    n = matrix.shape[1]
+    if tied:
+        reason = f"{names[top][:12]} leads on {where} ({n}) but is tied with {len(tied)} other(s) (paired t-test p >= {alpha:g})"
+    elif others:
+        reason = f"{names[top][:12]} is significantly better than the other {len(others)} on {where} ({n})"
+    else:
+        reason = f"{names[top][:12]} is the only variant left on the whole eval set ({n} questions)"
+    return Outcome(names[top], tied, reason)
+
+
 @dataclass
 class VariantState:
     """Where a variant got: the last rung it answered, how many questions, and why it stopped (None: alive)."""
@@ -102,7 +153,8 @@ class Halving:
     order: list[str] = field(init=False)
     state: dict[str, VariantState] = field(init=False)
     rung: int = field(init=False, default=0)
-    final: dict[str, np.ndarray] = field(init=False, default_factory=dict)  # full-set scores of the survivors
+    final: dict[str, np.ndarray] = field(init=False, default_factory=dict)  # survivors' scores, last rung's new questions
+    means: dict[str, float] = field(init=False, default_factory=dict)  # survivors' means on the whole set
 
     def __post_init__(self) -> None:
         self.rungs = plan_rungs(len(self.question_ids), self.cfg)
@@ -133,6 +185,7 @@ class Halving:
         alive = [v for v in ask.variants if v not in stopped]
         matrix, shared = self._matrix(alive, ask.question_ids, scores)
         if ask.last:
+            self.means = {v: float(matrix[i].mean()) if matrix.shape[1] else math.nan for i, v in enumerate(alive)}
             # the tie test uses only the questions no earlier rung chose on (those carry the winner's curse)
             fresh = [q in set(ask.question_ids[self.rungs[ask.rung - 1]:]) for q in ask.question_ids] if ask.rung else None
             matrix, _ = self._matrix(alive, [q for q, f in zip(ask.question_ids, fresh or []) if f] or ask.question_ids, scores)
@@ -145,27 +198,10 @@ class Halving:
         return stopped
 
     def _constraints(self, ask: Ask, aggregates: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for v in ask.variants:
-            for col, text in self.cfg.constraints.items():
-                op, bound = parse_constraint(text)
-                value = (aggregates.get(v) or {}).get(col)
-                if value is None or math.isnan(float(value)):
-                    out[v] = f"{col} is unknown, so {op} {bound:g} cannot be checked (rung {ask.rung})"
-                    break
-                if not _OPS[op](float(value), bound):
-                    out[v] = f"{col} {float(value):.4g} breaks {op} {bound:g} on rung {ask.rung}'s {len(ask.question_ids)} questions"
-                    break
-        return out
+        return broken_constraints(self.cfg, ask, aggregates)
 
     def _matrix(self, alive: list[str], qids: Sequence[str], scores) -> tuple[np.ndarray, int]:
-        """Variants × questions, only the questions every alive variant scored (sign: larger is better)."""
-        if not alive:
-            return np.empty((0, 0)), 0
-        raw = np.array([[np.nan if (x := scores.get(v, {}).get(q)) is None else float(x) for q in qids]
-                        for v in alive], dtype=float)
-        keep = ~np.isnan(raw).any(axis=0)
-        return (raw[:, keep] if self.maximize else -raw[:, keep]), int(keep.sum())
+        return score_matrix(alive, qids, scores, self.maximize)
 
     def _prune(self, alive: list[str], matrix: np.ndarray, entered: int, rung: int, shared: int) -> dict[str, str]:
         means = matrix.mean(axis=1)
@@ -187,28 +223,9 @@ class Halving:
         """The top survivor on the last rung's new questions (none of them chose who survived) and the survivors
         not significantly worse than it there (two-sided paired t-test at alpha, uncorrected: 'tied' is the
         cautious claim)."""
-        if not self.final:
-            return Outcome(None, (), "no variant answered the whole eval set (every variant was stopped)")
-        names = list(self.final)
-        matrix = np.vstack([self.final[v] for v in names])
-        if matrix.shape[1] == 0:
-            return Outcome(None, (), "the survivors share no scored question on the whole eval set")
-        means = matrix.mean(axis=1)
-        top = int(np.argmax(means))
-        others = [i for i in range(len(names)) if i != top]
-        p = paired_p(matrix[top], matrix[others]) if others else np.array([])
-        tied = tuple(names[i] for i, pi in zip(others, p) if not pi < self.cfg.alpha)
+        out = tie_outcome(self.final, self.cfg.alpha, "the whole set, tested on the last rung's new questions", self.means)
         stopped_by_rank = sum(1 for s in self.state.values() if s.stopped and "outside the top" in s.stopped)
-        n = matrix.shape[1]
-        if tied:
-            reason = (f"{names[top][:12]} leads on the last rung's {n} new questions but is tied with {len(tied)} other survivor(s) "
-                      f"(paired t-test p >= {self.cfg.alpha:g})")
-        elif others:
-            reason = (f"{names[top][:12]} is significantly better than the other {len(others)} survivor(s) on the last "
-                      f"rung's {n} new questions")
-        else:
-            reason = f"{names[top][:12]} is the only variant left on the whole eval set ({n} questions)"
-        if stopped_by_rank:
-            reason += (f"; {stopped_by_rank} variant(s) were stopped by rank only (not significance) and were never "
-                       "compared on the whole set")
-        return Outcome(names[top], tied, reason)
+        if out.winner and stopped_by_rank:
+            out = Outcome(out.winner, out.tied, f"{out.reason}; {stopped_by_rank} variant(s) were stopped by rank only "
+                                                "(not significance) and were never compared on the whole set")
+        return out
