@@ -50,11 +50,18 @@ def calls(endpoint: LatencyEndpoint) -> int:
     return endpoint.stats()["chat_calls"]
 
 
-def test_halving_finds_the_clearly_best_variant_with_fewer_calls(tmp_path, clear):
+@pytest.fixture(scope="module")
+def clear_run(tmp_path_factory, clear):
+    """One halving search over the space with a clear winner: (results, tracker, calls made)."""
     before = calls(clear)
     tracker = MemoryTracker()
-    results = run_sweep(spec_for(tmp_path, clear.base_url, HALVING), progress=False, tracker=tracker)
-    made = calls(clear) - before
+    results = run_sweep(spec_for(tmp_path_factory.mktemp("clear"), clear.base_url, HALVING), progress=False,
+                        tracker=tracker)
+    return results, tracker, calls(clear) - before
+
+
+def test_halving_finds_the_clearly_best_variant_with_fewer_calls(clear_run):
+    results, tracker, made = clear_run
 
     winner = results.variant(results.search["winner"])
     assert levels_of_variant(winner) == CLEAR
@@ -84,8 +91,8 @@ def test_halving_says_equal_variants_are_tied(tmp_path, equal):
     assert results.best("f1").significant is False
 
 
-def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_answer(tmp_path, clear):
-    results = run_sweep(spec_for(tmp_path, clear.base_url, HALVING), progress=False, tracker=MemoryTracker())
+def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_answer(clear_run):
+    results = clear_run[0]
     stopped = results.stopped()
     finalists = results.finalists()
     assert {v.short_hash for v in finalists.variants}.isdisjoint(stopped)
@@ -99,7 +106,7 @@ def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_ans
     assert diff.n == results.search["variants"][early]["questions"] == 10
 
 
-def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear):
+def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear, clear_run):
     spec = spec_for(tmp_path, clear.base_url, HALVING)
     stop, seen = threading.Event(), []
 
@@ -113,8 +120,7 @@ def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear):
     assert first.status == "KILLED"
     again = run_sweep(spec, progress=False, tracker=MemoryTracker())
     made = calls(clear) - before
-    fresh = run_sweep({**spec, "home": str(tmp_path / "fresh")}, progress=False, tracker=MemoryTracker(),
-                      no_cache=True)
+    fresh = clear_run[0]  # the same search, run once without a kill
     assert again.status == "FINISHED" and again.sweep_id == first.sweep_id
     assert made == fresh.stats["model_calls"]  # the resumed search asked nothing twice
     assert again.search["winner"] == fresh.search["winner"]
@@ -167,3 +173,45 @@ def test_the_planted_endpoint_and_the_oracle_agree(clear):
         content = f"[planted-p0] Context:\n¶ a\n\n¶ b\n\nQuestion: {q}\nAnswer:"
         reply = client.chat.completions.create(model="planted-m1", messages=[{"role": "user", "content": content}])
         assert (reply.choices[0].message.content != "I do not know") == model.correct((1, 0, 1), q)
+
+
+# ---------------------------------------------------------------- optuna
+
+
+def test_a_killed_optuna_search_resumes_its_study(tmp_path, clear):
+    import optuna
+
+    from workbench.runner.search.run_optuna import study_name, study_path
+
+    spec = spec_for(tmp_path, clear.base_url, {"strategy": "optuna", "n_trials": 8, "min_questions": 10,
+                                               "first_rung": 0.1, "seed": 1})
+    stop, seen = threading.Event(), []
+
+    def on_cell(row):
+        seen.append(row)
+        if len(seen) == 45:
+            stop.set()
+
+    before = calls(clear)
+    first = run_sweep(spec, progress=False, on_cell=on_cell, cancel=stop, tracker=MemoryTracker())
+    assert first.status == "KILLED"
+    storage = f"sqlite:///{study_path(load_spec(spec))}"
+    study = optuna.load_study(study_name=first.sweep_id and study_name(first.sweep_id), storage=storage)
+    left_running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    first_trials = max(t.number for t in study.trials)
+    assert left_running  # killed mid-batch: asked, never told
+
+    again = run_sweep(spec, progress=False, tracker=MemoryTracker())
+    made = calls(clear) - before
+    assert again.status == "FINISHED" and again.sweep_id == first.sweep_id
+    study = optuna.load_study(study_name=study_name(again.sweep_id), storage=storage)
+    states = {t.number: t.state for t in study.trials}
+    assert all(states[n] == optuna.trial.TrialState.FAIL for n in left_running)  # resumed, not restarted
+    asked_after = [t.params for t in study.trials if t.number > first_trials]
+    assert all(study.trials[n].params in asked_after for n in left_running)  # the in-flight trials asked again
+    done = [s for s in states.values() if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 8
+    cells = {(r["variant_hash"], r["question_id"]) for r in again.rows}
+    assert made == len(cells)  # no cell was asked twice across the kill, none was lost
+    assert levels_of_variant(again.variant(again.search["winner"])) == CLEAR
+    assert again.search["storage"] == str(study_path(load_spec(spec)))

@@ -30,7 +30,7 @@ async def run_search(ex: Execution, schedule: list[VariantConfig], rank: dict[st
 
         await run_halving(ex, schedule, rank)
     elif strategy == "optuna":
-        from workbench.runner.search.optuna_search import run_optuna
+        from workbench.runner.search.run_optuna import run_optuna
 
         await run_optuna(ex, schedule, rank)
     else:

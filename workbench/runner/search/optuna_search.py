@@ -74,8 +74,30 @@ class OptunaSearch:
         self.order = question_order(list(self.question_ids), self.cfg.seed)
         self.distributions = {name: optuna.distributions.CategoricalDistribution(list(range(size)))
                               for name, size in self.axes if size > 1}
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)  # a killed run's: asked again below
+        self._resume()
+
+    def _resume(self) -> None:
+        """A study resumed after a kill: its finished trials count (and are reported), its in-flight ones are
+        asked again with the same parameters (their answers are on disk: no cell is asked twice)."""
+        states = self.optuna.trial.TrialState
+        n = len(self.question_ids)
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state == states.RUNNING:
+                self.study.enqueue_trial(dict(t.params))
+                self.study.tell(t.number, state=states.FAIL)
+                continue
+            if t.state not in (states.COMPLETE, states.PRUNED):
+                continue
+            v = self.variant_of(self._levels(t.params))
+            q = n if t.state == states.COMPLETE else max(t.intermediate_values, default=0)
+            state = self.account.setdefault(v, {"rung": -1, "questions": 0, "stopped": None})
+            if q >= state["questions"]:
+                state.update(rung=self.rungs.index(q) if q in self.rungs else -1, questions=q)
+            if t.state == states.COMPLETE:
+                self.values[v] = tuple(t.values)
+                state["stopped"] = None
+            elif v not in self.values:
+                state["stopped"] = f"pruned by Optuna's successive halving at {q} questions"
 
     def finished(self) -> int:
         states = (self.optuna.trial.TrialState.COMPLETE, self.optuna.trial.TrialState.PRUNED)
@@ -131,6 +153,7 @@ class OptunaSearch:
                     continue
                 self.study.tell(trial, list(values) if self.multi else values[0])
                 self.values[v] = values
+                self.account[v]["stopped"] = None  # pruned in an earlier batch, completed now
             else:
                 trial.report(mean[v], step=size)
                 alive.append((trial, v))
