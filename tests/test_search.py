@@ -215,3 +215,34 @@ def test_a_killed_optuna_search_resumes_its_study(tmp_path, clear):
     assert made == len(cells)  # no cell was asked twice across the kill, none was lost
     assert levels_of_variant(again.variant(again.search["winner"])) == CLEAR
     assert again.search["storage"] == str(study_path(load_spec(spec)))
+
+
+# ---------------------------------------------------------------- the notebook: control, progress, figure
+
+
+def test_the_run_tab_sets_the_strategy_and_draws_the_search(clear_run):
+    from conftest import ROOT
+    from workbench.analysis.plots.search import search_info
+    from workbench.ui import Workbench
+
+    wb = Workbench(str(ROOT / "experiments" / "quickstart.yaml"))
+    view = wb.run_tab.search
+    assert wb.spec().search.strategy == "grid" and view.n_trials.disabled
+    view.strategy.value = "optuna"
+    view.n_trials.value = 3
+    assert (wb.spec().search.strategy, wb.spec().search.n_trials) == ("optuna", 3)
+    view.strategy.value = "halving"
+    assert wb.spec().search.strategy == "halving" and wb.spec().search.n_trials is None
+
+    results = clear_run[0]
+    view.started({v.hash: v.label() for v in results.variants})
+    view.rung(results.search)  # what on_search hands over after a rung
+    assert "rung 0: 10 questions, 8 variants entered" in view.progress.value
+    info = search_info(results.search, view.labels)
+    assert len(info.rows) == 8 and info.rungs == (10, 30, 60)
+    by_variant = info.rows.set_index("variant")
+    assert by_variant.loc[results.search["winner"], "outcome"] == "winner"
+    for h, state in results.search["variants"].items():
+        assert by_variant.loc[h, "rung"] == state["rung"]
+    drawn = {t.name: len(t.x) for t in view.figure.figure.data if t.mode == "markers"}
+    assert sum(drawn.values()) == 8 and drawn["winner"] == 1
