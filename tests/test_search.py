@@ -246,3 +246,28 @@ def test_the_run_tab_sets_the_strategy_and_draws_the_search(clear_run):
         assert by_variant.loc[h, "rung"] == state["rung"]
     drawn = {t.name: len(t.x) for t in view.figure.figure.data if t.mode == "markers"}
     assert sum(drawn.values()) == 8 and drawn["winner"] == 1
+
+
+@pytest.mark.slow  # the MLflow helper process and a real sqlite store: the one end-to-end search test
+def test_a_search_logged_to_mlflow_loads_back_with_its_stopped_variants(tmp_path, clear):
+    import mlflow
+
+    from workbench.analysis.load import load_sweep
+
+    spec = spec_for(tmp_path, clear.base_url, HALVING)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    spec["tracking"] = {"tracking_uri": uri, "artifact_location": str(tmp_path / "mlruns" / "art")}
+    results = run_sweep(spec, progress=False)
+    runs = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.get_experiment_by_name("planted").experiment_id],
+        filter_string="tags.`workbench.kind` = 'variant'")
+    assert len(runs) == 8
+    for run in runs:
+        state = results.search["variants"][run.data.tags["workbench.variant_hash"]]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["workbench.search.rung"] == str(state["rung"])
+        assert run.data.tags["workbench.search.questions"] == str(state["questions"])
+    loaded = load_sweep(results.sweep_id, tracking_uri=uri)
+    assert loaded.stopped() == results.stopped() and loaded.stopped()
+    assert loaded.best("f1").winner == results.best("f1").winner
+    assert set(loaded.stopped()) <= set(loaded.best("f1").excluded)
