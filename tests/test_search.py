@@ -257,8 +257,9 @@ def test_a_search_logged_to_mlflow_loads_back_with_its_stopped_variants(tmp_path
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     spec["tracking"] = {"tracking_uri": uri, "artifact_location": str(tmp_path / "mlruns" / "art")}
     results = run_sweep(spec, progress=False)
-    runs = mlflow.MlflowClient(uri).search_runs(
-        [mlflow.get_experiment_by_name("planted").experiment_id],
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("planted").experiment_id],
         filter_string="tags.`workbench.kind` = 'variant'")
     assert len(runs) == 8
     for run in runs:

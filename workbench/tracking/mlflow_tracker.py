@@ -280,10 +280,8 @@ class MlflowTracker(Immediate):
         return run_id
 
     @immediate
-    def finish_variant(
-        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None,
-        tags: dict[str, str] | None = None,
-    ) -> str:
+    def finish_variant(self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float],
+                       status: str | None = None, tags: dict[str, str] | None = None) -> str:
         from mlflow.entities import Metric, RunTag
 
         run_id = self.run_ids[variant_hash]
