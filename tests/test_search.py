@@ -106,6 +106,7 @@ def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_ans
     assert diff.n == results.search["variants"][early]["questions"] == 10
 
 
+@pytest.mark.slow  # two sweeps (a cancelled one and its resume): kept out of the fast set's time budget
 def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear, clear_run):
     spec = spec_for(tmp_path, clear.base_url, HALVING)
     stop, seen = threading.Event(), []
@@ -177,6 +178,7 @@ def test_the_planted_endpoint_and_the_oracle_agree(clear):
 # ---------------------------------------------------------------- optuna
 
 
+@pytest.mark.slow  # two sweeps (a cancelled one and its resume): kept out of the fast set's time budget
 def test_a_killed_optuna_search_resumes_its_study(tmp_path, clear):
     import optuna
 
