@@ -68,9 +68,10 @@ class MemoryTracker(Immediate):
 
     @immediate
     def finish_variant(self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float],
-                       status: str | None = None) -> str:
+                       status: str | None = None, tags: dict[str, str] | None = None) -> str:
         run_id = self.run_ids[variant_hash]
-        self.runs[run_id].update(rows=[dict(r) for r in rows], metrics=dict(metrics), status=end_status(metrics, status))
+        self.runs[run_id].update(rows=[dict(r) for r in rows], metrics=dict(metrics), status=end_status(metrics, status),
+                                 tags=dict(tags or {}))
         return self._note("finish_variant", run_id)
 
     @immediate

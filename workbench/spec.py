@@ -31,6 +31,7 @@ from workbench.spec_routing import MODEL_TAGS, RoutedModel, expand_model, inject
 from workbench.spec_repeats import RepeatsConfig
 from workbench.spec_scale import BACKEND_FIELD, RAY_ADDRESS_FIELD, WORKERS_FIELD, Backend, VectorStoreConfig
 from workbench.spec_budget import BudgetConfig
+from workbench.spec_search import SearchConfig
 
 LOCAL_MODEL = "SmolLM2-135M-Instruct"
 LOCAL_EMBEDDING = "all-MiniLM-L6-v2-int8"
@@ -438,6 +439,7 @@ class SweepSpec(Frozen):
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Caps on calls, USD and wall time (spec_budget.py)")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
     vector_store: VectorStoreConfig = VectorStoreConfig()  # where dense indexes live (workbench.spec_scale)
+    search: SearchConfig = Field(default_factory=SearchConfig, description="grid (default), random, halving or optuna")
 
     _named_models = model_validator(mode="before")(classmethod(lambda cls, data: inject_named_models(data)))
 
@@ -459,6 +461,9 @@ class SweepSpec(Frozen):
                 )
             if self.judge is not None:
                 raise ValueError("stage 'retrieve' has no answers to judge: remove the judge section")
+        if self.repeats.generation > 1 and self.search.strategy in ("halving", "optuna"):
+            raise ValueError(f"search.strategy {self.search.strategy} compares variants on single answers: use "
+                             "repeats.generation 1 with it (or strategy grid / random with repeats)")
         return self
 
     @property
@@ -467,10 +472,34 @@ class SweepSpec(Frozen):
 
     @property
     def hash(self) -> str:
-        return content_hash(self.model_dump(mode="json"))
+        return content_hash(self.stable_dump())
+
+    def stable_dump(self, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
+        """The spec as JSON for its hash and resume key: sections added in later versions are left out while
+        they hold their defaults, so a spec that does not use them keeps its sweep id and can resume."""
+        out = self.model_dump(mode="json", exclude=set(exclude))
+        for name in _LATER_SECTIONS - set(exclude):
+            if out.get(name) == _default_dump(name):
+                del out[name]
+        for section, fields in _LATER_FIELDS.items():
+            cfg = getattr(self, section)
+            for name in fields if section in out else ():
+                if name not in cfg.model_fields_set and out[section].get(name) == _default_dump(name, type(cfg)):
+                    del out[section][name]
+        return out
 
     def variants(self) -> list[VariantConfig]:
         return self.space.variants(self.stage)
+
+
+_LATER_SECTIONS = frozenset({"models", "repeats", "budget", "vector_store", "search"})
+_LATER_FIELDS = {"execution": ("backend", "ray_address", "workers")}
+
+
+def _default_dump(name: str, model: type[BaseModel] | None = None) -> Any:
+    field = (model or SweepSpec).model_fields[name]
+    value = field.default_factory() if field.default_factory is not None else field.default
+    return TypeAdapter(field.annotation).dump_python(value, mode="json")
 
 
 # ---------------------------------------------------------------- YAML in and out

@@ -42,6 +42,28 @@ class SweepResults:
     data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
     status: str = "FINISHED"  # or KILLED (cancelled) / FAILED
     tracking_uri: str | None = None  # the store load_sweep read it from (the spec's may be relative to elsewhere)
+    # a halving / optuna search: strategy, rungs, per variant hash {rung, questions, stopped (why, or None)},
+    # winner, tied, reason (runner/search); empty for a grid
+    search: dict[str, Any] = field(default_factory=dict)
+
+    def stopped(self) -> dict[str, str]:
+        """A search's variants that did not answer the whole eval set: short hash -> where and why they stopped."""
+        out = {}
+        for v in self.variants:
+            state = (self.search.get("variants") or {}).get(v.hash)
+            if state and state.get("stopped"):
+                out[v.short_hash] = f"stopped by the search at rung {state['rung']} after {state['questions']} questions: {state['stopped']}"
+        return out
+
+    def finalists(self) -> SweepResults:
+        """These results without the variants a search stopped: what answered the same, whole question set,
+        so every comparison (best, pareto, compare, the plots) pairs like with like. A grid: itself."""
+        stopped = self.stopped()
+        if not stopped:
+            return self
+        keep = [v for v in self.variants if v.short_hash not in stopped]
+        hashes = {v.hash for v in keep}
+        return dataclasses.replace(self, variants=keep, rows=[r for r in self.rows if r["variant_hash"] in hashes])
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -129,6 +151,8 @@ class SweepResults:
         """Per variant: mean, bootstrap 95 % CI and n of a per-question metric."""
         from workbench.analysis.stats import compare
 
+        if self.stopped():  # a search's stopped variants answered fewer questions: not ranked with the rest
+            return self.finalists().compare(metric)
         self._warn_latency([metric], per_question=True)
         out = compare(self.questions(), metric)
         out.insert(0, "label", [self.variant(v).label() for v in out.index])
@@ -150,6 +174,8 @@ class SweepResults:
         significantly worse than the leader: on quality, the front's points in the tied set are equals)."""
         from workbench.analysis.stats import pareto_front
 
+        if self.stopped():
+            return self.finalists().pareto(quality, cost, latency)
         frame = self.to_frame()
         self._warn_latency([quality, cost if cost in frame.columns else None, latency if latency in frame.columns else None])
         objectives = {quality: direction(quality)}
@@ -186,6 +212,12 @@ class SweepResults:
         top's comparisons are corrected for their number (Holm; see `analysis.family.CORRECTIONS`)."""
         from workbench.analysis.stats import StatsError, best
 
+        stopped = self.stopped()
+        if stopped:  # compared only on the questions every finalist answered; the stopped say why they are out
+            decision = self.finalists().best(objective, constraints, maximize=maximize, alpha=alpha)
+            return dataclasses.replace(decision, excluded={**decision.excluded, **stopped},
+                                       reason=f"{decision.reason}; {len(stopped)} variant(s) stopped by the search "
+                                              "are not compared (they did not answer every question)")
         frame = self.to_frame()
         decision = best(frame, self.questions(), objective, constraints, maximize=maximize, alpha=alpha, correction=correction)
         # the latency tie-break counts too when it decided (the reason then names the column)

@@ -9,6 +9,7 @@ import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import IO, Any
 
 import pandas as pd
@@ -82,6 +83,9 @@ class Execution:
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
     last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
     # one is done, every answer handed over so far is logged
+    logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
+    known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question,
+    # repeat) -> finished row
 
     @property
     def spec(self) -> SweepSpec:
@@ -104,6 +108,17 @@ class Execution:
         if any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
         try:
+            if self.spec.search.strategy in ("halving", "optuna"):
+                from workbench.runner.search import run_search
+
+                await run_search(self, schedule, rank)
+                return
+            if self.spec.search.strategy == "random":
+                from workbench.runner.search import random_variants
+
+                chosen = {v.hash for v in random_variants(list(self.inputs.variants), self.spec.search)}
+                schedule = [v for v in schedule if v.hash in chosen]
+                self.results.variants = [v for v in self.results.variants if v.hash in chosen]
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
                 # Judging after all generation: a judge sharing an endpoint must not queue in front of
@@ -140,23 +155,32 @@ class Execution:
     async def retrieve(self, fn, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.retrieval_pool, fn, *args)
 
-    async def run_variant(self, variant: VariantConfig, rank: int) -> tuple[VariantConfig, list[dict]]:
-        items = items_for(variant, self.inputs.evalset.items)  # a response cache: a stream with repeats
+    async def run_variant(self, variant: VariantConfig, rank: int, items: Sequence[EvalItem] | None = None,
+                          final: bool = True) -> tuple[VariantConfig, list[dict]]:
+        """The variant's cells for `items` (default: the eval set, or a response cache's stream); final=False (a
+        search's rung): its rows are neither collected nor its run finished, the search does both when the
+        variant stops. With `repeats.generation` N, each question is asked N times (a question's answers together)."""
+        items = items_for(variant, self.inputs.evalset.items) if items is None else items
         repeats = self.spec.repeats.generation
-        jobs = [(item, r) for item in items for r in range(repeats)]  # a question's answers together
-        earlier = {(r["question_id"], repeat_of(r)): r for r in self.done if r["variant_hash"] == variant.hash}
+        jobs = [(item, r) for item in items for r in range(repeats)]
+        if not self.known and self.done:
+            for r in self.done:
+                self.known.setdefault(r["variant_hash"], {})[(r["question_id"], repeat_of(r))] = r
+        earlier = self.known.setdefault(variant.hash, {})  # a killed run's cells and a search's earlier rungs
         slots: list[dict | None] = [earlier.get((item.id, r)) for item, r in jobs]
         logged = self.children.get(variant.hash)
         if all(slots) and logged is not None and logged.status in ("FINISHED", "FAILED"):
             rows = [r for r in slots if r is not None]
-            self.results.rows.extend(rows)
+            if final:
+                self.results.rows.extend(rows)
             self.results.run_ids[variant.hash] = logged.run_id
             self.bar.update(len(rows))
             return variant, rows  # finished and logged before the kill: nothing to do
         if logged is not None:
             self.tracker.discard_run(logged.run_id)  # a partial run is re-logged whole
+            del self.children[variant.hash]
         for i, row in enumerate(slots):
-            if row is not None:
+            if row is not None and (variant.hash, row["question_id"], repeat_of(row)) not in self.logged_cells:
                 self.bar.update(1)
                 self.log_cell(variant, i, row)
         todo = tuple(item for (item, _), r in zip(jobs, slots) if r is None)
@@ -169,7 +193,7 @@ class Execution:
                 row = await self.compute(pipe, item, rank, repeat if repeats > 1 else None)
                 if row is None:
                     return
-                slots[i] = row
+                slots[i] = earlier[(item.id, repeat)] = row
                 self.finish(row)
                 self.log_cell(variant, i, row)
 
@@ -181,9 +205,10 @@ class Execution:
             else:
                 await asyncio.gather(*(cell(i, item, r) for i, (item, r) in enumerate(jobs)))
         rows = [r for r in slots if r is not None]
-        self.results.rows.extend(rows)
-        if rows and self.judge is None:
-            self.finish_variant(variant, rows)
+        if final:
+            self.results.rows.extend(rows)
+            if rows and self.judge is None:
+                self.finish_variant(variant, rows)
         return variant, rows
 
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
@@ -312,15 +337,20 @@ class Execution:
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
             self.last_logged = self.tracker.start_variant(variant, self.eval_frame)
+        self.logged_cells.add((variant.hash, row["question_id"], repeat_of(row)))
         cap = self.spec.tracking.max_traces_per_variant
         question = i // self.spec.repeats.generation
         if (cap is None or question < cap) and repeat_of(row) == 0:
             self.last_logged = self.tracker.log_cell(variant, row)
 
-    def finish_variant(self, variant: VariantConfig, rows: list[dict]) -> None:
-        """Metrics and table from the logging process; `run_ids` is filled in when it is done."""
-        status = "KILLED" if len(rows) < self.inputs.total_cells // len(self.inputs.variants) else None
-        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id), status)
+    def finish_variant(self, variant: VariantConfig, rows: list[dict], *, asked: int | None = None,
+                       tags: dict[str, str] | None = None) -> None:
+        """Metrics and table from the logging process; `run_ids` is filled in when it is done. `asked`: the
+        questions a search asked this variant (default the eval set): fewer rows mean it was cut short."""
+        per_variant = self.inputs.total_cells // len(self.inputs.variants)
+        status = "KILLED" if len(rows) < (per_variant if asked is None else asked * self.spec.repeats.generation) else None
+        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id),
+                                                              status, **({"tags": tags} if tags else {}))
 
         def note(future) -> None:
             if future.exception() is None and future.result():

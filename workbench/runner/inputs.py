@@ -97,6 +97,7 @@ class Hooks:
     on_cell: Callable[[dict[str, Any]], None] | None = None
     on_start: Callable[[dict[str, Any]], None] | None = None
     cancel: threading.Event | None = None
+    on_search: Callable[[dict[str, Any]], None] | None = None  # a search's rung finished: rungs, survivors, stopped
 
     def cancelled(self) -> bool:
         return self.cancel is not None and self.cancel.is_set()

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def resume_key(spec: SweepSpec) -> str:
     """What must match to resume: everything but how and where it runs (execution settings, vector store)
     and how far (budget)."""
-    return content_hash(spec.model_dump(mode="json", exclude={"execution", "vector_store", "budget"}))
+    return content_hash(spec.stable_dump(exclude={"execution", "vector_store", "budget"}))
 
 
 def repeat_of(row: dict[str, Any]) -> int:

@@ -46,6 +46,7 @@ def run_sweep(
     on_start: Callable[[dict[str, Any]], None] | None = None,
     tracker: Tracker | None = None,
     remeasure_latency: int = 0,
+    on_search: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResults:
     """Run every variant of `spec` over its eval set, score each answer and log to MLflow.
 
@@ -66,6 +67,8 @@ def run_sweep(
       like. A finished sweep is then never returned as is. 0: off. `results.latency_provenance()` says where
       each variant's latencies were measured; a mix of runs is noted in `results.notes` and warned about by
       `best` / `pareto` / `compare` on latency.
+    on_search: a halving / optuna search calls it after each rung with `results.search` (strategy, rungs so
+      far, per variant its rung, questions and why it stopped) and `last` (that rung's entered, stopped, survivors).
 
     >>> results = run_sweep("experiments/quickstart.yaml", limit=5)   # doctest: +SKIP
     >>> results.to_frame()[["label", "f1", "latency_total_p50_s"]]     # doctest: +SKIP
@@ -73,7 +76,7 @@ def run_sweep(
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
     check_retime_count(remeasure_latency)
     catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
-    hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel)
+    hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel, on_search=on_search)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
         warm_up()  # the MLflow process imports its libraries while we load data and check endpoints

@@ -51,11 +51,12 @@ class LatencyEndpoint:
                  seed: int = 0, dim: int = 384, port: int | None = None,
                  startup_timeout: float = 30.0, grace: float = 5.0, log_path: str | Path | None = None,
                  trickle_interval: float = 0.5, huge_chars: int = 20_000_000, require_key: str | None = None,
-                 routing=None) -> None:
+                 routing=None, planted: dict | None = None) -> None:
         self.config = Config(latency, embed_latency, fail_rate, faults, timeout_sleep, retry_after, seed, dim,
                              trickle_interval, huge_chars, require_key)
         self.routing = routing  # a fake_routing.RoutingPlan: planted per-model answers, latencies, log-probs
         self.port = port
+        self.planted = planted  # PlantedQuality's fields: answers right with a per-variant probability
         self.startup_timeout = startup_timeout
         self.grace = grace
         self.log_path = Path(log_path) if log_path is not None else None
@@ -95,6 +96,8 @@ class LatencyEndpoint:
             self._plan_file.write(self.routing.to_json())
             self._plan_file.close()
             cmd += ["--routing", self._plan_file.name]
+        if self.planted:
+            cmd += ["--planted", json.dumps(self.planted)]
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "a+b")

@@ -68,7 +68,9 @@ MODEL_ID = "latency-endpoint"
 # ---------------------------------------------------------------- the ASGI app
 
 
-def create_app(config: Config | None = None, routing: RoutingPlan | None = None):
+def create_app(config: Config | None = None, routing: RoutingPlan | None = None, quality=None):
+    """`routing`: planted models for routers and cascades (fake_routing); `quality`: a
+    `planted.PlantedQuality` whose answers replace the echoed words (search benchmarks)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -176,7 +178,10 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
                                     body.get("seed")) if routing is not None else None  # fake_routing
 
             def good() -> dict:
-                answer, finish = (planted.text, "stop") if planted else make_answer(sampled(messages, body), limit)
+                if quality is not None:
+                    answer, finish = quality.reply(messages, model), "stop"
+                else:
+                    answer, finish = (planted.text, "stop") if planted else make_answer(sampled(messages, body), limit)
                 content = answer
                 fmt = body.get("response_format")
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -268,7 +273,8 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
             return refused
         return JSONResponse({"object": "list", "data": [
             {"id": name, "object": "model", "created": 0, "owned_by": "workbench"}
-            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS), *(routing.models if routing else ()))]})
+            for name in (MODEL_ID, *fault_models(ALL_FAULT_KINDS), *(routing.models if routing else ()),
+                         *(quality.model_names() if quality else ()))]})
 
     async def get_stats(request: Request) -> Response:
         return JSONResponse(stats.snapshot())
@@ -310,6 +316,14 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None)
 # ---------------------------------------------------------------- process entry point
 
 
+def planted_model(text: str | None):
+    if not text:
+        return None
+    from workbench.testing.planted import PlantedQuality
+
+    return PlantedQuality(**json.loads(text))
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -329,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--require-key", default=None, help="answer 401 (echoing the token) to any other key")
     parser.add_argument("--routing", default=None, help="a RoutingPlan JSON file: planted models (fake_routing)")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    parser.add_argument("--planted", default=None, help='answer from a planted quality model: JSON {"sizes": [..], "seed": n}')
     args = parser.parse_args(argv)
     try:
         cfg = Config(args.latency, args.embed_latency, args.fail_rate, args.faults, args.timeout_sleep,
@@ -338,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.parent_pid:
         exit_with_parent(args.parent_pid)
     uvicorn.run(
-        create_app(cfg, RoutingPlan.read(args.routing) if args.routing else None), host=args.host, port=args.port, log_level="warning", access_log=False,
+        create_app(cfg, RoutingPlan.read(args.routing) if args.routing else None, planted_model(args.planted)),
+        host=args.host, port=args.port, log_level="warning", access_log=False,
         workers=None, limit_concurrency=4096, backlog=2048, timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
     )

@@ -281,10 +281,9 @@ class MlflowTracker(Immediate):
         return run_id
 
     @immediate
-    def finish_variant(
-        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None
-    ) -> str:
-        from mlflow.entities import Metric
+    def finish_variant(self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float],
+                       status: str | None = None, tags: dict[str, str] | None = None) -> str:
+        from mlflow.entities import Metric, RunTag
 
         run_id = self.run_ids[variant_hash]
         if self.cfg.redact:
@@ -292,7 +291,8 @@ class MlflowTracker(Immediate):
 
             rows = [redact_row(r) for r in rows]
         now = int(called_at() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in mlflow_metrics(metrics).items()])
+        self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in mlflow_metrics(metrics).items()],
+                              tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()])
         self._flush_traces()  # the variant's last traces, before its late scores are added to them
         self._log_late_scores(variant_hash, run_id, rows)
         extra = list(dict.fromkeys(k for r in rows for k in r if k not in TABLE_COLUMNS and k not in _NOT_IN_TABLE))

@@ -32,7 +32,8 @@ class NullTracker(Immediate):
 
     @immediate
     def finish_variant(
-        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None
+        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> str | None:
         return None
 

@@ -65,10 +65,12 @@ class Tracker(Protocol):
         ...
 
     def finish_variant(
-        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None
+        self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float], status: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> Future[str | None]:
         """Metrics and the per-question table, then the run's end status (default FINISHED, FAILED when every
-        cell failed, KILLED for a cancelled variant); answers the run id."""
+        cell failed, KILLED for a cancelled variant); answers the run id. `tags`: extra run tags (a search's
+        rung and question count for the variant)."""
         ...
 
     def discard_run(self, run_id: str) -> Future[None]:

@@ -36,7 +36,7 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = client.download_artifacts(parent.info.run_id, "sweep.yaml", tmp)
         spec = parse_model(SweepSpec, read_yaml(spec_path), f"sweep {sweep_id}")
-        variants, rows, run_ids = [], [], {}
+        variants, rows, run_ids, searched = [], [], {}, {}
         order = {v.hash: i for i, v in enumerate(spec.variants())}  # the spec's order, not the execution order
         for child in sorted(children, key=lambda r: (order.get(r.data.tags.get("workbench.variant_hash"), len(order)),
                                                      r.info.start_time)):
@@ -47,6 +47,7 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
                 rows.append({"variant_hash": variant.hash, "variant": variant.short_hash, **dict(zip(table["columns"], values))})
             variants.append(variant)
             run_ids[variant.hash] = child.info.run_id
+            searched.update(_search_state(variant.hash, child.data.tags))
     params = parent.data.params
     data_info = {k: params[k] for k in params if k.startswith("data.")}
     return dict(
@@ -60,4 +61,16 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
         wall_s=parent.data.metrics.get("wall_s"),
         status=parent.info.status,
         tracking_uri=tracking_uri,
+        # a halving / optuna search: where each variant stopped (its run's tags), so a loaded search's
+        # comparisons leave out the variants that did not answer every question, as the live results do
+        search={"strategy": spec.search.strategy, "variants": searched} if searched else {},
     )
+
+
+def _search_state(variant_hash: str, tags: dict[str, str]) -> dict[str, dict[str, Any]]:
+    if "workbench.search.strategy" not in tags:
+        return {}
+    stopped = tags.get("workbench.search.stopped", "no")
+    return {variant_hash: {"rung": int(tags.get("workbench.search.rung", -1)),
+                           "questions": int(tags.get("workbench.search.questions", 0)),
+                           "stopped": None if stopped == "no" else stopped}}

@@ -111,7 +111,7 @@ class Workbench:
         self._data_tab = DataTab(base.data)
         self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints, repeats=base.repeats)
         self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel,
-                               tracking_uri=self._tracking_uri or base.tracking.tracking_uri)
+                               tracking_uri=self._tracking_uri or base.tracking.tracking_uri, search=base.search)
         self._results_tab = ResultsTab(on_load=self._on_load_click)
         self._export_tab = ExportTab(default_path=default_export_path(base.name))
         self._status = StatusLine()
@@ -196,6 +196,7 @@ class Workbench:
                 "space": space,
                 "repeats": self.variants_tab.repeats(),
                 "tracking": tracking,
+                "search": self.run_tab.search.section(),
             }
         )
 
@@ -317,7 +318,7 @@ class Workbench:
         try:
             results = run_sweep(spec, progress=False, on_cell=self.run_tab.cell, cancel=cancel,
                                 on_start=lambda info: progress.set_total(info["total_cells"]),
-                                tracker=self._tracker, **options)
+                                on_search=self.run_tab.search.rung, tracker=self._tracker, **options)
         except WorkbenchError as exc:
             self.error = exc
             self.run_tab.finished(None, f"the sweep failed: {widget_wording(str(exc))}", "error")
@@ -345,6 +346,7 @@ class Workbench:
 
                 lines.append(f"open it with: {ui_command(uri)}")
         self.run_tab.finished(results.status, "\n".join(lines), "ok" if results.status == "FINISHED" else "warn")
+        self.run_tab.search.finished(results.search)
         self._show_results(results)
 
     # ------------------------------------------------------------ results

@@ -158,7 +158,8 @@ class ResultsTab:
         from workbench.analysis.plots import heatmap_figure, heatmap_info, plot_metric_bars
 
         frame, questions = self.results.to_frame(), self.results.questions()
-        self._try(self.bars, lambda: plot_metric_bars(frame))
+        finalists = self.results.finalists().to_frame()  # a search's stopped variants answered fewer questions
+        self._try(self.bars, lambda: plot_metric_bars(finalists))
 
         def heat():
             self.heat_info = heatmap_info(questions, self.quality.value, frame, max_questions=50)
@@ -178,7 +179,7 @@ class ResultsTab:
             return
         from workbench.analysis.plots import plot_pareto
 
-        frame = self.results.to_frame()
+        frame = self.results.finalists().to_frame()  # never a stopped variant's mean over fewer questions
         self._try(self.pareto, lambda: plot_pareto(frame, quality=self.quality.value, x=self.x_axis.value))
 
     @staticmethod

@@ -17,7 +17,9 @@ import pandas as pd
 
 from workbench.runner.progress import CallRate
 from workbench.scoring.aggregate import aggregate
+from workbench.spec_search import SearchConfig
 from workbench.ui.common import message, table_html
+from workbench.ui.search_view import SearchView
 
 REFRESH_S = 0.5
 LIVE_COLUMNS = ("f1", "exact_match", "hit_at_k", "latency_total_p50_s")
@@ -49,7 +51,7 @@ class SweepProgress:
 
 class RunTab:
     def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any],
-                 tracking_uri: str = "") -> None:
+                 tracking_uri: str = "", search: SearchConfig | None = None) -> None:
         self.name = W.Text(value=name, description="sweep name")
         self.experiment = W.Text(value=experiment or "", description="experiment", placeholder="(default: the sweep name)")
         self.tracking_uri = W.Text(
@@ -77,6 +79,7 @@ class RunTab:
                                        "latencies compare like for like (0: off)",
                                        style={"description_width": "initial"}, layout=W.Layout(width="260px"))
         self.options_row = W.HBox([self.resume, self.no_cache, self.retime])
+        self.search = SearchView(search)  # strategy control, rung progress and the search's figure
         self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
         self.status = W.HTML()
         self.progress_output = W.Output()  # holds the current sweep's bar only
@@ -97,6 +100,7 @@ class RunTab:
                 self.problem,
                 self.status,
                 self.progress_output,
+                self.search.widget,
                 W.HTML("<b>Live results</b> (per variant, so far)"),
                 self.table,
             ]
@@ -105,7 +109,7 @@ class RunTab:
     @property
     def inputs(self) -> list[W.Widget]:
         """The widgets whose value is part of the spec (the app observes them)."""
-        return [self.name, self.experiment, self.tracking_uri]
+        return [self.name, self.experiment, self.tracking_uri, *self.search.inputs]
 
     @property
     def run_options(self) -> dict[str, Any]:
@@ -127,6 +131,7 @@ class RunTab:
         with self._lock:
             self._rows, self._labels, self._last_refresh = [], dict(labels), 0.0
         self.table.value = ""
+        self.search.started(labels)
         self.status.value = message("running…", "info")
         self.run_button.disabled = True
         self.cancel_button.disabled = False
