@@ -484,7 +484,7 @@ class SweepSpec(Frozen):
         for section, fields in _LATER_FIELDS.items():
             cfg = getattr(self, section)
             for name in fields if section in out else ():
-                if name not in cfg.model_fields_set and out[section].get(name) == _default_dump(name, type(cfg)):
+                if out[section].get(name) == _default_dump(name, type(cfg)):
                     del out[section][name]
         return out
 
