@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = (
-    ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "events", "sync", "processes"),
+    ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "spec_synth", "events", "sync", "processes"),
     ("data",),
     ("rag",),
     ("scoring",),

@@ -403,6 +403,9 @@ class TrackingConfig(Frozen):
     )
 
 
+from workbench.spec_synth import SynthConfig  # noqa: E402  (it builds on Frozen and ModelConfig above)
+
+
 class SweepSpec(Frozen):
     name: str = Field(min_length=1)
     experiment: str | None = Field(None, description="MLflow experiment name (default: name)")
@@ -418,6 +421,7 @@ class SweepSpec(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     execution: ExecutionConfig = ExecutionConfig()
     judge: JudgeConfig | None = Field(None, description="LLM judge for ragas metrics; none = those metrics are off")
+    synth: SynthConfig | None = Field(None, description="`workbench synth`: synthetic questions from the corpus")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
 
     @field_validator("retrieval_cutoffs")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import TrackingError
+from workbench.tracking.labels import read_labels
 from workbench.tracking.store import require_existing_store
 
 
@@ -60,4 +61,5 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
         wall_s=parent.data.metrics.get("wall_s"),
         status=parent.info.status,
         tracking_uri=tracking_uri,
+        labels=read_labels(tracking_uri, sweep_id),
     )
