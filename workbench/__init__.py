@@ -24,7 +24,7 @@ for _name, _value in {
 
 from workbench._version import __version__
 
-__all__ = ["run_sweep", "load_sweep", "load_pipeline", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
+__all__ = ["run_sweep", "synthesize", "load_sweep", "load_pipeline", "load_spec", "SweepSpec", "VariantConfig", "WorkbenchError"]
 
 
 def __getattr__(name: str):
@@ -33,6 +33,10 @@ def __getattr__(name: str):
         from workbench.runner.sweep import run_sweep
 
         return run_sweep
+    if name == "synthesize":
+        from workbench.runner.synth import synthesize
+
+        return synthesize
     if name == "load_pipeline":
         from workbench.handover.export import load_pipeline
 

@@ -35,6 +35,7 @@ class SweepResults:
     data_info: dict[str, Any] = field(default_factory=dict)  # corpus/eval digests and sizes
     status: str = "FINISHED"  # or KILLED (cancelled) / FAILED
     tracking_uri: str | None = None  # the store load_sweep read it from (the spec's may be relative to elsewhere)
+    labels: list[dict[str, Any]] = field(default_factory=list)  # human labels (analysis/labelling.py)
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -159,6 +160,35 @@ class SweepResults:
         used = [objective, *(constraints or {}), *(c for c in frame.columns if str(c) in decision.reason)]
         message = self._warn_latency(used)
         return dataclasses.replace(decision, warnings=[message]) if message else decision
+
+    # ------------------------------------------------------------ human labels (workbench.analysis.labelling)
+
+    def label(self, variant: str, question: str, verdict: str, corrected: str | None = None, note: str | None = None):
+        """Label an answer correct / partly / wrong (optionally a corrected answer and a note), in MLflow."""
+        from workbench.analysis import labelling
+
+        return labelling.label(self, variant, question, verdict, corrected, note)
+
+    def labels_frame(self) -> pd.DataFrame:
+        from workbench.analysis.labelling import labels_frame
+
+        return labels_frame(self)
+
+    def review_queue(self, pass_metric: str | None = None) -> pd.DataFrame:
+        from workbench.analysis.labelling import review_queue
+
+        return review_queue(self, pass_metric)
+
+    def promote_corrections(self, out=None):
+        from workbench.analysis.labelling import promote_corrections
+
+        return promote_corrections(self, out)
+
+    def judge_agreement(self, *, min_labels: int | None = None, log: bool = True) -> pd.DataFrame:
+        """Accuracy and Cohen's κ (with CIs) of each judged metric against the human labels."""
+        from workbench.analysis.labelling import MIN_LABELS, judge_agreement
+
+        return judge_agreement(self, min_labels=min_labels or MIN_LABELS, log=log)
 
     def export(self, variant: str, path, **kwargs):
         """Write the variant as a production YAML with provenance (see workbench.handover.export)."""

@@ -42,10 +42,12 @@ def stratified_sample(groups: Mapping[str, Sequence[T]], seed: int) -> list[T]:
     return out
 
 
-def grounded(answer: str, span: str, texts: Sequence[str], norm: Norm) -> bool:
-    """The answer or the supporting span occurs in the chunk(s) (after normalisation)."""
+def grounded(answer: str, span: str, texts: Sequence[str], norm: Norm, *, answer_verbatim: bool = True) -> bool:
+    """The answer occurs in the chunk(s) (after normalisation); with `answer_verbatim=False` (why/how
+    answers are paraphrases) the answer or the supporting span may."""
     hay = [norm(t) for t in texts]
-    return any(needle and any(needle in h for h in hay) for needle in (norm(answer), norm(span)))
+    needles = (norm(answer),) if answer_verbatim else (norm(answer), norm(span))
+    return any(needle and any(needle in h for h in hay) for needle in needles)
 
 
 def leaks_answer(question: str, answer: str, norm: Norm) -> bool:

@@ -70,19 +70,29 @@ def report_path_for(out: Path) -> Path:
     return Path(out).with_name(Path(out).stem + ".report.json")
 
 
-# One worked example: SmolLM2-135M copies its shape far better than it follows instructions.
-_EXAMPLE = ('Text:\nThe Eiffel Tower was finished in 1889 for the World\'s Fair in Paris.\n\n'
-            '{"span": "The Eiffel Tower was finished in 1889", "answer": "1889", '
-            '"question": "When was the Eiffel Tower finished?"}\n\n')
+# One worked example as an earlier chat turn: SmolLM2-135M copies a shape far better than it follows
+# instructions, and as a turn of its own the example is not mistaken for the text. The instruction and
+# the example come first and the chunk last, so llama.cpp reuses the evaluated prefix across calls.
+_EXAMPLE_TEXT = "The Eiffel Tower was finished in 1889 for the World's Fair in Paris."
+_EXAMPLE_REPLY = {"factoid": ("The Eiffel Tower was finished in 1889", "1889", "When was the Eiffel Tower finished?"),
+                  "why_how": ("finished in 1889 for the World's Fair", "for the World's Fair",
+                              "Why was the Eiffel Tower built?"),
+                  "multi_chunk": ("The Eiffel Tower was finished in 1889", "1889",
+                                  "When was the tower in Paris finished?")}
 
 
 def _messages(style: str, chunks: list[Chunk]) -> list[dict]:
     if style == "multi_chunk":
         text = f"Text 1:\n{chunks[0].text}\n\nText 2:\n{chunks[1].text}"
+        example = f"Text 1:\n{_EXAMPLE_TEXT}\n\nText 2:\nParis is the capital of France."
     else:
-        text = f"Text:\n{chunks[0].text}"
-    return [{"role": "user", "content": f"{_ASK[style]} Reply in JSON with span, answer and question.\n\n"
-                                        f"Example:\n{_EXAMPLE}{text}"}]
+        text, example = f"Text:\n{chunks[0].text}", f"Text:\n{_EXAMPLE_TEXT}"
+    span, answer, question = _EXAMPLE_REPLY[style]
+    ask = f"{_ASK[style]} Reply in JSON with span, answer and question."
+    return [{"role": "system", "content": ask},
+            {"role": "user", "content": example},
+            {"role": "assistant", "content": json.dumps({"span": span, "answer": answer, "question": question})},
+            {"role": "user", "content": text}]
 
 
 def _partner(chunk: Chunk, pool: list[Chunk], vectors: dict[str, np.ndarray], rng: random.Random) -> Chunk | None:
@@ -93,6 +103,19 @@ def _partner(chunk: Chunk, pool: list[Chunk], vectors: dict[str, np.ndarray], rn
         return None
     candidates = rng.sample(others, min(8, len(others)))
     return max(candidates, key=lambda c: float(vectors[c.id] @ vectors[chunk.id]))
+
+
+class _LazyEmbedder:
+    """The spec's first embedder, loaded when the first question reaches the duplicate check."""
+
+    def __init__(self, spec: SweepSpec, stack: ExitStack) -> None:
+        self._spec, self._stack, self._inner = spec, stack, None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self._inner is None:
+            self._inner = embedder_for(self._spec.space.embedding[0], Path(self._spec.home))
+            self._stack.callback(getattr(self._inner, "close", lambda: None))
+        return self._inner.embed(texts)
 
 
 def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out: str | Path | None = None,
@@ -131,16 +154,18 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
             url = stack.enter_context(LocalModelServer(log_dir=Path(loaded.home) / "logs")).base_url
         chat = ChatModel(writer, base_url=url, timeout=loaded.execution.timeout_s,
                          max_retries=loaded.execution.max_retries)
-        embedder = embedder_for(loaded.space.embedding[0], Path(loaded.home))
-        stack.callback(getattr(embedder, "close", lambda: None))
+        embedder = _LazyEmbedder(loaded, stack)
         rows, report = _generate(cfg, chat, embedder, order, chunks, writer)
     for row in rows:
         row["provenance"]["corpus_digest"] = corpus.digest
     result = SynthResult(None, rows, report)
     if out_path is not None:
-        write_eval_jsonl(rows, out_path, overwrite=overwrite)
         rpath = report_path_for(out_path)
         rpath.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        if not rows:  # an empty eval file would only fail later, in the loader
+            raise DataError(f"no candidate passed the filters ({report.attempts} tried), so {out_path} was not "
+                            f"written; see {rpath} for what each filter rejected (a larger model helps)")
+        write_eval_jsonl(rows, out_path, overwrite=overwrite)
         result = SynthResult(out_path, rows, report, rpath)
     return result
 
@@ -181,7 +206,7 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         question, answer, span = qa.question.strip(), qa.answer.strip(), qa.span.strip()
         candidate.update(question=question, answer=answer, span=span)
         texts = [c.text for c in used]
-        checks["grounded"] = grounded(answer, span, texts, normalize_answer)
+        checks["grounded"] = grounded(answer, span, texts, normalize_answer, answer_verbatim=style != "why_how")
         checks["no_answer_leak"] = not leaks_answer(question, answer, normalize_answer)
         vector = None
         if checks["grounded"] and checks["no_answer_leak"]:

@@ -125,3 +125,18 @@ def read_labels(tracking_uri: str, sweep_id: str) -> list[dict[str, Any]]:
                     "note": last.rationale, "labeller": last.source.source_id, "trace_id": trace.info.trace_id,
                     "time_ms": last.create_time_ms})
     return out
+
+
+def log_agreement(tracking_uri: str, run_id: str, rows: list[dict[str, Any]]) -> None:
+    """Judge agreement on the sweep's parent run: `judge_agreement.<metric>.{kappa,accuracy,threshold,n}`
+    metrics and the whole table as `judge_agreement.json`."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for row in rows:
+        for key in ("kappa", "accuracy", "threshold", "n"):
+            value = row.get(key)
+            if value is not None and value == value:  # NaN: not measured
+                client.log_metric(run_id, f"judge_agreement.{row['metric']}.{key}", float(value))
+    clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in rows]
+    client.log_dict(run_id, {"rows": clean}, "judge_agreement.json")
