@@ -36,9 +36,6 @@ class SynthConfig(Frozen):
         0.9, gt=0.0, le=1.0, description="A question whose embedding cosine with a kept one reaches this is a near-duplicate"
     )
     answerability: bool = Field(False, description="Also ask the model to answer from the chunk alone; it must agree")
-    generator: Literal["workbench", "ragas"] = Field(
-        "workbench", description="ragas: ragas' TestsetGenerator (needs a remote model), mapped to the eval format"
-    )
 
     @field_validator("styles")
     @classmethod

@@ -127,10 +127,6 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
     cfg = loaded.synth or SynthConfig()
     cfg = cfg.model_copy(update={k: v for k, v in {"n": n, "seed": seed, "answerability": answerability}.items()
                                  if v is not None})
-    if cfg.generator == "ragas":
-        from workbench.runner.synth_ragas import synthesize_ragas
-
-        return synthesize_ragas(loaded, cfg, out=out, model=model, base_url=base_url, overwrite=overwrite)
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:  # before any model call
         raise DataError(f"{out_path}: the file exists; choose another --out (an eval set is never overwritten)")
