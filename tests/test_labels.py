@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 
 from conftest import SQUAD, small_spec
@@ -15,7 +16,7 @@ from workbench.analysis.load import load_sweep
 from workbench.data.evalset import load_eval
 from workbench.errors import ConfigError
 from workbench.runner.sweep import run_sweep
-from workbench.scoring.agreement import agreement
+from workbench.scoring.agreement import agreement, fast_kappa, kappa
 from workbench.spec import EvalSource
 from workbench.testing.fake_endpoint import LatencyEndpoint
 
@@ -97,6 +98,10 @@ def test_judge_agreement_matches_hand_computed_kappa():
     assert a.accuracy == pytest.approx(0.9) and a.kappa == pytest.approx(0.8)
     assert a.kappa_ci[0] <= 0.8 <= a.kappa_ci[1] and a.accuracy_ci[1] <= 1.0
     assert not a.low
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # the bootstrap's numpy κ is scikit-learn's
+        h, j = rng.integers(0, 2, 15), rng.integers(0, 2, 15)
+        assert fast_kappa(h, j) == pytest.approx(kappa(h, j)) or kappa(h, j) is None
     few = agreement("faithfulness", scores[:3], human[:3])
     assert few.kappa is None and "10 needed" in few.note
 
@@ -112,17 +117,13 @@ def test_judge_agreement_logged_to_the_parent_run_and_warned(logged, monkeypatch
     table = back.judge_agreement(min_labels=4)
     got = table.loc["faithfulness"]
     assert got["n"] == 5 and got["tp"] + got["fp"] + got["tn"] + got["fn"] == 5
-    assert got["accuracy"] == pytest.approx(0.8) and pd_isna(got["kappa"])  # the judge only says yes
+    assert got["accuracy"] == pytest.approx(0.8) and got["kappa"] == 0.0  # the judge only says yes: no better than chance
     assert "low judge agreement" in agreement_warning(table)
     run = mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).get_run(back.parent_run_id)
     assert run.data.metrics["judge_agreement.faithfulness.accuracy"] == pytest.approx(0.8)
     path = mlflow.MlflowClient(spec["tracking"]["tracking_uri"]).download_artifacts(
         back.parent_run_id, "judge_agreement.json", str(spec["home"]))
     assert json.loads(open(path).read())["rows"][0]["metric"] == "faithfulness"
-
-
-def pd_isna(value) -> bool:
-    return value is None or value != value
 
 
 def test_next_version_path(tmp_path):

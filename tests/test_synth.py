@@ -135,3 +135,19 @@ def test_synthesize_with_the_local_model(tmp_path, local_server):
     assert report["attempts"] == 3
     assert report["filters"]["parsed"]["passed"] == 3  # schema-constrained: the local model always parses
     assert sum(f["rejected"] for f in report["filters"].values()) + report["accepted"] == 3
+
+
+def test_cli_synth_says_what_is_wrong_in_one_line(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_spec(tmp_path, "http://127.0.0.1:9/v1")))
+    out = tmp_path / "eval.jsonl"
+    out.write_text("{}\n")
+    got = CliRunner().invoke(app, ["synth", str(spec), "--n", "2", "--out", str(out)])
+    assert got.exit_code == 2 and "never overwritten" in got.output and "Traceback" not in got.output
+    got = CliRunner().invoke(app, ["synth", str(spec), "--out", str(tmp_path / "no" / "eval.jsonl")])
+    assert got.exit_code == 2 and "does not exist" in got.output

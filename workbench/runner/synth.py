@@ -95,14 +95,13 @@ def _messages(style: str, chunks: list[Chunk]) -> list[dict]:
             {"role": "user", "content": text}]
 
 
-def _partner(chunk: Chunk, pool: list[Chunk], vectors: dict[str, np.ndarray], rng: random.Random) -> Chunk | None:
+def _partner(chunk: Chunk, pool: list[Chunk], embedder: Any, rng: random.Random) -> Chunk:
     """The most similar chunk of another document among a seeded handful (a question over both has
-    something to connect); None when the corpus has one document."""
+    something to connect); only those few are embedded, so a large corpus costs nothing extra."""
     others = [c for c in pool if c.doc_id != chunk.doc_id]
-    if not others:
-        return None
     candidates = rng.sample(others, min(8, len(others)))
-    return max(candidates, key=lambda c: float(vectors[c.id] @ vectors[chunk.id]))
+    vectors = np.asarray(embedder.embed([chunk.text, *(c.text for c in candidates)]))
+    return candidates[int(np.argmax(vectors[1:] @ vectors[0]))]
 
 
 class _LazyEmbedder:
@@ -130,6 +129,8 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:  # before any model call
         raise DataError(f"{out_path}: the file exists; choose another --out (an eval set is never overwritten)")
+    if out_path is not None and not out_path.parent.is_dir():
+        raise DataError(f"{out_path}: the folder {out_path.parent} does not exist; create it or choose another --out")
     writer = model or cfg.model or loaded.space.model[0]
     writer = writer.model_copy(update={"max_tokens": cfg.max_tokens, "temperature": cfg.temperature})
     corpus = load_corpus(loaded.data.corpus)
@@ -170,9 +171,6 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
               writer: ModelConfig) -> tuple[list[dict[str, Any]], SynthReport]:
     rng = random.Random(cfg.seed)
     fmt = response_format(GeneratedQA, RESPONSE_FORMAT_STYLES[writer.provider])
-    vectors: dict[str, np.ndarray] = {}
-    if "multi_chunk" in cfg.styles:
-        vectors = dict(zip((c.id for c in chunks), np.asarray(embedder.embed([c.text for c in chunks]))))
     report = SynthReport(wanted=cfg.n)
     kept_vectors: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
@@ -184,7 +182,7 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         first = order[attempt % len(order)]
         used = [first]
         if style == "multi_chunk":
-            used.append(_partner(first, chunks, vectors, rng))
+            used.append(_partner(first, chunks, embedder, rng))
         call_seed = cfg.seed * 1_000_003 + attempt  # each call its own seed: varied, and reproducible
         checks: dict[str, bool] = {}
         candidate: dict[str, Any] = {"style": style, "chunk_ids": [c.id for c in used]}

@@ -44,10 +44,13 @@ def _quoted(value: str, what: str) -> str:
     return f"'{value}'"
 
 
-def _sweep_traces(client: Any, sweep_id: str, variant_hash: str | None = None, include_spans: bool = False) -> list:
+def _sweep_traces(client: Any, sweep_id: str, variant_hash: str | None = None, include_spans: bool = False,
+                  question_id: str | None = None) -> list:
     filters = [f"tags.`workbench.sweep_id` = {_quoted(sweep_id, 'sweep id')}"]
     if variant_hash:
         filters.append(f"tags.`workbench.variant_hash` = {_quoted(variant_hash, 'variant')}")
+    if question_id is not None:
+        filters.append(f"tags.`{QUESTION_TAG}` = {_quoted(question_id, 'question id')}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     out, token = [], None
     while True:
@@ -74,7 +77,11 @@ def find_trace(tracking_uri: str, sweep_id: str, variant_hash: str, question_id:
 
     require_existing_store(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
-    for trace in _sweep_traces(client, sweep_id, variant_hash, include_spans=True):
+    if "'" not in question_id and "`" not in question_id:  # by its tag: one indexed look-up
+        tagged = _sweep_traces(client, sweep_id, variant_hash, question_id=question_id)
+        if tagged:
+            return tagged[0].info.trace_id
+    for trace in _sweep_traces(client, sweep_id, variant_hash, include_spans=True):  # sweeps before the tag
         if _question_id(trace) == question_id:
             return trace.info.trace_id
     raise TrackingError(
