@@ -157,3 +157,17 @@ def test_labelling_panel_saves_a_label_and_walks_the_queue(logged, monkeypatch):
     assert tab.selected_row() is not before  # the queue moved on to an unlabelled answer
     panel.verdict.value = None
     assert panel.save_label() is None and "choose correct" in panel.status.value
+
+
+def test_agreement_figure_draws_kappa_and_accuracy_with_cis():
+    from workbench.analysis.plots.agreement import plot_agreement
+
+    scores = [0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.3, 0.65, 0.85, 0.4]
+    human = [1, 1, 1, 0, 0, 0, 1, 0, 1, 0]
+    import pandas as pd
+
+    table = pd.DataFrame([agreement("faithfulness", scores, human, n_bootstrap=100).row()]).set_index("metric")
+    fig = plot_agreement(table)
+    kappa_bar = next(t for t in fig.data if t.name == "Cohen's κ")
+    assert list(kappa_bar.x) == [pytest.approx(0.8)] and kappa_bar.error_x.array[0] >= 0
+    assert "TP 4 FP 0 FN 1 TN 5" in kappa_bar.hovertext[0]

@@ -38,7 +38,7 @@ class Agreement:
     @property
     def low(self) -> bool:
         """Too little agreement to trust the judge's numbers (or κ undefined: one class only)."""
-        return self.n >= MIN_LABELS and (self.kappa is None or self.kappa < LOW_KAPPA)
+        return self.threshold is not None and (self.kappa is None or self.kappa < LOW_KAPPA)
 
     def row(self) -> dict:
         d = asdict(self)
