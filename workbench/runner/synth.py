@@ -72,27 +72,22 @@ def report_path_for(out: Path) -> Path:
 
 # One worked example as an earlier chat turn: SmolLM2-135M copies a shape far better than it follows
 # instructions, and as a turn of its own the example is not mistaken for the text. The instruction and
-# the example come first and the chunk last, so llama.cpp reuses the evaluated prefix across calls.
-_EXAMPLE_TEXT = "The Eiffel Tower was finished in 1889 for the World's Fair in Paris."
-_EXAMPLE_REPLY = {"factoid": ("The Eiffel Tower was finished in 1889", "1889", "When was the Eiffel Tower finished?"),
-                  "why_how": ("finished in 1889 for the World's Fair", "for the World's Fair",
-                              "Why was the Eiffel Tower built?"),
-                  "multi_chunk": ("The Eiffel Tower was finished in 1889", "1889",
-                                  "When was the tower in Paris finished?")}
+# the example are the same for every style and come first, the chunk and the style's ask last, so
+# llama.cpp reuses the evaluated prefix from one call to the next.
+_SYSTEM = ("You write quiz questions about a text. Reply in JSON: span is one sentence copied from the text, "
+           "answer is a short answer found in that sentence, question is a question that answer answers.")
+_EXAMPLE = [{"role": "user", "content": "Text:\nThe Eiffel Tower was finished in 1889 for the World's Fair in Paris."},
+            {"role": "assistant", "content": json.dumps({"span": "The Eiffel Tower was finished in 1889",
+                                                         "answer": "1889",
+                                                         "question": "When was the Eiffel Tower finished?"})}]
 
 
 def _messages(style: str, chunks: list[Chunk]) -> list[dict]:
     if style == "multi_chunk":
         text = f"Text 1:\n{chunks[0].text}\n\nText 2:\n{chunks[1].text}"
-        example = f"Text 1:\n{_EXAMPLE_TEXT}\n\nText 2:\nParis is the capital of France."
     else:
-        text, example = f"Text:\n{chunks[0].text}", f"Text:\n{_EXAMPLE_TEXT}"
-    span, answer, question = _EXAMPLE_REPLY[style]
-    ask = f"{_ASK[style]} Reply in JSON with span, answer and question."
-    return [{"role": "system", "content": ask},
-            {"role": "user", "content": example},
-            {"role": "assistant", "content": json.dumps({"span": span, "answer": answer, "question": question})},
-            {"role": "user", "content": text}]
+        text = f"Text:\n{chunks[0].text}"
+    return [{"role": "system", "content": _SYSTEM}, *_EXAMPLE, {"role": "user", "content": f"{text}\n\n{_ASK[style]}"}]
 
 
 def _partner(chunk: Chunk, pool: list[Chunk], embedder: Any, rng: random.Random) -> Chunk:
