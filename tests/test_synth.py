@@ -151,3 +151,11 @@ def test_cli_synth_says_what_is_wrong_in_one_line(tmp_path):
     assert got.exit_code == 2 and "never overwritten" in got.output and "Traceback" not in got.output
     got = CliRunner().invoke(app, ["synth", str(spec), "--out", str(tmp_path / "no" / "eval.jsonl")])
     assert got.exit_code == 2 and "does not exist" in got.output
+
+
+def test_a_synth_model_is_checked_like_any_model(tmp_path):
+    spec = _spec(tmp_path, "http://127.0.0.1:9/v1", model={"provider": "openai", "model": "gpt-4.1-mini",
+                                                           "base_url": "http://127.0.0.1:9/v1"})
+    assert load_spec(spec).synth.model.model == "gpt-4.1-mini"
+    with pytest.raises(ConfigError, match="synth.model: .*only serves 'SmolLM2-135M-Instruct'"):
+        load_spec(_spec(tmp_path, "http://x/v1", model={"provider": "local", "model": "gpt"}))

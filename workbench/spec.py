@@ -403,7 +403,7 @@ class TrackingConfig(Frozen):
     )
 
 
-from workbench.spec_synth import SynthConfig  # noqa: E402  (it builds on Frozen and ModelConfig above)
+from workbench.spec_synth import SynthConfig  # noqa: E402  (kept beside the one field that holds it)
 
 
 class SweepSpec(Frozen):

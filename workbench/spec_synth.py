@@ -6,18 +6,19 @@ first model. Nothing here changes a variant: the section is not part of any vari
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-
-from workbench.spec import Frozen, ModelConfig
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 STYLES = ("factoid", "why_how", "multi_chunk")
 Style = Literal["factoid", "why_how", "multi_chunk"]
 
 
-class SynthConfig(Frozen):
+class SynthConfig(BaseModel):
     """Synthetic questions grounded in the corpus' chunks (see workbench.runner.synth)."""
+
+    # spec.Frozen's settings: spec.py imports this module, so it cannot import spec at module level
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
     n: int = Field(100, ge=1, le=100_000, description="Questions wanted (accepted by every filter)")
     seed: int = Field(1, description="Seeds the chunk sample and the model's sampling")
@@ -26,7 +27,8 @@ class SynthConfig(Frozen):
         description="factoid: a fact from one chunk; why_how: a why/how question about one chunk; "
         "multi_chunk: a question that needs two chunks of different documents (both are relevant)",
     )
-    model: ModelConfig | None = Field(None, description="The question writer (default: the spec's first model)")
+    model: Any = Field(None, description="The question writer, a model entry like space.model's "
+                       "(default: the spec's first model)")
     max_tokens: int = Field(160, ge=32, le=4096, description="Budget of the JSON reply (question, answer, span)")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Some variety: each call has its own seed")
     max_attempts: int | None = Field(
@@ -36,6 +38,19 @@ class SynthConfig(Frozen):
         0.9, gt=0.0, le=1.0, description="A question whose embedding cosine with a kept one reaches this is a near-duplicate"
     )
     answerability: bool = Field(False, description="Also ask the model to answer from the chunk alone; it must agree")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_config(cls, value: Any) -> Any:
+        from workbench.spec import ModelConfig  # at use: spec.py imports this module
+
+        if value is None or isinstance(value, ModelConfig):
+            return value
+        try:
+            return ModelConfig.model_validate(value)
+        except ValidationError as exc:  # one line per problem, named inside synth.model
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg'].removeprefix('Value error, ')}"
+                                       for e in exc.errors(include_input=False))) from None
 
     @field_validator("styles")
     @classmethod
