@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from scipy.stats import kendalltau
 
-    from workbench.runner.synth import synthesize
+    from workbench.errors import DataError
+    from workbench.runner.synth import report_path_for, synthesize
     from workbench.runner.sweep import run_sweep
     from workbench.spec import read_yaml
 
@@ -54,7 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         base["synth"] = {"n": args.n, "seed": args.seed, **({"max_attempts": args.max_attempts} if args.max_attempts else {})}
         out = args.out or Path(tmp) / "synth.jsonl"
         t0 = time.perf_counter()
-        result = synthesize(base, out=out)
+        try:
+            result = synthesize(base, out=out)
+        except DataError as exc:  # nothing passed the filters: the rates are still the figure
+            print(f"# {exc}")
+            report = json.loads(report_path_for(out).read_text())
+            _print_rates(report)
+            print("synth_kendall_tau: nan")
+            return 0
         synth_s = time.perf_counter() - t0
         report = result.report.to_dict()
 
@@ -86,10 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"synth_kendall_tau: {taus.get('mrr', float('nan')):.3f}")
     for m, tau in taus.items():
         print(f"synth_kendall_tau.{m}: {tau:.3f}")
+    _print_rates(report)
+    return 0
+
+
+def _print_rates(report: dict) -> None:
     print(f"synth_acceptance_rate: {report['acceptance_rate'] or 0:.3f}")
     for name, f in report["filters"].items():
-        print(f"synth_acceptance_rate.{name}: {f['acceptance_rate']:.3f}")
-    return 0
+        print(f"synth_acceptance_rate.{name}: {f['acceptance_rate']:.3f}  # passed {f['passed']}, rejected {f['rejected']}")
 
 
 if __name__ == "__main__":
