@@ -21,6 +21,9 @@ from workbench.spec import EvalSource
 from workbench.testing.fake_endpoint import LatencyEndpoint
 
 N = 4
+# A real sweep logged to a fresh sqlite store costs ~15 s (the store's migrations, the helper process):
+# over the fast set's budget, so the four tests that share it run with the slow set.
+SLOW_STORE = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,7 @@ def logged(tmp_path_factory):
     return spec, results
 
 
+@SLOW_STORE
 def test_labels_are_mlflow_assessments_read_back_by_load_sweep(logged, monkeypatch):
     spec, results = logged
     monkeypatch.setenv("WORKBENCH_LABELLER", "ada")
@@ -76,6 +80,7 @@ def test_labels_are_mlflow_assessments_read_back_by_load_sweep(logged, monkeypat
     assert back.promote_corrections().name == "squad.v3.jsonl"  # never overwrites a version
 
 
+@SLOW_STORE
 def test_bad_labels_get_one_clear_error(logged):
     _, results = logged
     v = results.variants[0].short_hash
@@ -106,6 +111,7 @@ def test_judge_agreement_matches_hand_computed_kappa():
     assert few.kappa is None and "10 needed" in few.note
 
 
+@SLOW_STORE
 def test_judge_agreement_logged_to_the_parent_run_and_warned(logged, monkeypatch):
     spec, results = logged
     back = load_sweep(results.sweep_id, spec["tracking"]["tracking_uri"])
@@ -133,6 +139,7 @@ def test_next_version_path(tmp_path):
     assert next_version_path(tmp_path / "eval.v3.jsonl").name == "eval.v4.jsonl"
 
 
+@SLOW_STORE
 def test_labelling_panel_saves_a_label_and_walks_the_queue(logged, monkeypatch):
     from workbench.ui.results_tab import ResultsTab
 
