@@ -24,8 +24,8 @@ for _name, _value in {
 
 from workbench._version import __version__
 
-__all__ = ["run_sweep", "estimate", "load_sweep", "load_pipeline", "monitor", "load_spec", "SweepSpec", "VariantConfig",
-           "WorkbenchError"]
+__all__ = ["run_sweep", "estimate", "synthesize", "load_sweep", "load_pipeline", "monitor", "load_spec", "SweepSpec",
+           "VariantConfig", "WorkbenchError"]
 
 
 def __getattr__(name: str):
@@ -38,6 +38,10 @@ def __getattr__(name: str):
         from workbench.runner.estimate import estimate
 
         return estimate
+    if name == "synthesize":
+        from workbench.runner.synth import synthesize
+
+        return synthesize
     if name == "load_pipeline":
         from workbench.handover.export import load_pipeline
 

@@ -296,5 +296,24 @@ def gate(
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly_errors
+def synth(
+    spec: Path = typer.Argument(..., help="Sweep spec (YAML): its corpus, first chunking, embedding and model"),
+    n: Optional[int] = typer.Option(None, "--n", help="Questions wanted (default: the spec's synth.n, else 100)"),
+    out: Path = typer.Option(..., "--out", help="The eval JSONL to write (never overwritten); a .report.json beside it"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the chunk sample and the model (default 1)"),
+    answerability: Optional[bool] = typer.Option(None, "--answerability/--no-answerability",
+                                                 help="Also check the model can answer from the chunk alone"),
+) -> None:
+    """Grow an eval set: questions grounded in SPEC's own chunks, filtered, with provenance."""
+    from workbench.runner.synth import synthesize
+
+    result = synthesize(spec, n=n, out=out, seed=seed, answerability=answerability)
+    for line in result.report.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {len(result.rows)} questions to {result.path} (report: {result.report_path})")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -418,6 +418,9 @@ class TrackingConfig(Frozen):
     )
 
 
+from workbench.spec_synth import SynthConfig  # noqa: E402  (kept beside the one field that holds it)
+
+
 class SweepSpec(Frozen):
     name: str = Field(min_length=1)
     experiment: str | None = Field(None, description="MLflow experiment name (default: name)")
@@ -437,6 +440,7 @@ class SweepSpec(Frozen):
                                            "and cached entries of space.model refer to (see workbench.spec_routing)")
     repeats: RepeatsConfig = Field(default_factory=RepeatsConfig, description="Answers per question and judge passes per answer")
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Caps on calls, USD and wall time (spec_budget.py)")
+    synth: SynthConfig | None = Field(None, description="`workbench synth`: synthetic questions from the corpus")
     home: str = Field(".workbench", description="Workbench home: Chroma collections, caches, sweep records")
     vector_store: VectorStoreConfig = VectorStoreConfig()  # where dense indexes live (workbench.spec_scale)
     search: SearchConfig = Field(default_factory=SearchConfig, description="grid (default), random, halving or optuna")
@@ -492,7 +496,7 @@ class SweepSpec(Frozen):
         return self.space.variants(self.stage)
 
 
-_LATER_SECTIONS = frozenset({"models", "repeats", "budget", "vector_store", "search"})
+_LATER_SECTIONS = frozenset({"models", "repeats", "budget", "vector_store", "search", "synth"})
 _LATER_FIELDS = {"execution": ("backend", "ray_address", "workers")}
 
 

@@ -64,6 +64,7 @@ class SweepResults:
         keep = [v for v in self.variants if v.short_hash not in stopped]
         hashes = {v.hash for v in keep}
         return dataclasses.replace(self, variants=keep, rows=[r for r in self.rows if r["variant_hash"] in hashes])
+    labels: list[dict[str, Any]] = field(default_factory=list)  # human labels (analysis/labelling.py)
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
@@ -270,6 +271,35 @@ class SweepResults:
         if variants is not None:
             frame = frame.loc[[v for v in frame.index if v in set(variants)]]
         return too_small(questions, _ranked(frame, metric), metric, alpha=alpha)
+
+    # ------------------------------------------------------------ human labels (workbench.analysis.labelling)
+
+    def label(self, variant: str, question: str, verdict: str, corrected: str | None = None, note: str | None = None):
+        """Label an answer correct / partly / wrong (optionally a corrected answer and a note), in MLflow."""
+        from workbench.analysis import labelling
+
+        return labelling.label(self, variant, question, verdict, corrected, note)
+
+    def labels_frame(self) -> pd.DataFrame:
+        from workbench.analysis.labelling import labels_frame
+
+        return labels_frame(self)
+
+    def review_queue(self, pass_metric: str | None = None) -> pd.DataFrame:
+        from workbench.analysis.labelling import review_queue
+
+        return review_queue(self, pass_metric)
+
+    def promote_corrections(self, out=None):
+        from workbench.analysis.labelling import promote_corrections
+
+        return promote_corrections(self, out)
+
+    def judge_agreement(self, *, min_labels: int | None = None, log: bool = True) -> pd.DataFrame:
+        """Accuracy and Cohen's κ (with CIs) of each judged metric against the human labels."""
+        from workbench.analysis.labelling import MIN_LABELS, judge_agreement
+
+        return judge_agreement(self, min_labels=min_labels or MIN_LABELS, log=log)
 
     def export(self, variant: str, path, **kwargs):
         """Write the variant as a production YAML with provenance (see workbench.handover.export)."""

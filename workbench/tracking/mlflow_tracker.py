@@ -336,7 +336,8 @@ class MlflowTracker(Immediate):
             SpanType.CHAIN,
             inputs={"question": r["question"]},
             attributes={"workbench.variant_hash": variant.hash, "question_id": r["question_id"]},
-            tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or ""},
+            tags={"workbench.variant_hash": variant.hash, "workbench.sweep_id": self.sweep_id or "",
+                  "workbench.question_id": str(r["question_id"])},  # labels find the trace by it
             metadata={"mlflow.sourceRun": run_id},
             experiment_id=self.experiment.experiment_id,
             start_time_ns=t0,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import TrackingError
+from workbench.tracking.labels import read_labels
 from workbench.tracking.store import require_existing_store
 
 
@@ -64,6 +65,7 @@ def read_sweep(sweep_id: str, tracking_uri: str) -> dict[str, Any]:
         # a halving / optuna search: where each variant stopped (its run's tags), so a loaded search's
         # comparisons leave out the variants that did not answer every question, as the live results do
         search={"strategy": spec.search.strategy, "variants": searched} if searched else {},
+        labels=read_labels(tracking_uri, sweep_id),
     )
 
 

@@ -66,6 +66,9 @@ class ResultsTab:
         self.variant = W.Dropdown(options=[], description="variant", layout=W.Layout(width="70%"))
         self.question = W.Dropdown(options=[], description="question", layout=W.Layout(width="70%"))
         self.detail = W.HTML()
+        from workbench.ui.label_panel import LabelPanel
+
+        self.labelling = LabelPanel(self)
         self.variant.observe(lambda _: self._show_detail(), "value")
         self.question.observe(lambda _: self._show_detail(), "value")
 
@@ -92,6 +95,7 @@ class ResultsTab:
                 self.variant,
                 self.question,
                 self.detail,
+                self.labelling.widget,
             ],
             layout=W.Layout(width="100%"),
         )
@@ -112,6 +116,8 @@ class ResultsTab:
         # a latency comparison that mixes runs is said here too (a loaded sweep's notes may not carry it)
         latency = results.latency_warning()
         shown = [*results.notes, *([latency] if latency and latency not in results.notes else [])]
+        judge = self._judge_warning(results)
+        shown += [judge] if judge else []
         notes = "".join(f"<li>{html.escape(widget_wording(n))}</li>" for n in shown)
         self.summary.value = (
             f"<b>sweep {html.escape(results.sweep_id)}</b> · {html.escape(str(results.status))} · "
@@ -139,6 +145,18 @@ class ResultsTab:
         if results.rows:
             self.answers.update(results.questions(), frame, metrics, "f1")
         self._show_detail()
+
+    @staticmethod
+    def _judge_warning(results) -> str | None:
+        """Low agreement of the judge with the human labels, said where the judge's numbers are shown."""
+        if not results.labels or results.spec.judge is None:
+            return None
+        from workbench.analysis.labelling import agreement_warning
+
+        try:
+            return agreement_warning(results.judge_agreement(log=False))
+        except WorkbenchError:
+            return None
 
     def _draw_table(self) -> None:
         if self.results is None or self._filling or self.sort_by.value is None:
@@ -227,6 +245,7 @@ class ResultsTab:
         if self._filling:
             return
         row = self.selected_row()
+        self.labelling.refresh()
         if row is None:
             self.detail.value = ""
             return

@@ -1,0 +1,163 @@
+"""Synthetic eval sets: the filters on hand-made cases, the stratified sample, the report, and a whole
+`synthesize` over real HTTP (the fake endpoint, fast; the local SmolLM2, slow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SQUAD
+from workbench.data.evalset import load_eval
+from workbench.data.synth_filters import (
+    SynthReport, answers_agree, grounded, leaks_answer, near_duplicates, stratified_sample,
+)
+from workbench.errors import ConfigError, DataError
+from workbench.scoring.metrics import normalize_answer as norm, token_f1
+from workbench.spec import EvalSource, load_spec
+
+CHUNK = "The Denver Broncos defeated the Carolina Panthers 24–10 to earn their third Super Bowl title."
+
+
+def test_grounded_needs_the_answer_or_span_in_a_chunk():
+    assert grounded("Denver Broncos", "nothing like it", [CHUNK], norm)
+    assert not grounded("1889", "The Denver Broncos defeated the Carolina Panthers", [CHUNK], norm)  # copied example
+    assert grounded("to earn a title", "The Denver Broncos defeated the Carolina Panthers", [CHUNK], norm,
+                    answer_verbatim=False)  # a why/how answer is a paraphrase: its span must be found
+    assert not grounded("Peyton Manning", "Manning threw for 141 yards", [CHUNK], norm, answer_verbatim=False)
+    assert grounded("Paris", "x", ["no", "Paris is a city"], norm)  # either chunk of a multi-chunk question
+
+
+def test_a_question_that_contains_its_answer_leaks_it():
+    assert leaks_answer("Did the Denver Broncos win?", "the Denver Broncos", norm)
+    assert not leaks_answer("Who won Super Bowl 50?", "Denver Broncos", norm)
+    assert not leaks_answer("How many titles did Denver have?", "3", norm)  # "3" is no word of the question
+    assert leaks_answer("Who?", "", norm)  # an empty answer is useless too
+
+
+def test_near_duplicates_by_cosine_keep_the_first():
+    v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.1, 1.0]])
+    assert near_duplicates(v, 0.95) == [False, True, False, True]
+    assert near_duplicates(v[2:], 0.95, kept=v[:1]) == [False, True]
+    assert near_duplicates(v, 0.999999) == [False, False, False, False]
+
+
+def test_answerability_agreement():
+    assert answers_agree("Denver Broncos", "The Denver Broncos won", norm, token_f1)
+    assert answers_agree("24-10 win", "a 24-10 win over Carolina", norm, token_f1)
+    assert not answers_agree("Denver Broncos", "Carolina Panthers", norm, token_f1)
+    assert not answers_agree("x", "", norm, token_f1)
+
+
+def test_stratified_sample_spreads_over_documents_and_is_seeded():
+    groups = {"a": [1, 2, 3, 4], "b": [5, 6], "c": [7]}
+    order = stratified_sample(groups, seed=3)
+    assert sorted(order) == list(range(1, 8))
+    doc = {x: k for k, xs in groups.items() for x in xs}
+    assert {doc[x] for x in order[:3]} == {"a", "b", "c"}  # the first round takes one of each document
+    assert order == stratified_sample(groups, seed=3)
+    assert order != stratified_sample(groups, seed=4) or order != stratified_sample(groups, seed=5)
+
+
+def test_report_counts_each_filter_and_stops_at_the_first_failure():
+    r = SynthReport(wanted=2)
+    assert r.record({"parsed": True, "grounded": True, "no_answer_leak": True, "not_duplicate": True}, "factoid", {})
+    assert not r.record({"parsed": True, "grounded": False, "no_answer_leak": True}, "why_how", {"q": 1})
+    assert not r.record({"parsed": False}, "factoid", {"q": 2})
+    d = r.to_dict()
+    assert (d["attempts"], d["accepted"], d["acceptance_rate"]) == (3, 1, pytest.approx(1 / 3))
+    assert d["filters"]["parsed"] == {"passed": 2, "rejected": 1, "acceptance_rate": pytest.approx(2 / 3)}
+    assert d["filters"]["grounded"]["rejected"] == 1
+    assert d["filters"]["no_answer_leak"]["passed"] == 1  # the grounded failure never reached it
+    assert d["by_style"] == {"factoid": 1} and d["rejected_examples"]["grounded"] == [{"q": 1}]
+
+
+def _spec(tmp_path, base_url: str, **synth) -> dict:
+    return {
+        "name": "synth", "home": str(tmp_path / "home"),
+        "data": {"corpus": {"format": "squad", "path": str(SQUAD)}, "eval": {"format": "squad", "path": str(SQUAD)}},
+        "space": {"model": [{"provider": "openai", "model": "latency-endpoint", "base_url": base_url}]},
+        "synth": {"n": 3, "max_attempts": 3, **synth},
+    }
+
+
+def test_synthesize_over_http_counts_what_the_filters_reject(tmp_path):
+    """The fake endpoint echoes words of the prompt into every JSON field, so each question contains its
+    answer: every candidate parses, is grounded, and is rejected for leaking its answer; nothing is written."""
+    from workbench.runner.synth import report_path_for, synthesize
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+
+    out = tmp_path / "eval.jsonl"
+    with LatencyEndpoint(latency=0.0) as ep:
+        with pytest.raises(DataError, match="no candidate passed the filters"):
+            synthesize(_spec(tmp_path, ep.base_url, styles=["factoid"]), out=out)
+        calls = ep.stats()["chat_calls"]
+    report = json.loads(report_path_for(out).read_text())
+    assert calls == report["attempts"] == 3
+    assert report["filters"]["parsed"]["passed"] == 3
+    assert report["filters"]["no_answer_leak"]["rejected"] == report["filters"]["grounded"]["passed"]
+    assert report["accepted"] == 0 and not out.exists()
+
+
+def test_synth_refuses_to_overwrite_and_bad_styles(tmp_path):
+    from workbench.runner.synth import synthesize
+
+    out = tmp_path / "eval.jsonl"
+    out.write_text("{}\n")
+    with pytest.raises(DataError, match="never overwritten"):
+        synthesize(_spec(tmp_path, "http://127.0.0.1:9/v1"), out=out)
+    with pytest.raises(ConfigError, match="synth.styles"):
+        load_spec(_spec(tmp_path, "http://127.0.0.1:9/v1", styles=["factoid", "factoid"]))
+    with pytest.raises(ConfigError, match="synth"):
+        load_spec(_spec(tmp_path, "http://127.0.0.1:9/v1", styles=["trivia"]))
+
+
+def test_synthesize_with_the_local_model(tmp_path, local_server):
+    """SmolLM2 through HTTP: every reply parses (the grammar), the filters add up, ids name real chunks
+    (one factoid and one two-chunk question)."""
+    from workbench.runner.synth import synthesize
+
+    spec = _spec(tmp_path, local_server.base_url, n=2, max_attempts=2, styles=["factoid", "multi_chunk"])
+    spec["space"]["model"] = [{"provider": "local"}]
+    out = tmp_path / "eval.jsonl"
+    try:
+        result = synthesize(spec, out=out, base_url=local_server.base_url)
+    except DataError as exc:  # the 135M model may write nothing usable in 2 tries; the report says why
+        assert "no candidate passed" in str(exc)
+        report = json.loads((tmp_path / "eval.report.json").read_text())
+    else:
+        report = result.report.to_dict()
+        loaded = load_eval(EvalSource(format="jsonl", path=str(out)))
+        assert len(loaded) == report["accepted"] >= 1
+        for row in result.rows:
+            assert row["provenance"]["chunk_ids"][0].split("#")[0] in row["relevant_ids"]
+            assert row["provenance"]["model"] == "SmolLM2-135M-Instruct"
+    assert report["attempts"] == 2
+    # schema-constrained, so a reply is JSON of the shape; one cut off at max_tokens is counted, not raised
+    assert report["filters"]["parsed"]["passed"] + report["filters"]["parsed"]["rejected"] == 2
+    assert sum(f["rejected"] for f in report["filters"].values()) + report["accepted"] == 2
+
+
+def test_cli_synth_says_what_is_wrong_in_one_line(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_spec(tmp_path, "http://127.0.0.1:9/v1")))
+    out = tmp_path / "eval.jsonl"
+    out.write_text("{}\n")
+    got = CliRunner().invoke(app, ["synth", str(spec), "--n", "2", "--out", str(out)])
+    assert got.exit_code == 2 and "never overwritten" in got.output and "Traceback" not in got.output
+    got = CliRunner().invoke(app, ["synth", str(spec), "--out", str(tmp_path / "no" / "eval.jsonl")])
+    assert got.exit_code == 2 and "does not exist" in got.output
+
+
+def test_a_synth_model_is_checked_like_any_model(tmp_path):
+    spec = _spec(tmp_path, "http://127.0.0.1:9/v1", model={"provider": "openai", "model": "gpt-4.1-mini",
+                                                           "base_url": "http://127.0.0.1:9/v1"})
+    assert load_spec(spec).synth.model.model == "gpt-4.1-mini"
+    with pytest.raises(ConfigError, match="synth.model: .*only serves 'SmolLM2-135M-Instruct'"):
+        load_spec(_spec(tmp_path, "http://x/v1", model={"provider": "local", "model": "gpt"}))
