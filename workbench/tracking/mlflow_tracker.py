@@ -1,11 +1,10 @@
 """The Tracker protocol on MLflow: one parent run per sweep, one child run per variant, traces per question.
 
-The sweep hands over plain rows and metric dicts. A variant is logged in steps, normally in the
-helper process (`workbench.tracking.process`): its run (params, YAML, dataset) when it starts, a trace
-per question as they finish (scores and expectations attached: `assessments.py`; stored 50 at a time:
-`trace_batch.py`), the last traces, metrics and the per-question table when it ends. The steps overlap the sweep, so what is left after the last answer
-is one metrics batch and one table. What the UI shows (names, colours, metric sections, rounding,
-units) is decided in `naming.py`.
+A variant is logged in steps, normally in the helper process (`workbench.tracking.process`): its run (params,
+YAML, dataset) when it starts, a trace per question as they finish (scores and expectations: `assessments.py`;
+stored in batches: `trace_batch.py`), the last traces, metrics and the table when it ends. The steps overlap
+the sweep, so what is left after the last answer is one metrics batch and one table. What the UI shows
+(names, colours, metric sections, rounding, units) is decided in `naming.py`.
 """
 
 from __future__ import annotations
