@@ -176,7 +176,7 @@ def check_results_view(page, tmp_path: Path) -> dict:
     assert results["tableCells"] > 0, results
 
     tab = page.locator(".jupyter-widget-tab, .widget-tab").last
-    heat = tab.locator(".js-plotly-plot").nth(2)
+    heat = tab.locator(".js-plotly-plot:visible").nth(2)  # the Run tab's (hidden) search figure comes first in the DOM
     heat.scroll_into_view_if_needed(timeout=30_000)
     page.wait_for_timeout(1_000)
     heat.screenshot(path=str(tmp_path / "results_heatmap.png"))
@@ -200,7 +200,7 @@ def check_results_view(page, tmp_path: Path) -> dict:
     grid = tab.locator(".wb-answer-grid").first
     grid.scroll_into_view_if_needed(timeout=30_000)
     page.screenshot(path=str(tmp_path / "results_answer_grid.png"))
-    tab.locator(".js-plotly-plot").nth(1).screenshot(path=str(tmp_path / "results_bars.png"))
+    tab.locator(".js-plotly-plot:visible").nth(1).screenshot(path=str(tmp_path / "results_bars.png"))
     return {**results, "clicked_question": after}
 
 
