@@ -347,8 +347,8 @@ class Execution:
                        tags: dict[str, str] | None = None) -> None:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done. `asked`: the
         questions a search asked this variant (default the eval set): fewer rows mean it was cut short."""
-        per_variant = self.inputs.total_cells // len(self.inputs.variants)
-        status = "KILLED" if len(rows) < (per_variant if asked is None else asked * self.spec.repeats.generation) else None
+        asked = len(items_for(variant, self.inputs.evalset.items)) if asked is None else asked
+        status = "KILLED" if len(rows) < asked * self.spec.repeats.generation else None
         done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id),
                                                               status, **({"tags": tags} if tags else {}))
 

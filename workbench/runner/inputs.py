@@ -37,7 +37,12 @@ class SweepInputs:
 
     @property
     def total_cells(self) -> int:
-        return len(self.variants) * len(self.evalset) * self.spec.repeats.generation
+        """Every cell the sweep answers: a response cache's variant replays each question with its repeats
+        and paraphrases (`data.query_stream`), and `repeats.generation` asks each one N times."""
+        def per_question(v) -> int:
+            cache = getattr(v.model, "cache", None)
+            return 1 if cache is None else 1 + cache.repeats + cache.paraphrases
+        return sum(per_question(v) for v in self.variants) * len(self.evalset) * self.spec.repeats.generation
 
     @property
     def data_info(self) -> dict[str, Any]:
