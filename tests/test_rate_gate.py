@@ -11,15 +11,7 @@ import pytest
 from workbench.errors import ConfigError
 from workbench.runner.rate_gate import SlidingGate, windows_for
 from workbench.spec import SweepSpec, parse_model
-
-
-def _max_in_window(times: list[float], seconds: float) -> int:
-    times, best, j = sorted(times), 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - seconds:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
+from workbench.testing.fake_arrivals import max_in_window as _max_in_window
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -106,19 +106,25 @@ def test_stopped_variants_never_enter_a_comparison_on_questions_they_did_not_ans
     assert diff.n == results.search["variants"][early]["questions"] == 10
 
 
-@pytest.mark.slow  # two sweeps (a cancelled one and its resume): kept out of the fast set's time budget
-def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear, clear_run):
-    spec = spec_for(tmp_path, clear.base_url, HALVING)
+def cancelled_after(spec: dict, cells: int):
+    """The sweep cancelled once `cells` cells have finished (a user's Cancel, mid-search)."""
     stop, seen = threading.Event(), []
 
     def on_cell(row):
         seen.append(row)
-        if len(seen) == 50:
+        if len(seen) == cells:
             stop.set()
 
-    before = calls(clear)
     first = run_sweep(spec, progress=False, on_cell=on_cell, cancel=stop, tracker=MemoryTracker())
     assert first.status == "KILLED"
+    return first
+
+
+@pytest.mark.slow  # two sweeps (a cancelled one and its resume): kept out of the fast set's time budget
+def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear, clear_run):
+    spec = spec_for(tmp_path, clear.base_url, HALVING)
+    before = calls(clear)
+    first = cancelled_after(spec, 50)
     again = run_sweep(spec, progress=False, tracker=MemoryTracker())
     made = calls(clear) - before
     fresh = clear_run[0]  # the same search, run once without a kill
@@ -186,16 +192,8 @@ def test_a_killed_optuna_search_resumes_its_study(tmp_path, clear):
 
     spec = spec_for(tmp_path, clear.base_url, {"strategy": "optuna", "n_trials": 8, "min_questions": 10,
                                                "first_rung": 0.1, "seed": 1})
-    stop, seen = threading.Event(), []
-
-    def on_cell(row):
-        seen.append(row)
-        if len(seen) == 45:
-            stop.set()
-
     before = calls(clear)
-    first = run_sweep(spec, progress=False, on_cell=on_cell, cancel=stop, tracker=MemoryTracker())
-    assert first.status == "KILLED"
+    first = cancelled_after(spec, 45)
     storage = f"sqlite:///{study_path(load_spec(spec))}"
     study = optuna.load_study(study_name=first.sweep_id and study_name(first.sweep_id), storage=storage)
     left_running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
