@@ -40,4 +40,10 @@ def repeat_seed(seed: int | None, repeat: int) -> int | None:
     return (seed or 0) + repeat
 
 
-__all__ = ["MAX_REPEATS", "RepeatsConfig", "repeat_seed"]
+def for_repeat(model, repeat: int):
+    """The model config answer `repeat` is asked with (its own generation cache key): the sweep and the
+    estimate both use this, so an estimate looks up exactly the keys the sweep writes."""
+    return model if repeat == 0 else model.model_copy(update={"seed": repeat_seed(model.seed, repeat)})
+
+
+__all__ = ["MAX_REPEATS", "RepeatsConfig", "for_repeat", "repeat_seed"]

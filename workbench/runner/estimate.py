@@ -25,7 +25,7 @@ from workbench.rag.cache import ResultCache, generation_key
 from workbench.runner.forecast import Estimate, Observed, PromptSample, Range, VariantLoad, forecast_figures, latency_range, model_key
 from workbench.runner.records import SweepRecord
 from workbench.spec import ModelConfig, SweepSpec, VariantConfig
-from workbench.spec_repeats import repeat_seed
+from workbench.spec_repeats import for_repeat
 
 if TYPE_CHECKING:
     from workbench.runner.inputs import SweepInputs
@@ -111,12 +111,8 @@ def _generation_keys(home: Path, variants: dict, questions: dict[str, str], corp
             if questions.get(cell[1]) != row.get("question") or row.get("error"):
                 continue  # another question under the same id, or a failed call (never cached)
             for r in range(repeats):
-                found[(*cell, r)] = generation_key(_seeded(variant.model, r), row["messages"])
+                found[(*cell, r)] = generation_key(for_repeat(variant.model, r), row["messages"])
     return found
-
-
-def _seeded(model, repeat: int):
-    return model if repeat == 0 else model.model_copy(update={"seed": repeat_seed(model.seed, repeat)})
 
 
 def estimate(spec: Any, *, limit: int | None = None, sample: int = 8, seed: int = 0, latency_s: float | None = None,

@@ -38,7 +38,7 @@ from workbench.scoring.metrics import preload as preload_scorers
 from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
-from workbench.spec_repeats import repeat_seed
+from workbench.spec_repeats import for_repeat
 from workbench.spec_routing import RoutedModel
 from workbench.tracking import LoggedRun, Tracker
 
@@ -140,12 +140,10 @@ class Execution:
 
     def model_for(self, variant: VariantConfig, repeat: int = 0) -> ChatModel | None:
         """The variant's chat model; for answer `repeat` > 0 the same model asked with another seed (so
-        its own generation cache entry: `spec_repeats.repeat_seed`)."""
+        its own generation cache entry: `spec_repeats.for_repeat`)."""
         if variant.model is None or isinstance(variant.model, RoutedModel):
             return None  # a routed variant's models: `self.routed`
-        cfg = variant.model
-        if repeat:
-            cfg = cfg.model_copy(update={"seed": repeat_seed(cfg.seed, repeat)})
+        cfg = for_repeat(variant.model, repeat)
         url = self.env.base_urls.get(cfg.provider)
         key = content_hash([cfg.model_dump(mode="json"), url])
         if key not in self.models:
