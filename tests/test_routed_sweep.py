@@ -24,7 +24,7 @@ KILL_AT = 3  # the local server is SIGKILLed at its 3rd chat request (the endpoi
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def revived(tmp_path_factory):
     items = load_eval(EvalSource(format="squad", path=str(SQUAD), limit=N)).items
     plan = RoutingPlan(answers={i.question: i.reference_answers[0] for i in items},
                        models={"large": ModelProfile(accuracy=0.9, latency=0.005)})
@@ -48,8 +48,8 @@ def swept(tmp_path_factory):
         yield results, FakeLocalServer.started[-1], large.stats()
 
 
-def test_a_routed_sweep_whose_local_server_dies_restarts_it_and_answers_every_cell(swept):
-    results, local, _ = swept
+def test_a_routed_sweep_whose_local_server_dies_restarts_it_and_answers_every_cell(revived):
+    results, local, _ = revived
     assert local.restarts == 1 and any("died mid-sweep" in n and "restarted it once" in n for n in results.notes)
     assert len(results.rows) == N * REPEATS  # no lost result
     assert [r["error"] for r in results.rows] == [None] * (N * REPEATS)
@@ -58,8 +58,8 @@ def test_a_routed_sweep_whose_local_server_dies_restarts_it_and_answers_every_ce
     assert results.status == "FINISHED" and results.to_frame()["failed_cells"].iloc[0] == 0
 
 
-def test_each_repeat_of_a_cascade_asks_both_models_with_its_own_seed(swept):
-    results, _, large = swept
+def test_each_repeat_of_a_cascade_asks_both_models_with_its_own_seed(revived):
+    results, _, large = revived
     by_question: dict[str, list[dict]] = {}
     for r in results.rows:
         by_question.setdefault(r["question_id"], []).append(r)
