@@ -193,8 +193,7 @@ class Aggregate:
     description: str
     better: Literal["higher", "lower"] | None  # None: neither way is better (which model answered)
     bounds: tuple[float, float] | None = None
-    per: Literal["variant", "question"] = "variant"
-    ci: bool = False  # aggregate() also gives `<name>_ci_low`, `_ci_high` and `_n`
+    per: Literal["variant", "question"] = "variant"  # question: a 0/1 or amount per cell, compared per question
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_]*\.?", self.name or ""):
@@ -205,12 +204,11 @@ class Aggregate:
 # projected cost; the per-question columns they come from.
 AGGREGATES: tuple[Aggregate, ...] = (
     Aggregate("cost_usd_per_1k", "cost per 1,000 questions (USD)",
-              "1,000 x the mean cost per question (a cascade pays for both calls); CI over questions", "lower",
-              ci=True),
+              "1,000 x the mean cost per question (a cascade pays for both calls); CI over questions", "lower"),
     Aggregate("routed_share.", "share answered by", "share of the answered questions the named model answered "
               "(`cache`: served from the response cache)", None, UNIT),
     Aggregate("escalation_rate", "escalation rate", "share of a cascade's questions escalated to its second model",
-              "lower", UNIT, ci=True),
+              "lower", UNIT),
     Aggregate("cache_hit_rate", "cache hit rate", "share of the query stream served from the response cache",
               "higher", UNIT),
     Aggregate("cache_wrong_hit_rate", "cache wrong-hit rate", "wrong hits / hits: a cached answer served for a "
