@@ -399,3 +399,63 @@ def test_an_exported_cache_serves_a_repeated_question_without_a_model_call(route
         assert endpoint.stats()["chat_calls"] - calls == 1  # the repeat never reached the model
     assert (first.answered_by, again.answered_by, again.routing["cache_hit"]) == ("small", "cache", "exact")
     assert again.answer == first.answer and again.cost_usd == 0.0 and first.cost_usd > 0
+
+
+class InProcessServeLog:
+    """`ServeWriter`'s interface over the real `ServeLog` (MLflow, sqlite) run on a thread of this process:
+    the helper process is the only part left out (it would cost seconds to spawn)."""
+
+    def __init__(self, uri: str, deployment: str):
+        import queue
+        import threading
+
+        from workbench.tracking.serve_log import ServeLog
+
+        self.inbox: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=ServeLog(uri, deployment, {}).run, args=(self.inbox,), daemon=True)
+        self.thread.start()
+
+    def log_request(self, req) -> None:
+        self.inbox.put(("request", req))
+
+    def pending(self) -> int:
+        return self.inbox.qsize()
+
+    def close(self) -> None:
+        self.inbox.put(("stop", None))
+        self.thread.join(timeout=60)
+
+
+def test_serving_an_exported_cascade_says_which_model_answered_in_the_reply_and_the_trace(routed, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from workbench.handover.export import load_pipeline
+    from workbench.handover.serve.app import create_app
+    from workbench.handover.serve.service import Service
+    from workbench.spec import ExecutionConfig
+    from workbench.tracking.serve_log import read_traces, trace_row
+
+    spec, results, _ = routed
+    path = results.export(variant_of(results, "answer_logprob_mean<-0.9").hash, tmp_path / "cascade.yaml",
+                          log_to_mlflow=False)
+    rows = rows_of(results, "answer_logprob_mean<-0.9")
+    assert {r["escalated"] for r in rows} == {True, False}  # both decisions are served below
+    uri = f"sqlite:///{tmp_path}/serve.db"
+    execution = ExecutionConfig()
+    service = Service(load_pipeline(path, home=spec["home"], execution=execution), InProcessServeLog(uri, "routed"),
+                      execution=execution)
+    served = {}  # answer id -> the sweep's row (the eval set has a question twice: ids, not texts)
+    with TestClient(create_app(service)) as client:  # lifespan: the executor starts in the app's loop
+        for r in rows:
+            reply = client.post("/answer", json={"question": r["question"]})
+            assert reply.status_code == 200, reply.text
+            got = reply.json()
+            assert (got["answer"], got["answered_by"], got["routing"]["escalated"]) == (r["answer"], r["routed_to"], r["escalated"])
+            assert [c["model"] for c in got["routing"]["calls"]] == [c["model"] for c in r["route_calls"]]
+            assert got["cost_usd"] == pytest.approx(r["cost_usd"])
+            served[got["answer_id"]] = r
+    traced = [trace_row(t) for t in read_traces(uri, "routed")]  # the service closed: every trace is stored
+    assert sorted(t["answer_id"] for t in traced) == sorted(served)
+    for trace in traced:
+        r = served[trace["answer_id"]]
+        assert trace["answered_by"] == r["routed_to"] and trace["cost_usd"] == pytest.approx(r["cost_usd"])

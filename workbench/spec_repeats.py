@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workbench.spec_routing import RoutedModel
+
 MAX_REPEATS = 50
 
 
@@ -42,8 +44,13 @@ def repeat_seed(seed: int | None, repeat: int) -> int | None:
 
 def for_repeat(model, repeat: int):
     """The model config answer `repeat` is asked with (its own generation cache key): the sweep and the
-    estimate both use this, so an estimate looks up exactly the keys the sweep writes."""
-    return model if repeat == 0 else model.model_copy(update={"seed": repeat_seed(model.seed, repeat)})
+    estimate both use this, so an estimate looks up exactly the keys the sweep writes. A router or cascade
+    (`RoutedModel`): every named model it may call gets the repeat's seed, the small and the large alike."""
+    if repeat == 0:
+        return model
+    if isinstance(model, RoutedModel):
+        return model.model_copy(update={"models": {name: for_repeat(m, repeat) for name, m in model.models.items()}})
+    return model.model_copy(update={"seed": repeat_seed(model.seed, repeat)})
 
 
 __all__ = ["MAX_REPEATS", "RepeatsConfig", "for_repeat", "repeat_seed"]

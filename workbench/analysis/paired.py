@@ -75,6 +75,10 @@ def score_columns(questions: pd.DataFrame) -> list[str]:
     """
     out = []
     for col in questions.columns:
+        declared = catalogue.aggregate_of(str(col))
+        if declared is not None and declared.per == "question":  # a cascade's `escalated`, a wrong cache hit: 0/1
+            out.append(str(col))
+            continue
         if col in NON_SCORE_COLUMNS or _is_judge_error(str(col)):
             continue
         s = questions[col]

@@ -14,7 +14,7 @@ from workbench.rag.chat import ChatModel, Generation
 from workbench.rag.pipeline import Answer, RAGPipeline, contexts_from_hits
 from workbench.rag.response_cache import ResponseCache
 from workbench.rag.retrieval import ChunkIndex, Hit
-from workbench.rag.routing import RoutedChat
+from workbench.rag.routing import CallFn, RoutedChat
 from workbench.spec import VariantConfig
 from workbench.sync import run_coroutine
 
@@ -33,6 +33,12 @@ class RoutedPipeline(RAGPipeline):
         self.cache = ResponseCache(cache_cfg, index.embedder.embed) if cache_cfg is not None else None
 
     def answer_from_hits(self, question: str, hits: Sequence[Hit], retrieve_s: float) -> Answer:
+        return run_coroutine(self.aanswer_from_hits(question, hits, retrieve_s, blocking_call))
+
+    async def aanswer_from_hits(self, question: str, hits: Sequence[Hit], retrieve_s: float,
+                                call: CallFn = blocking_call) -> Answer:
+        """The answer with which model gave it; `call` makes one model call (`workbench serve`: through its
+        executor, as the sweep did; default: the sync client, one question at a time)."""
         if self.cache is not None:
             start = time.perf_counter()
             hit = self.cache.get(question)
@@ -42,7 +48,7 @@ class RoutedPipeline(RAGPipeline):
                               {"retrieve_s": retrieve_s, "generate_s": lookup_s, "total_s": retrieve_s + lookup_s},
                               answered_by="cache", routing={"cache_hit": hit.kind, "similarity": hit.similarity,
                                                             "escalated": None, "calls": []})
-        routed = run_coroutine(self.chat.answer(question, hits, self.messages(question, hits), blocking_call))
+        routed = await self.chat.answer(question, hits, self.messages(question, hits), call)
         if self.cache is not None:
             self.cache.put(question, question, {"answer": routed.generation.text})
         return Answer(

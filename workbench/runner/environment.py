@@ -75,7 +75,10 @@ class Environment:
         if self.server is None or not any(m.provider == "local" for m in chat_configs(variant.model)):
             return False
         self._restart_lock = self._restart_lock or asyncio.Lock()
+        seen = self.restarts
         async with self._restart_lock:
+            if self.restarts > seen and self.server.alive():
+                return True  # restarted while this call waited for the lock: try again at once
             for _ in range(20):  # a killed process can look alive for a moment before it is reaped
                 if not self.server.alive():
                     break

@@ -26,6 +26,7 @@ from workbench.runner.forecast import Estimate, Observed, PromptSample, Range, V
 from workbench.runner.records import SweepRecord
 from workbench.spec import ModelConfig, SweepSpec, VariantConfig
 from workbench.spec_repeats import for_repeat
+from workbench.spec_routing import chat_configs
 
 if TYPE_CHECKING:
     from workbench.runner.inputs import SweepInputs
@@ -161,6 +162,8 @@ def estimate(spec: Any, *, limit: int | None = None, sample: int = 8, seed: int 
 def build_estimate(inputs: SweepInputs, count: CallCount, prompts: dict[str, list[list[dict]]],
                    observed: dict[str, Observed], latency: dict[str, Range], latency_basis: str = "") -> Estimate:
     """The estimate from what was gathered (a sweep calls this at its end with the count it took at its start)."""
+    from workbench.runner.estimate_routed import prompt_counter, routed_history, routed_loads
+    from workbench.runner.routed_cells import items_for
     from workbench.runner.tokens import counter_for
 
     spec, variants = inputs.spec, inputs.variants
@@ -168,12 +171,22 @@ def build_estimate(inputs: SweepInputs, count: CallCount, prompts: dict[str, lis
     answers = questions * spec.repeats.generation
     notes: list[str] = []
     loads, hows = [], set()
+    routed = [v for v in variants if v.model is not None and v.model.provider == "routed"]
+    routed_hashes = {v.hash for v in routed}
+    history = routed_history(inputs.home, inputs.corpus.digest, routed_hashes) if routed else {}
+    model_calls = float(count.new)
+    for v in routed:  # each of its named models: calls per cell as bounds (runner.estimate_routed)
+        stream = len(items_for(v, inputs.evalset.items))
+        routed_calls, calls, note = routed_loads(v, stream * spec.repeats.generation, questions, stream,
+                                                 prompt_counter(prompts.get(v.hash), questions, hows), history.get(v.hash))
+        loads += routed_calls
+        model_calls += calls[1] - answers  # count_calls counted one call per question for it
+        notes.append(f"{note}: {calls[0]:.0f} to {calls[2]:.0f} model calls, expected {calls[1]:.0f}")
+        if not prompts.get(v.hash):
+            notes.append(f"variant {v.short_hash}: no prompt could be rendered (its index is not built)")
+    first_plain = len(loads)  # the plain variants' loads follow, one each
     for v in variants:
-        if v.model is None:
-            continue
-        if v.model.provider == "routed":
-            notes.append(f"variant {v.short_hash}: a router or cascade: its calls depend on its signals and are "
-                         "not estimated")
+        if v.model is None or v.hash in routed_hashes:
             continue
         new = answers - count.cached_by_variant.get(v.hash, 0) if spec.execution.cache else answers
         sampled = prompts.get(v.hash)
@@ -198,12 +211,15 @@ def build_estimate(inputs: SweepInputs, count: CallCount, prompts: dict[str, lis
     judge_calls = 0
     if spec.judge is not None:
         metrics = spec.judge.metrics
-        for v, load in zip((v for v in variants if v.model is not None and v.model.provider != "routed"), loads):
+        for v, load in zip((v for v in variants if v.model is not None and v.hash not in routed_hashes), loads[first_plain:]):
             per_cell = sum(v.retrieval.k if m == "context_precision" else _JUDGE_CALLS.get(m, 1) for m in metrics)
             judge_calls += load.new_cells * per_cell * spec.repeats.judge  # every judge pass judges every answer
+        for v in routed:  # a routed variant's answers are judged like any (its stream's every cell)
+            per_cell = sum(v.retrieval.k if m == "context_precision" else _JUDGE_CALLS.get(m, 1) for m in metrics)
+            judge_calls += len(items_for(v, inputs.evalset.items)) * spec.repeats.generation * per_cell * spec.repeats.judge
         notes.append("judge calls: ragas' calls per metric (faithfulness 2, context_precision one per context, others 1); "
                      "the judge's tokens, USD and time are not in the other figures")
-    return Estimate(len(variants), questions, count.new, count.cached, judge_calls, prompt, completion, usd, wall,
+    return Estimate(len(variants), questions, round(model_calls), count.cached, judge_calls, prompt, completion, usd, wall,
                     notes + list(dict.fromkeys(more)), basis)
 
 
@@ -217,16 +233,15 @@ def endpoint_of(model: ModelConfig, execution) -> tuple[str, int]:
 
 
 def _endpoints(inputs: SweepInputs) -> set[str]:
-    return {endpoint_of(v.model, inputs.spec.execution)[0] for v in inputs.variants if v.model is not None}
+    return {endpoint_of(m, inputs.spec.execution)[0] for v in inputs.variants for m in chat_configs(v.model)}
 
 
 def _observed_latency(inputs: SweepInputs, observed: dict[str, Observed]) -> dict[str, Range]:
     out: dict[str, list[float]] = {}
-    for v in inputs.variants:
-        if v.model is not None:
-            seen = observed.get(model_key(v.model))
-            if seen is not None and seen.latency_s:
-                out.setdefault(endpoint_of(v.model, inputs.spec.execution)[0], []).extend(seen.latency_s)
+    for m in (m for v in inputs.variants for m in chat_configs(v.model)):  # a routed variant: each named model
+        seen = observed.get(model_key(m))
+        if seen is not None and seen.latency_s:
+            out.setdefault(endpoint_of(m, inputs.spec.execution)[0], []).extend(seen.latency_s)
     return {key: latency_range(values) for key, values in out.items()}
 
 

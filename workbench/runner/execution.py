@@ -9,7 +9,7 @@ import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
 import pandas as pd
@@ -262,19 +262,14 @@ class Execution:
         cell = cell.replace(messages=messages)
         if isinstance(variant.model, RoutedModel):
             try:
-                return (await self.routed.answer(pipe, item, cell, hits, retrieve_s, rank, item.id in self.retime)).to_row()
+                return (await self.revived(variant, lambda: self.routed.answer(
+                    pipe, item, cell, hits, retrieve_s, rank, item.id in self.retime, repeat or 0))).to_row()
             except ModelError as exc:  # recorded, never scored as 0 (as a plain model's failed cell)
                 return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
         try:
-            for attempt in range(2):  # the second attempt only after the local server was restarted
-                try:
-                    model = self.model_for(variant, repeat) if repeat else pipe.model
-                    gen, cached, measured = await self.generations.generate(
-                        model, messages, priority=rank, retime=item.id in self.retime)
-                    break
-                except ModelError:
-                    if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
-                        raise
+            model = self.model_for(variant, repeat) if repeat else pipe.model
+            gen, cached, measured = await self.revived(variant, lambda: self.generations.generate(
+                model, messages, priority=rank, retime=item.id in self.retime))
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
             return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
         answer = pipe.answer_from_generation(item.question, hits, retrieve_s, gen)
@@ -290,6 +285,16 @@ class Execution:
             # what the endpoint sent that was odd but usable (unknown token counts, a truncated answer)
             extra={**cell.extra, "notes": list(gen.notes)} if gen.notes else cell.extra,
         ).to_row()
+
+    async def revived(self, variant: VariantConfig, call: Callable[[], Awaitable[Any]]) -> Any:
+        """`call()`, made once more when it failed because the local server died and `env` restarted it:
+        plain and routed cells alike (a cascade's calls that had answered come from the generation cache)."""
+        for attempt in range(2):
+            try:
+                return await call()
+            except ModelError:
+                if not await self.env.revive_local(variant, self.results.notes) or attempt == 1:
+                    raise
 
     def finish(self, row: dict[str, Any]) -> None:
         """Persist the cell the moment it finishes, then report it."""

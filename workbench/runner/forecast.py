@@ -75,11 +75,16 @@ class Observed:
 
 @dataclass(frozen=True)
 class VariantLoad:
-    """One variant's share of the sweep."""
+    """One variant's share of the sweep (a routed variant: one load per named model it calls)."""
 
     model: ModelConfig
     new_cells: int
     prompt: PromptSample | None  # None: no prompt could be rendered (its note says why)
+    # calls per new cell at (low, expected, high): 1 for a plain model; a cascade's second model (0, e, 1)
+    share: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def calls(self) -> tuple[float, float, float]:
+        return tuple(self.new_cells * s for s in self.share)  # type: ignore[return-value]
 
 
 @dataclass
@@ -187,15 +192,15 @@ def forecast_figures(loads: Sequence[VariantLoad], observed: dict[str, Observed]
     prompt, completion, usd = ZERO, ZERO, ZERO
     basis: dict[str, str] = {}
     notes: list[str] = []
-    calls: dict[str, int] = {}
+    calls: dict[str, tuple[float, float, float]] = {}
     tokens: dict[str, float] = {}
     for load in loads:
-        if load.new_cells == 0:
+        if load.new_cells == 0 or max(load.share) == 0:
             continue
-        n = load.new_cells
-        p = load.prompt.per_cell().scaled(n, n, n) if load.prompt is not None else Range.unknown()
+        lo, n, hi = load.calls()
+        p = load.prompt.per_cell().scaled(lo, n, hi) if load.prompt is not None else Range.unknown()
         c, how = completion_per_cell(load.model, observed.get(model_key(load.model), Observed()))
-        c = c.scaled(n, n, n)
+        c = c.scaled(lo, n, hi)
         basis.setdefault("completion_tokens", how)
         prompt, completion = prompt + p, completion + c
         price = price_per_token(load.model)
@@ -209,12 +214,15 @@ def forecast_figures(loads: Sequence[VariantLoad], observed: dict[str, Observed]
         else:
             usd = Range.unknown()
         key, _ = endpoint_of(load.model)
-        calls[key] = calls.get(key, 0) + n
+        calls[key] = tuple(a + b for a, b in zip(calls.get(key, (0.0, 0.0, 0.0)), (lo, n, hi)))  # type: ignore[assignment]
         tokens[key] = tokens.get(key, 0.0) + (p.expected or 0.0) + n * load.model.max_tokens
     shares = []
-    for key, n in calls.items():
-        share = endpoint_wall(n, tokens[key], latency.get(key, Range.unknown()),
-                              concurrency_of(key, loads, endpoint_of), execution)
+    for key, (lo, n, hi) in calls.items():
+        args = (latency.get(key, Range.unknown()), concurrency_of(key, loads, endpoint_of), execution)
+        share = endpoint_wall(math.ceil(n), tokens[key], *args)
+        if lo != n or hi != n:  # a routed variant's calls are a range: the wall's bounds use its bounds
+            share = Range(endpoint_wall(math.ceil(lo), tokens[key], *args).low, share.expected,
+                          endpoint_wall(math.ceil(hi), tokens[key], *args).high)
         if not share.known():
             notes.append(f"no latency known for endpoint {key}: give one (--latency S) or probe it (--probe N)")
         shares.append(share)

@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from workbench.runner.forecast import Range, latency_range
+from workbench.spec_routing import chat_configs
 
 if TYPE_CHECKING:
     from workbench.runner.inputs import SweepInputs
@@ -28,13 +29,13 @@ def probe_latency(inputs: SweepInputs, prompts: dict[str, list[list[dict]]], n: 
     with ExitStack() as stack:
         env = Environment.open(spec, list(inputs.variants), stack)
         env.check_endpoints(list(inputs.variants))
-        for v in inputs.variants:
-            if v.model is None or model_key(v.model) in done or not prompts.get(v.hash):
+        for v, cfg in ((v, m) for v in inputs.variants for m in chat_configs(v.model)):  # routed: each named model
+            if model_key(cfg) in done or not prompts.get(v.hash):
                 continue
-            done.add(model_key(v.model))
-            model = chat_model(v.model, env.base_urls.get(v.model.provider), spec.execution)
+            done.add(model_key(cfg))
+            model = chat_model(cfg, env.base_urls.get(cfg.provider), spec.execution)
             sampled = prompts[v.hash]
             for i in range(n):
                 gen = model.generate(sampled[i % len(sampled)])
-                seen.setdefault(endpoint_of(v.model, spec.execution)[0], []).append(gen.latency_s)
+                seen.setdefault(endpoint_of(cfg, spec.execution)[0], []).append(gen.latency_s)
     return {key: latency_range(values) for key, values in seen.items()}

@@ -19,6 +19,7 @@ from workbench.rag.routing import JudgeFn, Routed, RoutedChat
 from workbench.runner.generations import Measured, TimedGenerations
 from workbench.scoring.cell import Cell
 from workbench.spec import ExecutionConfig, VariantConfig
+from workbench.spec_repeats import for_repeat
 from workbench.spec_routing import RoutedModel
 
 
@@ -53,7 +54,9 @@ def routed_fields(routed: Routed) -> dict[str, Any]:
 
 
 class RoutedCells:
-    """Routed chats and response caches of one sweep, per variant."""
+    """Routed chats and response caches of one sweep, per (variant, repeat): answer r > 0 asks every named
+    model with the repeat's seed (`spec_repeats.for_repeat`), and each repeat replays the query stream
+    through a response cache of its own (repeat r is the whole experiment run again, not a cache hit)."""
 
     def __init__(self, base_urls: dict[str, str | None], execution: ExecutionConfig, generations: TimedGenerations,
                  sweep_id: str, judge: Any = None):
@@ -62,39 +65,40 @@ class RoutedCells:
         self.generations = generations
         self.sweep_id = sweep_id
         self.judge = judge
-        self.chats: dict[str, RoutedChat] = {}
-        self.caches: dict[str, ResponseCache] = {}
+        self.chats: dict[tuple[str, int], RoutedChat] = {}
+        self.caches: dict[tuple[str, int], ResponseCache] = {}
 
-    def chat_for(self, variant: VariantConfig) -> RoutedChat:
-        if variant.hash not in self.chats:
+    def chat_for(self, variant: VariantConfig, repeat: int = 0) -> RoutedChat:
+        if (variant.hash, repeat) not in self.chats:
             def make(cfg, logprobs: bool = False) -> ChatModel:
                 return chat_model(cfg, self.base_urls.get(cfg.provider), self.execution, logprobs=logprobs)
 
-            cfg: RoutedModel = variant.model  # type: ignore[assignment]
+            cfg: RoutedModel = for_repeat(variant.model, repeat)  # type: ignore[assignment]
             needs_judge = cfg.cascade is not None and cfg.cascade.escalate_when.signal == "judge_faithfulness"
-            self.chats[variant.hash] = RoutedChat.open(cfg, make, judge_fn(self.judge) if needs_judge else None)
-        return self.chats[variant.hash]
+            self.chats[(variant.hash, repeat)] = RoutedChat.open(cfg, make, judge_fn(self.judge) if needs_judge else None)
+        return self.chats[(variant.hash, repeat)]
 
-    def cache_for(self, variant: VariantConfig, pipe: Any) -> ResponseCache | None:
+    def cache_for(self, variant: VariantConfig, pipe: Any, repeat: int = 0) -> ResponseCache | None:
         cfg: RoutedModel = variant.model  # type: ignore[assignment]
         if cfg.cache is None:
             return None
-        if variant.hash not in self.caches:
-            self.caches[variant.hash] = ResponseCache(cfg.cache, pipe.index.embedder.embed)
-        return self.caches[variant.hash]
+        if (variant.hash, repeat) not in self.caches:
+            self.caches[(variant.hash, repeat)] = ResponseCache(cfg.cache, pipe.index.embedder.embed)
+        return self.caches[(variant.hash, repeat)]
 
     def remember(self, pipe: Any, item: Any, row: dict) -> None:
-        """Put an earlier run's answer (a resumed sweep) in the variant's cache, as the miss did then."""
-        cache = self.cache_for(pipe.variant, pipe)
+        """Put an earlier run's answer (a resumed sweep) in its repeat's cache, as the miss did then."""
+        cache = self.cache_for(pipe.variant, pipe, row.get("repeat") or 0)
         if cache is not None and not row.get("error") and row.get("answer") is not None and not row.get("cache_hit"):
             cache.put(item.question, item.id, {"answer": row["answer"], "cost_usd": row.get("cost_usd"),
                                                "latency_s": row.get("latency_generate_s")}, item.reference_answers)
 
     async def answer(self, pipe: Any, item: Any, cell: Cell, hits: list, retrieve_s: float, rank: int,
-                     retime: bool) -> Cell:
-        """The cell answered by the routed variant (a ModelError propagates: the caller records it)."""
+                     retime: bool, repeat: int = 0) -> Cell:
+        """The cell (answer `repeat` of the question) answered by the routed variant (a ModelError
+        propagates: the caller records it, or retries it once the local server was restarted)."""
         variant = pipe.variant
-        cache = self.cache_for(variant, pipe)
+        cache = self.cache_for(variant, pipe, repeat)
         if cache is not None:
             start = time.perf_counter()
             hit = await asyncio.to_thread(cache.get, item.question)  # a semantic lookup embeds: off the loop
@@ -115,7 +119,7 @@ class RoutedCells:
             measured.append(result)
             return result[0], result[1]
 
-        routed = await self.chat_for(variant).answer(item.question, hits, cell.messages, call)
+        routed = await self.chat_for(variant, repeat).answer(item.question, hits, cell.messages, call)
         # the served answer's provenance: a fresh call of this sweep if there was one, else the cached one's
         fresh = [m for _, cached, m in measured if not cached]
         provenance = (fresh or [m for _, _, m in measured])[-1]

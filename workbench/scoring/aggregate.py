@@ -13,7 +13,7 @@ from workbench.scoring import catalogue, variance
 from workbench.scoring.catalogue import quality_metrics
 from workbench.scoring.cell import MEASURES, THIS_SWEEP, latency_source, measure_stem
 from workbench.scoring.metrics import percentile, summarize
-from workbench.scoring.routing_metrics import direction as routing_direction, routing_aggregates
+from workbench.scoring.routing_metrics import routing_aggregates
 
 _SUFFIXES = ("_ci_low", "_ci_high")
 
@@ -88,12 +88,11 @@ def _with_repeats(ok: Sequence[dict[str, Any]], name: str) -> dict[str, float]:
 
 
 def direction(column: str) -> Literal["max", "min"]:
-    """Which way is better for a column of `results.to_frame()` or `results.questions()`: a metric's
-    declared direction (also for its CI bounds); "min" for latency, tokens, cost and failure counts."""
+    """Which way is better for a column of `results.to_frame()` or `results.questions()`: a metric's or
+    aggregate's declared direction in the catalogue (also for its CI bounds); "min" for latency, tokens,
+    cost and failure counts."""
     stem = next((column.removesuffix(s) for s in _SUFFIXES if column.endswith(s)), column)
-    if routing_direction(column) is not None:
-        return routing_direction(column)
-    if catalogue.is_metric(stem):
+    if catalogue.is_metric(stem) or catalogue.is_aggregate(stem):  # routing and cache aggregates too
         return catalogue.direction(stem)
     if any(column.endswith(f"_{c}") and catalogue.is_metric(column.removesuffix(f"_{c}")) for c in variance.COMPONENTS):
         return "min"  # a variance component is noise

@@ -11,12 +11,20 @@ the judge's metrics and the check of a spec's `judge.metrics`, and the direction
 Adding a metric is one declaration: a `Metric(...)` in `BUILTIN` below, or `register(Metric(...))`
 from a notebook or plugin. `registered(metric)` adds one for a `with` block only (tests).
 
+Numbers a variant reports that no per-cell function scores (a router's `routed_share.<model>`, a
+cascade's `escalation_rate`, a response cache's `cache_hit_rate`, `cost_usd_per_1k`, …) are declared
+here too, as `Aggregate`s: their direction, fixed range and readable label, which `direction`, `bounds`
+and `label` give for a metric or an aggregate alike (and the plots, MLflow's chart order, `best()` and
+`pareto()` read). They are never scored per cell nor counted as quality metrics (`is_metric` is False).
+
 >>> get("f1").better, sorted(get("f1").needs)
 ('higher', ['reference_answers'])
 >>> get("ndcg_at_10").name      # a retrieval metric at an extra cut-off (`retrieval_cutoffs`)
 'ndcg_at_10'
 >>> names("judged")[:2]
 ['faithfulness', 'answer_relevancy']
+>>> direction("escalation_rate"), direction("cache_hit_rate"), label("routed_share.large")
+('min', 'max', 'share answered by large')
 """
 
 from __future__ import annotations
@@ -174,6 +182,52 @@ BUILTIN: tuple[Metric, ...] = tuple(replace(m, bounds=UNIT) for m in _DECLARED) 
 _registry: dict[str, Metric] = {m.name: m for m in BUILTIN}
 
 
+@dataclass(frozen=True)
+class Aggregate:
+    """A number `aggregate()` (or a cell, `per="question"`) reports that no per-cell metric function scores:
+    declared for its direction, fixed range and readable label. `name` ending in "." declares a family
+    (`routed_share.` covers `routed_share.<model>`; its label gets the suffix)."""
+
+    name: str
+    label: str
+    description: str
+    better: Literal["higher", "lower"] | None  # None: neither way is better (which model answered)
+    bounds: tuple[float, float] | None = None
+    per: Literal["variant", "question"] = "variant"  # question: a 0/1 or amount per cell, compared per question
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*\.?", self.name or ""):
+            raise ValueError(f"aggregate {self.name!r}: the name must be lower_snake_case (a family ends in '.')")
+
+
+# A router's, cascade's and response cache's aggregates (scoring/routing_metrics.py computes them) and the
+# projected cost; the per-question columns they come from.
+AGGREGATES: tuple[Aggregate, ...] = (
+    Aggregate("cost_usd_per_1k", "cost per 1,000 questions (USD)",
+              "1,000 x the mean cost per question (a cascade pays for both calls); CI over questions", "lower"),
+    Aggregate("routed_share.", "share answered by", "share of the answered questions the named model answered "
+              "(`cache`: served from the response cache)", None, UNIT),
+    Aggregate("escalation_rate", "escalation rate", "share of a cascade's questions escalated to its second model",
+              "lower", UNIT),
+    Aggregate("cache_hit_rate", "cache hit rate", "share of the query stream served from the response cache",
+              "higher", UNIT),
+    Aggregate("cache_wrong_hit_rate", "cache wrong-hit rate", "wrong hits / hits: a cached answer served for a "
+              "question whose references differ", "lower", UNIT),
+    Aggregate("cache_saved_usd_per_1k", "cost saved by the cache per 1,000 questions (USD)",
+              "what the hits did not spend, per 1,000 questions of the stream", "higher"),
+    Aggregate("cache_saved_s_mean", "generation time saved by the cache per question (s)",
+              "the generation latency the hits did not spend, per question of the stream", "higher"),
+    Aggregate("escalated", "escalated", "1 when the cascade escalated this question", "lower", UNIT, "question"),
+    Aggregate("cache_wrong_hit", "wrong cache hit", "1 when a cached answer for a question with other references "
+              "was served", "lower", UNIT, "question"),
+    Aggregate("cache_saved_usd", "cost saved by the cache (USD)", "what the cached answer cost when it was made",
+              "higher", None, "question"),
+    Aggregate("cache_saved_s", "generation time saved by the cache (s)", "the cached answer's generation latency",
+              "higher", None, "question"),
+)
+_aggregates: dict[str, Aggregate] = {a.name: a for a in AGGREGATES}
+
+
 # ---------------------------------------------------------------- lookups
 
 
@@ -210,9 +264,36 @@ def is_metric(name: str) -> bool:
     return name in _registry or _family_match(name) is not None
 
 
+def aggregate_of(name: str) -> Aggregate | None:
+    """The declared aggregate a column is (`routed_share.large`: its family), or None."""
+    if name in _aggregates:
+        return _aggregates[name]
+    head, dot, tail = name.partition(".")
+    return _aggregates.get(head + dot) if dot and tail else None
+
+
+def is_aggregate(name: str) -> bool:
+    return aggregate_of(name) is not None
+
+
 def bounds(name: str) -> tuple[float, float] | None:
-    """The fixed (low, high) range of a metric's score, or None when it has none (or is not a metric)."""
-    return get(name).bounds if is_metric(name) else None
+    """The fixed (low, high) range of a metric's or aggregate's value, or None when it has none (or is
+    neither)."""
+    if is_metric(name):
+        return get(name).bounds
+    agg = aggregate_of(name)
+    return agg.bounds if agg is not None else None
+
+
+def label(name: str) -> str | None:
+    """The readable label of a declared aggregate (`escalation_rate` -> "escalation rate"; a family's
+    member gets its suffix), a metric's own name, or None when the catalogue does not know `name`."""
+    if is_metric(name):
+        return name
+    agg = aggregate_of(name)
+    if agg is None:
+        return None
+    return f"{agg.label} {name[len(agg.name):]}" if agg.name.endswith(".") else agg.label
 
 
 def error_of(name: str) -> str:
@@ -221,8 +302,11 @@ def error_of(name: str) -> str:
 
 
 def direction(name: str) -> Literal["max", "min"]:
-    """"max" when a higher value of the metric `name` is better, else "min"."""
-    return "max" if get(name).better == "higher" else "min"
+    """"max" when a higher value of the metric or aggregate `name` is better, else "min" (an aggregate no
+    way is better for, e.g. `routed_share.<model>`, sorts highest first: "max")."""
+    agg = None if is_metric(name) else aggregate_of(name)
+    better = agg.better if agg is not None else get(name).better
+    return "min" if better == "lower" else "max"
 
 
 def quality_metrics(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -245,7 +329,7 @@ def register(metric: Metric) -> Metric:
 
     if not isinstance(metric, Metric):
         raise TypeError(f"register() takes a Metric, got {type(metric).__name__}")
-    if is_metric(metric.name):
+    if is_metric(metric.name) or is_aggregate(metric.name):
         raise ValueError(f"metric {metric.name!r} is already in the catalogue")
     if metric.name in Cell.field_names() or metric.name.endswith("_error"):
         raise ValueError(f"metric {metric.name!r} would shadow a cell field; choose another name")
@@ -293,6 +377,6 @@ def check_judge_metrics(requested: Sequence[str]) -> None:
         raise ConfigError(f"judge.metrics: unknown LLM-judged metric {shown}; known: {', '.join(known)}")
 
 
-__all__ = ["INPUTS", "JUDGE_INPUTS", "BUILTIN", "UNIT", "JudgeBinding", "Metric", "all_metrics", "bounds", "check_judge",
-           "check_judge_metrics", "direction", "error_of", "get", "is_metric", "names", "quality_metrics",
-           "register", "registered", "unregister"]
+__all__ = ["AGGREGATES", "INPUTS", "JUDGE_INPUTS", "BUILTIN", "UNIT", "Aggregate", "JudgeBinding", "Metric",
+           "aggregate_of", "all_metrics", "bounds", "check_judge", "check_judge_metrics", "direction", "error_of", "get",
+           "is_aggregate", "is_metric", "label", "names", "quality_metrics", "register", "registered", "unregister"]

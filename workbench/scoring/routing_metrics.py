@@ -8,26 +8,16 @@
   question with other references), `cache_saved_usd_per_1k` and `cache_saved_s_mean` (cost and generation
   latency the hits did not spend, per 1,000 questions and per question).
 
-Plain variants get only the cost CI. `DIRECTIONS` tells `aggregate.direction` which way is better.
+Plain variants get only the cost CI. Their directions, ranges and labels are declared in the metric
+catalogue (`catalogue.AGGREGATES`), which every consumer reads.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 from workbench.scoring.metrics import summarize
-
-DIRECTIONS: dict[str, Literal["max", "min"]] = {
-    "escalation_rate": "min", "escalated": "min", "cache_hit_rate": "max", "cache_wrong_hit_rate": "min",
-    "cache_wrong_hit": "min", "cache_saved_usd_per_1k": "max", "cache_saved_s_mean": "max",
-    "cache_saved_usd": "max", "cache_saved_s": "max",
-}
-
-
-def direction(column: str) -> Literal["max", "min"] | None:
-    stem = column.removesuffix("_ci_low").removesuffix("_ci_high")
-    return DIRECTIONS.get(stem)
 
 
 def _with_ci(out: dict[str, float], name: str, values: Sequence[float | None], scale: float = 1.0) -> None:
@@ -65,4 +55,4 @@ def routing_aggregates(ok: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-__all__ = ["DIRECTIONS", "direction", "routing_aggregates"]
+__all__ = ["routing_aggregates"]

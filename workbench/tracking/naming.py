@@ -5,8 +5,9 @@ MLflow's chart view makes a section of each prefix before `/`, sorted by name, a
 metrics ("Model metrics") after all of them. So each quality metric gets its own section the way
 `mlflow.genai.evaluate` names its scorers' (`{scorer}/mean`): `f1/mean` (first in its section), then
 `f1/mean_ci_high`, `f1/mean_ci_low`, `f1/n`; the measurements (`latency_total_p95_s`, `tokens_prompt`,
-`cost_usd`, `questions`, `failed_cells`) stay un-prefixed, in the last section, so an all-zero `cost_usd`
-is never the first chart. Only what is logged is rounded; the analysis reads the per-question table.
+`cost_usd`, `questions`, `failed_cells`) and the catalogue's declared aggregates (`cost_usd_per_1k`,
+`escalation_rate`, `cache_hit_rate`, with their CIs) stay un-prefixed, in the last section, so an all-zero
+`cost_usd_per_1k` is never the first chart. Only what is logged is rounded; the analysis reads the per-question table.
 
 >>> mlflow_metrics({"cost_usd": 0.0, "f1": 0.4666666666666666, "f1_ci_low": 0.3, "f1_n": 20.0})
 {'f1/mean': 0.4667, 'cost_usd': 0.0, 'f1/mean_ci_low': 0.3, 'f1/n': 20.0}
@@ -47,8 +48,8 @@ def metric_name(flat: str, means: frozenset[str] | set[str] = frozenset()) -> st
     of these aggregates (see `mlflow_metrics`); catalogue metrics are known without it."""
     from workbench.scoring import catalogue
 
-    def is_metric(name: str) -> bool:
-        return name in means or catalogue.is_metric(name)
+    def is_metric(name: str) -> bool:  # a declared aggregate (cost per 1k, escalation rate) has a CI, not a section
+        return catalogue.is_metric(name) or (name in means and not catalogue.is_aggregate(name))
 
     if is_metric(flat):
         return f"{flat}/mean"
@@ -66,9 +67,11 @@ def mlflow_metrics(metrics: dict[str, float]) -> dict[str, float]:
     # A quality metric is what `aggregate()` gave a CI: this also covers metrics registered in the user's
     # process, which the logging process's catalogue does not know.
     means = {k.removesuffix("_ci_low") for k in metrics if k.endswith("_ci_low")}
-    named = {metric_name(k, means): round_sig(float(v)) for k, v in metrics.items()}
-    rank = lambda k: 0 if k.endswith("/mean") else 1 if "/" not in k else 2  # noqa: E731
-    return dict(sorted(named.items(), key=lambda kv: rank(kv[0])))  # stable within each rank
+    spreads = {f"{m}{s}" for m in means for s in ("_ci_low", "_ci_high", "_n")}  # an aggregate's CI is a spread too
+    named = {metric_name(k, means): (round_sig(float(v)), k in spreads) for k, v in metrics.items()}
+    rank = lambda k, spread: 0 if k.endswith("/mean") else 2 if "/" in k or spread else 1  # noqa: E731
+    ordered = sorted(named.items(), key=lambda kv: rank(kv[0], kv[1][1]))  # stable within each rank
+    return {k: v for k, (v, _) in ordered}
 
 
 def mlflow_params(variant: VariantConfig) -> dict[str, Any]:

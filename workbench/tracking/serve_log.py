@@ -48,6 +48,11 @@ class ServedRequest:
     cost_usd: float | None = None
     model: str | None = None
     error: str | None = None
+    # a routed export (router, cascade, response cache): which named model answered, the cascade's decision and
+    # every call it made (model, tokens, cost, latency)
+    answered_by: str | None = None
+    escalated: bool | None = None
+    calls: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +157,8 @@ class ServeLog:
                 "workbench.status": "ERROR" if r.error else "OK", "workbench.latency_ms": f"{r.total_s * 1e3:.3f}",
                 "workbench.generate_ms": f"{r.generate_s * 1e3:.3f}"}
         for key, value in (("tokens_prompt", r.prompt_tokens), ("tokens_completion", r.completion_tokens),
-                           ("cost_usd", r.cost_usd), ("top_score", top)):
+                           ("cost_usd", r.cost_usd), ("top_score", top), ("answered_by", r.answered_by),
+                           ("escalated", r.escalated)):
             if value is not None:
                 tags[TAG + key] = repr(float(value)) if isinstance(value, float) else str(value)
         t0 = r.started_ns
@@ -175,7 +181,9 @@ class ServeLog:
             gen = self._start("generate", SpanType.CHAT_MODEL, parent=root,
                               inputs={"messages": r.messages, "model": r.model},
                               attributes={"usage.prompt_tokens": r.prompt_tokens,
-                                          "usage.completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd},
+                                          "usage.completion_tokens": r.completion_tokens, "cost_usd": r.cost_usd,
+                                          **({"workbench.answered_by": r.answered_by, "workbench.escalated": r.escalated,
+                                              "workbench.calls": r.calls} if r.answered_by is not None else {})},
                               start_time_ns=t_ret)
             gen.end(outputs={"answer": r.answer, "error": r.error}, status=status,
                     end_time_ns=max(t_ret, t0 + int((r.retrieve_s + r.generate_s) * 1e9)))
@@ -320,6 +328,7 @@ def trace_row(trace) -> dict[str, Any]:
                         if a.expectation is not None and a.name == "expected_response"],
         "config_hash": tags.get(TAG + "config_hash"),
         "sweep_id": tags.get(TAG + "sweep_id"),
+        "answered_by": tags.get(TAG + "answered_by"),  # a routed export's named model (None: a plain model)
     }
 
 

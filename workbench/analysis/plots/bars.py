@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.analysis.plots.labels import fmt, full_labels, metric_range, short_labels
+from workbench.analysis.plots.labels import axis_title, fmt, full_labels, metric_range, short_labels
 from workbench.analysis.stats import StatsError
 from workbench.scoring.aggregate import direction
 
@@ -115,7 +115,7 @@ def _make_bar_trace(rows: pd.DataFrame) -> go.Bar:
 def _make_bars_figure(info: MetricBarsInfo) -> go.Figure:
     cols = min(len(info.metrics), PANELS_PER_ROW)
     n_rows = math.ceil(len(info.metrics) / cols)
-    fig = make_subplots(rows=n_rows, cols=cols, shared_yaxes=True, subplot_titles=list(info.metrics),
+    fig = make_subplots(rows=n_rows, cols=cols, shared_yaxes=True, subplot_titles=[axis_title(m) for m in info.metrics],
                         horizontal_spacing=0.03, vertical_spacing=min(0.12, 0.5 / n_rows))
     for i, metric in enumerate(info.metrics):
         row, col = divmod(i, cols)

@@ -23,7 +23,6 @@ _AXIS_TITLES = {
     "latency_total_mean_s": "mean total latency (s)",
     "latency_retrieve_p95_s": "retrieval latency p95 (s)",
     "latency_generate_p95_s": "generation latency p95 (s)",
-    "cost_usd_per_1k": "cost per 1,000 questions (USD)",
     "cost_usd": "cost of the run (USD)",
     "tokens_prompt_mean": "prompt tokens per question",
 }
@@ -31,12 +30,13 @@ GOOD_TO_BAD = "RdYlGn"  # red (bad) to green (good); reversed for lower-is-bette
 
 
 def axis_title(column: str) -> str:
-    """A readable axis title for a frame column.
+    """A readable axis title for a frame column: the catalogue's label of a declared aggregate (routing,
+    caching, cost per 1k), a measurement's title below, else the column itself (a metric's name).
 
-    >>> axis_title("latency_total_p95_s")
-    'total latency p95 (s)'
+    >>> axis_title("latency_total_p95_s"), axis_title("escalation_rate"), axis_title("routed_share.small")
+    ('total latency p95 (s)', 'escalation rate', 'share answered by small')
     """
-    return _AXIS_TITLES.get(column, column)
+    return _AXIS_TITLES.get(column) or catalogue.label(column) or column
 
 
 def fmt(x: Any, digits: int = 3) -> str:

@@ -48,7 +48,7 @@ def _hover(row: pd.Series, quality: str, x: str) -> str:
     lines = [f"<b>{row['label']}</b>", f"variant {row['variant']}"]
     ci = "" if math.isnan(row["ci_low"]) else f" [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
     n = "" if math.isnan(row["n"]) else f" (n={int(row['n'])})"
-    lines.append(f"{quality} {fmt(row['quality'])}{ci}{n}")
+    lines.append(f"{axis_title(quality)} {fmt(row['quality'])}{ci}{n}")
     lines.append(f"{axis_title(x)}: {fmt(row['x'])}")
     if x != "cost_usd_per_1k":
         lines.append(f"cost per 1k questions: ${fmt(row['cost_usd_per_1k'])}")
@@ -57,8 +57,10 @@ def _hover(row: pd.Series, quality: str, x: str) -> str:
     return "<br>".join(lines)
 
 
-def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_total_p95_s", x_goal: str = "min") -> ParetoInfo:
-    """The points and front of a quality-vs-`x` Pareto plot (`x` minimised by default).
+def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_total_p95_s",
+                x_goal: str | None = None) -> ParetoInfo:
+    """The points and front of a quality-vs-`x` Pareto plot (`x` in its declared direction unless `x_goal`
+    says "min" or "max": lower latency and cost, a higher cache hit rate).
 
     The front is `stats.pareto_front(frame, {quality: direction(quality), x: x_goal})`: quality in its
     declared direction (higher f1, lower answer length).
@@ -68,6 +70,7 @@ def pareto_info(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_tota
     >>> info.points.loc[info.points["on_front"], "variant"].tolist(), info.front
     (['a', 'c'], [(0.0, 0.5), (1.0, 0.6)])
     """
+    x_goal = direction(x) if x_goal is None else x_goal
     if x_goal not in ("min", "max"):
         raise StatsError(f"x_goal={x_goal!r}; use 'min' (lower {x} is better) or 'max'")
     check_column(frame, quality, "quality")
@@ -148,12 +151,12 @@ def _make_pareto_figure(info: ParetoInfo) -> go.Figure:
     )
     better = "lower" if info.x_goal == "min" else "higher"
     up = "up" if direction(info.quality) == "max" else "down"
-    title = f"{info.quality} vs {axis_title(info.x)} ({up} and {'left' if info.x_goal == 'min' else 'right'} is better)"
+    title = f"{axis_title(info.quality)} vs {axis_title(info.x)} ({up} and {'left' if info.x_goal == 'min' else 'right'} is better)"
     if (info.points["text"] == "").any():
         title += "<br><sup>labels on the front only; hover any point for its variant</sup>"
     if info.missing:
         title += f"<br><sup>not shown, no value: {', '.join(info.missing)}</sup>"
-    yaxis: dict = {"title": info.quality}
+    yaxis: dict = {"title": axis_title(info.quality)}
     if info.y_range is not None:  # the metric's whole range: the same picture in every notebook
         low, high = info.y_range
         yaxis["range"] = [low - 0.04 * (high - low), high + 0.08 * (high - low)]
@@ -170,7 +173,8 @@ def _make_pareto_figure(info: ParetoInfo) -> go.Figure:
     return fig
 
 
-def plot_pareto(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_total_p95_s", x_goal: str = "min") -> go.Figure:
+def plot_pareto(frame: pd.DataFrame, quality: str = "f1", x: str = "latency_total_p95_s",
+                x_goal: str | None = None) -> go.Figure:
     """Quality vs latency (or cost) per variant with the Pareto front highlighted and stepped.
 
     Three traces: dominated variants, front variants (both labelled with their short label, with CI

@@ -100,6 +100,8 @@ def create_app(service: Service, *, token: str | None = None, limits: Limits = L
                           "text": c.text} for c in result.contexts],
             "usage": _usage(result), "cost_usd": result.cost_usd, "latency": result.latency,
             "config_hash": service.rag.variant.hash,
+            # a routed export: the named model that answered ("cache": a cache hit) and the cascade's decision
+            **({"answered_by": result.answered_by, "routing": result.routing} if result.answered_by is not None else {}),
         }
 
     @app.post("/feedback", status_code=202)

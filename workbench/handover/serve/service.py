@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from workbench.errors import ConfigError, ModelError, WorkbenchError
 from workbench.handover.serve.metrics import ServeMetrics
 from workbench.rag.pipeline import Answer
+from workbench.rag.routed_pipeline import RoutedPipeline
 from workbench.spec import ExecutionConfig
 from workbench.tracking.serve_log import ServedRequest, UserFeedback
 from workbench.tracking.serve_writer import ServeWriter
@@ -94,11 +95,15 @@ class Service:
             else:
                 loop = asyncio.get_running_loop()
                 hits, retrieve_s = await loop.run_in_executor(self._threads, self.rag.retrieve, question)
-                if self.rag.model is None:
-                    raise ConfigError("this export is retrieval only (no model): it cannot answer questions")
-                messages = self.rag.messages(question, hits)
-                gen = await self.executor.generate(self.rag.model, messages)
-                result = self.rag.answer_from_generation(question, hits, retrieve_s, gen)
+                if isinstance(self.rag, RoutedPipeline):  # a router, cascade or cache: every call through the executor
+                    messages = self.rag.messages(question, hits)
+                    result = await self.rag.aanswer_from_hits(question, hits, retrieve_s, self._call)
+                else:
+                    if self.rag.model is None:
+                        raise ConfigError("this export is retrieval only (no model): it cannot answer questions")
+                    messages = self.rag.messages(question, hits)
+                    gen = await self.executor.generate(self.rag.model, messages)
+                    result = self.rag.answer_from_generation(question, hits, retrieve_s, gen)
                 if self._cache_size:
                     self._cache[key] = result
                     while len(self._cache) > self._cache_size:
@@ -126,8 +131,13 @@ class Service:
             retrieve_s=result.latency.get("retrieve_s", 0.0), generate_s=result.latency.get("generate_s", 0.0),
             answer=result.answer, messages=messages, contexts=[_context(c) for c in result.contexts],
             prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            cost_usd=result.cost_usd, model=self.model_name))
+            cost_usd=result.cost_usd, model=self.model_name, answered_by=result.answered_by,
+            escalated=result.routing.get("escalated"), calls=result.routing.get("calls")))
         return answer_id, result
+
+    async def _call(self, chat, messages: list[dict]):
+        """One call of a routed answer, bounded and retried by the executor as the sweep's were."""
+        return await self.executor.generate(chat, messages), False
 
     def _record(self, req: ServedRequest) -> None:
         if self.log is not None:
