@@ -343,3 +343,14 @@ def deployment_tag(tracking_uri: str, deployment: str, key: str) -> Any:
     experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(deployment)
     value = experiment.tags.get(key) if experiment else None
     return json.loads(value) if value else None
+
+
+def list_deployments(tracking_uri: str) -> list[str]:
+    """Names of the store's served deployments (experiments `workbench serve` created), sorted."""
+    import mlflow
+
+    from workbench.tracking.store import require_existing_store
+
+    require_existing_store(tracking_uri)
+    found = mlflow.MlflowClient(tracking_uri).search_experiments(filter_string="tags.`workbench.deployment` != ''")
+    return sorted(e.name for e in found)
