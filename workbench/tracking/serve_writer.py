@@ -20,11 +20,18 @@ from workbench.errors import TrackingError
 from workbench.tracking.serve_log import KNOWN_IDS, ServedRequest, UserFeedback
 
 START_TIMEOUT_S = 120.0
+NICE = 10  # the writer's scheduling priority below the service's
 MAX_BUFFER = 256  # records buffered before a hand-off is forced (a burst between two of the service's hand-offs)
 
 
 def _helper(uri: str, deployment: str, tags: dict, redact: bool, inbox, conn, pending) -> None:
+    import os
+
     from workbench.tracking.serve_log import ServeLog
+
+    # Background work: when the cores are busy, the service answering requests goes first; the queue holds the
+    # records meanwhile (and is drained at stop)
+    os.nice(NICE)
 
     try:
         log = ServeLog(uri, deployment, tags, redact=redact)
