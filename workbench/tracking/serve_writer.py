@@ -97,6 +97,10 @@ class ServeWriter:
                 self._pending.value += len(batch)
             self._inbox.put(("batch", batch))
 
+    def issued(self, answer_id: str) -> bool:
+        """Whether this process gave that answer recently (memory only: no MLflow read)."""
+        return answer_id in self._issued
+
     def knows(self, answer_id: str) -> bool:
         """Whether this deployment gave that answer: in memory, else (an older one) a trace tagged with it."""
         if answer_id in self._issued:

@@ -10,8 +10,7 @@
     wb.status.text          # the one line saying what is shown and whether the widgets' spec matches it
 
 The widgets only build configs (`spec()`) and call the Python API the CLI uses: `run_sweep`,
-`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export`, `workbench.analysis.plots` and
-`workbench.monitor` (the Monitor tab: a served export's traces).
+`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export`, `workbench.analysis.plots`, `monitor`.
 """
 
 from __future__ import annotations
@@ -123,9 +122,8 @@ class Workbench:
         # One status widget atop every tab (one model, several views): what is shown is always in sight.
         tab = W.Tab(
             children=[
-                W.VBox([self._status.widget, t.widget])
-                for t in (self._data_tab, self._variants_tab, self._run_tab, self._results_tab, self._export_tab,
-                          self._monitor_tab)
+                W.VBox([self._status.widget, t.widget]) for t in (self._data_tab, self._variants_tab, self._run_tab,
+                                                                  self._results_tab, self._export_tab, self._monitor_tab)
             ],
             titles=TABS,
         )

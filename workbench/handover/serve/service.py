@@ -158,8 +158,9 @@ class Service:
 
     async def feedback(self, fb: UserFeedback) -> None:
         """Queue feedback on an answer this deployment gave; an unknown answer id is refused."""
-        known = ANSWER_ID.match(fb.answer_id) and self.log is not None and await asyncio.get_running_loop(
-        ).run_in_executor(self._threads, self.log.knows, fb.answer_id)
+        known = ANSWER_ID.match(fb.answer_id) and self.log is not None and (
+            self.log.issued(fb.answer_id)  # the usual case, without a thread hop
+            or await self._loop.run_in_executor(self._threads, self.log.knows, fb.answer_id))
         if not known:
             raise UnknownAnswer(
                 f"answer_id {fb.answer_id!r}: no answer with this id was given by this deployment; send the "
