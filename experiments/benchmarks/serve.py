@@ -19,7 +19,8 @@ saturates. `--latency 0.05` still runs the old setting.
 
 Prints `name: value` lines: serve_p50_overhead_ms, serve_p95_overhead_ms (goal <= 25 with tracing on), serve_rps,
 serve_errors (goal 0), traces_lost (goal 0), feedback_lost (goal 0), fake_model_latency_s, the four CPU lines,
-load_avg_start and load_avg_end (the machine's 1-minute load: other work on the cores shows in the latencies),
+direct_p50_overhead_ms / direct_p95_overhead_ms (the control: `--direct` requests from the same client straight at
+the fake model, after the service has stopped: what the machine and the client add without the service), load_avg_start and load_avg_end (the machine's 1-minute load: other work on the cores shows in the latencies),
 and context lines.
 """
 
@@ -109,6 +110,28 @@ async def load(url: str, qs: list[str], n: int, clients: int, max_s: float) -> d
     return dict(overhead=overhead, errors=errors, answered=answered, feedback=feedback, wall=wall)
 
 
+async def direct(base_url: str, qs: list[str], n: int, clients: int, latency: float) -> list[float]:
+    """The control: the same client straight at the fake model, no service between. Its overhead (seen minus the
+    model's sleep) is what this machine's scheduling and the HTTP client add on their own; the service's overhead
+    is comparable only beside it (on a loaded machine every process waits for a core at each wake-up)."""
+    import httpx
+
+    counter, out = iter(range(n)), []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        async def worker():
+            for i in counter:
+                t0 = time.perf_counter()
+                r = await client.post("/chat/completions", json={
+                    "model": "latency-endpoint", "max_tokens": 32,
+                    "messages": [{"role": "user", "content": qs[i % len(qs)]}]})
+                if r.status_code == 200:
+                    out.append((time.perf_counter() - t0 - latency) * 1e3)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return out
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc): load-independent, unlike latencies."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -143,6 +166,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="the fake model's seconds per answer")
     parser.add_argument("--retrieval", default="bm25", choices=["bm25", "dense", "hybrid"])
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--direct", type=int, default=500, help="requests of the control run (client straight at "
+                        "the fake model); 0: none")
     args = parser.parse_args()
 
     from workbench.testing.fake_endpoint import LatencyEndpoint
@@ -171,6 +196,10 @@ def main() -> None:
             t_stop = time.perf_counter()
             code = svc.stop()
             stop_s = time.perf_counter() - t_stop
+        control = []
+        if args.direct:
+            asyncio.run(direct(ep.base_url, qs, 2 * args.clients, args.clients, args.latency))  # warm-up, as above
+            control = asyncio.run(direct(ep.base_url, qs, args.direct, args.clients, args.latency))
         traced, rated, inside = stored(uri)
         log = svc.log()
     o = result["overhead"]
@@ -187,6 +216,9 @@ def main() -> None:
     print(f"writer_cpu_ms_per_request: {(cpu1[1] - cpu0[1]) * 1e3 / n:.2f}")
     print(f"client_cpu_ms_per_request: {cpu_client * 1e3 / n:.2f}")
     print(f"endpoint_cpu_ms_per_request: {(cpu1[3] - cpu0[3]) * 1e3 / n:.2f}")
+    qd = statistics.quantiles(control, n=100) if len(control) >= 2 else [float("nan")] * 99
+    print(f"direct_p50_overhead_ms: {qd[49]:.2f}")
+    print(f"direct_p95_overhead_ms: {qd[94]:.2f}")
     print(f"load_avg_start: {' '.join(f'{v:.2f}' for v in load1)}")
     print(f"load_avg_end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"# requests {len(result['answered'])} answered of {args.requests} at {args.clients} clients in "
