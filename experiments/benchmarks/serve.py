@@ -132,6 +132,18 @@ async def direct(base_url: str, qs: list[str], n: int, clients: int, latency: fl
     return out
 
 
+def drained(url: str, max_s: float) -> None:
+    """Wait until the service's writer has stored everything it was handed (`/healthz` traces_pending 0)."""
+    import httpx
+
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        r = httpx.get(url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"})
+        if r.status_code == 200 and r.json()["traces_pending"] == 0:
+            return
+        time.sleep(0.2)
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux /proc): load-independent, unlike latencies."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -190,7 +202,7 @@ def main() -> None:
             cpu0 = cpu_s(pid), sum(cpu_s(c) for c in helpers), time.process_time(), cpu_s(ep_pid)
             result = asyncio.run(load(svc.url, qs, args.requests, args.clients, args.max_seconds))
             cpu_client = time.process_time() - cpu0[2]  # this process only sends requests during the load
-            time.sleep(1.0)  # the writer's last batch
+            drained(svc.url, 300)  # the writer (niced) may lag during the load: its CPU counts once it caught up
             cpu1 = cpu_s(pid), sum(cpu_s(c) for c in helpers), 0.0, cpu_s(ep_pid)
         finally:
             t_stop = time.perf_counter()
