@@ -66,7 +66,7 @@ def test_quickstart_round_trips_through_the_widgets():
     spec = wb.spec()
     assert spec == load_spec(QUICKSTART)
     assert [v.hash for v in spec.variants()] == [v.hash for v in load_spec(QUICKSTART).variants()]
-    assert [t for t in wb.widget.titles] == ["Data", "Variants", "Run", "Results", "Export"]
+    assert [t for t in wb.widget.titles] == ["Data", "Variants", "Run", "Results", "Export", "Monitor"]
     assert "application/vnd.jupyter.widget-view+json" in wb._repr_mimebundle_()
     assert text(wb.variants_tab.count).startswith("4 variants × 20 questions = 80 model calls")
     assert not wb.run_tab.run_button.disabled

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+import httpx
 import openai
 
 from workbench.spec import Endpoint, ModelConfig
@@ -211,10 +212,13 @@ class ChatModel:
         start = time.perf_counter()
         try:
             with span("generate", model=self.cfg.model):
-                raw = await self.async_client.chat.completions.with_raw_response.create(**params)
+                # the client's own request path (auth, retries, status errors) without `create`'s walk of the
+                # params against its TypedDicts, ~1 ms of CPU a call (a service's per-request cost); we read
+                # the raw bytes ourselves anyway (`_generation`)
+                raw = await self.async_client.post("/chat/completions", body=params, cast_to=httpx.Response)
         except openai.APIError as exc:
             raise self._model_error(exc) from None
-        return self._generation(raw.http_response.content, time.perf_counter() - start)
+        return self._generation(raw.content, time.perf_counter() - start)
 
     async def aclose(self) -> None:
         if self._async_client is not None:

@@ -289,7 +289,9 @@ class ChunkIndex:
     def _bm25_tokens(self, texts: Sequence[str]) -> list[list[str]]:
         import bm25s
 
-        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
+        quiet = logging.getLogger("bm25s")  # bm25s sets its own logger to DEBUG
+        if quiet.level != logging.WARNING:  # setLevel clears every logger's cache: ~1 ms a query in a service
+            quiet.setLevel(logging.WARNING)
 
         return bm25s.tokenize(
             list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False

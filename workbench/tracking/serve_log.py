@@ -104,9 +104,10 @@ class ServeLog:
                 "feedback_lost": self.feedback_lost}
 
     def run(self, inbox, done=None) -> None:
-        """Write what arrives in `inbox` (("request" | "feedback", item) or ("stop", None)) until stopped;
-        `done()` is called once per item handled. Traces are stored every BATCH or INTERVAL_S, and before any
-        feedback (which needs its trace stored)."""
+        """Write what arrives in `inbox` until stopped: ("batch", [(kind, item), ...]) as `ServeWriter` sends
+        them, or one ("request" | "feedback", item), or ("stop", None); `done(n)` is called per message with
+        the number of items handled. Traces are stored every BATCH or INTERVAL_S, and before any feedback
+        (which needs its trace stored)."""
         unflushed: list[str] = []
         last = time.monotonic()
         while True:
@@ -114,20 +115,24 @@ class ServeLog:
                 kind, item = inbox.get(timeout=INTERVAL_S)
             except queue.Empty:
                 kind, item = "tick", None
-            if kind == "request":
-                try:
-                    self._trace(item)
-                    unflushed.append(item.answer_id)
-                except Exception as exc:  # one bad trace must not stop the writer
-                    self.lost += 1
-                    _warn(f"trace of {item.answer_id} not written: {type(exc).__name__}: {exc}")
-            if unflushed and (kind != "request" or len(unflushed) >= BATCH or time.monotonic() - last > INTERVAL_S):
-                self._flush(unflushed)
-                unflushed, last = [], time.monotonic()
-            if kind == "feedback":
-                self._feedback(item)
-            if done is not None and kind in ("request", "feedback"):
-                done()
+            items = item if kind == "batch" else [(kind, item)]
+            for kind_i, item_i in items:
+                if kind_i == "request":
+                    try:
+                        self._trace(item_i)
+                        unflushed.append(item_i.answer_id)
+                    except Exception as exc:  # one bad trace must not stop the writer
+                        self.lost += 1
+                        _warn(f"trace of {item_i.answer_id} not written: {type(exc).__name__}: {exc}")
+                if unflushed and (kind_i != "request" or len(unflushed) >= BATCH
+                                  or time.monotonic() - last > INTERVAL_S):
+                    self._flush(unflushed)
+                    unflushed, last = [], time.monotonic()
+                if kind_i == "feedback":
+                    self._feedback(item_i)
+            handled = sum(k in ("request", "feedback") for k, _ in items)
+            if done is not None and handled:
+                done(handled)
             if kind == "stop":
                 return
 
@@ -347,3 +352,14 @@ def deployment_tag(tracking_uri: str, deployment: str, key: str) -> Any:
     experiment = mlflow.MlflowClient(tracking_uri).get_experiment_by_name(deployment)
     value = experiment.tags.get(key) if experiment else None
     return json.loads(value) if value else None
+
+
+def list_deployments(tracking_uri: str) -> list[str]:
+    """Names of the store's served deployments (experiments `workbench serve` created), sorted."""
+    import mlflow
+
+    from workbench.tracking.store import require_existing_store
+
+    require_existing_store(tracking_uri)
+    found = mlflow.MlflowClient(tracking_uri).search_experiments(filter_string="tags.`workbench.deployment` != ''")
+    return sorted(e.name for e in found)

@@ -3,8 +3,11 @@
 Why a process: MLflow builds spans and talks to its store in pure Python; on a thread of the service it would
 take the interpreter lock from the event loop answering requests (the sweep measured the same effect, see
 `process.py`). The service only pickles a small record onto a `multiprocessing` queue (its feeder thread
-writes the pipe). Requests and feedback travel in one queue, so feedback is written after its trace. `close()`
-sends a stop after everything else and waits for the helper: a graceful shutdown loses nothing accepted.
+writes the pipe). Records are buffered and handed over as one list per `hand_off()` (the service calls it every
+few tens of milliseconds): one put, one pickle and one wake-up of the feeder thread per batch, not per request.
+Requests and feedback travel in one queue, in order, so feedback is written after its trace. `close()` hands
+over what is buffered, sends a stop after everything else and waits for the helper: a graceful shutdown loses
+nothing accepted.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ from workbench.errors import TrackingError
 from workbench.tracking.serve_log import KNOWN_IDS, ServedRequest, UserFeedback
 
 START_TIMEOUT_S = 120.0
+NICE = 10  # the writer's scheduling priority below the service's
+MAX_BUFFER = 256  # records buffered before a hand-off is forced (a burst between two of the service's hand-offs)
 
 
 def _helper(uri: str, deployment: str, tags: dict, redact: bool, inbox, conn, pending) -> None:
+    import os
+
     from workbench.tracking.serve_log import ServeLog
+
+    # Background work: when the cores are busy, the service answering requests goes first; the queue holds the
+    # records meanwhile (and is drained at stop)
+    os.nice(NICE)
 
     try:
         log = ServeLog(uri, deployment, tags, redact=redact)
@@ -29,9 +40,9 @@ def _helper(uri: str, deployment: str, tags: dict, redact: bool, inbox, conn, pe
         return
     conn.send(("ready", log.experiment_id))
 
-    def done() -> None:
+    def done(n: int) -> None:
         with pending.get_lock():
-            pending.value -= 1
+            pending.value -= n
 
     log.run(inbox, done)
     conn.send(("counts", log.counts()))
@@ -61,6 +72,7 @@ class ServeWriter:
                                 "--tracking-uri and that the store is writable")
         self.experiment_id = value
         self._issued: OrderedDict[str, None] = OrderedDict()
+        self._buffer: list[tuple[str, ServedRequest | UserFeedback]] = []
         self.counts: dict[str, int] | None = None
 
     def log_request(self, req: ServedRequest) -> None:
@@ -73,9 +85,21 @@ class ServeWriter:
         self._put(("feedback", fb))
 
     def _put(self, message) -> None:
-        with self._pending.get_lock():
-            self._pending.value += 1
-        self._inbox.put(message)
+        self._buffer.append(message)
+        if len(self._buffer) >= MAX_BUFFER:
+            self.hand_off()
+
+    def hand_off(self) -> None:
+        """Send the buffered records to the helper as one message (call it from the thread that logs them)."""
+        batch, self._buffer = self._buffer, []
+        if batch:
+            with self._pending.get_lock():
+                self._pending.value += len(batch)
+            self._inbox.put(("batch", batch))
+
+    def issued(self, answer_id: str) -> bool:
+        """Whether this process gave that answer recently (memory only: no MLflow read)."""
+        return answer_id in self._issued
 
     def knows(self, answer_id: str) -> bool:
         """Whether this deployment gave that answer: in memory, else (an older one) a trace tagged with it."""
@@ -87,12 +111,13 @@ class ServeWriter:
 
     def pending(self) -> int:
         """Traces and feedback accepted but not yet written."""
-        return self._pending.value
+        return self._pending.value + len(self._buffer)
 
     def close(self, timeout: float = 300.0) -> dict[str, int] | None:
         """Write everything queued, stop the helper; its counts (written, lost, feedback_written, feedback_lost)."""
         if self.counts is not None or not self._process.is_alive():
             return self.counts
+        self.hand_off()
         self._inbox.put(("stop", None))
         if self._conn.poll(timeout):
             try:

@@ -42,11 +42,25 @@ def one_transaction(store: Any) -> Iterator[None]:
         def shared(read_only: bool = True) -> Iterator[Any]:
             yield session
 
-        store.ManagedSessionMaker = shared
+        # `start_trace` reads the trace's experiment back for every trace (a third of a batch's CPU); within
+        # one transaction it cannot change, so each experiment is read once
+        experiments: dict[str, Any] = {}
+        read, own_read = store.get_experiment, store.__dict__.get("get_experiment")
+
+        def get_experiment(experiment_id: str) -> Any:
+            if experiment_id not in experiments:
+                experiments[experiment_id] = read(experiment_id)
+            return experiments[experiment_id]
+
+        store.ManagedSessionMaker, store.get_experiment = shared, get_experiment
         try:
             yield
         finally:
             store.ManagedSessionMaker = own
+            if own_read is None:
+                del store.get_experiment  # the class's method again
+            else:
+                store.get_experiment = own_read
 
 
 class _Collect:

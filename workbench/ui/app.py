@@ -3,14 +3,14 @@
 
     from workbench.ui import Workbench
     wb = Workbench("experiments/quickstart.yaml")
-    wb                      # the tabs: Data, Variants, Run, Results, Export
+    wb                      # the tabs: Data, Variants, Run, Results, Export, Monitor
     wb.spec()               # the SweepSpec the widgets describe
     wb.run()                # same as the Run button: run_sweep in a background thread
     wb.results              # SweepResults of the last finished / cancelled / loaded sweep
     wb.status.text          # the one line saying what is shown and whether the widgets' spec matches it
 
 The widgets only build configs (`spec()`) and call the Python API the CLI uses: `run_sweep`,
-`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export` and `workbench.analysis.plots`.
+`load_sweep`, `load_corpus`/`load_eval`, `SweepResults.best`/`export`, `workbench.analysis.plots`, `monitor`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from workbench.ui.common import widget_wording
 from workbench.ui.data_tab import DataTab
 from workbench.ui.estimate_view import EstimateView
 from workbench.ui.export_tab import ExportTab, default_export_path
+from workbench.ui.monitor_tab import MonitorTab
 from workbench.ui.results_tab import ResultsTab
 from workbench.ui.run_tab import RunTab
 from workbench.ui.status import StatusLine, origin
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TABS = ("Data", "Variants", "Run", "Results", "Export")
+TABS = ("Data", "Variants", "Run", "Results", "Export", "Monitor")
 DEFAULT_DATA = "experiments/data/squad-super-bowl-50/dev-v1.1-super-bowl-50.json"
 
 
@@ -114,14 +115,15 @@ class Workbench:
                                tracking_uri=self._tracking_uri or base.tracking.tracking_uri, search=base.search)
         self._results_tab = ResultsTab(on_load=self._on_load_click)
         self._export_tab = ExportTab(default_path=default_export_path(base.name))
+        self._monitor_tab = MonitorTab(self._tracking_uri or base.tracking.tracking_uri)
         self._status = StatusLine()
         self._estimate_view = EstimateView()  # tokens, USD and wall under the Variants tab's count
         self._variants_tab.widget.children += (self._estimate_view.widget,)
         # One status widget atop every tab (one model, several views): what is shown is always in sight.
         tab = W.Tab(
             children=[
-                W.VBox([self._status.widget, t.widget])
-                for t in (self._data_tab, self._variants_tab, self._run_tab, self._results_tab, self._export_tab)
+                W.VBox([self._status.widget, t.widget]) for t in (self._data_tab, self._variants_tab, self._run_tab,
+                                                                  self._results_tab, self._export_tab, self._monitor_tab)
             ],
             titles=TABS,
         )
@@ -163,6 +165,11 @@ class Workbench:
     def export_tab(self) -> ExportTab:
         _ = self.widget
         return self._export_tab
+
+    @property
+    def monitor_tab(self) -> MonitorTab:
+        _ = self.widget
+        return self._monitor_tab
 
     @property
     def status(self) -> StatusLine:

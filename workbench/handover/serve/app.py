@@ -24,6 +24,40 @@ def error(status: int, message: str, kind: str, param: str | None = None, **extr
                         status_code=status)
 
 
+class Guard:
+    """The bearer token and the request counter, as plain ASGI: Starlette's `BaseHTTPMiddleware` (what
+    `@app.middleware` builds) runs every request through a task group and memory streams, milliseconds of CPU
+    a request under load (measured with `experiments/benchmarks/serve.py`)."""
+
+    def __init__(self, app, *, token: str | None, metrics) -> None:
+        self.app, self.metrics = app, metrics
+        self.expected = f"Bearer {token}".encode() if token is not None else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        route = scope["path"]
+        if self.expected is not None:
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                self.metrics.requests.labels(route, "401").inc()
+                reply = error(401, "missing or wrong bearer token: send the header `Authorization: Bearer <token>` "
+                              "with the token the service was started with", "authentication_error")
+                return await reply(scope, receive, send)
+        status = 500  # an exception escaping the app is answered 500 by Starlette's outermost middleware
+
+        async def sent(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            self.metrics.requests.labels(route if route in ROUTES else "other", str(status)).inc()
+
+
 def create_app(service: Service, *, token: str | None = None, limits: Limits = Limits()) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,18 +71,7 @@ def create_app(service: Service, *, token: str | None = None, limits: Limits = L
     app.state.ready = False
     metrics = service.metrics
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        route = request.url.path
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                metrics.requests.labels(route, "401").inc()
-                return error(401, "missing or wrong bearer token: send the header `Authorization: Bearer <token>` "
-                             "with the token the service was started with", "authentication_error")
-        response = await call_next(request)
-        metrics.requests.labels(route if route in ROUTES else "other", str(response.status_code)).inc()
-        return response
+    app.add_middleware(Guard, token=token, metrics=metrics)
 
     async def body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -83,26 +106,26 @@ def create_app(service: Service, *, token: str | None = None, limits: Limits = L
         question = parse_chat(await body(request), limits)
         answer_id, result = await service.answer(question, "chat")
         usage = _usage(result)
-        return {
+        return JSONResponse({
             "id": answer_id, "object": "chat.completion", "created": int(time.time()), "model": service.model_name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                          "finish_reason": "stop", "logprobs": None}],
             "usage": usage,
-        }
+        })
 
     @app.post("/answer")
     async def answer(request: Request):
         question = parse_answer(await body(request), limits)
         answer_id, result = await service.answer(question, "answer")
-        return {
+        return JSONResponse({
             "answer_id": answer_id, "answer": result.answer,
             "contexts": [{"doc_id": c.doc_id, "chunk_id": c.chunk_id, "score": c.score, "rank": c.rank,
                           "text": c.text} for c in result.contexts],
             "usage": _usage(result), "cost_usd": result.cost_usd, "latency": result.latency,
-            "config_hash": service.rag.variant.hash,
+            "config_hash": service.config_hash,
             # a routed export: the named model that answered ("cache": a cache hit) and the cascade's decision
             **({"answered_by": result.answered_by, "routing": result.routing} if result.answered_by is not None else {}),
-        }
+        })
 
     @app.post("/feedback", status_code=202)
     async def feedback(request: Request):
@@ -114,7 +137,7 @@ def create_app(service: Service, *, token: str | None = None, limits: Limits = L
     async def healthz():
         if not app.state.ready:
             return error(503, "starting or stopping", "unavailable")
-        return {"status": "ok", "config_hash": service.rag.variant.hash, "model": service.model_name,
+        return {"status": "ok", "config_hash": service.config_hash, "model": service.model_name,
                 "traces_pending": service.log.pending() if service.log else 0}
 
     @app.get("/metrics")

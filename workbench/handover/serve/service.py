@@ -1,9 +1,12 @@
 """The served pipeline: one question in, a typed answer out, measured, counted and handed to the trace writer.
 
-Retrieval runs in a small thread pool (Chroma, bm25s and the ONNX embedder are synchronous); generation goes
+Dense and hybrid retrieval run in a small thread pool (Chroma and the ONNX embedder are synchronous and release
+the interpreter lock); BM25 alone runs on the event loop (well under a millisecond, and it holds the lock: a
+thread would only add two hand-offs of the lock per request, each waiting for the other threads). Generation goes
 through the sweep's `Executor` (the endpoint's bounded concurrency, rate limits and retries; the local model
 takes one request at a time), so production calls the model exactly as the sweep did. The trace is written
-off the request path, in a helper process (`tracking.serve_writer`).
+off the request path, in a helper process (`tracking.serve_writer`): records are handed over in batches, one
+queue put per `HANDOFF_S` (each put wakes the queue's feeder thread, which then competes for the lock).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from workbench.tracking.serve_log import ServedRequest, UserFeedback
 from workbench.tracking.serve_writer import ServeWriter
 
 ANSWER_ID = re.compile(r"^ans_[0-9a-f]{32}$")
+HANDOFF_S = 0.05  # the longest a finished request's record waits in the service before it goes to the writer
 
 
 class UnknownAnswer(WorkbenchError):
@@ -60,14 +64,22 @@ class Service:
         self._cache: OrderedDict[str, Answer] = OrderedDict()
         self._cache_size = answer_cache
         self.executor = None
+        # computed once: the variant's hash is a pydantic dump and a sha256, milliseconds a request if asked each time
+        self.config_hash = self.rag.variant.hash
+        self._inline_retrieval = not _needs_vectors(self.rag.variant)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handoff = None  # the loop's pending call that hands the buffered records to the writer
 
     def start(self) -> None:
         from workbench.rag.executor import Executor
 
         self.executor = Executor(self.execution)  # its limits bind to the running loop
+        self._loop = asyncio.get_running_loop()
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
+        if self._handoff is not None:
+            self._handoff.cancel()
         if self.log is not None:
             counts = self.log.close()
             if counts:
@@ -93,8 +105,10 @@ class Service:
                 self.metrics.cache_hits.inc()
                 result = cached
             else:
-                loop = asyncio.get_running_loop()
-                hits, retrieve_s = await loop.run_in_executor(self._threads, self.rag.retrieve, question)
+                if self._inline_retrieval:
+                    hits, retrieve_s = self.rag.retrieve(question)
+                else:
+                    hits, retrieve_s = await self._loop.run_in_executor(self._threads, self.rag.retrieve, question)
                 if isinstance(self.rag, RoutedPipeline):  # a router, cascade or cache: every call through the executor
                     messages = self.rag.messages(question, hits)
                     result = await self.rag.aanswer_from_hits(question, hits, retrieve_s, self._call)
@@ -142,12 +156,21 @@ class Service:
     def _record(self, req: ServedRequest) -> None:
         if self.log is not None:
             self.log.log_request(req)
-            self.metrics.traces_pending.set(self.log.pending())
+            self._schedule_handoff()
+
+    def _schedule_handoff(self) -> None:
+        if self._handoff is None:
+            self._handoff = self._loop.call_later(HANDOFF_S, self._hand_off)
+
+    def _hand_off(self) -> None:
+        self._handoff = None
+        self.log.hand_off()
 
     async def feedback(self, fb: UserFeedback) -> None:
         """Queue feedback on an answer this deployment gave; an unknown answer id is refused."""
-        known = ANSWER_ID.match(fb.answer_id) and self.log is not None and await asyncio.get_running_loop(
-        ).run_in_executor(self._threads, self.log.knows, fb.answer_id)
+        known = ANSWER_ID.match(fb.answer_id) and self.log is not None and (
+            self.log.issued(fb.answer_id)  # the usual case, without a thread hop
+            or await self._loop.run_in_executor(self._threads, self.log.knows, fb.answer_id))
         if not known:
             raise UnknownAnswer(
                 f"answer_id {fb.answer_id!r}: no answer with this id was given by this deployment; send the "
@@ -155,6 +178,13 @@ class Service:
         self.metrics.feedback.labels("correction" if fb.correction else "rating" if fb.rating is not None
                                      else "comment").inc()
         self.log.log_feedback(fb)
+        self._schedule_handoff()
+
+
+def _needs_vectors(variant) -> bool:
+    from workbench.rag.retrieval import needs_vectors
+
+    return needs_vectors(variant.retrieval)
 
 
 def _contexts(hits) -> list:
