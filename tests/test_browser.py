@@ -1,4 +1,5 @@
-"""A real browser runs the quickstart notebook in JupyterLab: the plotly figures and the Workbench tabs render,
+"""A real browser runs the quickstart notebook in JupyterLab (its end-to-end test: what it prints and writes is
+checked here): the plotly figures and the Workbench tabs render,
 the Results tab's figures fill a 1,400 px window, clicking a heat-map cell opens that question in the
 drill-down, and the answer grid renders.
 
@@ -139,6 +140,13 @@ PAGE_STATE_JS = """
 """
 
 
+# Runs in the page: every cell's output text. textContent, not innerText: it does not depend on layout
+# (off-screen cells are skipped by content-visibility), and a stream's <pre> keeps its line breaks.
+OUTPUT_TEXT_JS = """
+() => [...document.querySelectorAll('.jp-OutputArea-output')].map(el => el.textContent || '').join('\\n')
+"""
+
+
 # Runs in the page: the Results tab's figures (inside the Workbench's tab panel) and what they draw.
 RESULTS_JS = """
 () => {
@@ -261,6 +269,7 @@ def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
             # the first plotly figure, on its own (it sits above the Workbench in the notebook)
             page.locator(".js-plotly-plot").first.screenshot(path=str(tmp_path / "quickstart_pareto.png"), timeout=30_000)
             final = page.evaluate(PAGE_STATE_JS)
+            text = page.evaluate(OUTPUT_TEXT_JS)
             results = check_results_view(page, tmp_path)
         finally:
             browser.close()
@@ -273,4 +282,26 @@ def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
     assert all(t in final["visibleTabLabels"] for t in TABS), final
     export = jupyter["work"] / "experiments" / "exports" / "quickstart_winner.yaml"
     assert export.is_file(), "Run All did not reach the export cell"
+    check_notebook_outputs(jupyter["work"], text, export)
     keep_screenshots(tmp_path)
+
+
+def check_notebook_outputs(work: Path, text: str, export: Path) -> None:
+    """What the quickstart printed, what it wrote and where (this run is the quickstart notebook's end-to-end
+    test: tests/test_notebooks.py runs the other notebook with nbclient)."""
+    from workbench.handover.export import read_export
+    from workbench.spec import load_spec
+
+    assert "4 variants x 5 questions" in text, text[-2000:]
+    reason = [line for line in text.splitlines() if line.startswith("reason: ")]
+    assert reason and len(reason[0]) > len("reason: ") + 10, "best()'s reason was not printed"
+    winner = next(line for line in text.splitlines() if line.startswith("winner: ")).split()[1]
+    doc = read_export(export)  # parses and verifies its hashes
+    assert doc["variant_hash"].startswith(winner)
+    assert "A: " in text, "load_pipeline did not answer"
+    assert "exported winner: " in text
+    for h in (v.short_hash for v in load_spec(ROOT / "experiments" / "quickstart.yaml").variants()):
+        assert h in text, f"variant {h} missing from the summary table"
+    # MLflow and the workbench home were written in the copy, not in the repo
+    assert (work / "mlruns" / "mlflow.db").is_file()
+    assert (work / ".workbench" / "sweeps").is_dir()

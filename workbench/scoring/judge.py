@@ -306,7 +306,10 @@ class Judge:
         except Exception as exc:  # ragas' own checks and anything unexpected: a reason, never a number
             return self._failed(f"{metric}: ragas failed: {type(exc).__name__}: {shorten(str(exc), 200)}")
         finally:
-            RECORD.reset(token)
+            try:
+                RECORD.reset(token)
+            except ValueError:  # an abandoned coroutine closed by the garbage collector runs in another context
+                pass
         return self._checked(metric, result.value, record)
 
     def _failed(self, reason: str) -> JudgeScore:
