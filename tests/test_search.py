@@ -23,7 +23,7 @@ N = 60
 CLEAR = (1, 0, 1)  # the lifted variant
 CLEAR_MODEL = {"sizes": list(SIZES), "seed": 3, "spread": 0.15, "interactions": 0, "lifted": list(CLEAR), "lift": 2.5}
 EQUAL_MODEL = {"sizes": list(SIZES), "seed": 5, "spread": 0.0, "interactions": 0}
-HALVING = {"strategy": "halving", "min_questions": 10, "first_rung": 0.1}
+HALVING = {"strategy": "halving", "min_questions": 10, "first_rung": 0.1, "eta": 3, "min_survivors": 2}  # 8 variants: cut hard
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +138,22 @@ def test_a_cancelled_halving_resumes_without_asking_again(tmp_path, clear, clear
 
 
 def test_rungs_grow_eta_fold_and_end_on_the_whole_set():
-    cfg = SearchConfig(strategy="halving")
-    assert plan_rungs(300, cfg) == [15, 45, 135, 300]
-    assert plan_rungs(100, cfg) == [15, 45, 100]
+    cfg = SearchConfig(strategy="halving")  # the tuned defaults: eta 2, 3 % or at least 10 questions
+    assert plan_rungs(300, cfg) == [10, 20, 40, 80, 160, 300]
+    assert plan_rungs(100, cfg) == [10, 20, 40, 100]
     assert plan_rungs(10, cfg) == [10]
+    old = SearchConfig(strategy="halving", eta=3, first_rung=0.05, min_questions=15)
+    assert plan_rungs(300, old) == [15, 45, 135, 300]
+
+
+@pytest.mark.parametrize("min_survivors, going_on", [(4, 4), (2, 3)])
+def test_at_least_min_survivors_go_on_when_none_is_significantly_worse(min_survivors, going_on):
+    """6 variants, the top 1/eta = 3; equal scores (no test rejects): max(min_survivors, 3) go on."""
+    cfg = SearchConfig(strategy="halving", eta=2, min_questions=10, min_survivors=min_survivors)
+    h = Halving([f"v{i}" for i in range(6)], [f"q{i}" for i in range(100)], cfg)
+    ask = h.ask()
+    stopped = h.tell({v: {q: float(i % 2) for i, q in enumerate(ask.question_ids)} for v in ask.variants})
+    assert len(h.alive) == going_on and all("outside the top" in why for why in stopped.values())
 
 
 def test_holm_steps_down_and_stays_monotone():

@@ -15,10 +15,10 @@ class BudgetConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
     max_usd: float | None = Field(
-        None, gt=0, description="USD the sweep may spend on model calls, all its runs together (resumes included); "
+        None, gt=0, description="USD the sweep may spend on model and judge calls, all its runs together (resumes included); "
         "a call whose worst case (its prompt tokens + max_tokens at the model's price) would pass it is not started")
     max_calls: int | None = Field(
-        None, ge=1, description="Model calls (attempts that reach an endpoint) the sweep may make, resumes included")
+        None, ge=1, description="Model and judge calls (attempts that reach an endpoint) the sweep may make, resumes included")
     max_wall_s: float | None = Field(
         None, gt=0, description="Seconds this run may take: no call starts once elapsed time plus the mean call "
         "latency so far would pass it")

@@ -9,6 +9,10 @@ N worst cases and the cap is never passed by more than an endpoint's under-repor
 
 max_calls and max_usd count the whole sweep (the cells an earlier, stopped run of it answered included), so
 running it again with a larger budget goes on where it stopped; max_wall_s counts this run's seconds.
+
+The LLM judge's calls count like generation calls: the judge asks its `meter` (`BudgetGuard.meter`) before
+each request, so a cap stops the sweep mid-judging too; what judging a cell cost is kept on its row
+(`judge_calls`, `judge_cost_usd`), so a resumed sweep counts it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Callable, Iterable
 from workbench.errors import ConfigError
 from workbench.rag.chat import Generation, cost_usd
 from workbench.runner.forecast import model_key, price_per_token
-from workbench.spec import ModelConfig, SweepSpec, VariantConfig, parse_model
+from workbench.spec import JudgeConfig, ModelConfig, SweepSpec, VariantConfig, parse_model
 from workbench.spec_budget import BudgetConfig
 
 
@@ -61,7 +65,20 @@ class BudgetGuard:
                     f"{v.model.base_url or 'its default endpoint'}): set price_input_per_mtok and price_output_per_mtok "
                     "in its model config, or drop max_usd")
             prices[model_key(v.model)] = price
+        if spec.judge is not None and spec.budget.max_usd is not None:
+            judge = judge_model(spec.judge)
+            price = price_per_token(judge)
+            if price is None:
+                raise ConfigError(
+                    f"budget.max_usd: no price is known for the judge model {spec.judge.model!r} (genai-prices does not "
+                    f"list it at {spec.judge.base_url or 'its default endpoint'}), so its calls cannot be capped in USD: "
+                    "cap them with max_calls instead, or use a judge model genai-prices lists")
+            prices[model_key(judge)] = price
         return cls(spec.budget, prices, started)
+
+    def meter(self, judge: JudgeConfig) -> JudgeMeter:
+        """What the judge consults before each of its calls: this guard, pricing the judge's model."""
+        return JudgeMeter(self, judge_model(judge))
 
     def resume_from(self, done: Iterable[dict[str, Any]]) -> None:
         """Count what the earlier runs of this sweep spent: its answered cells that were model calls."""
@@ -70,6 +87,9 @@ class BudgetGuard:
                 self.calls += 1
                 cost = row.get("cost_usd")
                 self.usd += float(cost) if isinstance(cost, (int, float)) else 0.0
+            judged, judge_usd = row.get("judge_calls"), row.get("judge_cost_usd")  # scoring.judge.JUDGE_CALLS, JUDGE_USD
+            self.calls += int(judged) if isinstance(judged, (int, float)) else 0
+            self.usd += float(judge_usd) if isinstance(judge_usd, (int, float)) else 0.0
 
     def admit(self, model: ModelConfig, messages: list[dict]) -> Ticket | None:
         """A ticket for one call, or None (and the sweep stopped) when it would pass a cap."""
@@ -90,16 +110,19 @@ class BudgetGuard:
         self.reserved += worst
         return Ticket(model, worst, time.perf_counter())
 
-    def settle(self, ticket: Ticket, gen: Generation | None) -> None:
+    def settle(self, ticket: Ticket, gen: Generation | Any | None) -> float:
         """The call ended: its worst case is replaced by its cost from the endpoint's usage (a failed call costs
-        nothing; usage it did not report costs the worst case)."""
+        nothing; usage it did not report costs the worst case). Returns the USD counted. `gen`: anything with
+        prompt_tokens and completion_tokens (a Generation, the judge's Reply)."""
         self.reserved = max(0.0, self.reserved - ticket.usd)
         if gen is None:
-            return
+            return 0.0
         self.latencies.append(time.perf_counter() - ticket.started)
-        if self.budget.max_usd is not None:
-            cost = cost_usd(ticket.model, gen.prompt_tokens, gen.completion_tokens)
-            self.usd += ticket.usd if cost is None else cost
+        if self.budget.max_usd is None:
+            return 0.0
+        cost = cost_usd(ticket.model, gen.prompt_tokens, gen.completion_tokens)
+        self.usd += ticket.usd if cost is None else cost
+        return ticket.usd if cost is None else cost
 
     def _worst_usd(self, model: ModelConfig, messages: list[dict]) -> float:
         price = self.prices.get(model_key(model))
@@ -117,6 +140,26 @@ class BudgetGuard:
 
     def spent(self) -> dict[str, float]:
         return {"budget.calls": float(self.calls), "budget.usd": self.usd}
+
+
+@dataclass(frozen=True)
+class JudgeMeter:
+    """The guard as the judge sees it (scoring cannot import the runner): admit(messages), settle(ticket, reply)."""
+
+    guard: BudgetGuard
+    model: ModelConfig  # the judge as a model config, for its price and tokenizer
+
+    def admit(self, messages: list[dict]) -> Ticket | None:
+        return self.guard.admit(self.model, messages)
+
+    def settle(self, ticket: Ticket, reply: Any) -> float:
+        return self.guard.settle(ticket, reply)
+
+
+def judge_model(judge: JudgeConfig) -> ModelConfig:
+    """The judge's endpoint and decoding as a ModelConfig: how the guard prices and counts a judge call."""
+    return ModelConfig(provider=judge.provider, model=judge.model, base_url=judge.base_url,
+                       api_key_env=judge.api_key_env, temperature=judge.temperature, max_tokens=judge.max_tokens)
 
 
 def with_budget(spec: SweepSpec, max_usd: float | None = None, max_calls: int | None = None,

@@ -310,29 +310,62 @@ class Execution:
     async def judge_rows(self, rows: list[dict]) -> None:
         """Judge a variant's cells concurrently; each judged row replaces the unjudged one in the record
         (last write wins). With several judge passes (`judge` is a list, spec `repeats.judge`) every pass
-        judges every cell and the row keeps each pass's score in `<metric>_passes`, their mean as `<metric>`."""
-        def judged(i: int, cell: Cell) -> None:
-            rows[i].update(cell.to_row())
-            self.cells.write(json.dumps(rows[i], default=str) + "\n")
+        judges every cell and the row keeps each pass's score in `<metric>_passes`, their mean as `<metric>`.
+        Rows an earlier run (or rung) judged are left as they are: a resumed sweep never judges a cell twice."""
+        from workbench.scoring.judge import is_judged
 
-        if not isinstance(self.judge, list):
-            await self.judge.score_cells([Cell.from_row(r) for r in rows], on_cell=judged, stop=self.hooks.cancelled)
+        judges = self.judge if isinstance(self.judge, list) else [self.judge]
+        todo = [i for i, r in enumerate(rows) if not is_judged(r, judges[0].cfg.metrics)]
+        if not todo:
+            return
+
+        def judged(i: int, cell: Cell) -> None:
+            rows[todo[i]].update(cell.to_row())
+            self.cells.write(json.dumps(rows[todo[i]], default=str) + "\n")
+
+        cells = [Cell.from_row(rows[i]) for i in todo]
+        if len(judges) == 1:
+            await self.judge.score_cells(cells, on_cell=judged, stop=self.hooks.cancelled)
         else:
-            judged_metrics = set(catalogue.names("judged"))
-            cells = [Cell.from_row(r) for r in rows]
-            passes = [await judge.score_cells(cells, stop=self.hooks.cancelled) for judge in self.judge]
-            for i, row in enumerate(rows):
-                if passes[0][i] is cells[i]:
-                    continue  # failed or never judged (cancelled)
-                merged = passes[0][i]
-                for metric in (m for m in merged.scores if m in judged_metrics):  # the rest are not the judge's
-                    values = [p[i].scores.get(metric) for p in passes]
-                    known = [v for v in values if v is not None]
-                    merged = merged.with_scores({metric: sum(known) / len(known) if known else None},
-                                                {metric: None} if known else None)  # one pass judged it: not failed
-                    merged = merged.replace(extra={**merged.extra, metric + PASSES_SUFFIX: values})
-                judged(i, merged)
+            await self.judge_passes(judges, cells, judged)
         self.cells.flush()
+
+    async def judge_passes(self, judges: list, cells: list[Cell], judged) -> None:
+        """Every pass over every cell; a cell is written when every pass judged it (else, when the budget stopped
+        a pass, with only the calls spent on it, so a resumed run counts them and judges it again)."""
+        from workbench.scoring.judge import JUDGE_CALLS, JUDGE_USD, is_judged
+
+        judged_metrics = set(catalogue.names("judged"))
+        metrics = judges[0].cfg.metrics
+        passes = [await judge.score_cells(cells, stop=self.hooks.cancelled) for judge in judges]
+        for i, cell in enumerate(cells):
+            spent = {k: sum(float(p[i].extra.get(k) or 0) - float(cell.extra.get(k) or 0) for p in passes)
+                     for k in (JUDGE_CALLS, JUDGE_USD)}
+            extra = {k: (float(cell.extra.get(k) or 0) + spent[k]) for k in spent} if spent[JUDGE_CALLS] else {}
+            if extra:
+                extra[JUDGE_CALLS] = int(extra[JUDGE_CALLS])
+            if not all(is_judged(p[i].to_row(), metrics) for p in passes):
+                if extra:
+                    judged(i, cell.replace(extra={**cell.extra, **extra}))
+                continue  # failed, never judged (cancelled) or stopped by the budget in some pass
+            merged = passes[0][i].replace(extra={**passes[0][i].extra, **extra})
+            for metric in (m for m in merged.scores if m in judged_metrics):  # the rest are not the judge's
+                values = [p[i].scores.get(metric) for p in passes]
+                known = [v for v in values if v is not None]
+                merged = merged.with_scores({metric: sum(known) / len(known) if known else None},
+                                            {metric: None} if known else None)  # one pass judged it: not failed
+                merged = merged.replace(extra={**merged.extra, metric + PASSES_SUFFIX: values})
+            judged(i, merged)
+
+    def unjudged(self, rows: list[dict]) -> bool:
+        """A judge is on and some answered cell has no judgement (the budget stopped the sweep mid-judging):
+        its run is KILLED, so a resumed sweep judges the rest instead of taking the variant as finished."""
+        if self.judge is None:
+            return False
+        from workbench.scoring.judge import is_judged
+
+        metrics = (self.judge[0] if isinstance(self.judge, list) else self.judge).cfg.metrics
+        return any(not r.get("error") and not is_judged(r, metrics) for r in rows)
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
         """The variant's run is created with its first cell; the first N questions (or every one) get a trace,
@@ -351,7 +384,7 @@ class Execution:
         """Metrics and table from the logging process; `run_ids` is filled in when it is done. `asked`: the
         questions a search asked this variant (default the eval set): fewer rows mean it was cut short."""
         asked = len(items_for(variant, self.inputs.evalset.items)) if asked is None else asked
-        status = "KILLED" if len(rows) < asked * self.spec.repeats.generation else None
+        status = "KILLED" if len(rows) < asked * self.spec.repeats.generation or self.unjudged(rows) else None
         done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id),
                                                               status, **({"tags": tags} if tags else {}))
 

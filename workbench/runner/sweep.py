@@ -102,7 +102,9 @@ def run_sweep(
             from workbench.scoring.judge import Judge
 
             judges = [Judge(spec.judge, base_url=env.base_urls.get(spec.judge.provider), cache_dir=inputs.home / "cache" / "judge",
-                            execution=spec.execution, judge_pass=j) for j in range(spec.repeats.judge)]
+                            execution=spec.execution, judge_pass=j,
+                            meter=guard.meter(spec.judge) if guard is not None else None)  # the judge counts too
+                      for j in range(spec.repeats.judge)]
             for one in judges:
                 stack.callback(one.close)  # its client, event loop and cache
             judge = judges[0] if len(judges) == 1 else judges

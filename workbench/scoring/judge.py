@@ -49,8 +49,11 @@ from workbench.scoring.cell import Cell
 from workbench.scoring.ragas_adapters import (
     RECORD,
     RESPONSE_FORMAT_STYLES,
+    SPEND,
     JudgeEndpointError,
     JudgeParseError,
+    JudgeStopped,
+    Spend,
     make_embedding,
     make_schema_llm,
     response_format,
@@ -68,6 +71,9 @@ _MISSING_REASON = {
 # Floating-point slack for a score at a bound (a cosine of 1.0000001); anything further out is an error.
 _EPS = 1e-6
 CACHE_FORMAT = 1  # bump when the cache key or the stored value changes meaning
+# What judging a cell cost, kept on its row so a resumed sweep's budget counts it (summed over the runs)
+JUDGE_CALLS, JUDGE_USD = "judge_calls", "judge_cost_usd"
+STOPPED = "not judged: the sweep's budget refused the judge's call (a run with a larger budget judges it)"
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,26 @@ class JudgeScore:
 
     value: float | None
     error: str | None = None
+    stopped: bool = False  # the budget refused a call: no judgement (neither a value nor a failure)
 
     @property
     def ok(self) -> bool:
         return self.value is not None
+
+
+def is_judged(row: dict[str, Any], metrics: Sequence[str]) -> bool:
+    """Every metric has a value or a reason it failed (a cell the budget stopped mid-judging has neither)."""
+    return all(row.get(m) is not None or row.get(f"{m}_error") for m in metrics)
+
+
+def with_spend(cell: Cell, spend: Spend) -> Cell:
+    """The cell with this judging's calls and USD added to what earlier runs spent on it."""
+    if not spend.calls:
+        return cell
+    extra = dict(cell.extra)
+    extra[JUDGE_CALLS] = int(extra.get(JUDGE_CALLS) or 0) + spend.calls
+    extra[JUDGE_USD] = float(extra.get(JUDGE_USD) or 0.0) + spend.usd
+    return cell.replace(extra=extra)
 
 
 def requirements(metrics: Sequence[str]) -> dict[str, frozenset[str]]:
@@ -98,10 +120,12 @@ class Judge:
     def __init__(self, cfg: JudgeConfig, base_url: str | None = None, *, cache_dir: str | Path | None = None,
                  execution: ExecutionConfig | None = None, timeout: float | None = None,
                  max_concurrency: int | None = None, max_retries: int | None = None,
-                 few_shot: int | None = None, judge_pass: int = 0) -> None:
+                 few_shot: int | None = None, judge_pass: int = 0, meter: Any = None) -> None:
         catalogue.check_judge_metrics(cfg.metrics)
         self.cfg = cfg
         self.judge_pass = judge_pass  # spec `repeats.judge`: pass j > 0 is asked again, its own cache entry
+        # the sweep's budget (runner.budget.BudgetGuard.meter): admits or refuses each call, settles its cost
+        self.meter = meter
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"judge model {cfg.model!r}", base_url)
         local = cfg.provider == "local"
         self.timeout = timeout or (execution.timeout_s if execution else 120.0)
@@ -159,7 +183,9 @@ class Judge:
         """The cells with every configured metric (`<metric>` and `<metric>_error`), judged concurrently.
 
         A failed cell is returned as it is (never judged). `on_cell(i, cell)` runs in the caller's loop
-        as each cell is judged; once `stop()` is true, cells not yet started are returned unjudged.
+        as each cell is judged; once `stop()` is true, cells not yet started are returned unjudged. A cell
+        whose judging the budget refused keeps no score (`is_judged` is false) but carries the calls it
+        cost (`judge_calls`, `judge_cost_usd`), and `on_cell` gets it too when it cost any.
         """
         out = list(cells)
         slots = asyncio.Semaphore(self.max_concurrency)  # cells in flight; requests are bounded separately
@@ -170,9 +196,16 @@ class Judge:
             async with slots:
                 if stop is not None and stop():
                     return
-                scores = await self.ascore(cell.question, cell.answer or "", cell.contexts or [],
-                                           cell.reference_answers or [])
-            out[i] = cell.with_scores({m: s.value for m, s in scores.items()}, {m: s.error for m, s in scores.items()})
+                spend = Spend()
+                scores = await asyncio.wrap_future(self._submit(lambda: self._score(
+                    cell.question, cell.answer or "", cell.contexts or [], cell.reference_answers or [], spend)))
+            if any(s.stopped for s in scores.values()):
+                if not spend.calls:
+                    return
+                out[i] = with_spend(cell, spend)
+            else:
+                out[i] = with_spend(cell.with_scores({m: s.value for m, s in scores.items()},
+                                                     {m: s.error for m, s in scores.items()}), spend)
             if on_cell is not None:
                 on_cell(i, out[i])
 
@@ -233,13 +266,13 @@ class Judge:
         return asyncio.run_coroutine_threadsafe(make(), loop)
 
     async def _score(self, question: str, answer: str, contexts: Sequence[str],
-                     references: Sequence[str]) -> dict[str, JudgeScore]:
+                     references: Sequence[str], spend: Spend | None = None) -> dict[str, JudgeScore]:
         contexts = [c for c in contexts if c and c.strip()]
         references = [r for r in references if r and r.strip()]
         inputs = {"question": question, "answer": answer, "contexts": contexts, "reference": references}
         present = {"question": bool(question and question.strip()), "answer": bool(answer and answer.strip()),
                    "contexts": bool(contexts), "reference": bool(references)}
-        results = await asyncio.gather(*(self._score_one(metric, inputs, present) for metric in self.cfg.metrics))
+        results = await asyncio.gather(*(self._score_one(metric, inputs, present, spend) for metric in self.cfg.metrics))
         return dict(zip(self.cfg.metrics, results))
 
     def _count_call(self) -> None:
@@ -258,7 +291,7 @@ class Judge:
             llm = make_schema_llm(self._client, self.cfg.model, self.style, temperature=self.cfg.temperature,
                                   max_tokens=self.cfg.max_tokens, where=self.base_url, key=self._key,
                                   api_key_env=self.cfg.api_key_env, limits=self.limits,
-                                  on_call=self._count_call)
+                                  on_call=self._count_call, meter=self.meter)
             for metric in self.cfg.metrics:
                 binding = catalogue.get(metric).judge
                 cls = getattr(collections, binding.ragas)
@@ -274,7 +307,8 @@ class Judge:
                     trim_examples(self._metrics[metric], self.few_shot)
         return self._metrics[name]
 
-    async def _score_one(self, metric: str, inputs: dict[str, Any], present: dict[str, bool]) -> JudgeScore:
+    async def _score_one(self, metric: str, inputs: dict[str, Any], present: dict[str, bool],
+                         spend: Spend | None = None) -> JudgeScore:
         binding = catalogue.get(metric).judge
         missing = [need for need in ("reference", "contexts", "answer", "question")
                    if need in binding.inputs and not present[need]]
@@ -286,19 +320,21 @@ class Judge:
             if cached is not None:
                 self.cache_hits += 1
                 return JudgeScore(float(cached))
-        result = await self._evaluate(metric, inputs)
+        result = await self._evaluate(metric, inputs, spend)
         if result.value is not None and self._cache is not None:
             await asyncio.to_thread(self._cache.set, key, result.value)
         return result
 
-    async def _evaluate(self, metric: str, inputs: dict[str, Any]) -> JudgeScore:
+    async def _evaluate(self, metric: str, inputs: dict[str, Any], spend: Spend | None = None) -> JudgeScore:
         # ragas takes one reference text: the first reference answer (SQuAD lists the canonical one first).
         given = {**inputs, "reference": inputs["reference"][0] if inputs["reference"] else ""}
         kwargs = {arg: given[source] for arg, source in catalogue.get(metric).judge.args}
         record: list = []
-        token = RECORD.set(record)
+        token, spent = RECORD.set(record), SPEND.set(spend)
         try:
             result = await self._ragas_metric(metric).ascore(**kwargs)
+        except JudgeStopped:
+            return JudgeScore(None, STOPPED, stopped=True)
         except JudgeParseError as exc:
             return self._failed(f"{metric}: could not parse the judge's answer: {exc}")
         except ModelError as exc:
@@ -308,6 +344,7 @@ class Judge:
         finally:
             try:
                 RECORD.reset(token)
+                SPEND.reset(spent)
             except ValueError:  # an abandoned coroutine closed by the garbage collector runs in another context
                 pass
         return self._checked(metric, result.value, record)
@@ -339,5 +376,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Judge", "JudgeScore", "JudgeParseError", "JudgeEndpointError", "REQUIREMENTS", "requirements",
+__all__ = ["JUDGE_CALLS", "JUDGE_USD", "Judge", "JudgeScore", "is_judged", "with_spend", "JudgeParseError", "JudgeEndpointError", "REQUIREMENTS", "requirements",
            "response_format", "RESPONSE_FORMAT_STYLES"]

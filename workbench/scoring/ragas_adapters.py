@@ -34,6 +34,7 @@ import copy
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,19 @@ class JudgeParseError(ModelError):
 
 class JudgeEndpointError(ModelError):
     """The judge endpoint could not be reached or refused the request."""
+
+
+class JudgeStopped(Exception):
+    """The sweep's budget refused the judge's next call: the cell is left unjudged (not failed), so a run with a
+    larger budget judges it. Not a ModelError: a refused call is no judgement, not a failed one."""
+
+
+@dataclass
+class Spend:
+    """What judging one cell asked of the judge endpoint: calls sent and their USD (from the usage, when metered)."""
+
+    calls: int = 0
+    usd: float = 0.0
 
 
 # ---------------------------------------------------------------- structured output through a JSON schema
@@ -130,13 +144,16 @@ def shorten(text: str, limit: int = 160) -> str:
 # Per-metric record of what the judge answered (asyncio tasks copy the context, so concurrent
 # metrics keep separate records).
 RECORD: contextvars.ContextVar[list | None] = contextvars.ContextVar("workbench_judge_record", default=None)
+# The Spend of the cell being judged (set per metric task, like RECORD).
+SPEND: contextvars.ContextVar[Spend | None] = contextvars.ContextVar("workbench_judge_spend", default=None)
 
 
 def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, temperature: float, max_tokens: int,
                     where: str, key: str, api_key_env: str | None, limits: EndpointLimits,
-                    on_call: Callable[[], None] | None = None) -> Any:
+                    on_call: Callable[[], None] | None = None, meter: Any = None) -> Any:
     """A `SchemaLLM` (defined on first use: importing ragas takes ~2 s). Every request goes through
-    `client` and is admitted by `limits` (in flight, per minute) like the sweep's own calls."""
+    `client` and is admitted by `limits` (in flight, per minute) like the sweep's own calls, then by `meter`
+    (the sweep's budget: `admit(messages)` -> a ticket or None to refuse, `settle(ticket, reply)` -> its USD)."""
     from ragas.llms.base import InstructorBaseRagasLLM
 
     class SchemaLLM(InstructorBaseRagasLLM):
@@ -160,8 +177,15 @@ def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, tempe
                 "response_format": response_format(response_model, style),
             }
             async with limits.admit(estimate_tokens(params["messages"], max_tokens)):
+                ticket = meter.admit(params["messages"]) if meter is not None else None
+                if meter is not None and ticket is None:
+                    raise JudgeStopped("the sweep's budget refused the judge's next call")
                 if on_call is not None:
                     on_call()
+                spend = SPEND.get()
+                if spend is not None:
+                    spend.calls += 1
+                reply = None
                 try:
                     raw = await client.chat.completions.with_raw_response.create(**params)
                     reply = parse_chat_reply(raw.http_response.content)  # checked: openai's objects are not
@@ -170,6 +194,11 @@ def make_schema_llm(client: openai.AsyncOpenAI, model: str, style: str, *, tempe
                         exc, where=where, what=f"judge model {model!r}", key=key, api_key_env=api_key_env)) from None
                 except MalformedReply as exc:
                     raise JudgeParseError(f"{where} sent a malformed reply: {exc}") from None
+                finally:
+                    if ticket is not None:
+                        usd = meter.settle(ticket, reply)
+                        if spend is not None and usd:
+                            spend.usd += usd
             return _parsed(reply, response_model, where, max_tokens)
 
     return SchemaLLM()
@@ -240,5 +269,5 @@ def trim_examples(metric: Any, keep: int) -> None:
                 prompt.examples = [ex for ex in examples if ex in shortest]
 
 
-__all__ = ["BINARY_FIELDS", "JudgeEndpointError", "JudgeParseError", "RESPONSE_FORMAT_STYLES", "binary_schema",
+__all__ = ["BINARY_FIELDS", "JudgeEndpointError", "JudgeParseError", "JudgeStopped", "SPEND", "Spend", "RESPONSE_FORMAT_STYLES", "binary_schema",
            "make_embedding", "make_schema_llm", "nonempty_lists", "response_format", "trim_examples"]

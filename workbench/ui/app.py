@@ -112,13 +112,15 @@ class Workbench:
         self._data_tab = DataTab(base.data)
         self._variants_tab = VariantsTab(base.space, stage=base.stage, endpoints=self._endpoints, repeats=base.repeats)
         self._run_tab = RunTab(base.name, base.experiment, on_run=self._on_run_click, on_cancel=self.cancel,
-                               tracking_uri=self._tracking_uri or base.tracking.tracking_uri, search=base.search)
+                               tracking_uri=self._tracking_uri or base.tracking.tracking_uri, search=base.search,
+                               budget=base.budget)
         self._results_tab = ResultsTab(on_load=self._on_load_click)
         self._export_tab = ExportTab(default_path=default_export_path(base.name))
         self._monitor_tab = MonitorTab(self._tracking_uri or base.tracking.tracking_uri)
         self._status = StatusLine()
         self._estimate_view = EstimateView()  # tokens, USD and wall under the Variants tab's count
         self._variants_tab.widget.children += (self._estimate_view.widget,)
+        self._estimate_view.listeners.append(self._run_tab.budget.show_estimate)  # shown beside the budget too
         # One status widget atop every tab (one model, several views): what is shown is always in sight.
         tab = W.Tab(
             children=[
@@ -204,6 +206,7 @@ class Workbench:
                 "repeats": self.variants_tab.repeats(),
                 "tracking": tracking,
                 "search": self.run_tab.search.section(),
+                "budget": self.run_tab.budget.section(),  # the same BudgetConfig `workbench run --max-*` sets
             }
         )
 
@@ -225,9 +228,12 @@ class Workbench:
             return
         data = self._questions(spec.data)  # the questions the sweep will use, when its files load
         questions = len(data[1]) if data is not None else self.data_tab.question_count()
-        self.variants_tab.show_count(len(spec.variants()), questions, self.call_count(spec))
+        count = self.call_count(spec)
+        self.variants_tab.show_count(len(spec.variants()), questions, count)
+        self.run_tab.budget.show_calls(count)
         no_cache = {"execution": spec.execution.model_copy(update={"cache": False})} if self.run_tab.no_cache.value else {}
-        self.estimate_view.update(spec.model_copy(update=no_cache))
+        # the estimate does not depend on the caps: a new cap is not a new estimate
+        self.estimate_view.update(spec.model_copy(update={**no_cache, "budget": type(spec.budget)()}))
         self.run_tab.set_problem(None)
         self.status.render(spec)
 
@@ -343,6 +349,7 @@ class Workbench:
             f"{len({r['variant_hash'] for r in results.rows})} of {len(results.variants)} variants"
             + (f" in {results.wall_s:.1f} s" if results.wall_s else ""),
         ]
+        lines += [n for n in results.notes if n.startswith("stopped by budget")]
         how = origin(results, None)
         if how != "run now":
             lines.append(how)

@@ -12,7 +12,7 @@ import html
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as W
 
@@ -38,6 +38,7 @@ class EstimateView:
         self._wanted: Any = None  # the key of the newest spec asked for
         self._memo: dict[Any, Any] = {}  # key -> estimate dict or the error
         self._spec: SweepSpec | None = None
+        self.listeners: list[Callable[[Any], None]] = []  # each shown result (a dict, an error, None), e.g. the budget's
         self.enabled.observe(lambda _: self.update(self._spec), "value")
 
     def update(self, spec: SweepSpec | None) -> Future | None:
@@ -47,6 +48,7 @@ class EstimateView:
         self._spec = spec
         if spec is None or not self.enabled.value or spec.stage != "generate":
             self.line.value = ""
+            self._tell(None)
             return None
         key = (spec.hash, records_signature(Path(spec.home)))
         with self._lock:
@@ -55,6 +57,7 @@ class EstimateView:
                 self._show(self._memo[key])
                 return None
         self.line.value = "<i>estimating tokens, USD and wall time…</i>"
+        self._tell(None)  # the last one is outdated
         return self._pool.submit(self._work, spec, key)
 
     def _work(self, spec: SweepSpec, key: Any) -> None:
@@ -72,7 +75,12 @@ class EstimateView:
             if key == self._wanted:
                 self._show(result)
 
+    def _tell(self, result: Any) -> None:
+        for listener in self.listeners:
+            listener(result)
+
     def _show(self, result: Any) -> None:
+        self._tell(result)
         if isinstance(result, Exception):
             self.line.value = f"<span style='color:#b00'>estimate: {html.escape(str(result))}</span>"
             return

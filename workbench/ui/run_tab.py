@@ -17,7 +17,9 @@ import pandas as pd
 
 from workbench.runner.progress import CallRate
 from workbench.scoring.aggregate import aggregate
+from workbench.spec_budget import BudgetConfig
 from workbench.spec_search import SearchConfig
+from workbench.ui.budget_view import BudgetView
 from workbench.ui.common import message, table_html
 from workbench.ui.search_view import SearchView
 
@@ -51,7 +53,7 @@ class SweepProgress:
 
 class RunTab:
     def __init__(self, name: str, experiment: str | None, on_run: Callable[[], Any], on_cancel: Callable[[], Any],
-                 tracking_uri: str = "", search: SearchConfig | None = None) -> None:
+                 tracking_uri: str = "", search: SearchConfig | None = None, budget: BudgetConfig | None = None) -> None:
         self.name = W.Text(value=name, description="sweep name")
         self.experiment = W.Text(value=experiment or "", description="experiment", placeholder="(default: the sweep name)")
         self.tracking_uri = W.Text(
@@ -80,6 +82,7 @@ class RunTab:
                                        style={"description_width": "initial"}, layout=W.Layout(width="260px"))
         self.options_row = W.HBox([self.resume, self.no_cache, self.retime])
         self.search = SearchView(search)  # strategy control, rung progress and the search's figure
+        self.budget = BudgetView(budget)  # max USD / calls / wall, and the estimate beside them
         self.problem = W.HTML()  # why Run is disabled (the spec does not validate)
         self.status = W.HTML()
         self.progress_output = W.Output()  # holds the current sweep's bar only
@@ -97,6 +100,7 @@ class RunTab:
                 self.tracking_uri,
                 W.HBox([self.run_button, self.cancel_button]),
                 self.options_row,
+                self.budget.widget,
                 self.problem,
                 self.status,
                 self.progress_output,
@@ -109,7 +113,7 @@ class RunTab:
     @property
     def inputs(self) -> list[W.Widget]:
         """The widgets whose value is part of the spec (the app observes them)."""
-        return [self.name, self.experiment, self.tracking_uri, *self.search.inputs]
+        return [self.name, self.experiment, self.tracking_uri, *self.search.inputs, *self.budget.inputs]
 
     @property
     def run_options(self) -> dict[str, Any]:
@@ -119,6 +123,8 @@ class RunTab:
 
     def set_problem(self, error: Exception | None) -> None:
         self.problem.value = message(f"cannot run yet: {error}", "error") if error else ""
+        if error:
+            self.budget.show_calls(None)  # no spec: no calls to show beside the caps
         self.run_button.disabled = error is not None or not self.cancel_button.disabled
 
     # ------------------------------------------------------------ called by Workbench.run

@@ -213,7 +213,7 @@ class Halving:
             if pi < self.cfg.alpha and means[i] < means[lead]:
                 out[alive[i]] = (f"significantly worse than {alive[lead][:12]} on rung {rung}'s {shared} shared questions "
                                  f"(paired t-test, Holm-adjusted p={pi:.2g}, {len(others)} comparisons)")
-        keep = max(2, math.ceil(entered / self.cfg.eta))
+        keep = max(self.cfg.min_survivors, math.ceil(entered / self.cfg.eta))
         ranked = [i for i in np.argsort(-means, kind="stable") if alive[i] not in out]
         for i in ranked[keep:]:
             out[alive[i]] = f"outside the top {keep} of {entered} on rung {rung}'s {shared} shared questions (1/eta)"
