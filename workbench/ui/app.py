@@ -138,45 +138,26 @@ class Workbench:
         return tab
 
     # The tabs (each owns its widgets); asking for one builds the widget.
-    @property
-    def data_tab(self) -> DataTab:
+    def _built(self) -> "Workbench":
         _ = self.widget
-        return self._data_tab
+        return self
 
     @property
-    def variants_tab(self) -> VariantsTab:
-        _ = self.widget
-        return self._variants_tab
-
+    def data_tab(self) -> DataTab: return self._built()._data_tab  # noqa: E704
     @property
-    def estimate_view(self) -> EstimateView:
-        _ = self.widget
-        return self._estimate_view
-
+    def variants_tab(self) -> VariantsTab: return self._built()._variants_tab  # noqa: E704
     @property
-    def run_tab(self) -> RunTab:
-        _ = self.widget
-        return self._run_tab
-
+    def estimate_view(self) -> EstimateView: return self._built()._estimate_view  # noqa: E704
     @property
-    def results_tab(self) -> ResultsTab:
-        _ = self.widget
-        return self._results_tab
-
+    def run_tab(self) -> RunTab: return self._built()._run_tab  # noqa: E704
     @property
-    def export_tab(self) -> ExportTab:
-        _ = self.widget
-        return self._export_tab
-
+    def results_tab(self) -> ResultsTab: return self._built()._results_tab  # noqa: E704
     @property
-    def monitor_tab(self) -> MonitorTab:
-        _ = self.widget
-        return self._monitor_tab
-
+    def export_tab(self) -> ExportTab: return self._built()._export_tab  # noqa: E704
     @property
-    def status(self) -> StatusLine:
-        _ = self.widget
-        return self._status
+    def monitor_tab(self) -> MonitorTab: return self._built()._monitor_tab  # noqa: E704
+    @property
+    def status(self) -> StatusLine: return self._built()._status  # noqa: E704
 
     def select(self, name: str) -> None:
         self.widget.selected_index = TABS.index(name)
