@@ -50,4 +50,4 @@ def test_the_guard_finds_a_planted_path(tmp_path):
     (tmp_path / "experiments" / "data" / "d").mkdir(parents=True)
     (tmp_path / "experiments" / "data" / "d" / "README.md").write_text(f"from {OUTSIDE}\n", encoding="utf-8")
     (tmp_path / "tests" / "t.py").write_text(f"P = '{OUTSIDE}/x'\n", encoding="utf-8")
-    assert offenders(tmp_path) == ["experiments/x.yaml:2", "tests/t.py:1"]
+    assert offenders(tmp_path) == ["tests/t.py:1", "experiments/x.yaml:2"]

@@ -1,7 +1,7 @@
 """Retrieval quality against published numbers: BEIR SciFact (and SQuAD v1.1 dev at scale), through `run_sweep`.
 
     python experiments/benchmarks/beir_scifact.py                          # the shipped reduced SciFact (533 docs)
-    python experiments/benchmarks/beir_scifact.py --docs 0 --limit 100     # CI-sized: judged docs, 100 queries
+    python experiments/benchmarks/beir_scifact.py --docs 20 --limit 30     # CI-sized: 30 queries, their docs + 20
     python experiments/benchmarks/beir_scifact.py --scifact DIR            # full SciFact test split (300 q, 5,183 docs)
     python experiments/benchmarks/beir_scifact.py --squad --squad-dev FILE # SQuAD v1.1 dev: 2 chunkings x BM25/dense
 
@@ -119,9 +119,12 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test",
                 max_queries: int | None = None) -> dict[str, int]:
     """A smaller BEIR folder: every document the split's qrels judge, plus the first `n_others` other
-    documents (file order); the queries whose judged documents are all kept (here: all of the split's),
-    the first `max_queries` of them (qrels order) when given."""
+    documents (file order); the queries whose judged documents are all kept (here: all of the split's).
+    With `max_queries`, only the first N queries (qrels order) and the documents they judge count: the
+    corpus shrinks with them (embedding the corpus is what a small run pays for)."""
     qrels = read_qrels(src / "qrels" / f"{split}.tsv")
+    if max_queries is not None:
+        qrels = dict(list(qrels.items())[:max_queries])
     judged = {d for grades in qrels.values() for d in grades}
     kept_docs: set[str] = set()
     others = 0
@@ -135,8 +138,7 @@ def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test",
                 others += doc_id not in judged
                 kept_docs.add(doc_id)
                 lines.append(line if line.endswith("\n") else line + "\n")
-    keep_q = [q for q, grades in qrels.items() if all(d in kept_docs for d in grades)]
-    keep_q = set(keep_q[:max_queries] if max_queries is not None else keep_q)
+    keep_q = {q for q, grades in qrels.items() if all(d in kept_docs for d in grades)}
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "qrels").mkdir(exist_ok=True)
     (dst / "corpus.jsonl").write_text("".join(lines), encoding="utf-8")
@@ -155,14 +157,15 @@ def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test",
 # ---------------------------------------------------------------- specs
 
 
-def tracking(tmp: Path, uri: str | None) -> dict:
+def tracking(tmp: Path, uri: str | None, max_traces: int | None = None) -> dict:
     return {
         "tracking_uri": uri or f"sqlite:///{tmp}/mlruns/mlflow.db",
         "artifact_location": str(tmp / "mlruns" / "artifacts"),
+        "max_traces_per_variant": max_traces,
     }
 
 
-def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None) -> dict:
+def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None, max_traces: int | None = None) -> dict:
     return {
         "name": "beir-scifact",
         "experiment": "beir-scifact",
@@ -177,7 +180,7 @@ def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None) -> dict:
             "retrieval": list(KINDS.values()),
         },
         "retrieval_cutoffs": CUTOFFS,
-        "tracking": tracking(tmp, uri),
+        "tracking": tracking(tmp, uri, max_traces),
         "home": str(home),
     }
 
@@ -301,7 +304,7 @@ def run_scifact(args, tmp: Path) -> None:
              "not the published numbers")
         data = reduced
     home = Path(args.home) if args.home else tmp / "home"
-    spec = scifact_spec(data, tmp, home, args.tracking_uri)
+    spec = scifact_spec(data, tmp, home, args.tracking_uri, args.max_traces)
     note(machine_note())
     t0 = time.perf_counter()
     results = run_sweep(spec, progress=args.progress)
@@ -378,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scifact", "--data", dest="data", default=str(SCIFACT),
                         help="BEIR SciFact folder (default: the shipped reduced copy; full data: " + SCIFACT_SOURCE + ")")
     parser.add_argument("--docs", type=int, default=None, help="CI size: qrels' docs + the first N others")
-    parser.add_argument("--limit", type=int, default=None, help="CI size: the first N test queries only")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="CI size: the first N test queries only, and only the documents they judge (+ --docs)")
+    parser.add_argument("--max-traces", type=int, default=None,
+                        help="MLflow traces per variant (default: every question; each holds k = 100 abstracts)")
     parser.add_argument("--squad", action="store_true", help="run the SQuAD v1.1 dev retrieval sweep instead")
     parser.add_argument("--squad-dev", "--squad-data", dest="squad_data", default=None,
                         help="SQuAD v1.1 dev-v1.1.json for --squad (" + SQUAD_SOURCE + ")")
