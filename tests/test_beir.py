@@ -262,6 +262,16 @@ def test_reduce_keeps_judged_docs_plus_n_others(tmp_path):
     assert [i.id for i in evalset] == ["q1", "q2", "q3", "q4", "q5"] and info["queries"] == 5
 
 
+def test_full_data_options_fail_with_one_message_naming_option_and_source(tmp_path):
+    bench = _load_bench()
+    with pytest.raises(SystemExit, match=r"--squad needs --squad-dev FILE .*rajpurkar.github.io"):
+        bench.main(["--squad"])
+    with pytest.raises(SystemExit, match=r"--squad-dev FILE .*not found: .*nope.json"):
+        bench.main(["--squad", "--squad-dev", str(tmp_path / "nope.json")])
+    with pytest.raises(SystemExit, match=r"--scifact .*: not a BEIR folder .*scifact.zip"):
+        bench.main(["--scifact", str(tmp_path)])
+
+
 EXPECTED = [
     *(f"scifact_{k}_ndcg10" for k in ("bm25", "dense", "hybrid")),
     *(f"scifact_{k}_recall100" for k in ("bm25", "dense", "hybrid")),

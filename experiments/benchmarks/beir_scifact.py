@@ -290,12 +290,12 @@ def common_checks(results, qrels, cutoffs, uri: str, prefix: str) -> None:
 
 
 def run_scifact(args, tmp: Path) -> None:
-    from workbench.runner.sweep import run_sweep
-
     data = Path(args.data)
     if not all((data / f).is_file() for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")):
         raise SystemExit(f"--scifact {data}: not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv). "
                          f"Get {SCIFACT_SOURCE}, or leave --scifact out for the shipped reduced copy.")
+    from workbench.runner.sweep import run_sweep
+
     if args.docs is not None or args.limit is not None:
         reduced = tmp / "beir-reduced"
         info = reduce_beir(data, reduced, sys.maxsize if args.docs is None else args.docs, max_queries=args.limit)
@@ -343,12 +343,12 @@ def run_scifact(args, tmp: Path) -> None:
 
 
 def run_squad(args, tmp: Path) -> None:
-    from workbench.runner.sweep import run_sweep
-
     if args.squad_data is None or not Path(args.squad_data).is_file():
         raise SystemExit(f"--squad needs --squad-dev FILE (the full SQuAD v1.1 dev set, 10,570 questions; "
                          f"{'not found: ' + args.squad_data if args.squad_data else 'none given'}). "
                          f"Get {SQUAD_SOURCE}.")
+    from workbench.runner.sweep import run_sweep
+
     path = Path(args.squad_data)
     home = Path(args.home) if args.home else tmp / "home"
     spec = squad_spec(path, tmp, home, args.tracking_uri)
