@@ -16,7 +16,7 @@ from workbench.rag.embeddings import LocalMiniLM
 from workbench.errors import DataError
 from workbench.rag.retrieval import ChunkIndex, Hit, chroma_client, index_key, rrf
 
-SQUAD = Path("/work/shared/data/squad-v1.1-super-bowl-50/dev-v1.1-super-bowl-50.json")
+SQUAD = Path(__file__).resolve().parents[1] / "experiments" / "data" / "squad-super-bowl-50" / "dev-v1.1-super-bowl-50.json"
 N_QUESTIONS = 30
 
 

@@ -1,8 +1,12 @@
 """Retrieval quality against published numbers: BEIR SciFact (and SQuAD v1.1 dev at scale), through `run_sweep`.
 
-    python experiments/benchmarks/beir_scifact.py                 # full SciFact test split (300 queries, 5,183 docs)
-    python experiments/benchmarks/beir_scifact.py --docs 300      # CI-sized: qrels' docs + the first 300 others
-    python experiments/benchmarks/beir_scifact.py --squad         # SQuAD v1.1 dev: 2 chunkings x BM25/dense, 10,570 q
+    python experiments/benchmarks/beir_scifact.py                          # the shipped reduced SciFact (533 docs)
+    python experiments/benchmarks/beir_scifact.py --docs 20 --limit 30     # CI-sized: 30 queries, their docs + 20
+    python experiments/benchmarks/beir_scifact.py --scifact DIR            # full SciFact test split (300 q, 5,183 docs)
+    python experiments/benchmarks/beir_scifact.py --squad --squad-dev FILE # SQuAD v1.1 dev: 2 chunkings x BM25/dense
+
+The default data is experiments/data/beir-scifact-reduced (every test-judged abstract + 250 others, see
+its README.md); the published numbers hold for the full corpus only (BEIR's scifact.zip, DIR above).
 
 Everything goes through the workbench's own `run_sweep` with `stage: retrieve` (zero model calls),
 chunking `none` (one chunk per abstract, title + text joined the BEIR way), k = 100 and
@@ -33,10 +37,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCIFACT = Path("/work/shared/data/beir-scifact")
-SQUAD_DEV = Path("/work/shared/data/squad-v1.1-dev/dev-v1.1.json")
+SCIFACT = ROOT / "experiments" / "data" / "beir-scifact-reduced"
+SCIFACT_DOCS = 5183  # the full corpus: only there are the published numbers comparable
+SCIFACT_SOURCE = ("BEIR SciFact: https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip "
+                  "(unzip it: a folder with corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+SQUAD_SOURCE = ("SQuAD v1.1 dev-v1.1.json: https://rajpurkar.github.io/SQuAD-explorer/ "
+                "(https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json)")
 
-# Published nDCG@10 on the SciFact test split (see /work/shared/data/README.md).
+# Published nDCG@10 on the SciFact test split (see experiments/data/beir-scifact-reduced/README.md).
 ANSERINI_BM25 = 0.6789  # Anserini flat BM25 index (castorini/anserini regression docs)
 BEIR_BM25 = 0.665  # BEIR paper, Table 2
 MINILM_PUBLISHED = 0.645  # all-MiniLM-L6-v2, MTEB paper results
@@ -108,10 +116,15 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test") -> dict[str, int]:
+def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test",
+                max_queries: int | None = None) -> dict[str, int]:
     """A smaller BEIR folder: every document the split's qrels judge, plus the first `n_others` other
-    documents (file order); the queries whose judged documents are all kept (here: all of the split's)."""
+    documents (file order); the queries whose judged documents are all kept (here: all of the split's).
+    With `max_queries`, only the first N queries (qrels order) and the documents they judge count: the
+    corpus shrinks with them (embedding the corpus is what a small run pays for)."""
     qrels = read_qrels(src / "qrels" / f"{split}.tsv")
+    if max_queries is not None:
+        qrels = dict(list(qrels.items())[:max_queries])
     judged = {d for grades in qrels.values() for d in grades}
     kept_docs: set[str] = set()
     others = 0
@@ -144,14 +157,15 @@ def reduce_beir(src: Path, dst: Path, n_others: int, split: str = "test") -> dic
 # ---------------------------------------------------------------- specs
 
 
-def tracking(tmp: Path, uri: str | None) -> dict:
+def tracking(tmp: Path, uri: str | None, max_traces: int | None = None) -> dict:
     return {
         "tracking_uri": uri or f"sqlite:///{tmp}/mlruns/mlflow.db",
         "artifact_location": str(tmp / "mlruns" / "artifacts"),
+        "max_traces_per_variant": max_traces,
     }
 
 
-def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None) -> dict:
+def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None, max_traces: int | None = None) -> dict:
     return {
         "name": "beir-scifact",
         "experiment": "beir-scifact",
@@ -166,7 +180,7 @@ def scifact_spec(data: Path, tmp: Path, home: Path, uri: str | None) -> dict:
             "retrieval": list(KINDS.values()),
         },
         "retrieval_cutoffs": CUTOFFS,
-        "tracking": tracking(tmp, uri),
+        "tracking": tracking(tmp, uri, max_traces),
         "home": str(home),
     }
 
@@ -276,18 +290,21 @@ def common_checks(results, qrels, cutoffs, uri: str, prefix: str) -> None:
 
 
 def run_scifact(args, tmp: Path) -> None:
+    data = Path(args.data)
+    if not all((data / f).is_file() for f in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")):
+        raise SystemExit(f"--scifact {data}: not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv). "
+                         f"Get {SCIFACT_SOURCE}, or leave --scifact out for the shipped reduced copy.")
     from workbench.runner.sweep import run_sweep
 
-    data = Path(args.data)
-    if args.docs is not None:
+    if args.docs is not None or args.limit is not None:
         reduced = tmp / "beir-reduced"
-        info = reduce_beir(data, reduced, args.docs)
-        note(f"--docs {args.docs}: reduced corpus {info['docs']} docs ({info['judged_docs']} judged + "
-             f"{args.docs} others), {info['queries']} queries, written to {reduced}; checks the pipeline, "
+        info = reduce_beir(data, reduced, sys.maxsize if args.docs is None else args.docs, max_queries=args.limit)
+        note(f"--docs {args.docs} --limit {args.limit}: reduced corpus {info['docs']} docs ({info['judged_docs']} "
+             f"judged + others), {info['queries']} queries, written to {reduced}; checks the pipeline, "
              "not the published numbers")
         data = reduced
     home = Path(args.home) if args.home else tmp / "home"
-    spec = scifact_spec(data, tmp, home, args.tracking_uri)
+    spec = scifact_spec(data, tmp, home, args.tracking_uri, args.max_traces)
     note(machine_note())
     t0 = time.perf_counter()
     results = run_sweep(spec, progress=args.progress)
@@ -312,7 +329,8 @@ def run_scifact(args, tmp: Path) -> None:
     out("scifact_peak_rss_mb", peak_rss_mb())
     bm25_gap = float(figures["bm25"]["ndcg_at_10"]) - ANSERINI_BM25
     dense_gap = float(figures["dense"]["ndcg_at_10"]) - MINILM_PUBLISHED
-    scope = "reduced corpus: not comparable" if args.docs is not None else "full test split"
+    full = results.data_info["data.corpus.documents"] == SCIFACT_DOCS and args.limit is None
+    scope = "full test split" if full else "reduced corpus: not comparable"
     out("scifact_bm25_gap_vs_anserini", bm25_gap,
         f"ours - {ANSERINI_BM25}; target |gap| <= {BM25_TOLERANCE}: "
         f"{'met' if abs(bm25_gap) <= BM25_TOLERANCE else 'MISSED'}; {scope}")
@@ -325,6 +343,10 @@ def run_scifact(args, tmp: Path) -> None:
 
 
 def run_squad(args, tmp: Path) -> None:
+    if args.squad_data is None or not Path(args.squad_data).is_file():
+        raise SystemExit(f"--squad needs --squad-dev FILE (the full SQuAD v1.1 dev set, 10,570 questions; "
+                         f"{'not found: ' + args.squad_data if args.squad_data else 'none given'}). "
+                         f"Get {SQUAD_SOURCE}.")
     from workbench.runner.sweep import run_sweep
 
     path = Path(args.squad_data)
@@ -356,16 +378,24 @@ def run_squad(args, tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(SCIFACT), help="BEIR SciFact folder")
+    parser.add_argument("--scifact", "--data", dest="data", default=str(SCIFACT),
+                        help="BEIR SciFact folder (default: the shipped reduced copy; full data: " + SCIFACT_SOURCE + ")")
     parser.add_argument("--docs", type=int, default=None, help="CI size: qrels' docs + the first N others")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="CI size: the first N test queries only, and only the documents they judge (+ --docs)")
+    parser.add_argument("--max-traces", type=int, default=None,
+                        help="MLflow traces per variant (default: every question; each holds k = 100 abstracts)")
     parser.add_argument("--squad", action="store_true", help="run the SQuAD v1.1 dev retrieval sweep instead")
-    parser.add_argument("--squad-data", default=str(SQUAD_DEV))
+    parser.add_argument("--squad-dev", "--squad-data", dest="squad_data", default=None,
+                        help="SQuAD v1.1 dev-v1.1.json for --squad (" + SQUAD_SOURCE + ")")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: a temporary sqlite file)")
     parser.add_argument("--home", default=None, help="workbench home (default: a temporary folder, cold caches)")
     parser.add_argument("--progress", action="store_true", help="show the sweep's progress bar")
     args = parser.parse_args(argv)
     if args.docs is not None and args.docs < 0:
         parser.error("--docs must be >= 0")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
     with tempfile.TemporaryDirectory(prefix="wb-beir-") as tmp:
         if args.squad:
             run_squad(args, Path(tmp))

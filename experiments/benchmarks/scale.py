@@ -34,7 +34,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCIFACT = Path("/work/shared/data/beir-scifact")
+# The shipped reduced SciFact (533 abstracts); the full corpus (5,183, BEIR's scifact.zip) via --scifact DIR.
+SCIFACT = ROOT / "experiments" / "data" / "beir-scifact-reduced"
 LATENCY = 0.2
 PER_WORKER = 16
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
@@ -83,14 +84,14 @@ def over_limit(times: list[float], rpm: float) -> float:
     return max(max_in_window(times, w.seconds) / w.limit for w in windows_for(rpm, None))
 
 
-def embed_compare(tmp: Path, docs: int | None) -> tuple[float, float, int]:
+def embed_compare(tmp: Path, docs: int | None, scifact: Path = SCIFACT) -> tuple[float, float, int]:
     from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import embedder_for
     from workbench.rag.chunking import chunk_corpus
     from workbench.runner.ray_index import RayDataEmbedder
     from workbench.spec import ChunkingConfig, CorpusSource, EmbeddingConfig
 
-    corpus = load_corpus(CorpusSource(format="beir", path=str(SCIFACT)))
+    corpus = load_corpus(CorpusSource(format="beir", path=str(scifact)))
     chunks = chunk_corpus(corpus, ChunkingConfig(strategy="recursive", size=500, overlap=50))
     texts = [c.text for c in chunks][:docs] if docs else [c.text for c in chunks]
     cfg = EmbeddingConfig()
@@ -112,7 +113,13 @@ def main() -> None:
                         "and the embedding comparison)")
     parser.add_argument("--embed-chunks", type=int, default=None, help="embed only the first N SciFact chunks")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--scifact", default=str(SCIFACT), help="BEIR SciFact folder embedded by the comparison "
+                        "(default: the shipped reduced copy; the README's figures used the full corpus)")
     args = parser.parse_args()
+    if not (Path(args.scifact) / "corpus.jsonl").is_file():  # before Ray starts: one clear message
+        parser.error(f"--scifact {args.scifact}: no corpus.jsonl there. Get BEIR SciFact from "
+                     "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip "
+                     "(unzip it), or leave --scifact out for the shipped reduced copy.")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")  # slow agent imports on a loaded machine
@@ -157,7 +164,7 @@ def main() -> None:
         rate, n, _ = timed_sweep(sweep_spec(tmp, "limited", corpus, limited_eval, ep.base_url, 4, 3000))
         print(f"rate_limit_max_observed_over_limit: {over_limit(ep.arrivals(), 3000):.3f}  (4 workers, 3,000/min = "
               f"500 per 10 s and 3,000 per 60 s at the endpoint; {rate:.1f} cells/s)")
-        ray_s, local_s, n = embed_compare(tmp, args.embed_chunks) if args.embed_chunks != 0 else (0.0, 1.0, 0)
+        ray_s, local_s, n = embed_compare(tmp, args.embed_chunks, Path(args.scifact)) if args.embed_chunks != 0 else (0.0, 1.0, 0)
         print(f"ray_embed_vs_local: {ray_s / local_s:.2f}  (SciFact, {n} chunks: Ray Data {ray_s:.1f} s, "
               f"local {local_s:.1f} s)")
     print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
