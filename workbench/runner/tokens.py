@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
 import hashlib
@@ -57,6 +58,9 @@ def _local_counter() -> TokenCounter:
     from workbench.rag.local_model import local_model_path
 
     vocab = Llama(str(local_model_path()), vocab_only=True, verbose=False)
+    # freed before interpreter shutdown: Llama.__del__ at shutdown finds llama_cpp's globals gone and prints
+    # an "Exception ignored" traceback at the end of every CLI run and test session
+    atexit.register(vocab.close)
     template = vocab.metadata.get("tokenizer.chat_template")
     eos = vocab._model.token_get_text(vocab.token_eos())
     bos = vocab._model.token_get_text(vocab.token_bos())
