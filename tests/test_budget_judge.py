@@ -40,10 +40,14 @@ def test_judge_calls_count_against_max_calls_and_a_resume_judges_only_the_rest(t
                         tracker=tracker)
     assert resumed.sweep_id == stopped.sweep_id and resumed.status == "FINISHED"
     assert all(judged(r) for r in resumed.rows) and len(resumed.rows) == 2 * N
-    assert endpoint.stats()["chat_calls"] == TOTAL - cap  # no answer and no judged cell asked again
+    # No answer and no judged metric asked again. The one call past half the judging is context_recall's
+    # (then kept) or the first of faithfulness' two requests, whichever metric started first: a metric cut
+    # between its requests is asked again whole (ragas keeps no half-judged state), so 0 or 1 repeated call.
+    repeated = endpoint.stats()["chat_calls"] - (TOTAL - cap)
+    assert repeated in (0, 1)
     # the resumed guard counted what the stopped run spent on answers and on judging
-    assert parent_of(tracker, resumed.sweep_id)["metrics"]["budget.calls"] == TOTAL
-    assert sum(r.get("judge_calls", 0) for r in resumed.rows) == TOTAL - 2 * N
+    assert parent_of(tracker, resumed.sweep_id)["metrics"]["budget.calls"] == TOTAL + repeated
+    assert sum(r.get("judge_calls", 0) for r in resumed.rows) in (TOTAL - 2 * N, TOTAL - 2 * N + repeated)
 
 
 def test_max_usd_needs_a_price_for_the_judge_too(tmp_path):
