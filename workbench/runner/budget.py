@@ -121,8 +121,9 @@ class BudgetGuard:
         if self.budget.max_usd is None:
             return 0.0
         cost = cost_usd(ticket.model, gen.prompt_tokens, gen.completion_tokens)
-        self.usd += ticket.usd if cost is None else cost
-        return ticket.usd if cost is None else cost
+        counted = ticket.usd if cost is None else cost
+        self.usd += counted
+        return counted
 
     def _worst_usd(self, model: ModelConfig, messages: list[dict]) -> float:
         price = self.prices.get(model_key(model))

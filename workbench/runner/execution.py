@@ -314,7 +314,7 @@ class Execution:
         Rows an earlier run (or rung) judged are left as they are: a resumed sweep never judges a cell twice."""
         from workbench.scoring.judge import is_judged
 
-        judges = self.judge if isinstance(self.judge, list) else [self.judge]
+        judges = self.judges()
         todo = [i for i, r in enumerate(rows) if not is_judged(r, judges[0].cfg.metrics)]
         if not todo:
             return
@@ -364,8 +364,12 @@ class Execution:
             return False
         from workbench.scoring.judge import is_judged
 
-        metrics = (self.judge[0] if isinstance(self.judge, list) else self.judge).cfg.metrics
+        metrics = self.judges()[0].cfg.metrics
         return any(not r.get("error") and not is_judged(r, metrics) for r in rows)
+
+    def judges(self) -> list:
+        """The judge's passes (spec `repeats.judge`): one judge, or a list of them with the same metrics."""
+        return self.judge if isinstance(self.judge, list) else [self.judge]
 
     def log_cell(self, variant: VariantConfig, i: int, row: dict[str, Any]) -> None:
         """The variant's run is created with its first cell; the first N questions (or every one) get a trace,

@@ -109,13 +109,13 @@ class Service:
                     hits, retrieve_s = self.rag.retrieve(question)
                 else:
                     hits, retrieve_s = await self._loop.run_in_executor(self._threads, self.rag.retrieve, question)
-                if isinstance(self.rag, RoutedPipeline):  # a router, cascade or cache: every call through the executor
-                    messages = self.rag.messages(question, hits)
+                routed = isinstance(self.rag, RoutedPipeline)  # a router, cascade or cache
+                if not routed and self.rag.model is None:
+                    raise ConfigError("this export is retrieval only (no model): it cannot answer questions")
+                messages = self.rag.messages(question, hits)
+                if routed:  # every call through the executor
                     result = await self.rag.aanswer_from_hits(question, hits, retrieve_s, self._call)
                 else:
-                    if self.rag.model is None:
-                        raise ConfigError("this export is retrieval only (no model): it cannot answer questions")
-                    messages = self.rag.messages(question, hits)
                     gen = await self.executor.generate(self.rag.model, messages)
                     result = self.rag.answer_from_generation(question, hits, retrieve_s, gen)
                 if self._cache_size:
