@@ -20,7 +20,7 @@ from workbench.tracking.naming import metric_name, round_sig
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "tests" / "fixtures" / "beir_mini"
 BENCH = ROOT / "experiments" / "benchmarks" / "beir_scifact.py"
-SCIFACT = ROOT / "experiments" / "data" / "beir-scifact-reduced"  # shipped, see its README.md
+SCIFACT = ROOT / "experiments" / "data" / "beir-scifact-reduced"  # shipped, see its ATTRIBUTION.md
 CUTOFFS = [3, 10]
 QUERIES, OTHERS = 30, 20  # CI-sized benchmark run: the first 30 test claims, their 32 abstracts + 20 others
 K = 10

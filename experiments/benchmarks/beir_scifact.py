@@ -44,7 +44,7 @@ SCIFACT_SOURCE = ("BEIR SciFact: https://public.ukp.informatik.tu-darmstadt.de/t
 SQUAD_SOURCE = ("SQuAD v1.1 dev-v1.1.json: https://rajpurkar.github.io/SQuAD-explorer/ "
                 "(https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v1.1.json)")
 
-# Published nDCG@10 on the SciFact test split (see experiments/data/beir-scifact-reduced/README.md).
+# Published nDCG@10 on the SciFact test split (see experiments/data/beir-scifact-reduced/ATTRIBUTION.md).
 ANSERINI_BM25 = 0.6789  # Anserini flat BM25 index (castorini/anserini regression docs)
 BEIR_BM25 = 0.665  # BEIR paper, Table 2
 MINILM_PUBLISHED = 0.645  # all-MiniLM-L6-v2, MTEB paper results
