@@ -146,6 +146,9 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     guard = accounting.guard if accounting is not None else None
     if guard is not None:
         guard.resume_from(start.done)  # max_calls and max_usd count the whole sweep
+    if accounting is not None:  # each variant's estimate sample rendered when it finishes, never at the exit
+        hooks = _sample_when_finished(hooks, accounting, inputs, ws, start)
+        stack.callback(accounting.close)
     status, ran = "FAILED", False
     run: Execution | None = None
     try:
@@ -194,6 +197,28 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
         results.notes.append(f"re-timed {len(retime)} question(s) per variant past the generation cache "
                              f"(remeasure_latency): latency aggregates use the cells timed in this sweep")
     return results
+
+
+def _sample_when_finished(hooks: Hooks, accounting: Accounting, inputs: SweepInputs, ws: Workspace,
+                          start: Start) -> Hooks:
+    """`hooks` whose on_cell also counts each variant's cells and, at its last, has its estimate sample rendered."""
+    from workbench.runner.routed_cells import items_for
+
+    items, repeats = inputs.evalset.items, inputs.spec.repeats.generation
+    left = {v.hash: len(items_for(v, items)) * repeats for v in inputs.variants}
+    for row in start.done:
+        left[row["variant_hash"]] = left.get(row["variant_hash"], 0) - 1
+    user = hooks.on_cell
+
+    def on_cell(row: dict[str, Any]) -> None:
+        key = row["variant_hash"]
+        left[key] = left.get(key, 0) - 1
+        if left[key] == 0:
+            accounting.sample_finished(inputs, ws, key)
+        if user is not None:
+            user(row)
+
+    return dataclasses.replace(hooks, on_cell=on_cell)
 
 
 def _side_by_side(accounting: Accounting, inputs: SweepInputs, ws: Workspace, results: SweepResults,
