@@ -10,7 +10,20 @@ import typer
 
 BUDGET_EXIT = 3  # `workbench run` stopped by its budget: the answered cells are kept, a larger budget goes on
 
-app = typer.Typer(
+class _Command(typer.Typer):
+    """The `workbench` program: a finished command exits without the interpreter's 1-3 s teardown. Only the
+    program's entry calls this (CliRunner runs the click command directly, so tests keep their process)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as done:
+            from workbench.quick_exit import exit_now
+
+            exit_now(done.code)
+
+
+app = _Command(
     help="RAG experimentation workbench: run sweeps of RAG variants and log them to MLflow.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -75,7 +88,7 @@ def run(
 
     loaded = load_spec(spec)
     if loaded.tracking.enabled:
-        warm_up()  # the MLflow helper starts its imports now, while this process imports the runner
+        warm_up(loaded.tracking)  # the MLflow helper imports and opens a store now, while this process imports the runner
     import pandas as pd
 
     from workbench.runner.budget import with_budget

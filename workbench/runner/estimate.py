@@ -246,10 +246,11 @@ def _observed_latency(inputs: SweepInputs, observed: dict[str, Observed]) -> dic
 
 
 def sample_prompts(inputs: SweepInputs, ws: Workspace, sample: int, seed: int = 0,
-                   built_only: bool = False) -> dict[str, list[list[dict]]]:
+                   built_only: bool = False, only: set[str] | None = None) -> dict[str, list[list[dict]]]:
     """Variant hash -> the rendered messages of a seeded sample of questions (the same questions for every
     variant; each (index, retrieval, prompt) retrieved and rendered once). built_only: skip variants whose
-    index the workspace has not opened (a sweep stopped before them builds nothing for its estimate)."""
+    index the workspace has not opened (a sweep stopped before them builds nothing for its estimate).
+    only: these variant hashes (None: all)."""
     from workbench.rag.assemble import build_pipeline
     from workbench.runner.workspace import needs_dense
 
@@ -257,7 +258,7 @@ def sample_prompts(inputs: SweepInputs, ws: Workspace, sample: int, seed: int = 
     chosen = random.Random(seed).sample(items, min(sample, len(items)))
     out: dict[str, list[list[dict]]] = {}
     for v in inputs.variants:
-        if v.model is None or (built_only and not ws.has_index(v)):
+        if v.model is None or (only is not None and v.hash not in only) or (built_only and not ws.has_index(v)):
             continue
         index = ws.open_dense(v) if needs_dense(v) else ws.index(v)
         pipe = build_pipeline(v, index, None)

@@ -79,7 +79,9 @@ def run_sweep(
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel, on_search=on_search)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
-        warm_up()  # the MLflow process imports its libraries while we load data and check endpoints
+        warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
+    if spec.stage == "generate":
+        _preload_scorers()
     inputs = SweepInputs.load(spec)
     if resume and not no_cache and not remeasure_latency:
         reused = reuse_finished(inputs, hooks, started, tracker)
@@ -144,6 +146,9 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     guard = accounting.guard if accounting is not None else None
     if guard is not None:
         guard.resume_from(start.done)  # max_calls and max_usd count the whole sweep
+    if accounting is not None:  # each variant's estimate sample rendered when it finishes, never at the exit
+        hooks = _sample_when_finished(hooks, accounting, inputs, ws, start)
+        stack.callback(accounting.close)
     status, ran = "FAILED", False
     run: Execution | None = None
     try:
@@ -194,6 +199,28 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
     return results
 
 
+def _sample_when_finished(hooks: Hooks, accounting: Accounting, inputs: SweepInputs, ws: Workspace,
+                          start: Start) -> Hooks:
+    """`hooks` whose on_cell also counts each variant's cells and, at its last, has its estimate sample rendered."""
+    from workbench.runner.routed_cells import items_for
+
+    items, repeats = inputs.evalset.items, inputs.spec.repeats.generation
+    left = {v.hash: len(items_for(v, items)) * repeats for v in inputs.variants}
+    for row in start.done:
+        left[row["variant_hash"]] = left.get(row["variant_hash"], 0) - 1
+    user = hooks.on_cell
+
+    def on_cell(row: dict[str, Any]) -> None:
+        key = row["variant_hash"]
+        left[key] = left.get(key, 0) - 1
+        if left[key] == 0:
+            accounting.sample_finished(inputs, ws, key)
+        if user is not None:
+            user(row)
+
+    return dataclasses.replace(hooks, on_cell=on_cell)
+
+
 def _side_by_side(accounting: Accounting, inputs: SweepInputs, ws: Workspace, results: SweepResults,
                   start: Start) -> dict[str, float]:
     """estimate.* beside actual.* for the parent run; an estimate that cannot be made costs a note, not the sweep."""
@@ -203,6 +230,20 @@ def _side_by_side(accounting: Accounting, inputs: SweepInputs, ws: Workspace, re
     except Exception as exc:  # noqa: BLE001 - the sweep's results matter more than its estimate
         results.notes.append(f"estimate vs actual not logged: {type(exc).__name__}: {exc}")
         return {}
+
+
+def _preload_scorers() -> None:
+    """ragas' ~2-4 s import on a thread from the sweep's very start, overlapping data loading and index builds
+    (the execution waits for it before its first score, off the event loop); its failure is the first score's."""
+    from workbench.scoring.metrics import preload
+
+    def run() -> None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001 - the first score imports it again and says what is wrong
+            pass
+
+    threading.Thread(target=run, name="workbench-preload-scorers", daemon=True).start()
 
 
 def _note_latency(results: SweepResults) -> SweepResults:

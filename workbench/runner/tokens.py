@@ -1,6 +1,6 @@
 """Prompt tokens counted with each model's own tokenizer, offline.
 
-- the local SmolLM2: the GGUF's own vocabulary (`Llama(path, vocab_only=True)`, ~0.6 s once per process)
+- the local SmolLM2: the GGUF's own vocabulary (vocab-only `LlamaModel`, no context, ~0.6 s once per process)
   over the prompt rendered with the GGUF's own chat template, as llama.cpp's server renders it;
 - OpenAI models: tiktoken, with the BPE files the `bpe-openai` package ships written into tiktoken's cache
   (tiktoken itself would download them), plus OpenAI's per-message framing (3 tokens a message, 3 for the
@@ -52,18 +52,24 @@ def counter_for(cfg: ModelConfig) -> TokenCounter:
 
 @functools.lru_cache(maxsize=1)
 def _local_counter() -> TokenCounter:
-    from llama_cpp import Llama
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     from workbench.rag.local_model import local_model_path
 
-    vocab = Llama(str(local_model_path()), vocab_only=True, verbose=False)
-    # freed before interpreter shutdown: Llama.__del__ at shutdown finds llama_cpp's globals gone and prints
+    # The vocabulary alone, no context: `Llama(vocab_only=True)` also builds a llama_context, whose
+    # "n_ctx_seq (512) > n_ctx_train (0)" warning reaches stderr even with verbose=False (llama-cpp-python
+    # 0.3's log callback maps ggml's WARN level to ERROR).
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    vocab = LlamaModel(path_model=str(local_model_path()), params=params, verbose=False)
+    # freed before interpreter shutdown: its __del__ at shutdown finds llama_cpp's globals gone and prints
     # an "Exception ignored" traceback at the end of every CLI run and test session
     atexit.register(vocab.close)
-    template = vocab.metadata.get("tokenizer.chat_template")
-    eos = vocab._model.token_get_text(vocab.token_eos())
-    bos = vocab._model.token_get_text(vocab.token_bos())
+    template = vocab.metadata().get("tokenizer.chat_template")
+    eos = vocab.token_get_text(vocab.token_eos())
+    bos = vocab.token_get_text(vocab.token_bos())
     formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos) if template else None
 
     def count(messages: list[dict]) -> int:

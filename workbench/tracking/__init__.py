@@ -47,8 +47,10 @@ def open_reader(tracking_uri: str) -> Tracker:
     return MlflowTracker(TrackingConfig(tracking_uri=tracking_uri), experiment=None)
 
 
-def warm_up() -> None:
-    """Start the helper process now, so its MLflow imports overlap the caller's own start-up work."""
+def warm_up(cfg=None) -> None:
+    """Start the helper process now, so its MLflow imports (and, for a sqlite store `cfg`, a store's first
+    opening) overlap the caller's own start-up work."""
     from workbench.tracking.process import warm_up as start
 
-    start("mlflow", "workbench.tracking.mlflow_tracker")
+    local = cfg is not None and cfg.tracking_uri.startswith("sqlite:///")
+    start("mlflow", "workbench.tracking.mlflow_tracker", store=local)

@@ -58,6 +58,7 @@ class _Worker:
         # must never block the sweep's event loop, which submits them.
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.dead = False  # set when it exited or retired: the next session starts a new helper
+        self.store_warmed = False
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
         self._reader = threading.Thread(target=self._read, name="workbench-mlflow-reader", daemon=True)
@@ -130,9 +131,14 @@ def _get_worker() -> _Worker:
         return _worker
 
 
-def warm_up(*modules: str) -> None:
-    """Start the helper now and have it import `modules`, overlapping the caller's own start-up work."""
-    _get_worker().call(-1, "__preload__", modules)
+def warm_up(*modules: str, store: bool = False) -> None:
+    """Start the helper now and have it import `modules` (and, with `store`, open a throwaway sqlite store),
+    overlapping the caller's own start-up work; jobs run in order, so a session's first job waits for these."""
+    worker = _get_worker()
+    worker.call(-1, "__preload__", modules)
+    if store and not worker.store_warmed:  # once per helper: every later sweep finds it warm
+        worker.store_warmed = True
+        worker.call(-1, "__warm_store__")
 
 
 F = TypeVar("F", bound=Callable[..., Future])

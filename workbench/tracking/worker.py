@@ -3,7 +3,8 @@
     python -m workbench.tracking.worker READ_FD WRITE_FD     # started by the parent, never by hand
 
 Jobs are (job, session, operation, args, kwargs, called_at: the caller's clock); answers are (job, ok, value or TrackingError). Besides
-the protocol's operations: "__preload__" (import modules ahead of use), "__open__" (build the session's
+the protocol's operations: "__preload__" (import modules ahead of use), "__warm_store__" (open a throwaway
+sqlite store: the first real open then skips MLflow's store imports and set-up), "__open__" (build the session's
 tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
 exits now, "spans": [(operation, start, end)]}, perf_counter times, system-wide on Linux, for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
@@ -55,6 +56,8 @@ def _answer(sessions: dict[int, _Session], sid: int, operation: str, args: tuple
         for module in args:
             importlib.import_module(module)
         return None
+    if operation == "__warm_store__":
+        return _warm_store()
     if operation == "__open__":
         (factory, f_args, f_kwargs), paths = args
         sys.path.extend(p for p in paths if p not in sys.path)
@@ -76,27 +79,72 @@ def _answer(sessions: dict[int, _Session], sid: int, operation: str, args: tuple
     return session.run(operation, args, kwargs)
 
 
+def _warm_store() -> float:
+    """Open (and so create, from the template) a throwaway store, in a temporary folder removed at once.
+
+    Opening a sqlite store the first time in a process costs seconds (SQLAlchemy's dialects, alembic, MLflow's
+    store and tracing set-up); a second one costs ~0.1 s. The sweep's own store may only be created once its
+    checks passed, so this runs at the very start of the command, while the sweep loads data and builds indexes.
+    Best effort: a failure here is the real open's to report. Answers the seconds it took."""
+    import tempfile
+
+    from workbench.spec import TrackingConfig
+    from workbench.tracking.mlflow_tracker import MlflowTracker
+
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="workbench-warm-") as tmp:
+            cfg = TrackingConfig(tracking_uri=f"sqlite:///{tmp}/warm.db", artifact_location=f"{tmp}/artifacts")
+            MlflowTracker(cfg, "workbench-warm-up").open()
+    except Exception:  # noqa: BLE001 - only a head start; the sweep's own open says what is wrong
+        pass
+    return time.perf_counter() - start
+
+
+def _yield_to_the_sweep() -> bool:
+    """Background work, but only mildly: the user waits for it too (a sweep's wall ends when every answer is
+    logged), and at nice 10 a loaded machine starved it into a tail of tens of seconds after the last model
+    call. Nice 3 still yields to the sweep (and a local model) about 2:1. Taken at the first session, not at
+    start: the warm-up (imports, a store's first opening) is on the path to the first logged answer and
+    competes only with the command's own start-up."""
+    try:
+        os.nice(3)
+    except OSError:
+        pass
+    return True
+
+
+def _leave() -> None:
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        try:
+            mlflow.flush_trace_async_logging()  # none are queued (traces are stored in batches), but be sure
+        except Exception:  # noqa: BLE001 - exiting either way
+            pass
+    from workbench.quick_exit import exit_now
+
+    exit_now(0)
+
+
 def serve(read_fd: int, write_fd: int) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # MLflow/pandas deprecation chatter would land in the user's terminal
-    try:
-        # Background work, but only mildly: the user waits for it too (a sweep's wall ends when every answer
-        # is logged), and at nice 10 a loaded machine starved it into a tail of tens of seconds after the
-        # last model call. Nice 3 still yields to the sweep (and a local model) about 2:1.
-        os.nice(3)
-    except OSError:
-        pass
     recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sessions: dict[int, _Session] = {}
+    niced = False
     while True:
         try:
             msg = recv.recv()
         except (EOFError, OSError):
             return  # the parent is gone
         if msg is None:
+            if not sessions:  # every session closed: all is written, skip the ~1 s teardown of MLflow's modules
+                _leave()
             return
         job, sid, operation, args, kwargs, when = msg
+        if operation == "__open__" and not niced:
+            niced = _yield_to_the_sweep()
         _CALLED_AT.set(when)
         try:
             reply = (job, True, _answer(sessions, sid, operation, args, kwargs))
