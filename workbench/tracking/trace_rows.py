@@ -38,7 +38,7 @@ WRITES = {
               "start_time_unix_nano", "end_time_unix_nano", "content", "input_cost", "output_cost",
               "total_cost", "model_name", "model_provider"},
 }
-_checked: dict[int, bool] = {}  # id(store) -> usable
+_checked: dict[tuple, bool] = {}  # (store class, database URI) -> usable
 
 
 def _tables() -> dict[str, Any]:
@@ -77,7 +77,7 @@ def _layout_problem(store: Any) -> str | None:
 
 def usable(store: Any) -> bool:
     """Whether traces can go to `store` as rows (checked once per store; the reason logged when not)."""
-    key = id(store)
+    key = (type(store), getattr(store, "db_uri", None) or id(store))
     if key not in _checked:
         problem = _layout_problem(store)
         if problem:
