@@ -93,8 +93,13 @@ def table_rows(db: Path, tmp: Path) -> dict[str, dict]:
         con.close()
 
 
-@pytest.fixture
-def two_stores(tmp_path: Path, monkeypatch):
+@pytest.fixture(scope="module")
+def two_stores(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _two_stores(tmp_path_factory.mktemp("two"), monkeypatch)
+
+
+def _two_stores(tmp_path: Path, monkeypatch):
     spec = load_spec({"name": "rows", "data": {"corpus": {"format": "jsonl", "path": "c.jsonl"},
                                                "eval": {"format": "jsonl", "path": "e.jsonl"}}})
     variant = spec.variants()[0]
@@ -115,8 +120,8 @@ def two_stores(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(trace_rows, "insert", lambda *args: (inserted.append(len(args[2])), real_insert(*args)))
     store_traces(TracingClient(b.cfg.tracking_uri).store, ours)
     assert inserted == [6]  # the plain ones as rows, the odd one by MLflow's path, in the same transaction
+    b.finish_sweep("FINISHED").result()  # the stores stay readable; no sweep left active for later tests
     yield (a, mlflow_way), (b, as_rows), [t.info.trace_id for t in traces]
-    b.finish_sweep("FINISHED").result()
 
 
 def test_every_row_of_mlflows_trace_tables_is_the_same_both_ways(two_stores):
@@ -177,3 +182,7 @@ def test_a_store_it_was_not_written_for_takes_mlflows_path_and_says_so_once(tmp_
     tracker.finish_sweep("FINISHED").result()
     # a tracking server is no SQL store: never rows
     assert not trace_rows.usable(TracingClient("http://127.0.0.1:9").store)
+    # an MLflow without one of the helpers the rows are computed with (an older or newer one)
+    monkeypatch.setattr(trace_rows, "HELPERS", {**trace_rows.HELPERS, "mlflow.tracing.utils": ("no_such_helper",)})
+    monkeypatch.setattr(trace_rows, "_checked", {})
+    assert "no_such_helper" in trace_rows._layout_problem(store) and not trace_rows.usable(store)

@@ -48,12 +48,37 @@ def _tables() -> dict[str, Any]:
                                 m.SqlAssessments.__table__, m.SqlSpan.__table__)}
 
 
+# MLflow's own helpers the rows are computed with (module -> names); an MLflow without them takes its own path.
+HELPERS = {
+    "mlflow.store.tracking.sqlalchemy_store": (
+        "SqlAlchemyStore", "MSSQL", "TraceJSONEncoder", "bounded_model_dimension", "_try_parse_json_string",
+        "finite_float_or_none", "token_count_or_none", "TOKEN_COLUMN_BY_KEY", "COST_COLUMN_BY_KEY",
+        "aggregate_usage_from_span_nodes", "aggregate_cost_from_span_nodes", "_span_aggregation_node",
+        "validate_trace_name"),
+    "mlflow.store.tracking.dbmodels.models": ("assessment_aggregate", "generate_assessment_id"),
+    "mlflow.store.tracking.utils.trace_analytics": ("PROMOTED_TRACE_METADATA_KEYS", "analytics_columns_from_metadata"),
+    "mlflow.store.tracking.utils.sql_trace_rollups": ("rollups_enabled",),
+    "mlflow.tracing.otel.translation": ("translate_span_when_storing",),
+}
+
+
 def _layout_problem(store: Any) -> str | None:
     """Why the bulk path would not leave what MLflow's path leaves, or None."""
+    import importlib
+
+    for module, names in HELPERS.items():
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError:
+            return f"MLflow has no module {module}"
+        if missing := [n for n in names if not hasattr(loaded, n)]:
+            return f"MLflow's {module} has no {', '.join(missing)}"
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.store.tracking.utils.sql_trace_rollups import rollups_enabled
-    from mlflow.store.tracking.utils.trace_analytics import analytics_columns_from_metadata  # noqa: F401
 
+    if missing := [m for m in ("_get_trace_artifact_location_tag", "_check_experiment_is_active", "get_experiment")
+                   if not hasattr(SqlAlchemyStore, m)]:
+        return f"MLflow's SQL store has no {', '.join(missing)}"
     if not isinstance(store, SqlAlchemyStore) or "ManagedSessionMaker" not in store.__dict__:
         return f"the store is {type(store).__name__}, not MLflow's SQL store"
     if rollups_enabled():
