@@ -4,9 +4,10 @@ MLflow's exporter stores each trace on its own: a `log_spans` transaction per sp
 which finds the trace the spans created and merges into it row by row (~50-80 ms a trace on sqlite).
 Here the spans are made the way `mlflow.start_span_no_context` makes them (MLflow's span processor sets
 the same attributes, metadata, previews, token usage, so the stored trace is the same), but on a tracer
-of our own whose exporter only collects the finished traces; `flush` stores them: one `start_trace` per
-trace (the trace, its tags, metadata and assessments in one insert) and one `log_spans` for the spans of
-the whole batch. The global tracer (the user's own traces) is not touched.
+of our own whose exporter only collects the finished traces; `flush` stores them in one transaction: as
+rows, one insert per MLflow trace table (`trace_rows.py`), or where that does not apply, one `start_trace`
+per trace (the trace, its tags, metadata and assessments) and one `log_spans` for the spans of the whole
+batch. The global tracer (the user's own traces) is not touched.
 """
 
 from __future__ import annotations
