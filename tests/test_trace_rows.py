@@ -168,7 +168,8 @@ def test_a_store_it_was_not_written_for_takes_mlflows_path_and_says_so_once(tmp_
     traces = made_traces(tracker, variant)
     store = TracingClient(tracker.cfg.tracking_uri).store
     # an MLflow whose trace_info has a required column this writer does not know
-    monkeypatch.setattr(trace_rows, "WRITES", {**trace_rows.WRITES, "trace_info": trace_rows.WRITES["trace_info"] - {"status"}})
+    known = {**trace_rows.WRITES, "trace_info": trace_rows.WRITES["trace_info"] - {"status"}}
+    monkeypatch.setattr(trace_rows, "WRITES", known)
     monkeypatch.setattr(trace_rows, "_checked", {})
     monkeypatch.setattr(trace_rows, "insert", lambda *a: pytest.fail("rows written into a store of another layout"))
     with caplog.at_level(logging.WARNING, logger=trace_rows.__name__):

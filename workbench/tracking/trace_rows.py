@@ -94,7 +94,7 @@ def _layout_problem(store: Any) -> str | None:
         if missing := written - set(table.c.keys()):
             return f"MLflow's table {name} has no column(s) {sorted(missing)}"
         required = {c.key for c in table.c if not c.nullable and c.default is None
-                    and c.server_default is None and c.computed is None and not c.autoincrement is True}
+                    and c.server_default is None and c.computed is None and c.autoincrement is not True}
         if unknown := required - written:
             return f"MLflow's table {name} requires column(s) {sorted(unknown)} this writer does not fill"
     return None
@@ -191,14 +191,15 @@ def _span_totals(spans: list, attrs: list[dict[str, Any]]) -> dict[str, Any]:
     from mlflow.store.tracking import sqlalchemy_store as s
     from mlflow.tracing.constant import SpanAttributeKey
 
+    def nodes(key: str) -> list:
+        return [s._span_aggregation_node(x.span_id, x.parent_id, a, key) for x, a in zip(spans, attrs)]
+
     out: dict[str, Any] = {}
-    usage = s.aggregate_usage_from_span_nodes(
-        [s._span_aggregation_node(x.span_id, x.parent_id, a, SpanAttributeKey.CHAT_USAGE) for x, a in zip(spans, attrs)])
+    usage = s.aggregate_usage_from_span_nodes(nodes(SpanAttributeKey.CHAT_USAGE))
     for key, column in s.TOKEN_COLUMN_BY_KEY.items():
         if usage and (value := s.token_count_or_none(usage.get(key))) is not None:
             out[column] = value
-    cost = s.aggregate_cost_from_span_nodes(
-        [s._span_aggregation_node(x.span_id, x.parent_id, a, SpanAttributeKey.LLM_COST) for x, a in zip(spans, attrs)])
+    cost = s.aggregate_cost_from_span_nodes(nodes(SpanAttributeKey.LLM_COST))
     for key, column in s.COST_COLUMN_BY_KEY.items():
         if cost and (value := s.finite_float_or_none(cost.get(key))) is not None:
             out[column] = value
