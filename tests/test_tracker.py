@@ -118,7 +118,7 @@ def test_the_helper_runs_the_calls_in_order_and_answers_each(sweep_parts, tmp_pa
     order = ["start_sweep", "start_variant", "log_cell", "log_cell", "log_cell", "finish_variant", "finish_sweep", "read_sweep"]
     assert journal.read_text().split() == order
     spans = tracker.timings["spans"]  # what the benchmark probe reads: each call's time in the helper
-    assert [op for op, _, _ in spans] == order and all(a <= b for _, a, b in spans)
+    assert [op for op, _, _, _ in spans] == order and all(a <= b and cpu >= 0 for _, a, b, cpu in spans)
     # after close the next call opens a new session: a fresh tracker in the helper
     assert tracker.runs_intact("s1", back["parent_run_id"], []).result(timeout=60) is False
     assert tracker.close() is None

@@ -33,6 +33,7 @@ class Probe:
         self.embed_s = 0.0
         self.mlflow: dict[str, float] = defaultdict(float)  # seconds per tracking operation
         self.log_spans: list[tuple[float, float]] = []  # every tracking operation in the logging process
+        self.mlflow_cpu: dict[str, float] = defaultdict(float)  # the logging process's CPU seconds per operation
         self.score_s = 0.0  # per-cell scoring, on the event loop
         self.score_n = 0
         self.score_max_s = 0.0
@@ -75,6 +76,7 @@ class Probe:
             self.mlflow[name.removeprefix("tracking.")] += e.seconds
             if e.info.get("process"):  # the logging process's operations (not the sweep thread's checks)
                 self.log_spans.append(span)
+                self.mlflow_cpu[name.removeprefix("tracking.")] += e.info.get("cpu_s", 0.0)
         elif name == "loop_started":
             self._monitor = e.info["loop"].create_task(self.lag_monitor())
         elif name == "execution_done" and self._monitor is not None:

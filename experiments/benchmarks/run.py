@@ -154,6 +154,7 @@ def phases(run: dict) -> dict:
     f["mlflow_open_s"] = p.mlflow.get("open", 0.0)
     f["mlflow_init_s"] = p.mlflow.get("init", 0.0)
     f["mlflow_by_call"] = {k: round(v, 3) for k, v in p.mlflow.items()}
+    f["mlflow_cpu_by_call"] = {k: round(v, 3) for k, v in p.mlflow_cpu.items()}
     # on the critical path: the tracker's constructor (sweep thread) + logging still running after the last cell
     f["mlflow_critical_s"] = f["mlflow_init_s"] + f["log_tail_s"]
     f["score_s"] = p.score_s
@@ -459,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
              f"event loop blocked >5ms {ph['loop_blocked_s']:.2f} (max stall {ph['loop_lag_max_s'] * 1000:.0f} ms), "
              f"MLflow: tracker init on the sweep thread {ph['mlflow_init_s']:.2f}; logging thread busy "
              f"{ph['log_total_s']:.2f} (open {ph['mlflow_open_s']:.2f}), ends {ph['log_tail_s']:.2f} after the last cell; "
-             f"by call {ph['mlflow_by_call']}")
+             f"by call {ph['mlflow_by_call']}; its CPU s by call {ph['mlflow_cpu_by_call']}")
 
         figures["wall_vs_ideal"] = wall / ideal
         out("wall_vs_ideal", wall / ideal,
@@ -624,6 +625,11 @@ def main(argv: list[str] | None = None) -> int:
     out("mlflow_logging_thread_share", ph["log_total_s"] / wall,
         f"logging thread busy {ph['log_total_s']:.2f} s (store open {ph['mlflow_open_s']:.2f}, runs, traces, tables; "
         "overlaps the sweep) / wall")
+    cpu = ph["mlflow_cpu_by_call"]
+    figures["mlflow_helper_cpu_ms_per_trace"] = 1000 * cpu.get("log_cell", 0.0) / max(1, traces_first)
+    out("mlflow_helper_cpu_ms_per_trace", figures["mlflow_helper_cpu_ms_per_trace"],
+        f"the logging process's CPU in log_cell (building and storing each question's trace) per trace; a loaded "
+        f"machine stretches its wall time, not this; all its operations: {sum(cpu.values()):.2f} CPU s")
     figures["mlflow_share_by_difference"] = (wall - off["wall"]) / wall
     out("mlflow_share_by_difference", (wall - off["wall"]) / wall,
         f"(wall tracking on {wall:.2f} - same sweep tracking off {off['wall']:.2f}) / wall; noisy on a shared host")

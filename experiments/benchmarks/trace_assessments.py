@@ -10,10 +10,15 @@ on a fresh sqlite store, four ways:
   attached  the same cells with 8 scores + 2 expectations each, attached before the trace is exported
   per-call  the bare traces, then each assessment by `mlflow.log_assessment` (one call per score, what
             `mlflow.genai.evaluate` does)
-  batched   the scored cells as the workbench stores them (`workbench.tracking.trace_batch`): a
-            `start_trace` per trace with its assessments, one `log_spans` per 50 traces
+  batched   the scored cells in batches of 50 through MLflow's store calls (`workbench.tracking.trace_batch`
+            with the row writer off): a `start_trace` per trace with its assessments, one `log_spans`,
+            one transaction
+  rows      the scored cells as the workbench stores them: batches of 50 written as rows, one insert
+            per MLflow trace table (`workbench.tracking.trace_rows`)
 The modes take turns in rounds of 100 cells. The store is a new one, in write-ahead-log mode as the
-workbench creates them. Prints `name: value` lines: seconds per mode and milliseconds per cell.
+workbench creates them. Prints `name: value` lines: seconds per mode, milliseconds per cell (wall) and
+this process's CPU milliseconds per cell (what the helper process spends; a loaded machine stretches wall
+time, not CPU time).
 """
 
 from __future__ import annotations
@@ -65,14 +70,27 @@ def session(tmp: Path, name: str):
     return tracker, variant
 
 
-def timed(tracker, variant, cells: list[dict], batched: bool = False) -> float:
+CPU: dict[str, float] = {}  # mode -> this process's CPU seconds
+
+
+def timed(tracker, variant, cells: list[dict], batched: bool = False, mode: str = "", as_rows: bool = True) -> float:
+    from workbench.tracking import trace_rows
+
     tracker.batch_traces = batched
-    t0 = time.perf_counter()
-    for row in cells:
-        tracker.log_cell(variant, row).result()
-    tracker._flush_traces()  # stored, not just queued or held
-    tracker.mlflow.flush_trace_async_logging()
-    return time.perf_counter() - t0
+    usable = trace_rows.usable
+    if not as_rows:
+        trace_rows.usable = lambda store: False
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        for row in cells:
+            tracker.log_cell(variant, row).result()
+        tracker._flush_traces()  # stored, not just queued or held
+        tracker.mlflow.flush_trace_async_logging()
+        wall = time.perf_counter() - t0
+    finally:
+        trace_rows.usable = usable
+    CPU[mode] = CPU.get(mode, 0.0) + time.process_time() - c0
+    return wall
 
 
 def main() -> None:
@@ -87,32 +105,40 @@ def main() -> None:
         tracker, variant = session(Path(tmp), "bench-assessments")
         timed(tracker, variant, rows(variant, 5, True))  # warm: imports, first statements
         timed(tracker, variant, rows(variant, 5, True), batched=True)
+        timed(tracker, variant, rows(variant, 5, True), batched=True, as_rows=False)
+        CPU.clear()
         run_id = tracker.run_ids[variant.hash]
-        bare = attached = per_call = batched = 0.0
+        bare = attached = per_call = batched = as_rows = 0.0
         # The modes take turns in rounds, so a shared machine's load changes weigh on all three alike.
         for start in range(0, n, ROUND):
             size = min(ROUND, n - start)
             plain = rows(variant, size, False)
             for r in plain:
                 r["question_id"] += f"-bare{start}"
-            bare += (b := timed(tracker, variant, plain))
-            attached += timed(tracker, variant, rows(variant, size, True))
+            bare_cpu = CPU.get("bare", 0.0)
+            bare += (b := timed(tracker, variant, plain, mode="bare"))
+            bare_cpu = CPU["bare"] - bare_cpu  # per_call's first half
+            attached += timed(tracker, variant, rows(variant, size, True), mode="attached")
             scored = rows(variant, size, True)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for row, base in zip(scored, plain):
                 trace_id = tracker.trace_ids[(variant.hash, base["question_id"])]
                 for a in [*assessments.feedbacks(row, run_id), *assessments.expectations(row)]:
                     mlflow.log_assessment(trace_id, a)
             per_call += b + time.perf_counter() - t0
-            batched += timed(tracker, variant, rows(variant, size, True), batched=True)
+            CPU["per_call"] = CPU.get("per_call", 0.0) + bare_cpu + time.process_time() - c0
+            batched += timed(tracker, variant, rows(variant, size, True), batched=True, mode="batched", as_rows=False)
+            as_rows += timed(tracker, variant, rows(variant, size, True), batched=True, mode="rows")
         count = len(assessments.feedbacks(scored[0], run_id)) + len(assessments.expectations(scored[0]))
         tracker.finish_sweep("FINISHED", {"wall_s": 0.0}).result()
     print(f"cells: {n}  ({count} assessments each)")
-    for name, s in (("bare", bare), ("attached", attached), ("per_call", per_call), ("batched", batched)):
-        print(f"{name}_s: {s:.2f}  ({1000 * s / n:.1f} ms per cell)")
+    for name, s in (("bare", bare), ("attached", attached), ("per_call", per_call), ("batched", batched),
+                    ("rows", as_rows)):
+        print(f"{name}_s: {s:.2f}  ({1000 * s / n:.1f} ms per cell, {1000 * CPU[name] / n:.2f} CPU ms per cell)")
     print(f"attached_over_bare: {attached / bare:.2f}")
     print(f"per_call_over_bare: {per_call / bare:.2f}")
     print(f"attached_over_batched: {attached / batched:.2f}")
+    print(f"batched_over_rows_cpu: {CPU['batched'] / CPU['rows']:.2f}")
 
 
 if __name__ == "__main__":

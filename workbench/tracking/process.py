@@ -173,7 +173,7 @@ class ProcessTracker:
         self._session: int | None = None
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self.timings: dict[str, Any] = {}  # the last closed session's {"spans": [(operation, start, end)]}
+        self.timings: dict[str, Any] = {}  # the last closed session's {"spans": [(operation, start, end, cpu)]}
 
     start_sweep = _forward(Tracker.start_sweep)
     start_variant = _forward(Tracker.start_variant)
@@ -211,8 +211,8 @@ class ProcessTracker:
         if worker is not None and session is not None:
             try:
                 self.timings = worker.call(session, "__close__").result()
-                for operation, start, end in self.timings["spans"]:  # for profilers (workbench.events)
-                    emit(Event(f"tracking.{operation}", start, end, {"process": True}))
+                for operation, start, end, cpu in self.timings["spans"]:  # for profilers (workbench.events)
+                    emit(Event(f"tracking.{operation}", start, end, {"process": True, "cpu_s": cpu}))
                 if self.timings["retire"]:
                     worker.dead = True  # it exits after a failed session: the next one starts afresh
             except BaseException as exc:  # the helper died: nobody answers

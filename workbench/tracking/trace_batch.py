@@ -4,9 +4,10 @@ MLflow's exporter stores each trace on its own: a `log_spans` transaction per sp
 which finds the trace the spans created and merges into it row by row (~50-80 ms a trace on sqlite).
 Here the spans are made the way `mlflow.start_span_no_context` makes them (MLflow's span processor sets
 the same attributes, metadata, previews, token usage, so the stored trace is the same), but on a tracer
-of our own whose exporter only collects the finished traces; `flush` stores them: one `start_trace` per
-trace (the trace, its tags, metadata and assessments in one insert) and one `log_spans` for the spans of
-the whole batch. The global tracer (the user's own traces) is not touched.
+of our own whose exporter only collects the finished traces; `flush` stores them in one transaction: as
+rows, one insert per MLflow trace table (`trace_rows.py`), or where that does not apply, one `start_trace`
+per trace (the trace, its tags, metadata and assessments) and one `log_spans` for the spans of the whole
+batch. The global tracer (the user's own traces) is not touched.
 """
 
 from __future__ import annotations
@@ -88,6 +89,17 @@ class _Collect:
         return True
 
 
+def _no_litellm() -> None:
+    """MLflow prices a span with token usage by trying `import litellm` on every trace; when it is not installed
+    each try searches sys.path again (~0.2 ms a trace). Recording its absence once makes the failed import
+    immediate; MLflow then uses its own price table, as it does anyway without litellm."""
+    import importlib.util
+    import sys
+
+    if "litellm" not in sys.modules and importlib.util.find_spec("litellm") is None:
+        sys.modules["litellm"] = None  # type: ignore[assignment]  # Python's "known to be absent" marker
+
+
 class TraceBatch:
     """Spans started here become traces kept in memory until `flush` stores them in `tracking_uri`."""
 
@@ -98,6 +110,7 @@ class TraceBatch:
         from mlflow.tracing.client import TracingClient
         from mlflow.tracing.processor.mlflow_v3 import MlflowV3SpanProcessor
 
+        _no_litellm()
         self.done: list = []
         self._lock = threading.Lock()
         # The resource MLflow gives its own tracer (no service.* attributes, which would become trace tags).
@@ -142,19 +155,36 @@ class TraceBatch:
         return span
 
     def flush(self) -> None:
-        """Store the finished traces: each trace's info with its assessments, then all their spans at once."""
-        from mlflow.tracing.utils import add_size_stats_to_trace_metadata
-
+        """Store the finished traces (`store_traces`)."""
         with self._lock:
             traces, self.done[:] = list(self.done), []
         if not traces:
             return
-        by_experiment: dict[str, list] = {}
-        store = self.client.store
-        with one_transaction(store):
-            for trace in traces:
-                add_size_stats_to_trace_metadata(trace)  # what MLflow's exporter adds before storing
-                store.start_trace(trace.info)
-                by_experiment.setdefault(trace.info.experiment_id, []).extend(trace.data.spans)
-            for experiment_id, spans in by_experiment.items():
-                store.log_spans(experiment_id, spans)
+        store_traces(self.client.store, traces)
+
+
+def store_traces(store: Any, traces: list) -> None:
+    """Store finished traces in one transaction: as rows (`trace_rows`) where that leaves what MLflow's own
+    path leaves, the rest by MLflow's `start_trace` per trace and one `log_spans` for their spans."""
+    from mlflow.tracing.utils import add_size_stats_to_trace_metadata
+
+    from workbench.tracking import trace_rows
+
+    for trace in traces:
+        add_size_stats_to_trace_metadata(trace)  # what MLflow's exporter adds before storing
+    bulk = [t for t in traces if t.info.experiment_id] if trace_rows.usable(store) else []
+    bulk = [t for t in bulk if trace_rows.plain(t)]
+    rest = [t for t in traces if not any(t is b for b in bulk)] if bulk else traces
+    by_experiment: dict[str, list] = {}
+    with one_transaction(store):
+        if bulk:
+            experiments = {e: store.get_experiment(e) for e in {t.info.experiment_id for t in bulk}}
+            for experiment in experiments.values():
+                store._check_experiment_is_active(experiment)  # what start_trace checks
+            with store.ManagedSessionMaker(read_only=False) as session:
+                trace_rows.insert(store, session, bulk, experiments)
+        for trace in rest:
+            store.start_trace(trace.info)
+            by_experiment.setdefault(trace.info.experiment_id, []).extend(trace.data.spans)
+        for experiment_id, spans in by_experiment.items():
+            store.log_spans(experiment_id, spans)

@@ -6,7 +6,8 @@ Jobs are (job, session, operation, args, kwargs, called_at: the caller's clock);
 the protocol's operations: "__preload__" (import modules ahead of use), "__warm_store__" (open a throwaway
 sqlite store: the first real open then skips MLflow's store imports and set-up), "__open__" (build the session's
 tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
-exits now, "spans": [(operation, start, end)]}, perf_counter times, system-wide on Linux, for profiling).
+exits now, "spans": [(operation, start, end, cpu)]}, perf_counter times, system-wide on Linux, and this process's
+CPU seconds in the operation (which a loaded machine does not inflate), for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
 """
 
@@ -31,7 +32,7 @@ def build(factory: str, args: tuple, kwargs: dict) -> Any:
 class _Session:
     def __init__(self, tracker: Any = None, failed: BaseException | None = None):
         self.tracker, self.failed = tracker, failed
-        self.spans: list[tuple[str, float, float]] = []
+        self.spans: list[tuple[str, float, float, float]] = []
 
     def run(self, operation: str, args: tuple, kwargs: dict) -> Any:
         if operation not in OPERATIONS:
@@ -39,10 +40,10 @@ class _Session:
         logging = operation in LOGGING
         if logging and self.failed is not None:
             raise TrackingError(f"skipped after an earlier tracking failure: {self.failed}")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             value = getattr(self.tracker, operation)(*args, **kwargs).result()
-            self.spans.append((operation, start, time.perf_counter()))
+            self.spans.append((operation, start, time.perf_counter(), time.process_time() - cpu))
             return value
         except Exception as exc:  # a tracker that broke the protocol's rule still gives one clear error
             error = exc if isinstance(exc, TrackingError) else tracking_failure(operation, exc)
