@@ -20,6 +20,9 @@ class SynthConfig(BaseModel):
     # spec.Frozen's settings: spec.py imports this module, so it cannot import spec at module level
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
+    generator: Literal["workbench", "ragas"] = Field(
+        "workbench", description="workbench: our grounded span/answer/question prompt (works with the local model); "
+        "ragas: ragas' TestsetGenerator on our chunks (needs a capable remote model)")
     n: int = Field(100, ge=1, le=100_000, description="Questions wanted (accepted by every filter)")
     seed: int = Field(1, description="Seeds the chunk sample and the model's sampling")
     styles: list[Style] = Field(

@@ -33,6 +33,7 @@ from workbench.errors import ConfigError, DataError, ModelError
 from workbench.rag.assemble import embedder_for
 from workbench.rag.chat import ChatModel
 from workbench.rag.chunking import Chunk, chunk_corpus
+from workbench.runner.synth_ragas import generate_ragas, refuse_local
 from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
 from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
@@ -114,13 +115,18 @@ class _LazyEmbedder:
 
 def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out: str | Path | None = None,
                seed: int | None = None, model: ModelConfig | None = None, base_url: str | None = None,
-               answerability: bool | None = None, overwrite: bool = False) -> SynthResult:
+               answerability: bool | None = None, overwrite: bool = False, generator: str | None = None) -> SynthResult:
     """Grow an eval set from the spec's corpus (see the module doc). `base_url` points the model at a
-    running server (else the local model is started when the model is local)."""
+    running server (else the local model is started when the model is local). `generator="ragas"`:
+    ragas' TestsetGenerator on the same chunks (`workbench.runner.synth_ragas`)."""
     loaded = load_spec(spec)
     cfg = loaded.synth or SynthConfig()
-    cfg = cfg.model_copy(update={k: v for k, v in {"n": n, "seed": seed, "answerability": answerability}.items()
-                                 if v is not None})
+    try:
+        cfg = SynthConfig.model_validate({**dict(cfg), **{k: v for k, v in {
+            "n": n, "seed": seed, "answerability": answerability, "generator": generator}.items() if v is not None}})
+    except ValidationError as exc:
+        raise ConfigError("synth: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                 for e in exc.errors(include_input=False))) from None
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:  # before any model call
         raise DataError(f"{out_path}: the file exists; choose another --out (an eval set is never overwritten)")
@@ -128,6 +134,9 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
         raise DataError(f"{out_path}: the folder {out_path.parent} does not exist; create it or choose another --out")
     writer = model or cfg.model or loaded.space.model[0]
     writer = writer.model_copy(update={"max_tokens": cfg.max_tokens, "temperature": cfg.temperature})
+    if cfg.generator == "ragas":
+        refuse_local(writer)  # before any chunking or model start
+        writer = writer.model_copy(update={"max_tokens": max(cfg.max_tokens, 1024)})  # ragas' summaries, personas
     corpus = load_corpus(loaded.data.corpus)
     chunks = chunk_corpus(corpus, loaded.space.chunking[0])
     if not chunks:
@@ -147,7 +156,11 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
         chat = ChatModel(writer, base_url=url, timeout=loaded.execution.timeout_s,
                          max_retries=loaded.execution.max_retries)
         embedder = _LazyEmbedder(loaded, stack)
-        rows, report = _generate(cfg, chat, embedder, order, chunks, writer)
+        if cfg.generator == "ragas":
+            rows, report = generate_ragas(cfg, chat, embedder, order, writer, timeout_s=loaded.execution.timeout_s,
+                                          concurrency=loaded.execution.concurrency)
+        else:
+            rows, report = _generate(cfg, chat, embedder, order, chunks, writer)
     for row in rows:
         row["provenance"]["corpus_digest"] = corpus.digest
     result = SynthResult(None, rows, report)
