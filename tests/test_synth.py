@@ -161,3 +161,30 @@ def test_a_synth_model_is_checked_like_any_model(tmp_path):
     assert load_spec(spec).synth.model.model == "gpt-4.1-mini"
     with pytest.raises(ConfigError, match="synth.model: .*only serves 'SmolLM2-135M-Instruct'"):
         load_spec(_spec(tmp_path, "http://x/v1", model={"provider": "local", "model": "gpt"}))
+
+
+def test_span_grounding_takes_the_answer_from_the_chunk_sentence():
+    from workbench.data.synth_filters import answer_from_span, span_in_chunk
+    from workbench.runner.synth import _ground
+
+    chunk = CHUNK + " The game was played on February 7, 2016, at Levi's Stadium."
+    sentence = span_in_chunk("The game was played February 7 2016 at Levis Stadium", [chunk])  # copied with slips
+    assert sentence == "The game was played on February 7, 2016, at Levi's Stadium."
+    assert span_in_chunk("Peyton Manning threw two touchdowns", [chunk]) is None
+    assert answer_from_span("on February 7", sentence) == "February 7"  # the chunk's words, no stop words
+    assert answer_from_span("the", sentence) is None
+    # the model's answer is in the chunk: kept; else taken from the span's sentence; else not grounded
+    assert _ground("factoid", "Who won?", "Denver Broncos", "x", [chunk]) == ("Denver Broncos", "x", "model")
+    assert _ground("factoid", "When?", "Feb. 7 2016", "The game was played on February 7, 2016", [chunk]) == (
+        "7, 2016", "The game was played on February 7, 2016, at Levi's Stadium.", "span")
+    assert _ground("factoid", "Who?", "Tom Brady", "Tom Brady won the game", [chunk])[2] is None
+    assert _ground("why_how", "How?", "by winning", "The Denver Broncos defeated the Carolina Panthers", [chunk])[2] in (
+        "model", "span")
+
+
+def test_report_counts_retries_and_a_wall_time_stop():
+    r = SynthReport(wanted=5)
+    r.retries, r.stopped = 2, "max_wall_s (10 s) reached after 3 candidates"
+    d = r.to_dict()
+    assert (d["retries"], d["stopped"]) == (2, "max_wall_s (10 s) reached after 3 candidates")
+    assert "2 retried" in r.lines()[0] and "stopped: max_wall_s" in r.lines()[0]

@@ -37,6 +37,9 @@ class SynthConfig(BaseModel):
     max_attempts: int | None = Field(
         None, ge=1, description="Model calls at most (default 3 × n); fewer questions than n when filters reject many"
     )
+    max_wall_s: float | None = Field(
+        None, gt=0, description="Stop making candidates after this many seconds and keep what passed (the report says so)")
+    retry_parse: bool = Field(True, description="Ask once more (another seed, 64 more tokens) when a reply does not parse")
     duplicate_similarity: float = Field(
         0.9, gt=0.0, le=1.0, description="A question whose embedding cosine with a kept one reaches this is a near-duplicate"
     )

@@ -16,7 +16,9 @@ with provenance, and `<out stem>.report.json` beside it.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from workbench.data.corpus import load_corpus
 from workbench.data.synth_filters import (
-    SynthReport, answers_agree, grounded, leaks_answer, near_duplicates, stratified_sample, write_eval_jsonl,
+    SynthReport, answer_from_span, answers_agree, grounded, leaks_answer, near_duplicates, span_in_chunk,
+    stratified_sample, write_eval_jsonl,
 )
 from workbench.errors import ConfigError, DataError, ModelError
 from workbench.rag.assemble import embedder_for
@@ -38,6 +41,9 @@ from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
 from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
 from workbench.spec_synth import SynthConfig
+
+
+log = logging.getLogger(__name__)
 
 
 class GeneratedQA(BaseModel):
@@ -183,8 +189,12 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
     kept_vectors: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
     budget = cfg.max_attempts or 3 * cfg.n
+    deadline = time.monotonic() + cfg.max_wall_s if cfg.max_wall_s else None
     for attempt in range(budget):
         if len(rows) >= cfg.n:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            report.stopped = f"max_wall_s ({cfg.max_wall_s:g} s) reached after {attempt} candidates"
             break
         style = cfg.styles[attempt % len(cfg.styles)]
         first = order[attempt % len(order)]
@@ -194,21 +204,21 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         call_seed = cfg.seed * 1_000_003 + attempt  # each call its own seed: varied, and reproducible
         checks: dict[str, bool] = {}
         candidate: dict[str, Any] = {"style": style, "chunk_ids": [c.id for c in used]}
-        try:
-            reply = chat.generate(_messages(style, used), response_format=fmt, seed=call_seed)
-            qa = GeneratedQA.model_validate_json(reply.text)
-            checks["parsed"] = True
-        except (ValidationError, ValueError) as exc:
-            checks["parsed"] = False
-            candidate["error"] = str(exc).splitlines()[0][:200]
+        qa, error = _ask(chat, _messages(style, used), fmt, call_seed, cfg.max_tokens)
+        if error is not None and cfg.retry_parse:  # a second try, its own seed and more room
+            report.retries += 1
+            qa, error = _ask(chat, _messages(style, used), fmt, call_seed + 500_000_003, cfg.max_tokens + 64)
+        checks["parsed"] = qa is not None
+        if qa is None:
+            candidate["error"] = error
             report.record(checks, style, candidate)
             continue
-        except ModelError:
-            raise
         question, answer, span = qa.question.strip(), qa.answer.strip(), qa.span.strip()
         candidate.update(question=question, answer=answer, span=span)
         texts = [c.text for c in used]
-        checks["grounded"] = grounded(answer, span, texts, normalize_answer, answer_verbatim=style != "why_how")
+        answer, span, source = _ground(style, question, answer, span, texts)
+        candidate["answer_from"] = source
+        checks["grounded"] = source is not None
         checks["no_answer_leak"] = not leaks_answer(question, answer, normalize_answer)
         vector = None
         if checks["grounded"] and checks["no_answer_leak"]:
@@ -217,7 +227,11 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             checks["not_duplicate"] = not near_duplicates(vector[None, :], cfg.duplicate_similarity, kept)[0]
             if checks["not_duplicate"] and cfg.answerability:
                 checks["answerable"] = _answerable(chat, question, answer, texts)
-        if not report.record(checks, style, candidate):
+        accepted = report.record(checks, style, candidate)
+        log.info("candidate %d (%s): %s; %d of %d accepted", report.attempts, style,
+                 "accepted" if accepted else "rejected by " + next(k for k, v in checks.items() if not v),
+                 report.accepted, report.attempts)
+        if not accepted:
             continue
         kept_vectors.append(vector)
         rows.append({
@@ -228,9 +242,36 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             "style": style,
             "provenance": {"generator": "workbench", "model": writer.model, "provider": writer.provider,
                            "seed": cfg.seed, "call_seed": call_seed, "chunk_ids": [c.id for c in used],
-                           "span": span, "filters": checks},
+                           "span": span, "answer_from": source, "filters": checks},
         })
     return rows, report
+
+
+def _ask(chat: ChatModel, messages: list[dict], fmt: dict, seed: int, max_tokens: int
+         ) -> tuple[GeneratedQA | None, str | None]:
+    """One schema-constrained call: the parsed reply, or None and why (cut off at max_tokens, a field
+    out of bounds)."""
+    try:
+        reply = chat.generate(messages, response_format=fmt, seed=seed, max_tokens=max_tokens)
+        return GeneratedQA.model_validate_json(reply.text), None
+    except (ValidationError, ValueError) as exc:
+        return None, str(exc).splitlines()[0][:200]
+
+
+def _ground(style: str, question: str, answer: str, span: str, texts: list[str]) -> tuple[str, str, str | None]:
+    """(answer, span, where the answer came from) — "model" when the chunk holds the model's answer;
+    "span" when the span (nearly) copies a chunk sentence and the answer is taken from that sentence
+    (the longest run of the answer's words in it; a why/how answer is that sentence's paraphrase and
+    is kept); None when neither grounds it."""
+    if grounded(answer, span, texts, normalize_answer, answer_verbatim=style != "why_how"):
+        return answer, span, "model"
+    sentence = span_in_chunk(span, texts)
+    if sentence is None:
+        return answer, span, None
+    if style == "why_how":
+        return answer, sentence, "span"
+    taken = answer_from_span(answer, sentence)
+    return (taken, sentence, "span") if taken else (answer, span, None)
 
 
 def _answerable(chat: ChatModel, question: str, answer: str, texts: list[str]) -> bool:
