@@ -23,6 +23,9 @@ class SynthConfig(BaseModel):
     generator: Literal["workbench", "ragas"] = Field(
         "workbench", description="workbench: our grounded span/answer/question prompt (works with the local model); "
         "ragas: ragas' TestsetGenerator on our chunks (needs a capable remote model)")
+    span: Literal["chunk", "model"] = Field(
+        "chunk", description="chunk: a seeded sentence of the chunk is the span, the model answers from it and asks "
+        "(workbench.runner.synth_span); model: the model copies a span from the whole chunk")
     n: int = Field(100, ge=1, le=100_000, description="Questions wanted (accepted by every filter)")
     seed: int = Field(1, description="Seeds the chunk sample and the model's sampling")
     styles: list[Style] = Field(

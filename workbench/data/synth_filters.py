@@ -53,8 +53,8 @@ def grounded(answer: str, span: str, texts: Sequence[str], norm: Norm, *, answer
 
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
-_STOPWORDS = frozenset("a an the of in on at to for by and or is was were be been it its as with from that this "
-                       "which who what when where why how did do does".split())
+STOPWORDS = frozenset("a an the of in on at to for by and or is was were be been it its as with from that this "
+                       "which who what when where why how did do does has have had are not but than into".split())
 
 
 def span_in_chunk(span: str, texts: Sequence[str], min_overlap: float = 0.7) -> str | None:
@@ -89,9 +89,9 @@ def answer_from_span(answer: str, sentence: str, max_words: int = 8) -> str | No
                 best = (k, i + k)
     k, end = best
     run = words[end - k:end]
-    while run and run[0][0] in _STOPWORDS:  # "on February 7" -> "February 7"
+    while run and run[0][0] in STOPWORDS:  # "on February 7" -> "February 7"
         run = run[1:]
-    while run and run[-1][0] in _STOPWORDS:
+    while run and run[-1][0] in STOPWORDS:
         run = run[:-1]
     run = run[:max_words]
     if not run:

@@ -37,6 +37,7 @@ from workbench.rag.assemble import embedder_for
 from workbench.rag.chat import ChatModel
 from workbench.rag.chunking import Chunk, chunk_corpus
 from workbench.runner.synth_ragas import generate_ragas, refuse_local
+from workbench.runner.synth_span import SpanQA, ground_in_spans, pick_sentence, span_messages
 from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
 from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
@@ -184,7 +185,7 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
 def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chunk], chunks: list[Chunk],
               writer: ModelConfig) -> tuple[list[dict[str, Any]], SynthReport]:
     rng = random.Random(cfg.seed)
-    fmt = response_format(GeneratedQA, RESPONSE_FORMAT_STYLES[writer.provider])
+    fmt_style = RESPONSE_FORMAT_STYLES[writer.provider]
     report = SynthReport(wanted=cfg.n)
     kept_vectors: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
@@ -204,19 +205,29 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         call_seed = cfg.seed * 1_000_003 + attempt  # each call its own seed: varied, and reproducible
         checks: dict[str, bool] = {}
         candidate: dict[str, Any] = {"style": style, "chunk_ids": [c.id for c in used]}
-        qa, error = _ask(chat, _messages(style, used), fmt, call_seed, cfg.max_tokens)
+        if cfg.span == "chunk":  # we pick the sentence, the model answers and asks (synth_span)
+            spans = [pick_sentence(c, random.Random(call_seed + i)) for i, c in enumerate(used)]
+            messages, schema = span_messages(style, spans), SpanQA
+        else:
+            spans, messages, schema = [], _messages(style, used), GeneratedQA
+        qa, error = _ask(chat, messages, response_format(schema, fmt_style), schema, call_seed, cfg.max_tokens)
         if error is not None and cfg.retry_parse:  # a second try, its own seed and more room
             report.retries += 1
-            qa, error = _ask(chat, _messages(style, used), fmt, call_seed + 500_000_003, cfg.max_tokens + 64)
+            qa, error = _ask(chat, messages, response_format(schema, fmt_style), schema, call_seed + 500_000_003,
+                             cfg.max_tokens + 64)
         checks["parsed"] = qa is not None
         if qa is None:
             candidate["error"] = error
             report.record(checks, style, candidate)
             continue
-        question, answer, span = qa.question.strip(), qa.answer.strip(), qa.span.strip()
+        question, answer = qa.question.strip(), qa.answer.strip()
+        span = " ".join(spans) if spans else qa.span.strip()
         candidate.update(question=question, answer=answer, span=span)
         texts = [c.text for c in used]
-        answer, span, source = _ground(style, question, answer, span, texts)
+        if spans:
+            answer, source = ground_in_spans(answer, spans, question)
+        else:
+            answer, span, source = _ground(style, question, answer, span, texts)
         candidate["answer_from"] = source
         checks["grounded"] = source is not None
         checks["no_answer_leak"] = not leaks_answer(question, answer, normalize_answer)
@@ -228,9 +239,10 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             if checks["not_duplicate"] and cfg.answerability:
                 checks["answerable"] = _answerable(chat, question, answer, texts)
         accepted = report.record(checks, style, candidate)
-        log.info("candidate %d (%s): %s; %d of %d accepted", report.attempts, style,
+        log.info("candidate %d (%s): %s; %d of %d accepted | %s", report.attempts, style,
                  "accepted" if accepted else "rejected by " + next(k for k, v in checks.items() if not v),
-                 report.accepted, report.attempts)
+                 report.accepted, report.attempts, json.dumps({k: candidate.get(k) for k in (
+                     "question", "answer", "span", "answer_from", "error") if candidate.get(k)})[:400])
         if not accepted:
             continue
         kept_vectors.append(vector)
@@ -247,13 +259,13 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
     return rows, report
 
 
-def _ask(chat: ChatModel, messages: list[dict], fmt: dict, seed: int, max_tokens: int
-         ) -> tuple[GeneratedQA | None, str | None]:
+def _ask(chat: ChatModel, messages: list[dict], fmt: dict, schema: type[BaseModel], seed: int, max_tokens: int
+         ) -> tuple[Any, str | None]:
     """One schema-constrained call: the parsed reply, or None and why (cut off at max_tokens, a field
     out of bounds)."""
     try:
         reply = chat.generate(messages, response_format=fmt, seed=seed, max_tokens=max_tokens)
-        return GeneratedQA.model_validate_json(reply.text), None
+        return schema.model_validate_json(reply.text), None
     except (ValidationError, ValueError) as exc:
         return None, str(exc).splitlines()[0][:200]
 
