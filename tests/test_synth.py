@@ -188,3 +188,23 @@ def test_report_counts_retries_and_a_wall_time_stop():
     d = r.to_dict()
     assert (d["retries"], d["stopped"]) == (2, "max_wall_s (10 s) reached after 3 candidates")
     assert "2 retried" in r.lines()[0] and "stopped: max_wall_s" in r.lines()[0]
+
+
+def test_span_first_picks_a_seeded_sentence_and_grounds_the_answer_in_it():
+    import random
+
+    from workbench.rag.chunking import Chunk
+    from workbench.runner.synth_span import ground_in_spans, pick_sentence, span_messages
+
+    text = CHUNK + " Short one. The game was played on February 7, 2016, at Levi's Stadium in Santa Clara."
+    chunk = Chunk(id="d#0", doc_id="d", text=text, start=0, end=len(text))
+    picks = {pick_sentence(chunk, random.Random(seed)) for seed in range(20)}
+    assert picks == {CHUNK, "The game was played on February 7, 2016, at Levi's Stadium in Santa Clara."}  # not "Short one."
+    assert pick_sentence(chunk, random.Random(3)) == pick_sentence(chunk, random.Random(3))
+    messages = span_messages("multi_chunk", ["A b c.", "D e f."])
+    assert messages[-1]["content"].startswith("Sentence 1: A b c. Sentence 2: D e f.") and "both" in messages[-1]["content"]
+    span = [CHUNK]
+    assert ground_in_spans("Denver Broncos", span, "Which team won the Super Bowl title?") == ("Denver Broncos", "model")
+    assert ground_in_spans("the Carolina team", span, "Who lost to Denver?") == ("Carolina", "span")
+    assert ground_in_spans("1889", span, "When was the Eiffel Tower finished?")[1] is None  # the worked example
+    assert ground_in_spans("Denver Broncos", span, "When was the Eiffel Tower finished?")[1] is None  # off topic
