@@ -26,6 +26,9 @@ class SynthConfig(BaseModel):
     span: Literal["chunk", "model"] = Field(
         "chunk", description="chunk: a seeded sentence of the chunk is the span, the model answers from it and asks "
         "(workbench.runner.synth_span); model: the model copies a span from the whole chunk")
+    answer_from: Literal["span", "model"] = Field(
+        "span", description="With span: chunk — span: a name, number or date of the sentence is the answer and the "
+        "model only writes the question (why/how: the sentence is the answer); model: the model picks the answer too")
     n: int = Field(100, ge=1, le=100_000, description="Questions wanted (accepted by every filter)")
     seed: int = Field(1, description="Seeds the chunk sample and the model's sampling")
     styles: list[Style] = Field(

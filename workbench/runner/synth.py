@@ -37,7 +37,9 @@ from workbench.rag.assemble import embedder_for
 from workbench.rag.chat import ChatModel
 from workbench.rag.chunking import Chunk, chunk_corpus
 from workbench.runner.synth_ragas import generate_ragas, refuse_local
-from workbench.runner.synth_span import SpanQA, ground_in_spans, pick_sentence, span_messages
+from workbench.runner.synth_span import (
+    AskQ, SpanQA, ask_messages, ground_in_spans, pick_answer, pick_sentence, span_messages,
+)
 from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
 from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
@@ -205,9 +207,14 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         call_seed = cfg.seed * 1_000_003 + attempt  # each call its own seed: varied, and reproducible
         checks: dict[str, bool] = {}
         candidate: dict[str, Any] = {"style": style, "chunk_ids": [c.id for c in used]}
+        given = None
         if cfg.span == "chunk":  # we pick the sentence, the model answers and asks (synth_span)
             spans = [pick_sentence(c, random.Random(call_seed + i)) for i, c in enumerate(used)]
             messages, schema = span_messages(style, spans), SpanQA
+            if cfg.answer_from == "span":  # and the answer: a name, number or date of it; the model only asks
+                given = spans[0] if style == "why_how" else pick_answer(spans[0], random.Random(call_seed))
+                if given is not None:
+                    messages, schema = ask_messages(style, spans, given), AskQ
         else:
             spans, messages, schema = [], _messages(style, used), GeneratedQA
         qa, error = _ask(chat, messages, response_format(schema, fmt_style), schema, call_seed, cfg.max_tokens)
@@ -220,7 +227,7 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             candidate["error"] = error
             report.record(checks, style, candidate)
             continue
-        question, answer = qa.question.strip(), qa.answer.strip()
+        question, answer = qa.question.strip(), given if given is not None else qa.answer.strip()
         span = " ".join(spans) if spans else qa.span.strip()
         candidate.update(question=question, answer=answer, span=span)
         texts = [c.text for c in used]

@@ -69,3 +69,47 @@ def ground_in_spans(answer: str, spans: list[str], question: str) -> tuple[str, 
         if taken:
             return taken, "span"
     return answer, None
+
+
+# ---------------------------------------------------------------- answer-aware: we also pick the answer
+
+_NUMBER = re.compile(r"\$?\d[\w,.:]*(?:[–-]\w+)*(?:\s(?:million|billion|yards|points|seconds|years))?")
+_NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:of\s+)?[A-Z][\w'’.-]*)*")
+_LEADING = {"The", "A", "An", "In", "On", "At", "It", "This", "That", "He", "She", "They", "As", "For", "With", "But",
+            "After", "Before", "During", "When", "While", "His", "Her", "Their", "Its", "However", "Although", "Despite"}
+
+
+class AskQ(BaseModel):
+    """The reply when the answer is given: only the question."""
+
+    question: str = Field(min_length=8, max_length=200, description="a question whose answer is the given answer")
+
+
+_ASK_SYSTEM = ("You write quiz questions. Reply in JSON: question is a question about the sentence whose answer "
+               "is the given answer. Do not put the answer in the question.")
+_ASK_EXAMPLE = [{"role": "user", "content": "Sentence: The Eiffel Tower was finished in 1889 for the World's Fair in "
+                                            "Paris.\nAnswer: 1889"},
+                {"role": "assistant", "content": json.dumps({"question": "When was the Eiffel Tower finished?"})}]
+
+
+def pick_answer(sentence: str, rng: random.Random) -> str | None:
+    """A seeded name, number or date of the sentence (a capitalised run without a leading function
+    word, or a number with its unit); None when it has none."""
+    names = []
+    for m in _NAME.finditer(sentence):
+        words = m.group(0).split()
+        while words and words[0] in _LEADING:
+            words = words[1:]
+        if words:
+            names.append(" ".join(words))
+    options = [*dict.fromkeys(names + [m.group(0).rstrip(".,") for m in _NUMBER.finditer(sentence)])]
+    return rng.choice(options) if options else None
+
+
+def ask_messages(style: str, spans: list[str], answer: str) -> list[dict]:
+    """The sentence(s) and the answer; the model writes only the question."""
+    text = " ".join(f"Sentence {i + 1}: {s}" for i, s in enumerate(spans)) if len(spans) > 1 else f"Sentence: {spans[0]}"
+    ask = {"why_how": "\nAsk a question starting with Why or How.",
+           "multi_chunk": "\nAsk one question that needs both sentences."}.get(style, "")
+    return [{"role": "system", "content": _ASK_SYSTEM}, *_ASK_EXAMPLE,
+            {"role": "user", "content": f"{text}\nAnswer: {answer}{ask}"}]
