@@ -4,10 +4,13 @@
     result = synthesize("experiments/quickstart.yaml", n=20, out="synth.jsonl", seed=1)
     print("\\n".join(result.report.lines()))
 
-Chunks (the spec's first chunking) are taken stratified over documents (seeded, `stratified_sample`);
-the model (the `synth:` section's, else the spec's first) writes a supporting span, a short answer and a
-question as schema-constrained JSON — the judge adapter's `response_format`, so the local SmolLM2's
-grammar always yields JSON of that shape. Each candidate then passes the filters in order (parsed,
+Chunks (the spec's first chunking) are taken stratified over documents (seeded, `stratified_sample`).
+By default (`synth_span`) a seeded sentence of the chunk is the supporting span and a name, number or
+date of it the answer, and the model (the `synth:` section's, else the spec's first) writes only the
+question; `answer_from: model` lets it pick the answer from the sentence, `span: model` lets it copy the
+span from the whole chunk too. Replies are schema-constrained JSON — the judge adapter's
+`response_format`, so the local SmolLM2's grammar always yields JSON of that shape; one that does not
+parse is asked once more. Each candidate then passes the filters in order (parsed,
 grounded, no answer leak, not a near-duplicate by the spec's first embedding, optionally answerable),
 each counted in the report. Output: the project's eval JSONL (relevant_ids = the chunk's document(s))
 with provenance, and `<out stem>.report.json` beside it.
