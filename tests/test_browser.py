@@ -1,7 +1,8 @@
 """A real browser runs the quickstart notebook in JupyterLab (its end-to-end test: what it prints and writes is
 checked here): the plotly figures and the Workbench tabs render,
 the Results tab's figures fill a 1,400 px window, clicking a heat-map cell opens that question in the
-drill-down, and the answer grid renders.
+drill-down, the answer grid renders, and labelling that answer (a click on "wrong" + Save, then the key 2
+through ipyevents) lands as MLflow assessments in the notebook's tracking store.
 
 Needs Chromium at /usr/bin/chromium and the `playwright` Python package (never `playwright install`: the
 system Chromium is used). Missing either is a test FAILURE with the install commands, never a skip.
@@ -91,6 +92,7 @@ def jupyter(tmp_path):
         "JUPYTER_DATA_DIR": str(state / "data"),  # the venv's kernel and lab extensions are still found via sys.prefix
     }
     env.pop("OPENAI_API_KEY", None)  # offline
+    env["WORKBENCH_LABELLER"] = "browser-test"  # the labels' source, checked in MLflow
     port, token = free_port(), secrets.token_hex(16)
     log = tmp_path / "jupyter.log"
     cmd = [
@@ -209,7 +211,42 @@ def check_results_view(page, tmp_path: Path) -> dict:
     grid.scroll_into_view_if_needed(timeout=30_000)
     page.screenshot(path=str(tmp_path / "results_answer_grid.png"))
     tab.locator(".js-plotly-plot:visible").nth(1).screenshot(path=str(tmp_path / "results_bars.png"))
-    return {**results, "clicked_question": after}
+    return {**results, "clicked_question": after, "variant": page.evaluate(RESULTS_JS)["variant"]}
+
+
+def label_in_browser(page, tmp_path: Path) -> None:
+    """In the drill-down's labelling panel: click "wrong", then Save; then, the pointer over the buttons'
+    row, press 2 (ipyevents' shortcut: partly, saved at once)."""
+    panel = page.locator(".wb-label-panel").last
+    panel.scroll_into_view_if_needed(timeout=30_000)
+    panel.locator("button", has_text="wrong").first.click()
+    panel.locator("button", has_text="Save label").first.click()
+    panel.get_by_text("saved: wrong").wait_for(timeout=60_000)
+    panel.locator(".wb-label-keys").first.hover()
+    page.keyboard.press("2")
+    panel.get_by_text("saved: partly").wait_for(timeout=60_000)
+    page.screenshot(path=str(tmp_path / "results_labelled.png"))
+
+
+def check_labels_in_mlflow(work: Path, question_id: str, variant: str) -> None:
+    """Both labels are `human_verdict` assessments on that (variant, question)'s trace, by the labeller."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{work}/mlruns/mlflow.db")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    traces = client.search_traces(locations=experiments, max_results=500,
+                                  filter_string=f"tags.`workbench.question_id` = '{question_id}'")
+    labelled = []
+    for info in traces:
+        trace = client.get_trace(info.info.trace_id)
+        human = sorted((a for a in trace.info.assessments if a.name == "human_verdict"), key=lambda a: a.create_time_ms)
+        if human:
+            labelled.append((trace.info.tags.get("workbench.variant_hash", ""), human))
+    assert len(labelled) == 1, f"expected one labelled trace of question {question_id}, got {labelled}"
+    variant_hash, human = labelled[0]
+    assert variant_hash.startswith(variant), (variant_hash, variant)  # the drill-down shows the short hash
+    assert [a.value for a in human] == ["wrong", "partly"]
+    assert {a.source.source_id for a in human} == {"browser-test"} and human[0].source.source_type == "HUMAN"
 
 
 @pytest.mark.timeout(1500)
@@ -271,6 +308,7 @@ def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
             final = page.evaluate(PAGE_STATE_JS)
             text = page.evaluate(OUTPUT_TEXT_JS)
             results = check_results_view(page, tmp_path)
+            label_in_browser(page, tmp_path)
         finally:
             browser.close()
             keep_screenshots(tmp_path)  # also when a check failed: the pictures show why
@@ -283,6 +321,7 @@ def test_quickstart_renders_plotly_and_workbench_in_chromium(jupyter, tmp_path):
     export = jupyter["work"] / "experiments" / "exports" / "quickstart_winner.yaml"
     assert export.is_file(), "Run All did not reach the export cell"
     check_notebook_outputs(jupyter["work"], text, export)
+    check_labels_in_mlflow(jupyter["work"], results["clicked_question"], results["variant"])
     keep_screenshots(tmp_path)
 
 

@@ -164,6 +164,13 @@ def test_labelling_panel_saves_a_label_and_walks_the_queue(logged, monkeypatch):
     assert tab.selected_row() is not before  # the queue moved on to an unlabelled answer
     panel.verdict.value = None
     assert panel.save_label() is None and "choose correct" in panel.status.value
+    shown = tab.selected_row()
+    panel.on_key({"event": "keydown", "key": "2"})  # the keyboard: label partly and save, then next
+    mine = [x for x in tab.results.labels if x["labeller"] == "grace"]
+    assert (mine[-1]["variant_hash"], mine[-1]["question_id"], mine[-1]["verdict"]) == (
+        shown["variant_hash"], str(shown["question_id"]), "partly")
+    panel.on_key({"event": "keydown", "key": "ArrowRight"})
+    assert tab.selected_row() is not shown
 
 
 def test_agreement_figure_draws_kappa_and_accuracy_with_cis():
@@ -178,3 +185,22 @@ def test_agreement_figure_draws_kappa_and_accuracy_with_cis():
     kappa_bar = next(t for t in fig.data if t.name == "Cohen's κ")
     assert list(kappa_bar.x) == [pytest.approx(0.8)] and kappa_bar.error_x.array[0] >= 0
     assert "TP 4 FP 0 FN 1 TN 5" in kappa_bar.hovertext[0]
+
+
+def test_label_panel_keys_come_from_ipyevents_and_map_to_actions():
+    """The handler gets the dict ipyevents' front end sends; 1/2/3 label (and save), n/p step."""
+    from ipyevents import Event
+
+    from workbench.ui.results_tab import ResultsTab
+
+    panel = ResultsTab(on_load=lambda _: None).labelling
+    assert isinstance(panel.keys, Event) and panel.keys.source is panel.keys_row
+    assert panel.corrected not in panel.keys_row.children  # typing a correction is never swallowed
+    key = {"event": "keydown", "key": "3", "code": "Digit3", "ctrlKey": False, "altKey": False, "metaKey": False}
+    panel.keys._handle_mouse_msg(None, key, [])  # as the widget's comm delivers it
+    assert panel.verdict.value == "wrong" and "open a variant and a question first" in panel.status.value
+    panel.keys._handle_mouse_msg(None, {**key, "key": "1", "ctrlKey": True}, [])  # Ctrl+1 is not ours
+    panel.keys._handle_mouse_msg(None, {**key, "key": "x"}, [])
+    assert panel.verdict.value == "wrong"
+    panel.keys._handle_mouse_msg(None, {**key, "key": "2"}, [])
+    assert panel.verdict.value == "partly"

@@ -91,13 +91,37 @@ def test_synthesize_over_http_counts_what_the_filters_reject(tmp_path):
     out = tmp_path / "eval.jsonl"
     with LatencyEndpoint(latency=0.0) as ep:
         with pytest.raises(DataError, match="no candidate passed the filters"):
-            synthesize(_spec(tmp_path, ep.base_url, styles=["factoid"]), out=out)
+            synthesize(_spec(tmp_path, ep.base_url, styles=["factoid"], answer_from="model"), out=out)
         calls = ep.stats()["chat_calls"]
     report = json.loads(report_path_for(out).read_text())
     assert calls == report["attempts"] == 3
     assert report["filters"]["parsed"]["passed"] == 3
     assert report["filters"]["no_answer_leak"]["rejected"] == report["filters"]["grounded"]["passed"]
     assert report["accepted"] == 0 and not out.exists()
+
+
+def test_synthesize_over_http_with_the_answer_taken_from_the_span(tmp_path):
+    """The default: a sentence of the chunk and a name or number of it are given, the model only asks.
+    Every kept question's answer is in its chunk; the filters add up."""
+    from workbench.data.corpus import load_corpus
+    from workbench.rag.chunking import chunk_corpus
+    from workbench.runner.synth import synthesize
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+
+    spec = _spec(tmp_path, "", styles=["factoid"], n=4, max_attempts=4)
+    with LatencyEndpoint(latency=0.0) as ep:
+        spec["space"]["model"][0]["base_url"] = ep.base_url
+        result = synthesize(spec, out=tmp_path / "eval.jsonl")
+    report = result.report.to_dict()
+    assert report["filters"]["parsed"]["passed"] == report["attempts"] == 4
+    assert report["accepted"] + sum(f["rejected"] for f in report["filters"].values()) == 4
+    loaded = load_spec(spec)
+    chunks = {c.id: c for c in chunk_corpus(load_corpus(loaded.data.corpus), loaded.space.chunking[0])}
+    assert result.rows  # the fake echoes prompt words: some questions leave the given answer out
+    for row in result.rows:
+        chunk = chunks[row["provenance"]["chunk_ids"][0]]
+        assert row["reference_answers"][0] in row["provenance"]["span"] and row["provenance"]["span"] in chunk.text
+        assert row["provenance"]["answer_from"] == "model"  # the given answer is in the span as given
 
 
 def test_synth_refuses_to_overwrite_and_bad_styles(tmp_path):
@@ -161,3 +185,62 @@ def test_a_synth_model_is_checked_like_any_model(tmp_path):
     assert load_spec(spec).synth.model.model == "gpt-4.1-mini"
     with pytest.raises(ConfigError, match="synth.model: .*only serves 'SmolLM2-135M-Instruct'"):
         load_spec(_spec(tmp_path, "http://x/v1", model={"provider": "local", "model": "gpt"}))
+
+
+def test_span_grounding_takes_the_answer_from_the_chunk_sentence():
+    from workbench.data.synth_filters import answer_from_span, span_in_chunk
+    from workbench.runner.synth import _ground
+
+    chunk = CHUNK + " The game was played on February 7, 2016, at Levi's Stadium."
+    sentence = span_in_chunk("The game was played February 7 2016 at Levis Stadium", [chunk])  # copied with slips
+    assert sentence == "The game was played on February 7, 2016, at Levi's Stadium."
+    assert span_in_chunk("Peyton Manning threw two touchdowns", [chunk]) is None
+    assert answer_from_span("on February 7", sentence) == "February 7"  # the chunk's words, no stop words
+    assert answer_from_span("the", sentence) is None
+    # the model's answer is in the chunk: kept; else taken from the span's sentence; else not grounded
+    assert _ground("factoid", "Who won?", "Denver Broncos", "x", [chunk]) == ("Denver Broncos", "x", "model")
+    assert _ground("factoid", "When?", "Feb. 7 2016", "The game was played on February 7, 2016", [chunk]) == (
+        "7, 2016", "The game was played on February 7, 2016, at Levi's Stadium.", "span")
+    assert _ground("factoid", "Who?", "Tom Brady", "Tom Brady won the game", [chunk])[2] is None
+    assert _ground("why_how", "How?", "by winning", "The Denver Broncos defeated the Carolina Panthers", [chunk])[2] in (
+        "model", "span")
+
+
+def test_report_counts_retries_and_a_wall_time_stop():
+    r = SynthReport(wanted=5)
+    r.retries, r.stopped = 2, "max_wall_s (10 s) reached after 3 candidates"
+    d = r.to_dict()
+    assert (d["retries"], d["stopped"]) == (2, "max_wall_s (10 s) reached after 3 candidates")
+    assert "2 retried" in r.lines()[0] and "stopped: max_wall_s" in r.lines()[0]
+
+
+def test_span_first_picks_a_seeded_sentence_and_grounds_the_answer_in_it():
+    import random
+
+    from workbench.rag.chunking import Chunk
+    from workbench.runner.synth_span import ground_in_spans, pick_sentence, span_messages
+
+    text = CHUNK + " Short one. The game was played on February 7, 2016, at Levi's Stadium in Santa Clara."
+    chunk = Chunk(id="d#0", doc_id="d", text=text, start=0, end=len(text))
+    picks = {pick_sentence(chunk, random.Random(seed)) for seed in range(20)}
+    assert picks == {CHUNK, "The game was played on February 7, 2016, at Levi's Stadium in Santa Clara."}  # not "Short one."
+    assert pick_sentence(chunk, random.Random(3)) == pick_sentence(chunk, random.Random(3))
+    messages = span_messages("multi_chunk", ["A b c.", "D e f."])
+    assert messages[-1]["content"].startswith("Sentence 1: A b c. Sentence 2: D e f.") and "both" in messages[-1]["content"]
+    span = [CHUNK]
+    assert ground_in_spans("Denver Broncos", span, "Which team won the Super Bowl title?") == ("Denver Broncos", "model")
+    assert ground_in_spans("the Carolina team", span, "Who lost to Denver?") == ("Carolina", "span")
+    assert ground_in_spans("1889", span, "When was the Eiffel Tower finished?")[1] is None  # the worked example
+    assert ground_in_spans("Denver Broncos", span, "When was the Eiffel Tower finished?")[1] is None  # off topic
+
+
+def test_answer_aware_picks_a_name_or_number_and_asks_only_for_the_question():
+    import random
+
+    from workbench.runner.synth_span import AskQ, ask_messages, pick_answer
+
+    sentence = "With 4:51 left, Carolina got the ball on their own 24-yard line and soon faced 3rd-and-9."
+    assert {pick_answer(sentence, random.Random(i)) for i in range(40)} == {"4:51", "Carolina", "24-yard", "3rd-and-9"}
+    assert pick_answer("it was a cold day.", random.Random(0)) is None  # no name or number: the model picks
+    messages = ask_messages("factoid", [sentence], "Carolina")
+    assert messages[-1]["content"].endswith("Answer: Carolina") and set(AskQ.model_fields) == {"question"}

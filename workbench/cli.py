@@ -318,11 +318,13 @@ def synth(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seeds the chunk sample and the model (default 1)"),
     answerability: Optional[bool] = typer.Option(None, "--answerability/--no-answerability",
                                                  help="Also check the model can answer from the chunk alone"),
+    generator: Optional[str] = typer.Option(None, "--generator", help="workbench (default; works with the local "
+                                            "model) or ragas (ragas' TestsetGenerator; needs a remote model)"),
 ) -> None:
     """Grow an eval set: questions grounded in SPEC's own chunks, filtered, with provenance."""
     from workbench.runner.synth import synthesize
 
-    result = synthesize(spec, n=n, out=out, seed=seed, answerability=answerability)
+    result = synthesize(spec, n=n, out=out, seed=seed, answerability=answerability, generator=generator)
     for line in result.report.lines():
         typer.echo(line)
     typer.echo(f"wrote {len(result.rows)} questions to {result.path} (report: {result.report_path})")

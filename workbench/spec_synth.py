@@ -20,6 +20,15 @@ class SynthConfig(BaseModel):
     # spec.Frozen's settings: spec.py imports this module, so it cannot import spec at module level
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
+    generator: Literal["workbench", "ragas"] = Field(
+        "workbench", description="workbench: our grounded span/answer/question prompt (works with the local model); "
+        "ragas: ragas' TestsetGenerator on our chunks (needs a capable remote model)")
+    span: Literal["chunk", "model"] = Field(
+        "chunk", description="chunk: a seeded sentence of the chunk is the span, the model answers from it and asks "
+        "(workbench.runner.synth_span); model: the model copies a span from the whole chunk")
+    answer_from: Literal["span", "model"] = Field(
+        "span", description="With span: chunk — span: a name, number or date of the sentence is the answer and the "
+        "model only writes the question (why/how: the sentence is the answer); model: the model picks the answer too")
     n: int = Field(100, ge=1, le=100_000, description="Questions wanted (accepted by every filter)")
     seed: int = Field(1, description="Seeds the chunk sample and the model's sampling")
     styles: list[Style] = Field(
@@ -34,6 +43,9 @@ class SynthConfig(BaseModel):
     max_attempts: int | None = Field(
         None, ge=1, description="Model calls at most (default 3 × n); fewer questions than n when filters reject many"
     )
+    max_wall_s: float | None = Field(
+        None, gt=0, description="Stop making candidates after this many seconds and keep what passed (the report says so)")
+    retry_parse: bool = Field(True, description="Ask once more (another seed, 64 more tokens) when a reply does not parse")
     duplicate_similarity: float = Field(
         0.9, gt=0.0, le=1.0, description="A question whose embedding cosine with a kept one reaches this is a near-duplicate"
     )

@@ -34,10 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--max-attempts", type=int, default=None, help="model calls at most (default 3 × n)")
+    ap.add_argument("--max-wall-s", type=float, default=None, help="stop making candidates after this long; keep what passed")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="keep the synthetic eval set here (default: a temp dir)")
     args = ap.parse_args(argv)
+    import logging
+
+    logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("workbench.runner.synth").setLevel(logging.INFO)  # one line per candidate, to stderr
 
     from scipy.stats import kendalltau
 
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         home = str(args.home or Path(tmp) / "home")
         base["home"] = home
-        base["synth"] = {"n": args.n, "seed": args.seed, **({"max_attempts": args.max_attempts} if args.max_attempts else {})}
+        base["synth"] = {"n": args.n, "seed": args.seed, **({"max_attempts": args.max_attempts} if args.max_attempts else {}),
+                         **({"max_wall_s": args.max_wall_s} if args.max_wall_s else {})}
         out = args.out or Path(tmp) / "synth.jsonl"
         t0 = time.perf_counter()
         try:
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         real = ranking(real_src)
         synth = ranking({"format": "jsonl", "path": str(out)})
 
-    print(f"# synthesis: {synth_s:.0f} s for {report['attempts']} model calls; {len(result.rows)} questions; "
+    print(f"# synthesis: {synth_s:.0f} s for {report['attempts']} candidates ({report['attempts'] + report['retries']} model calls); {len(result.rows)} questions; "
           f"by style {report['by_style']}")
     for line in result.report.lines():
         print(f"# {line}")
@@ -92,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {m}: real {json.dumps({v: round(real[m][v], 3) for v in variants})} "
                   f"synthetic {json.dumps({v: round(synth[m][v], 3) for v in variants})}")
     print(f"synth_kendall_tau: {taus.get('mrr', float('nan')):.3f}")
+    print(f"synth_n_questions: {len(result.rows)}")
+    print(f"synth_wall_s: {synth_s:.0f}")
+    print(f"synth_retries: {report['retries']}")
     for m, tau in taus.items():
         print(f"synth_kendall_tau.{m}: {tau:.3f}")
     _print_rates(report)

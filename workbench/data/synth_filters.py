@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,54 @@ def grounded(answer: str, span: str, texts: Sequence[str], norm: Norm, *, answer
     hay = [norm(t) for t in texts]
     needles = (norm(answer),) if answer_verbatim else (norm(answer), norm(span))
     return any(needle and any(needle in h for h in hay) for needle in needles)
+
+
+_WORD = re.compile(r"\w+(?:['’-]\w+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+STOPWORDS = frozenset("a an the of in on at to for by and or is was were be been it its as with from that this "
+                       "which who what when where why how did do does has have had are not but than into".split())
+
+
+def span_in_chunk(span: str, texts: Sequence[str], min_overlap: float = 0.7) -> str | None:
+    """The chunk sentence the model's span copies: the sentence holding most of the span's words (at
+    least `min_overlap` of them; a small model copies with slips). None when no sentence does."""
+    want = [w.lower() for w in _WORD.findall(span)]
+    if not want:
+        return None
+    best, best_share = None, 0.0
+    for text in texts:
+        for sentence in _SENTENCE_END.split(text):
+            have = {w.lower() for w in _WORD.findall(sentence)}
+            share = sum(w in have for w in want) / len(want)
+            if share > best_share:
+                best, best_share = sentence.strip(), share
+    return best if best_share >= min_overlap else None
+
+
+def answer_from_span(answer: str, sentence: str, max_words: int = 8) -> str | None:
+    """The answer taken from the grounded span: the longest run of the answer's words that the sentence
+    has in the same order, as the sentence writes it, without stop words at either end; None when
+    nothing but stop words is shared."""
+    words = [(m.group(0).lower(), m.start(), m.end()) for m in _WORD.finditer(sentence)]
+    ans = [w.lower() for w in _WORD.findall(answer)]
+    best = (0, 0)  # (length, end index in words)
+    for i in range(len(words)):
+        for j in range(len(ans)):
+            k = 0
+            while i + k < len(words) and j + k < len(ans) and words[i + k][0] == ans[j + k]:
+                k += 1
+            if k > best[0]:
+                best = (k, i + k)
+    k, end = best
+    run = words[end - k:end]
+    while run and run[0][0] in STOPWORDS:  # "on February 7" -> "February 7"
+        run = run[1:]
+    while run and run[-1][0] in STOPWORDS:
+        run = run[:-1]
+    run = run[:max_words]
+    if not run:
+        return None
+    return sentence[run[0][1]:run[-1][2]]
 
 
 def leaks_answer(question: str, answer: str, norm: Norm) -> bool:
@@ -93,6 +142,8 @@ class SynthReport:
     by_style: Counter = field(default_factory=Counter)
     accepted: int = 0
     filters: tuple[str, ...] = FILTERS
+    retries: int = 0  # second calls after a reply that did not parse
+    stopped: str | None = None  # why generation stopped before `wanted` (a wall-time cap)
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def record(self, checks: Mapping[str, bool], style: str, candidate: Mapping[str, Any]) -> bool:
@@ -125,12 +176,14 @@ class SynthReport:
                for n in self.filters if self.passed[n] + self.rejected[n]}
         return {"wanted": self.wanted, "attempts": self.attempts, "accepted": self.accepted,
                 "acceptance_rate": self.acceptance_rate(), "filters": per, "by_style": dict(self.by_style),
-                "rejected_examples": self.examples}
+                "retries": self.retries, "stopped": self.stopped, "rejected_examples": self.examples}
 
     def lines(self) -> list[str]:
         rate = self.acceptance_rate()
         out = [f"accepted {self.accepted} of {self.attempts} candidates ({0 if rate is None else rate:.0%}); "
-               f"wanted {self.wanted}; by style: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_style.items()))]
+               f"wanted {self.wanted}; by style: " + ", ".join(f"{k} {v}" for k, v in sorted(self.by_style.items()))
+               + (f"; {self.retries} retried after a reply that did not parse" if self.retries else "")
+               + (f"; stopped: {self.stopped}" if self.stopped else "")]
         for n in self.filters:
             if self.passed[n] + self.rejected[n]:
                 out.append(f"  {n:<15} passed {self.passed[n]:>4}  rejected {self.rejected[n]:>4}")

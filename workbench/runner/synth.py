@@ -4,10 +4,13 @@
     result = synthesize("experiments/quickstart.yaml", n=20, out="synth.jsonl", seed=1)
     print("\\n".join(result.report.lines()))
 
-Chunks (the spec's first chunking) are taken stratified over documents (seeded, `stratified_sample`);
-the model (the `synth:` section's, else the spec's first) writes a supporting span, a short answer and a
-question as schema-constrained JSON — the judge adapter's `response_format`, so the local SmolLM2's
-grammar always yields JSON of that shape. Each candidate then passes the filters in order (parsed,
+Chunks (the spec's first chunking) are taken stratified over documents (seeded, `stratified_sample`).
+By default (`synth_span`) a seeded sentence of the chunk is the supporting span and a name, number or
+date of it the answer, and the model (the `synth:` section's, else the spec's first) writes only the
+question; `answer_from: model` lets it pick the answer from the sentence, `span: model` lets it copy the
+span from the whole chunk too. Replies are schema-constrained JSON — the judge adapter's
+`response_format`, so the local SmolLM2's grammar always yields JSON of that shape; one that does not
+parse is asked once more. Each candidate then passes the filters in order (parsed,
 grounded, no answer leak, not a near-duplicate by the spec's first embedding, optionally answerable),
 each counted in the report. Output: the project's eval JSONL (relevant_ids = the chunk's document(s))
 with provenance, and `<out stem>.report.json` beside it.
@@ -16,7 +19,9 @@ with provenance, and `<out stem>.report.json` beside it.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +32,24 @@ from pydantic import BaseModel, Field, ValidationError
 
 from workbench.data.corpus import load_corpus
 from workbench.data.synth_filters import (
-    SynthReport, answers_agree, grounded, leaks_answer, near_duplicates, stratified_sample, write_eval_jsonl,
+    SynthReport, answer_from_span, answers_agree, grounded, leaks_answer, near_duplicates, span_in_chunk,
+    stratified_sample, write_eval_jsonl,
 )
 from workbench.errors import ConfigError, DataError, ModelError
 from workbench.rag.assemble import embedder_for
 from workbench.rag.chat import ChatModel
 from workbench.rag.chunking import Chunk, chunk_corpus
+from workbench.runner.synth_ragas import generate_ragas, refuse_local
+from workbench.runner.synth_span import (
+    AskQ, SpanQA, ask_messages, ground_in_spans, pick_answer, pick_sentence, span_messages,
+)
 from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
 from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
 from workbench.spec_synth import SynthConfig
+
+
+log = logging.getLogger(__name__)
 
 
 class GeneratedQA(BaseModel):
@@ -114,13 +127,18 @@ class _LazyEmbedder:
 
 def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out: str | Path | None = None,
                seed: int | None = None, model: ModelConfig | None = None, base_url: str | None = None,
-               answerability: bool | None = None, overwrite: bool = False) -> SynthResult:
+               answerability: bool | None = None, overwrite: bool = False, generator: str | None = None) -> SynthResult:
     """Grow an eval set from the spec's corpus (see the module doc). `base_url` points the model at a
-    running server (else the local model is started when the model is local)."""
+    running server (else the local model is started when the model is local). `generator="ragas"`:
+    ragas' TestsetGenerator on the same chunks (`workbench.runner.synth_ragas`)."""
     loaded = load_spec(spec)
     cfg = loaded.synth or SynthConfig()
-    cfg = cfg.model_copy(update={k: v for k, v in {"n": n, "seed": seed, "answerability": answerability}.items()
-                                 if v is not None})
+    try:
+        cfg = SynthConfig.model_validate({**dict(cfg), **{k: v for k, v in {
+            "n": n, "seed": seed, "answerability": answerability, "generator": generator}.items() if v is not None}})
+    except ValidationError as exc:
+        raise ConfigError("synth: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                 for e in exc.errors(include_input=False))) from None
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:  # before any model call
         raise DataError(f"{out_path}: the file exists; choose another --out (an eval set is never overwritten)")
@@ -128,6 +146,9 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
         raise DataError(f"{out_path}: the folder {out_path.parent} does not exist; create it or choose another --out")
     writer = model or cfg.model or loaded.space.model[0]
     writer = writer.model_copy(update={"max_tokens": cfg.max_tokens, "temperature": cfg.temperature})
+    if cfg.generator == "ragas":
+        refuse_local(writer)  # before any chunking or model start
+        writer = writer.model_copy(update={"max_tokens": max(cfg.max_tokens, 1024)})  # ragas' summaries, personas
     corpus = load_corpus(loaded.data.corpus)
     chunks = chunk_corpus(corpus, loaded.space.chunking[0])
     if not chunks:
@@ -147,7 +168,11 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
         chat = ChatModel(writer, base_url=url, timeout=loaded.execution.timeout_s,
                          max_retries=loaded.execution.max_retries)
         embedder = _LazyEmbedder(loaded, stack)
-        rows, report = _generate(cfg, chat, embedder, order, chunks, writer)
+        if cfg.generator == "ragas":
+            rows, report = generate_ragas(cfg, chat, embedder, order, writer, timeout_s=loaded.execution.timeout_s,
+                                          concurrency=loaded.execution.concurrency)
+        else:
+            rows, report = _generate(cfg, chat, embedder, order, chunks, writer)
     for row in rows:
         row["provenance"]["corpus_digest"] = corpus.digest
     result = SynthResult(None, rows, report)
@@ -165,13 +190,17 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
 def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chunk], chunks: list[Chunk],
               writer: ModelConfig) -> tuple[list[dict[str, Any]], SynthReport]:
     rng = random.Random(cfg.seed)
-    fmt = response_format(GeneratedQA, RESPONSE_FORMAT_STYLES[writer.provider])
+    fmt_style = RESPONSE_FORMAT_STYLES[writer.provider]
     report = SynthReport(wanted=cfg.n)
     kept_vectors: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
     budget = cfg.max_attempts or 3 * cfg.n
+    deadline = time.monotonic() + cfg.max_wall_s if cfg.max_wall_s else None
     for attempt in range(budget):
         if len(rows) >= cfg.n:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            report.stopped = f"max_wall_s ({cfg.max_wall_s:g} s) reached after {attempt} candidates"
             break
         style = cfg.styles[attempt % len(cfg.styles)]
         first = order[attempt % len(order)]
@@ -181,21 +210,36 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
         call_seed = cfg.seed * 1_000_003 + attempt  # each call its own seed: varied, and reproducible
         checks: dict[str, bool] = {}
         candidate: dict[str, Any] = {"style": style, "chunk_ids": [c.id for c in used]}
-        try:
-            reply = chat.generate(_messages(style, used), response_format=fmt, seed=call_seed)
-            qa = GeneratedQA.model_validate_json(reply.text)
-            checks["parsed"] = True
-        except (ValidationError, ValueError) as exc:
-            checks["parsed"] = False
-            candidate["error"] = str(exc).splitlines()[0][:200]
+        given = None
+        if cfg.span == "chunk":  # we pick the sentence, the model answers and asks (synth_span)
+            spans = [pick_sentence(c, random.Random(call_seed + i)) for i, c in enumerate(used)]
+            messages, schema = span_messages(style, spans), SpanQA
+            if cfg.answer_from == "span":  # and the answer: a name, number or date of it; the model only asks
+                given = spans[0] if style == "why_how" else pick_answer(spans[0], random.Random(call_seed))
+                if given is not None:
+                    messages, schema = ask_messages(style, spans, given), AskQ
+        else:
+            spans, messages, schema = [], _messages(style, used), GeneratedQA
+        qa, error = _ask(chat, messages, response_format(schema, fmt_style), schema, call_seed, cfg.max_tokens)
+        if error is not None and cfg.retry_parse:  # a second try, its own seed and more room
+            report.retries += 1
+            qa, error = _ask(chat, messages, response_format(schema, fmt_style), schema, call_seed + 500_000_003,
+                             cfg.max_tokens + 64)
+        checks["parsed"] = qa is not None
+        if qa is None:
+            candidate["error"] = error
             report.record(checks, style, candidate)
             continue
-        except ModelError:
-            raise
-        question, answer, span = qa.question.strip(), qa.answer.strip(), qa.span.strip()
+        question, answer = qa.question.strip(), given if given is not None else qa.answer.strip()
+        span = " ".join(spans) if spans else qa.span.strip()
         candidate.update(question=question, answer=answer, span=span)
         texts = [c.text for c in used]
-        checks["grounded"] = grounded(answer, span, texts, normalize_answer, answer_verbatim=style != "why_how")
+        if spans:
+            answer, source = ground_in_spans(answer, spans, question)
+        else:
+            answer, span, source = _ground(style, question, answer, span, texts)
+        candidate["answer_from"] = source
+        checks["grounded"] = source is not None
         checks["no_answer_leak"] = not leaks_answer(question, answer, normalize_answer)
         vector = None
         if checks["grounded"] and checks["no_answer_leak"]:
@@ -204,7 +248,12 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             checks["not_duplicate"] = not near_duplicates(vector[None, :], cfg.duplicate_similarity, kept)[0]
             if checks["not_duplicate"] and cfg.answerability:
                 checks["answerable"] = _answerable(chat, question, answer, texts)
-        if not report.record(checks, style, candidate):
+        accepted = report.record(checks, style, candidate)
+        log.info("candidate %d (%s): %s; %d of %d accepted | %s", report.attempts, style,
+                 "accepted" if accepted else "rejected by " + next(k for k, v in checks.items() if not v),
+                 report.accepted, report.attempts, json.dumps({k: candidate.get(k) for k in (
+                     "question", "answer", "span", "answer_from", "error") if candidate.get(k)})[:400])
+        if not accepted:
             continue
         kept_vectors.append(vector)
         rows.append({
@@ -215,9 +264,36 @@ def _generate(cfg: SynthConfig, chat: ChatModel, embedder: Any, order: list[Chun
             "style": style,
             "provenance": {"generator": "workbench", "model": writer.model, "provider": writer.provider,
                            "seed": cfg.seed, "call_seed": call_seed, "chunk_ids": [c.id for c in used],
-                           "span": span, "filters": checks},
+                           "span": span, "answer_from": source, "filters": checks},
         })
     return rows, report
+
+
+def _ask(chat: ChatModel, messages: list[dict], fmt: dict, schema: type[BaseModel], seed: int, max_tokens: int
+         ) -> tuple[Any, str | None]:
+    """One schema-constrained call: the parsed reply, or None and why (cut off at max_tokens, a field
+    out of bounds)."""
+    try:
+        reply = chat.generate(messages, response_format=fmt, seed=seed, max_tokens=max_tokens)
+        return schema.model_validate_json(reply.text), None
+    except (ValidationError, ValueError) as exc:
+        return None, str(exc).splitlines()[0][:200]
+
+
+def _ground(style: str, question: str, answer: str, span: str, texts: list[str]) -> tuple[str, str, str | None]:
+    """(answer, span, where the answer came from) — "model" when the chunk holds the model's answer;
+    "span" when the span (nearly) copies a chunk sentence and the answer is taken from that sentence
+    (the longest run of the answer's words in it; a why/how answer is that sentence's paraphrase and
+    is kept); None when neither grounds it."""
+    if grounded(answer, span, texts, normalize_answer, answer_verbatim=style != "why_how"):
+        return answer, span, "model"
+    sentence = span_in_chunk(span, texts)
+    if sentence is None:
+        return answer, span, None
+    if style == "why_how":
+        return answer, sentence, "span"
+    taken = answer_from_span(answer, sentence)
+    return (taken, sentence, "span") if taken else (answer, span, None)
 
 
 def _answerable(chat: ChatModel, question: str, answer: str, texts: list[str]) -> bool:

@@ -12,7 +12,8 @@ Routes
                                "length"); usage: prompt_tokens = int(words·1.3) over all message
                                contents, completion_tokens = answer words. With `response_format`
                                {"type": "json_schema"} the content is a minimal JSON object valid for
-                               that schema; with {"type": "json_object"} it is {"answer": ...}.
+                               that schema (ragas' test-set prompts: see fake_ragas); with
+                               {"type": "json_object"} it is {"answer": ...}.
     POST /v1/embeddings        after `embed_latency` s, unit vectors of `dim` floats seeded by the
                                sha256 of each input (honours encoding_format "base64", which the
                                openai client asks for by default).
@@ -56,6 +57,7 @@ from workbench.testing.fake_arrivals import Arrivals
 from workbench.testing.fake_content import WORD, content_text, count_tokens, embed_text, make_answer, schema_instance
 from workbench.testing.fake_routing import RoutingPlan, logprobs_block
 from workbench.testing.fake_sampling import sampled
+from workbench.testing.fake_ragas import ragas_instance
 from workbench.testing.fake_hostile import SHAPE_KINDS, fault_models, forced_fault, nan_vectors, reshape, trickle
 from workbench.testing.fake_state import ALL_FAULT_KINDS, FAULT_KINDS, HOSTILE_KINDS, Config, FaultPlan, Stats
 
@@ -187,7 +189,7 @@ def create_app(config: Config | None = None, routing: RoutingPlan | None = None,
                 if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
                     spec = fmt.get("json_schema") or {}
                     schema = spec.get("schema", spec) if isinstance(spec, dict) else {}
-                    content = json.dumps(schema_instance(schema, answer))
+                    content = json.dumps(ragas_instance(schema, messages) or schema_instance(schema, answer))
                     finish = "stop"
                 elif isinstance(fmt, dict) and fmt.get("type") == "json_object":
                     content = json.dumps({"answer": answer})

@@ -4,6 +4,12 @@ It labels the (variant, question) the drill-down shows, through `SweepResults.la
 assessment on that question's trace). Previous / next walk the review queue (`review_queue`: where the
 variants disagree most or the judge is least sure, unlabelled first) or the questions in order.
 No logic of its own: everything is the API a script would call.
+
+Keyboard shortcuts (`KEYS`) come through `ipyevents` (ipywidgets has no key events): while the mouse is
+over the label buttons' row, 1 / 2 / 3 label the shown answer correct / partly / wrong and save it,
+n / → and p / ← step to the next / previous one, s saves. ipyevents swallows the keys it watches while
+the pointer is over its source, so the source is that row only, never the corrected-answer and note
+fields (typing there stays typing).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
+from ipyevents import Event
 
 from workbench.errors import WorkbenchError
 from workbench.ui.common import message
@@ -19,6 +26,9 @@ from workbench.ui.common import message
 if TYPE_CHECKING:
     from workbench.ui.results_tab import ResultsTab
 
+KEYS = {"1": ("label", "correct"), "2": ("label", "partly"), "3": ("label", "wrong"), "s": ("save", None),
+        "n": ("step", 1), "ArrowRight": ("step", 1), "p": ("step", -1), "ArrowLeft": ("step", -1)}
+HINT = "keys (pointer over this row): 1 correct · 2 partly · 3 wrong (each saves) · s save · n/→ next · p/← previous"
 ORDERS = [("review queue (disagreement, judge uncertainty)", "queue"), ("question order", "questions")]
 
 
@@ -38,8 +48,12 @@ class LabelPanel:
         self.save.on_click(lambda _: self.save_label())
         self.previous.on_click(lambda _: self.step(-1))
         self.next.on_click(lambda _: self.step(1))
-        self.widget = W.VBox([self.verdict, self.corrected, self.note,
-                              W.HBox([self.save, self.previous, self.next, self.order]), self.status])
+        self.keys_row = W.VBox([W.HBox([self.verdict, self.save, self.previous, self.next]),
+                                W.HTML(f'<span style="color:#777;font-size:90%">{html.escape(HINT)}</span>')])
+        self.keys_row.add_class("wb-label-keys")
+        self.keys = Event(source=self.keys_row, watched_events=["keydown"], ignore_modifier_key_events=True)
+        self.keys.on_dom_event(self.on_key)
+        self.widget = W.VBox([self.keys_row, self.corrected, self.note, self.order, self.status])
         self.widget.add_class("wb-label-panel")
 
     # ------------------------------------------------------------ what is shown
@@ -61,6 +75,19 @@ class LabelPanel:
             f'{html.escape(str(found.get("labeller")))}</span>')
 
     # ------------------------------------------------------------ actions
+
+    def on_key(self, event: dict[str, Any]) -> None:
+        """One ipyevents keydown message (`{"event": "keydown", "key": "1", "ctrlKey": False, ...}`)."""
+        if event.get("event") != "keydown" or any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey")):
+            return  # a browser or JupyterLab shortcut, not ours
+        action, arg = KEYS.get(str(event.get("key")), (None, None))
+        if action == "label":
+            self.verdict.value = arg
+            self.save_label()
+        elif action == "save":
+            self.save_label()
+        elif action == "step":
+            self.step(arg)
 
     def save_label(self) -> dict[str, Any] | None:
         key, results = self._current(), self.tab.results
