@@ -166,3 +166,37 @@ def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint
     assert any("resumed sweep" in n for n in results.notes)
     keys = [r["question_id"] for r in _cells(home)]
     assert len(keys) == len(set(keys)) == 12
+
+
+def test_a_budget_holds_across_ray_workers_and_a_larger_one_resumes_with_no_repeated_call(tmp_path, cluster, endpoint):
+    """The cluster's one guard (runner.ray_budget): 2 workers with 4 calls in flight never pass max_calls; the
+    stop is the local backend's (KILLED children, the parent tagged, CLI exit 3), and a larger cap resumes asking
+    nothing twice (two runs only: each starts its workers, ~10 s on a loaded machine)."""
+    from typer.testing import CliRunner
+
+    from memory_tracker import MemoryTracker
+    from workbench import run_sweep
+    from workbench.cli import BUDGET_EXIT, app
+
+    spec = _ray(_spec(tmp_path, endpoint, retrieval=[{"kind": "bm25", "k": 3}, {"kind": "bm25", "k": 2}]), cluster)
+    spec["tracking"]["enabled"] = False
+    tracker, endpoint_calls = MemoryTracker(), lambda: endpoint.stats()["chat_calls"]
+    endpoint.reset_stats()
+    stopped = run_sweep({**spec, "budget": {"max_calls": 5}}, progress=False, tracker=tracker)
+    assert endpoint_calls() == 5  # never a call past the cap, with 8 cells in flight over 2 workers
+    assert stopped.status == "KILLED" and stopped.stats["stopped_by"] == "budget" and len(stopped.rows) == 5
+    assert any(n.startswith("stopped by budget: max_calls 5") for n in stopped.notes)
+    (parent,) = [r for r in tracker.runs.values() if r["kind"] == "sweep"]
+    assert parent["status"] == "KILLED" and parent["tags"]["workbench.stopped_by"] == "budget"
+    assert parent["metrics"]["budget.calls"] == 5
+    children = [r for r in tracker.runs.values() if r["kind"] == "variant"]
+    assert children and all(c["status"] == "KILLED" for c in children)
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    again = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-calls", "8"])
+    assert again.exit_code == BUDGET_EXIT, again.output
+    assert "stopped by budget: max_calls 8" in again.output
+    assert endpoint_calls() == 8  # the first run's 5 counted, none of its cells asked again
+    keys = [(r["variant_hash"], r["question_id"]) for r in _cells(Path(spec["home"]))]
+    assert len(keys) == len(set(keys)) == 8

@@ -25,6 +25,7 @@ from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
 from workbench.runner.generations import TimedGenerations
 from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.ray_budget import WorkerGuard
 from workbench.runner.workspace import IndexQueue, Workspace
 from workbench.spec import SweepSpec
 from workbench.tracking.null import NullTracker
@@ -67,8 +68,8 @@ class ClusterLimits(EndpointLimits):
 class ClusterExecutor(Executor):
     """The laptop's executor with cluster limits per endpoint."""
 
-    def __init__(self, execution, gate: Any, gated: set[str]):
-        super().__init__(execution)
+    def __init__(self, execution, gate: Any, gated: set[str], guard: Any = None):
+        super().__init__(execution, None, guard)
         self.gate, self.gated = gate, gated
 
     def _limits_for(self, model: ChatModel) -> EndpointLimits:
@@ -83,7 +84,7 @@ class CellWorker:
     """One Ray actor (`ray.remote(CellWorker)` in `ray_backend`); `run_cell` runs one (variant, question)."""
 
     def __init__(self, spec_json: dict, corpus: Corpus, evalset: EvalSet, base_urls: dict, sweep_id: str,
-                 retime: frozenset[str], gate: Any, gated: set[str], workers: int):
+                 retime: frozenset[str], gate: Any, gated: set[str], workers: int, ledger: Any = None):
         spec = SweepSpec.model_validate(spec_json)
         ex = spec.execution
         # This worker's share of the cap; the rates are the gate's, not a per-worker copy of them.
@@ -94,6 +95,7 @@ class CellWorker:
         self.variants = {v.hash: v for v in self.inputs.variants}
         self.base_urls, self.sweep_id, self.retime = base_urls, sweep_id, retime
         self.gate, self.gated = gate, gated
+        self.ledger = ledger  # the sweep's budget (runner.ray_budget), None when it has none
         self.run: Execution | None = None
         self.pipes: dict[str, Any] = {}
         self.cells_run = 0
@@ -109,7 +111,8 @@ class CellWorker:
                 tracker=NullTracker(), judge=None, cache=cache,
                 results=SweepResults(spec=self.spec, sweep_id=self.sweep_id, variants=list(self.inputs.variants)),
                 cells=io.StringIO(), bar=None, eval_frame=None, retime=self.retime)
-            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated)
+            guard = WorkerGuard(self.ledger) if self.ledger is not None else None
+            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated, guard)
             run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)
             run.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
             run.indexes = IndexQueue(run.ws)
