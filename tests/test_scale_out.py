@@ -91,6 +91,21 @@ def test_local_and_ray_give_the_same_answers_and_metrics_and_the_cells_ran_on_wo
             import chromadb
 
             names = {c.name for c in chromadb.HttpClient(host=chroma.host, port=chroma.port).list_collections()}
+            # the dense winner, exported and loaded on a fresh home, reads the server's collection and answers
+            # the same (its host and port came from the export; nothing was embedded again, nothing local)
+            dense = next(v for v in remote.variants if v.retrieval.kind == "dense")
+            path = remote.export(dense.hash, tmp_path / "winner.yaml", log_to_mlflow=False)
+            assert yaml.safe_load(path.read_text())["vector_store"] == {
+                "kind": "chroma_server", "host": chroma.host, "port": chroma.port, "ssl": False}
+            from workbench import load_pipeline
+
+            rows = [r for r in remote.rows if r["variant_hash"] == dense.hash]
+            with load_pipeline(path, home=tmp_path / "prod") as pipe:
+                answers = [pipe.answer(r["question"]) for r in rows]
+            assert [a.answer for a in answers] == [r["answer"] for r in rows]
+            assert [[c.chunk_id for c in a.contexts] for a in answers] == [r["retrieved_chunk_ids"] for r in rows]
+            assert not (tmp_path / "prod" / "chroma").exists()
+            assert {c.name for c in chromadb.HttpClient(host=chroma.host, port=chroma.port).list_collections()} == names
         assert remote.status == "FINISHED" and len(remote.rows) == len(local.rows) == 2 * N
         assert _same(remote.rows) == _same(local.rows)  # same answers, retrieval and scores, cell by cell
         metrics = ["f1", "exact_match", "recall_at_k", "ndcg_at_k"]
