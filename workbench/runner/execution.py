@@ -10,7 +10,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import pandas as pd
 
@@ -87,6 +87,8 @@ class Execution:
     known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question,
     # repeat) -> finished row
 
+    scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
+
     @property
     def spec(self) -> SweepSpec:
         return self.inputs.spec
@@ -105,7 +107,7 @@ class Execution:
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
-        if any(not v.retrieval_only for v in self.inputs.variants):
+        if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
         try:
             if self.spec.search.strategy in ("halving", "optuna"):

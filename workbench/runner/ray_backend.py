@@ -128,6 +128,7 @@ class WorkerPool:
 class RayExecution(Execution):
     """`Execution` with cells on Ray workers and dense indexes embedded by Ray Data."""
 
+    scores_here = False  # the workers score (and import ragas); the driver never loads it for a plain sweep
     pool: WorkerPool | None = field(init=False, default=None)
     budget: SharedBudget | None = field(init=False, default=None)  # the guard, shared by workers and judge
     workers_seen: list[dict] = field(init=False, default_factory=list)
@@ -154,7 +155,8 @@ class RayExecution(Execution):
             total = lambda k: sum(c.get(k, 0) for c in self.workers_seen)  # noqa: E731
             self.results.stats.update({"model_calls": total("model_calls"), "model_attempts": total("model_attempts"),
                                        "ray_workers": len(self.pool.workers), "ray_cells_moved": self.pool.moved,
-                                       "ray_worker_pids": sorted({c["pid"] for c in self.workers_seen})})
+                                       "ray_worker_pids": sorted({c["pid"] for c in self.workers_seen}),
+                                       "ray_worker_cpu_s": total("cpu_s")})
 
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
         if needs_dense(variant):

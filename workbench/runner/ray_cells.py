@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import io
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -99,6 +100,7 @@ class CellWorker:
         self.run: Execution | None = None
         self.pipes: dict[str, Any] = {}
         self.cells_run = 0
+        self.cpu0: float | None = None  # this process's CPU seconds at its first cell (start-up imports left out)
 
     def _execution(self) -> Execution:
         """Built inside the actor's event loop (the executor binds to it)."""
@@ -122,6 +124,8 @@ class CellWorker:
     async def run_cell(self, variant_hash: str, position: int, rank: int,
                        repeat: int | None = None) -> dict[str, Any] | None:
         """The finished, scored row (None if it never started)."""
+        if self.cpu0 is None:
+            self.cpu0 = time.process_time()
         run = self._execution()
         variant = self.variants[variant_hash]
         if variant_hash not in self.pipes:
@@ -137,7 +141,8 @@ class CellWorker:
         run = self.run
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "cells_run": self.cells_run,
                 "model_calls": run.executor.calls if run else 0, "model_attempts": run.executor.attempts if run else 0,
-                "cache_hits": run.generations.cache_hits if run else 0}
+                "cache_hits": run.generations.cache_hits if run else 0,
+                "cpu_s": time.process_time() - self.cpu0 if self.cpu0 is not None else 0.0}
 
     async def close(self) -> None:
         if self.run is not None:
