@@ -86,7 +86,6 @@ class Execution:
     logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
     known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question,
     # repeat) -> finished row
-
     scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
 
     @property
