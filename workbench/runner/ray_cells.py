@@ -9,6 +9,7 @@ and, when the spec sets a rate limit, by the cluster's one `RateGate` actor.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import io
 import os
@@ -28,6 +29,7 @@ from workbench.runner.generations import TimedGenerations
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.ray_budget import WorkerGuard
 from workbench.runner.workspace import IndexQueue, Workspace
+from workbench.scoring.metrics import preload as preload_scorers
 from workbench.spec import SweepSpec
 from workbench.tracking.null import NullTracker
 
@@ -101,6 +103,10 @@ class CellWorker:
         self.pipes: dict[str, Any] = {}
         self.cells_run = 0
         self.cpu0: float | None = None  # this process's CPU seconds at its first cell (start-up imports left out)
+        # ragas imported on a thread from the start, as the laptop does: on the event loop it would hold every
+        # call in flight (and their measured latency) for seconds at the first score
+        self.scorers = (ThreadPoolExecutor(1, thread_name_prefix="workbench-preload").submit(preload_scorers)
+                        if any(not v.retrieval_only for v in self.inputs.variants) else None)
 
     def _execution(self) -> Execution:
         """Built inside the actor's event loop (the executor binds to it)."""
@@ -118,6 +124,7 @@ class CellWorker:
             run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)
             run.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
             run.indexes = IndexQueue(run.ws)
+            run.scorers_ready = asyncio.wrap_future(self.scorers) if self.scorers is not None else None
             self.run = run
         return self.run
 
