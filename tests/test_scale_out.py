@@ -183,10 +183,12 @@ def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint
     assert len(keys) == len(set(keys)) == 12
 
 
-def test_a_budget_holds_across_ray_workers_and_a_larger_one_resumes_with_no_repeated_call(tmp_path, cluster, endpoint):
+def test_a_budget_holds_across_ray_workers_and_the_judge_and_a_larger_one_resumes_with_no_repeated_call(
+        tmp_path, cluster, endpoint):
     """The cluster's one guard (runner.ray_budget): 2 workers with 4 calls in flight never pass max_calls; the
-    stop is the local backend's (KILLED children, the parent tagged, CLI exit 3), and a larger cap resumes asking
-    nothing twice (two runs only: each starts its workers, ~10 s on a loaded machine)."""
+    stop is the local backend's (KILLED children, the parent tagged, CLI exit 3); a larger cap resumes asking no
+    answer twice, and the judge on the driver counts against the same cap. Two runs only: each starts its
+    workers (~10-15 s on a loaded machine)."""
     from typer.testing import CliRunner
 
     from memory_tracker import MemoryTracker
@@ -195,6 +197,8 @@ def test_a_budget_holds_across_ray_workers_and_a_larger_one_resumes_with_no_repe
 
     spec = _ray(_spec(tmp_path, endpoint, retrieval=[{"kind": "bm25", "k": 3}, {"kind": "bm25", "k": 2}]), cluster)
     spec["tracking"]["enabled"] = False
+    spec["judge"] = {"provider": "openai", "model": "latency-endpoint", "base_url": endpoint.base_url,
+                     "metrics": ["context_recall", "faithfulness"], "max_tokens": 64}
     tracker, endpoint_calls = MemoryTracker(), lambda: endpoint.stats()["chat_calls"]
     endpoint.reset_stats()
     stopped = run_sweep({**spec, "budget": {"max_calls": 5}}, progress=False, tracker=tracker)
@@ -207,11 +211,13 @@ def test_a_budget_holds_across_ray_workers_and_a_larger_one_resumes_with_no_repe
     children = [r for r in tracker.runs.values() if r["kind"] == "variant"]
     assert children and all(c["status"] == "KILLED" for c in children)
 
+    cap = 2 * N + 4  # every answer, then 4 judge calls (3 per cell: the driver's judge asks the same ledger)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
-    again = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-calls", "8"])
+    again = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-calls", str(cap)])
     assert again.exit_code == BUDGET_EXIT, again.output
-    assert "stopped by budget: max_calls 8" in again.output
-    assert endpoint_calls() == 8  # the first run's 5 counted, none of its cells asked again
-    keys = [(r["variant_hash"], r["question_id"]) for r in _cells(Path(spec["home"]))]
-    assert len(keys) == len(set(keys)) == 8
+    assert f"stopped by budget: max_calls {cap}" in again.output
+    assert endpoint_calls() == cap  # the first run's 5 counted; nothing past the cap, judge calls included
+    rows = {(r["variant_hash"], r["question_id"]): r for r in _cells(Path(spec["home"]))}  # the last write wins
+    assert len(rows) == 2 * N and not [r for r in rows.values() if r.get("error")]
+    assert sum(r.get("judge_calls", 0) for r in rows.values()) == 4  # so 2N answer calls: none asked twice

@@ -122,12 +122,12 @@ class Execution:
                 self.results.variants = [v for v in self.results.variants if v.hash in chosen]
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
-                # Judging after all generation: a judge sharing an endpoint must not queue in front of
-                # (and inflate the measured latency of) the answers being timed.
+                # Judged after all generation: a judge sharing the endpoint must not queue before the timed answers
                 for variant, rows in done:
-                    if rows and variant.hash in self.logging and not self.hooks.cancelled():
-                        await self.judge_rows(rows)
-                        self.finish_variant(variant, rows)
+                    if rows and variant.hash in self.logging:
+                        if not self.hooks.cancelled():
+                            await self.judge_rows(rows)
+                        self.finish_variant(variant, rows)  # KILLED when cells are missing or unjudged
         finally:
             point("execution_done")
             self.retrieval_pool.shutdown(wait=True)
