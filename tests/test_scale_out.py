@@ -91,6 +91,21 @@ def test_local_and_ray_give_the_same_answers_and_metrics_and_the_cells_ran_on_wo
             import chromadb
 
             names = {c.name for c in chromadb.HttpClient(host=chroma.host, port=chroma.port).list_collections()}
+            # the dense winner, exported and loaded on a fresh home, reads the server's collection and answers
+            # the same (its host and port came from the export; nothing was embedded again, nothing local)
+            dense = next(v for v in remote.variants if v.retrieval.kind == "dense")
+            path = remote.export(dense.hash, tmp_path / "winner.yaml", log_to_mlflow=False)
+            assert yaml.safe_load(path.read_text())["vector_store"] == {
+                "kind": "chroma_server", "host": chroma.host, "port": chroma.port, "ssl": False}
+            from workbench import load_pipeline
+
+            rows = [r for r in remote.rows if r["variant_hash"] == dense.hash]
+            with load_pipeline(path, home=tmp_path / "prod") as pipe:
+                answers = [pipe.answer(r["question"]) for r in rows]
+            assert [a.answer for a in answers] == [r["answer"] for r in rows]
+            assert [[c.chunk_id for c in a.contexts] for a in answers] == [r["retrieved_chunk_ids"] for r in rows]
+            assert not (tmp_path / "prod" / "chroma").exists()
+            assert {c.name for c in chromadb.HttpClient(host=chroma.host, port=chroma.port).list_collections()} == names
         assert remote.status == "FINISHED" and len(remote.rows) == len(local.rows) == 2 * N
         assert _same(remote.rows) == _same(local.rows)  # same answers, retrieval and scores, cell by cell
         metrics = ["f1", "exact_match", "recall_at_k", "ndcg_at_k"]
@@ -166,3 +181,43 @@ def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint
     assert any("resumed sweep" in n for n in results.notes)
     keys = [r["question_id"] for r in _cells(home)]
     assert len(keys) == len(set(keys)) == 12
+
+
+def test_a_budget_holds_across_ray_workers_and_the_judge_and_a_larger_one_resumes_with_no_repeated_call(
+        tmp_path, cluster, endpoint):
+    """The cluster's one guard (runner.ray_budget): 2 workers with 4 calls in flight never pass max_calls; the
+    stop is the local backend's (KILLED children, the parent tagged, CLI exit 3); a larger cap resumes asking no
+    answer twice, and the judge on the driver counts against the same cap. Two runs only: each starts its
+    workers (~10-15 s on a loaded machine)."""
+    from typer.testing import CliRunner
+
+    from memory_tracker import MemoryTracker
+    from workbench import run_sweep
+    from workbench.cli import BUDGET_EXIT, app
+
+    spec = _ray(_spec(tmp_path, endpoint, retrieval=[{"kind": "bm25", "k": 3}, {"kind": "bm25", "k": 2}]), cluster)
+    spec["tracking"]["enabled"] = False
+    spec["judge"] = {"provider": "openai", "model": "latency-endpoint", "base_url": endpoint.base_url,
+                     "metrics": ["context_recall", "faithfulness"], "max_tokens": 64}
+    tracker, endpoint_calls = MemoryTracker(), lambda: endpoint.stats()["chat_calls"]
+    endpoint.reset_stats()
+    stopped = run_sweep({**spec, "budget": {"max_calls": 5}}, progress=False, tracker=tracker)
+    assert endpoint_calls() == 5  # never a call past the cap, with 8 cells in flight over 2 workers
+    assert stopped.status == "KILLED" and stopped.stats["stopped_by"] == "budget" and len(stopped.rows) == 5
+    assert any(n.startswith("stopped by budget: max_calls 5") for n in stopped.notes)
+    (parent,) = [r for r in tracker.runs.values() if r["kind"] == "sweep"]
+    assert parent["status"] == "KILLED" and parent["tags"]["workbench.stopped_by"] == "budget"
+    assert parent["metrics"]["budget.calls"] == 5
+    children = [r for r in tracker.runs.values() if r["kind"] == "variant"]
+    assert children and all(c["status"] == "KILLED" for c in children)
+
+    cap = 2 * N + 4  # every answer, then 4 judge calls (3 per cell: the driver's judge asks the same ledger)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    again = CliRunner().invoke(app, ["run", str(path), "--no-progress", "--max-calls", str(cap)])
+    assert again.exit_code == BUDGET_EXIT, again.output
+    assert f"stopped by budget: max_calls {cap}" in again.output
+    assert endpoint_calls() == cap  # the first run's 5 counted; nothing past the cap, judge calls included
+    rows = {(r["variant_hash"], r["question_id"]): r for r in _cells(Path(spec["home"]))}  # the last write wins
+    assert len(rows) == 2 * N and not [r for r in rows.values() if r.get("error")]
+    assert sum(r.get("judge_calls", 0) for r in rows.values()) == 4  # so 2N answer calls: none asked twice

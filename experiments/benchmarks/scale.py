@@ -13,7 +13,14 @@ Prints `name: value` lines (context lines start with `#`):
                                in any 10 s / 60 s window over that window's limit (<= 1.0)
     ray_embed_vs_local         wall time of embedding BEIR SciFact (MiniLM int8 ONNX) with Ray Data over
                                that of the local path (< 1: Ray Data is faster)
-    driver_peak_rss_mb         this process's peak RSS (the driver: record, resume, progress)
+    driver_peak_rss_mb         this process's peak RSS over the sweeps (the driver: Ray, record, resume, progress,
+                               the rows), taken before the embedding comparison (whose local ONNX run is this
+                               process's too and would be counted as the driver's otherwise)
+    ray_worker_cpu_ms_per_cell_wN, ray_driver_cpu_ms_per_cell_wN   CPU per cell, measured: the workers' process
+                               CPU from their first cell on (summed), the driver's over the run
+    judge_driver_cpu_ms_per_cell   the LLM judge (context_recall + faithfulness, 3 calls per cell, the fake
+                               endpoint answering at once) judging cells on the driver: its CPU per judged cell
+    cpu_count, load            the machine: cores and the 1-minute load average before and after each run
 Tracking is off here: MLflow costs the same per cell on either backend (experiments/benchmarks/run.py
 measures it) and would measure the tracking store, not the cluster.
 """
@@ -71,10 +78,36 @@ def timed_sweep(spec: dict) -> tuple[float, int, object]:
     from workbench import run_sweep
 
     stamps: list[float] = []
+    cpu = time.process_time()
     results = run_sweep(spec, progress=False, on_cell=lambda row: stamps.append(time.perf_counter()))
+    results.stats["driver_cpu_s"] = time.process_time() - cpu
     errors = sum(1 for r in results.rows if r.get("error"))
     assert results.status == "FINISHED" and not errors, (results.status, errors)
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps), results
+
+
+def load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def judge_cpu(tmp: Path, base_url: str, rows: list[dict]) -> float:
+    """ms of this process's CPU per cell the LLM judge scores here (as the driver does after generation)."""
+    import asyncio
+
+    from workbench.scoring.cell import Cell
+    from workbench.scoring.judge import Judge
+    from workbench.spec import JudgeConfig
+
+    cfg = JudgeConfig(provider="openai", model="latency-endpoint", base_url=base_url, max_tokens=64,
+                      metrics=["context_recall", "faithfulness"])
+    with Judge(cfg, base_url=base_url, cache_dir=tmp / "judge-cache") as judge:
+        asyncio.run(judge.score_cells([Cell.from_row(rows[0])]))  # ragas imported and its prompts built: not counted
+        cells = [Cell.from_row(r) for r in rows[1:]]
+        cpu = time.process_time()
+        judged = asyncio.run(judge.score_cells(cells))
+        spent = time.process_time() - cpu
+    assert all(c.scores.get("faithfulness") is not None for c in judged), "the judge failed on the fake endpoint"
+    return 1000 * spent / len(cells)
 
 
 def over_limit(times: list[float], rpm: float) -> float:
@@ -113,6 +146,7 @@ def main() -> None:
                         "and the embedding comparison)")
     parser.add_argument("--embed-chunks", type=int, default=None, help="embed only the first N SciFact chunks")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--judge-cells", type=int, default=200, help="cells judged on the driver (0: skip)")
     parser.add_argument("--scifact", default=str(SCIFACT), help="BEIR SciFact folder embedded by the comparison "
                         "(default: the shipped reduced copy; the README's figures used the full corpus)")
     args = parser.parse_args()
@@ -130,8 +164,9 @@ def main() -> None:
 
     patience()  # a shared 2-core machine: Ray's agents can take longer to start than Ray waits for them
 
-    print(f"# {platform.node()}: {os.cpu_count()} cores, shared with other jobs; python {platform.python_version()}, "
-          f"ray {ray.__version__}")
+    print(f"# {platform.node()}: python {platform.python_version()}, ray {ray.__version__}, shared with other jobs")
+    print(f"cpu_count: {os.cpu_count()}")
+    print(f"load: {load()}  (1-minute load average before Ray starts)")
     started = time.perf_counter()
     for attempt in range(30):  # on a loaded machine Ray's agents can miss the raylet's start-up deadline
         try:
@@ -149,14 +184,23 @@ def main() -> None:
         corpus, evalset = write_data(tmp, args.cells)
         for w in [int(x) for x in args.workers.split(",")]:
             ep.reset_stats()
+            before = load()
             rate, n, results = timed_sweep(sweep_spec(tmp, f"w{w}", corpus, evalset, ep.base_url, w, 60_000))
             rates[w] = rate
             print(f"ray_cells_per_s_w{w}: {rate:.1f}  ({n} cells, {PER_WORKER} in flight per worker, "
-                  f"ideal {PER_WORKER * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it)")
+                  f"ideal {PER_WORKER * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it; "
+                  f"load {before} -> {load()})")
+            print(f"ray_worker_cpu_ms_per_cell_w{w}: {1000 * results.stats['ray_worker_cpu_s'] / n:.2f}")
+            print(f"ray_driver_cpu_ms_per_cell_w{w}: {1000 * results.stats['driver_cpu_s'] / n:.2f}")
+            sample = results.rows[: args.judge_cells + 1]
+            del results  # the driver holds one run's rows at a time
         if 1 in rates and 4 in rates:
             print(f"ray_scaling_w4: {rates[4] / rates[1]:.2f}")
+        print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+        if args.judge_cells > 0:
+            print(f"judge_driver_cpu_ms_per_cell: {judge_cpu(tmp, ep.base_url, sample):.1f}  ({len(sample) - 1} cells, "
+                  "3 judge calls each)")
         if args.limited_cells <= 0:
-            print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
             return
         limited_eval = tmp / "limited.jsonl"
         limited_eval.write_text("".join(evalset.read_text().splitlines(keepends=True)[: args.limited_cells]))
@@ -167,7 +211,8 @@ def main() -> None:
         ray_s, local_s, n = embed_compare(tmp, args.embed_chunks, Path(args.scifact)) if args.embed_chunks != 0 else (0.0, 1.0, 0)
         print(f"ray_embed_vs_local: {ray_s / local_s:.2f}  (SciFact, {n} chunks: Ray Data {ray_s:.1f} s, "
               f"local {local_s:.1f} s)")
-    print(f"driver_peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+    print(f"# this process's peak RSS with the local embedding run: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from workbench.errors import ConfigError, DataError, WorkbenchError
 from workbench.handover.seal import FORMAT, FORMAT_V1, seal, verify
 from workbench.spec import CorpusSource, VariantConfig, dump_yaml, parse_model, parse_yaml, read_yaml
 from workbench.spec_routing import RoutedModel, chat_configs
+from workbench.spec_scale import VectorStoreConfig
 
 KEY_PACKAGES = (
     "mlflow",
@@ -165,6 +166,8 @@ def build_export(results, variant_key: str, *, prompt_version: dict | None = Non
         },
         "examples": examples,
     }
+    if results.spec.vector_store.kind != "embedded":  # where its dense indexes live (host and port: no secret)
+        doc["vector_store"] = results.spec.vector_store.model_dump(mode="json")
     return seal(doc)
 
 
@@ -272,6 +275,8 @@ def read_export(path: str | Path) -> dict:
     # validated before anything is hashed or loaded
     variant = parse_model(VariantConfig, doc["variant"], f"{path}: variant")
     parse_model(CorpusSource, data.get("corpus"), f"{path}: data.corpus")
+    if "vector_store" in doc:
+        parse_model(VectorStoreConfig, doc["vector_store"], f"{path}: vector_store")
     verify(doc, path, variant)
     return doc
 
@@ -320,6 +325,7 @@ def load_pipeline(
     base_url: str | None = None,
     allow_corpus_change: bool = False,
     execution=None,
+    vector_store: VectorStoreConfig | None = None,
 ) -> Pipeline:
     """Rebuild the exported pipeline: verify, load the corpus, reuse or build the index, start the model.
 
@@ -328,6 +334,8 @@ def load_pipeline(
       model behind your own gateway); the local model is started on 127.0.0.1 when needed. A routed variant
       (router, cascade, cache) calls each named model at its exported endpoint, its local ones at this URL.
     execution: an `ExecutionConfig` for the model client's timeout, retries and connection pool (the service).
+    vector_store: the Chroma to read the index from instead of the exported one (a sweep against a Chroma server
+      exports its host and port, and loads against that server; default: the embedded store under `home`).
     """
     from workbench.data.corpus import load_corpus
     from workbench.rag.assemble import build_index, build_pipeline, chat_model
@@ -349,7 +357,13 @@ def load_pipeline(
     home = Path(home)
     from workbench.rag.retrieval import needs_vectors
 
-    index = build_index(corpus, variant, home, dense=needs_vectors(variant.retrieval))  # BM25 alone never embeds
+    from workbench.rag.vector_store import open_vector_store
+
+    if vector_store is None:
+        vector_store = VectorStoreConfig.model_validate(doc.get("vector_store") or {})
+    dense = needs_vectors(variant.retrieval)  # BM25 alone never embeds, nor needs the server
+    client = open_vector_store(vector_store, home) if dense else None
+    index = build_index(corpus, variant, home, client=client, dense=dense)
     server = None
     url = base_url
     if url is None and any(m.provider == "local" for m in chat_configs(variant.model)):

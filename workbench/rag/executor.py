@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import inspect
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -149,6 +150,8 @@ class Executor:
                     limits.release()
                     raise Cancelled()
                 ticket = self.guard.admit(model.cfg, messages) if self.guard is not None else None
+                if inspect.isawaitable(ticket):  # a cluster's shared guard (runner.ray_budget) answers remotely
+                    ticket = await ticket
                 if self.guard is not None and ticket is None:
                     limits.release()
                     raise Cancelled()  # over budget: never started
@@ -158,8 +161,8 @@ class Executor:
                     gen = await model.agenerate(messages)
                 finally:
                     limits.release()
-                    if ticket is not None:
-                        self.guard.settle(ticket, gen)
+                    if ticket is not None and inspect.isawaitable(settled := self.guard.settle(ticket, gen)):
+                        await settled
         self.calls += 1
         return gen
 

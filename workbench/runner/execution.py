@@ -10,7 +10,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import pandas as pd
 
@@ -86,6 +86,7 @@ class Execution:
     logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
     known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question,
     # repeat) -> finished row
+    scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
 
     @property
     def spec(self) -> SweepSpec:
@@ -105,7 +106,7 @@ class Execution:
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
-        if any(not v.retrieval_only for v in self.inputs.variants):
+        if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
@@ -121,12 +122,12 @@ class Execution:
                 self.results.variants = [v for v in self.results.variants if v.hash in chosen]
             done = await asyncio.gather(*(self.run_variant(v, rank[v.hash]) for v in schedule))
             if self.judge is not None:
-                # Judging after all generation: a judge sharing an endpoint must not queue in front of
-                # (and inflate the measured latency of) the answers being timed.
+                # Judged after all generation: a judge sharing the endpoint must not queue before the timed answers
                 for variant, rows in done:
-                    if rows and variant.hash in self.logging and not self.hooks.cancelled():
-                        await self.judge_rows(rows)
-                        self.finish_variant(variant, rows)
+                    if rows and variant.hash in self.logging:
+                        if not self.hooks.cancelled():
+                            await self.judge_rows(rows)
+                        self.finish_variant(variant, rows)  # KILLED when cells are missing or unjudged
         finally:
             point("execution_done")
             self.retrieval_pool.shutdown(wait=True)

@@ -19,7 +19,9 @@ from typing import Any
 
 from workbench.data.evalset import EvalItem
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.runner.budget import JudgeMeter
 from workbench.runner.execution import Execution
+from workbench.runner.ray_budget import SharedBudget
 from workbench.runner.ray_cells import CellWorker, per_worker
 from workbench.runner.ray_index import RayDataEmbedder
 from workbench.runner.rate_gate import RateGate
@@ -50,7 +52,7 @@ def connect(execution: ExecutionConfig) -> Any:
 class WorkerPool:
     """The sweep's `CellWorker` actors and its rate gate; `run` sends a cell to the least busy worker."""
 
-    def __init__(self, ray: Any, run: RayExecution):
+    def __init__(self, ray: Any, run: RayExecution, ledger: Any = None):
         spec, inputs, ex = run.spec, run.inputs, run.spec.execution
         self.ray = ray
         urls = {provider: url for provider, url in run.env.base_urls.items()}
@@ -70,7 +72,7 @@ class WorkerPool:
             max_concurrency=self.per_worker * 2 + 4, num_cpus=1)
         self.workers = [
             actor.remote(spec.model_dump(mode="json"), corpus, evalset, urls, run.results.sweep_id, run.retime,
-                         self.gate, endpoints if self.gate else set(), ex.workers)
+                         self.gate, endpoints if self.gate else set(), ex.workers, ledger)
             for _ in range(ex.workers)]
         self.busy = [0] * len(self.workers)
         self.gone: set[int] = set()
@@ -126,7 +128,9 @@ class WorkerPool:
 class RayExecution(Execution):
     """`Execution` with cells on Ray workers and dense indexes embedded by Ray Data."""
 
+    scores_here = False  # the workers score (and import ragas); the driver never loads it for a plain sweep
     pool: WorkerPool | None = field(init=False, default=None)
+    budget: SharedBudget | None = field(init=False, default=None)  # the guard, shared by workers and judge
     workers_seen: list[dict] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -136,16 +140,23 @@ class RayExecution(Execution):
         self.position = {item.id: i for i, item in enumerate(self.inputs.evalset.items)}
 
     async def run(self) -> None:
-        self.pool = WorkerPool(self.ray, self)
+        if self.guard is not None:
+            self.budget = SharedBudget(self.ray, self.guard)
+            for judge in self.judges() if self.judge is not None else ():
+                judge.meter = JudgeMeter(self.budget.meter_guard(), judge.meter.model)  # built before first use
+        self.pool = WorkerPool(self.ray, self, self.budget.ledger if self.budget else None)
         try:
             await super().run()
         finally:
             self.workers_seen = self.pool.counters()
             self.pool.close()
+            if self.budget is not None:
+                self.budget.close()  # its counts and stop reason into the driver's guard
             total = lambda k: sum(c.get(k, 0) for c in self.workers_seen)  # noqa: E731
             self.results.stats.update({"model_calls": total("model_calls"), "model_attempts": total("model_attempts"),
                                        "ray_workers": len(self.pool.workers), "ray_cells_moved": self.pool.moved,
-                                       "ray_worker_pids": sorted({c["pid"] for c in self.workers_seen})})
+                                       "ray_worker_pids": sorted({c["pid"] for c in self.workers_seen}),
+                                       "ray_worker_cpu_s": total("cpu_s")})
 
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
         if needs_dense(variant):
@@ -156,4 +167,7 @@ class RayExecution(Execution):
                       repeat: int | None = None) -> dict[str, Any] | None:
         if self.hooks.cancelled():
             return None
-        return await self.pool.run(variant.hash, self.position[item.id], rank, self.hooks.cancelled, repeat)
+        row = await self.pool.run(variant.hash, self.position[item.id], rank, self.hooks.cancelled, repeat)
+        if row is None and self.budget is not None:
+            await self.budget.check()  # never started on its worker: the ledger refused it, stop here too
+        return row

@@ -9,9 +9,11 @@ and, when the spec sets a rate limit, by the cluster's one `RateGate` actor.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import io
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +27,9 @@ from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
 from workbench.runner.generations import TimedGenerations
 from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.ray_budget import WorkerGuard
 from workbench.runner.workspace import IndexQueue, Workspace
+from workbench.scoring.metrics import preload as preload_scorers
 from workbench.spec import SweepSpec
 from workbench.tracking.null import NullTracker
 
@@ -67,8 +71,8 @@ class ClusterLimits(EndpointLimits):
 class ClusterExecutor(Executor):
     """The laptop's executor with cluster limits per endpoint."""
 
-    def __init__(self, execution, gate: Any, gated: set[str]):
-        super().__init__(execution)
+    def __init__(self, execution, gate: Any, gated: set[str], guard: Any = None):
+        super().__init__(execution, None, guard)
         self.gate, self.gated = gate, gated
 
     def _limits_for(self, model: ChatModel) -> EndpointLimits:
@@ -83,7 +87,7 @@ class CellWorker:
     """One Ray actor (`ray.remote(CellWorker)` in `ray_backend`); `run_cell` runs one (variant, question)."""
 
     def __init__(self, spec_json: dict, corpus: Corpus, evalset: EvalSet, base_urls: dict, sweep_id: str,
-                 retime: frozenset[str], gate: Any, gated: set[str], workers: int):
+                 retime: frozenset[str], gate: Any, gated: set[str], workers: int, ledger: Any = None):
         spec = SweepSpec.model_validate(spec_json)
         ex = spec.execution
         # This worker's share of the cap; the rates are the gate's, not a per-worker copy of them.
@@ -94,9 +98,15 @@ class CellWorker:
         self.variants = {v.hash: v for v in self.inputs.variants}
         self.base_urls, self.sweep_id, self.retime = base_urls, sweep_id, retime
         self.gate, self.gated = gate, gated
+        self.ledger = ledger  # the sweep's budget (runner.ray_budget), None when it has none
         self.run: Execution | None = None
         self.pipes: dict[str, Any] = {}
         self.cells_run = 0
+        self.cpu0: float | None = None  # this process's CPU seconds at its first cell (start-up imports left out)
+        # ragas imported on a thread from the start, as the laptop does: on the event loop it would hold every
+        # call in flight (and their measured latency) for seconds at the first score
+        self.scorers = (ThreadPoolExecutor(1, thread_name_prefix="workbench-preload").submit(preload_scorers)
+                        if any(not v.retrieval_only for v in self.inputs.variants) else None)
 
     def _execution(self) -> Execution:
         """Built inside the actor's event loop (the executor binds to it)."""
@@ -109,16 +119,20 @@ class CellWorker:
                 tracker=NullTracker(), judge=None, cache=cache,
                 results=SweepResults(spec=self.spec, sweep_id=self.sweep_id, variants=list(self.inputs.variants)),
                 cells=io.StringIO(), bar=None, eval_frame=None, retime=self.retime)
-            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated)
+            guard = WorkerGuard(self.ledger) if self.ledger is not None else None
+            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated, guard)
             run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)
             run.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
             run.indexes = IndexQueue(run.ws)
+            run.scorers_ready = asyncio.wrap_future(self.scorers) if self.scorers is not None else None
             self.run = run
         return self.run
 
     async def run_cell(self, variant_hash: str, position: int, rank: int,
                        repeat: int | None = None) -> dict[str, Any] | None:
         """The finished, scored row (None if it never started)."""
+        if self.cpu0 is None:
+            self.cpu0 = time.process_time()
         run = self._execution()
         variant = self.variants[variant_hash]
         if variant_hash not in self.pipes:
@@ -134,7 +148,8 @@ class CellWorker:
         run = self.run
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "cells_run": self.cells_run,
                 "model_calls": run.executor.calls if run else 0, "model_attempts": run.executor.attempts if run else 0,
-                "cache_hits": run.generations.cache_hits if run else 0}
+                "cache_hits": run.generations.cache_hits if run else 0,
+                "cpu_s": time.process_time() - self.cpu0 if self.cpu0 is not None else 0.0}
 
     async def close(self) -> None:
         if self.run is not None:

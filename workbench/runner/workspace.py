@@ -21,23 +21,10 @@ from workbench.data.evalset import EvalItem
 from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
-from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key, needs_vectors
-from workbench.errors import StorageError
+from workbench.rag.retrieval import ChunkIndex, index_key, needs_vectors
+from workbench.rag.vector_store import open_vector_store
 from workbench.spec import VariantConfig, content_hash
 from workbench.spec_scale import VectorStoreConfig
-
-
-def open_vector_store(store: VectorStoreConfig, home: Path):
-    """The embedded Chroma under `home`, or an HttpClient to the `chroma run` server (one clear error if
-    nothing answers there). Collection names are the same content-addressed keys either way."""
-    if store.url is None:
-        return chroma_client(home / "chroma")
-    try:
-        return chroma_client(host=store.url)
-    except ValueError as exc:  # chromadb: "Could not connect to a Chroma server. Are you sure it is running?"
-        raise StorageError(f"vector_store: no Chroma server answers at {store.url} ({exc}); start one with "
-                           f"`chroma run --host {store.host} --port {store.port} --path <dir>` or fix "
-                           "vector_store.host/port") from None
 
 
 def needs_dense(variant: VariantConfig) -> bool:

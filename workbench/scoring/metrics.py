@@ -186,6 +186,7 @@ def preload() -> None:
     score: the ~2-4 s import must not run on the event loop while the model calls wait)."""
     _ragas_rouge_l()
     _ragas_string_similarity()
+    from rouge_score import rouge_scorer  # noqa: F401  (ragas imports it at the first score: another 2-3 s)
 
 
 @cache
