@@ -718,7 +718,10 @@ def write_results(figures: dict, total: float, load1: float) -> None:
               "costs raw embedding throughput, and pays for itself in model-call throughput."]
     lines += ["", "See the printed context lines of a run for what each figure includes "
               "(`python experiments/benchmarks/run.py`).", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    path = HERE / "RESULTS.md"
+    # this run's section replaces the first one; the other benchmarks' sections (each a "# " heading) are kept
+    kept = path.read_text(encoding="utf-8").split("\n# ", 1)[1:] if path.exists() else []
+    path.write_text("\n".join(lines) + "".join("\n\n# " + rest for rest in kept), encoding="utf-8")
 
 
 if __name__ == "__main__":
