@@ -409,8 +409,8 @@ class TrackingConfig(Frozen):
         False, description="Replace e-mails, phone, card and IBAN numbers in every logged text: questions, prompts, contexts, "
         "answers, reference answers and document ids"
     )
-    # The helper stores traces in batches as rows (~3-4 ms of its CPU each on sqlite, trace_rows.py), so every question is traced
-    # by default; a cap keeps the store small when traces are bulky (many long contexts per question).
+    # The helper stores traces in batches as rows (~3-4 ms of its CPU each on sqlite, trace_rows.py), so every
+    # question is traced by default; a cap keeps the store small when traces are bulky (many long contexts each).
     max_traces_per_variant: int | None = Field(
         None, ge=0,
         description="Questions traced per variant, the first N; null (the default) traces every question (the "
