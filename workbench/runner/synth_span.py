@@ -50,9 +50,16 @@ def pick_sentence(chunk: Chunk, rng: random.Random) -> str:
     return rng.choice(sentences) if sentences else chunk.text[:300]
 
 
+def _sentences(spans: list[str]) -> str:
+    """The sentence, or the sentences numbered, as both prompts show them."""
+    if len(spans) == 1:
+        return f"Sentence: {spans[0]}"
+    return " ".join(f"Sentence {i + 1}: {s}" for i, s in enumerate(spans))
+
+
 def span_messages(style: str, spans: list[str]) -> list[dict]:
-    text = " ".join(f"Sentence {i + 1}: {s}" for i, s in enumerate(spans)) if len(spans) > 1 else f"Sentence: {spans[0]}"
-    return [{"role": "system", "content": _SYSTEM}, *_EXAMPLE, {"role": "user", "content": text + _ASK[style]}]
+    return [{"role": "system", "content": _SYSTEM}, *_EXAMPLE,
+            {"role": "user", "content": _sentences(spans) + _ASK[style]}]
 
 
 def ground_in_spans(answer: str, spans: list[str], question: str) -> tuple[str, str | None]:
@@ -108,8 +115,5 @@ def pick_answer(sentence: str, rng: random.Random) -> str | None:
 
 def ask_messages(style: str, spans: list[str], answer: str) -> list[dict]:
     """The sentence(s) and the answer; the model writes only the question."""
-    text = " ".join(f"Sentence {i + 1}: {s}" for i, s in enumerate(spans)) if len(spans) > 1 else f"Sentence: {spans[0]}"
-    ask = {"why_how": "\nAsk a question starting with Why or How.",
-           "multi_chunk": "\nAsk one question that needs both sentences."}.get(style, "")
     return [{"role": "system", "content": _ASK_SYSTEM}, *_ASK_EXAMPLE,
-            {"role": "user", "content": f"{text}\nAnswer: {answer}{ask}"}]
+            {"role": "user", "content": f"{_sentences(spans)}\nAnswer: {answer}{_ASK.get(style, '')}"}]

@@ -172,9 +172,10 @@ def store_traces(store: Any, traces: list) -> None:
 
     for trace in traces:
         add_size_stats_to_trace_metadata(trace)  # what MLflow's exporter adds before storing
-    bulk = [t for t in traces if t.info.experiment_id] if trace_rows.usable(store) else []
-    bulk = [t for t in bulk if trace_rows.plain(t)]
-    rest = [t for t in traces if not any(t is b for b in bulk)] if bulk else traces
+    rows_ok = trace_rows.usable(store)
+    bulk, rest = [], []
+    for trace in traces:
+        (bulk if rows_ok and trace.info.experiment_id and trace_rows.plain(trace) else rest).append(trace)
     by_experiment: dict[str, list] = {}
     with one_transaction(store):
         if bulk:

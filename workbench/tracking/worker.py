@@ -102,7 +102,7 @@ def _warm_store() -> float:
     return time.perf_counter() - start
 
 
-def _yield_to_the_sweep() -> bool:
+def _yield_to_the_sweep() -> None:
     """Background work, but only mildly: the user waits for it too (a sweep's wall ends when every answer is
     logged), and at nice 10 a loaded machine starved it into a tail of tens of seconds after the last model
     call. Nice 3 still yields to the sweep (and a local model) about 2:1. Taken at the first session, not at
@@ -112,7 +112,6 @@ def _yield_to_the_sweep() -> bool:
         os.nice(3)
     except OSError:
         pass
-    return True
 
 
 def _leave() -> None:
@@ -145,7 +144,8 @@ def serve(read_fd: int, write_fd: int) -> None:
             return
         job, sid, operation, args, kwargs, when = msg
         if operation == "__open__" and not niced:
-            niced = _yield_to_the_sweep()
+            _yield_to_the_sweep()
+            niced = True
         _CALLED_AT.set(when)
         try:
             reply = (job, True, _answer(sessions, sid, operation, args, kwargs))
