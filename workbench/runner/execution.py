@@ -34,7 +34,7 @@ from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring.aggregate import aggregate
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
-from workbench.scoring.metrics import preload as preload_scorers
+from workbench.scoring.metrics import preload_in_background
 from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
@@ -107,7 +107,7 @@ class Execution:
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
-            self.scorers_ready = asyncio.get_running_loop().run_in_executor(None, preload_scorers)
+            self.scorers_ready = asyncio.wrap_future(preload_in_background())  # started with the sweep, once
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search

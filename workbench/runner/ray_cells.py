@@ -29,7 +29,7 @@ from workbench.runner.generations import TimedGenerations
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.ray_budget import WorkerGuard
 from workbench.runner.workspace import IndexQueue, Workspace
-from workbench.scoring.metrics import preload as preload_scorers
+from workbench.scoring.metrics import preload_in_background
 from workbench.spec import SweepSpec
 from workbench.tracking.null import NullTracker
 
@@ -105,8 +105,8 @@ class CellWorker:
         self.cpu0: float | None = None  # this process's CPU seconds at its first cell (start-up imports left out)
         # ragas imported on a thread from the start, as the laptop does: on the event loop it would hold every
         # call in flight (and their measured latency) for seconds at the first score
-        self.scorers = (ThreadPoolExecutor(1, thread_name_prefix="workbench-preload").submit(preload_scorers)
-                        if any(not v.retrieval_only for v in self.inputs.variants) else None)
+        self.scorers = (preload_in_background() if any(not v.retrieval_only for v in self.inputs.variants)
+                        else None)
 
     def _execution(self) -> Execution:
         """Built inside the actor's event loop (the executor binds to it)."""

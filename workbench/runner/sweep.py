@@ -82,8 +82,11 @@ def run_sweep(
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
         warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
-    if spec.stage == "generate":
-        _preload_scorers()
+    # ragas' ~2-4 s import overlaps data loading and index builds; on Ray the workers score, not this process
+    if spec.stage == "generate" and spec.execution.backend != "ray":
+        from workbench.scoring.metrics import preload_in_background
+
+        preload_in_background()
     inputs = SweepInputs.load(spec)
     if resume and not no_cache and not remeasure_latency:
         reused = reuse_finished(inputs, hooks, started, tracker)
@@ -244,20 +247,6 @@ def _side_by_side(accounting: Accounting, inputs: SweepInputs, ws: Workspace, re
     except Exception as exc:  # noqa: BLE001 - the sweep's results matter more than its estimate
         results.notes.append(f"estimate vs actual not logged: {type(exc).__name__}: {exc}")
         return {}
-
-
-def _preload_scorers() -> None:
-    """ragas' ~2-4 s import on a thread from the sweep's very start, overlapping data loading and index builds
-    (the execution waits for it before its first score, off the event loop); its failure is the first score's."""
-    from workbench.scoring.metrics import preload
-
-    def run() -> None:
-        try:
-            preload()
-        except Exception:  # noqa: BLE001 - the first score imports it again and says what is wrong
-            pass
-
-    threading.Thread(target=run, name="workbench-preload-scorers", daemon=True).start()
 
 
 def _note_latency(results: SweepResults) -> SweepResults:

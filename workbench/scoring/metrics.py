@@ -24,8 +24,10 @@ from __future__ import annotations
 import math
 import re
 import string
+import threading
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import Future
 from functools import cache
 from typing import Any
 
@@ -187,6 +189,31 @@ def preload() -> None:
     _ragas_rouge_l()
     _ragas_string_similarity()
     from rouge_score import rouge_scorer  # noqa: F401  (ragas imports it at the first score: another 2-3 s)
+
+
+_preloading: Future | None = None
+_preloading_lock = threading.Lock()
+
+
+def preload_in_background() -> Future:
+    """`preload` on a daemon thread, started once per process (the sweep at its start, its execution, a Ray
+    worker all ask): the future to wait on before the first score, failing there as the first score would.
+    A daemon thread, not a pool's: an idle pool thread would keep a finished command from its quick exit."""
+    global _preloading
+    with _preloading_lock:
+        if _preloading is None:
+            done: Future = Future()
+
+            def run() -> None:
+                try:
+                    preload()
+                    done.set_result(None)
+                except BaseException as exc:  # noqa: BLE001 - the scorer awaiting it raises it
+                    done.set_exception(exc)
+
+            threading.Thread(target=run, name="workbench-preload-scorers", daemon=True).start()
+            _preloading = done
+        return _preloading
 
 
 @cache
