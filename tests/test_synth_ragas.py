@@ -60,7 +60,7 @@ def test_ragas_generator_refuses_the_local_model_before_any_call(tmp_path):
     spec["space"]["model"] = [{"provider": "local"}]
     with pytest.raises(ConfigError, match="ragas needs a capable model.*remote OpenAI-compatible"):
         synthesize(spec, out=tmp_path / "eval.jsonl")
-    with pytest.raises(ConfigError, match="synth: generator"):
+    with pytest.raises(ConfigError, match=r"synth: 1 problem.*\n  - generator: .*'gpt'"):
         synthesize(_spec(tmp_path, "http://127.0.0.1:9/v1"), generator="gpt")
 
 

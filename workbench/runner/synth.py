@@ -45,7 +45,7 @@ from workbench.runner.synth_span import (
 )
 from workbench.scoring.metrics import normalize_answer, token_f1
 from workbench.scoring.ragas_adapters import RESPONSE_FORMAT_STYLES, response_format
-from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec
+from workbench.spec import DEFAULT_TEMPLATE, ModelConfig, SweepSpec, load_spec, parse_model
 from workbench.spec_synth import SynthConfig
 
 
@@ -133,12 +133,9 @@ def synthesize(spec: str | Path | dict | SweepSpec, *, n: int | None = None, out
     ragas' TestsetGenerator on the same chunks (`workbench.runner.synth_ragas`)."""
     loaded = load_spec(spec)
     cfg = loaded.synth or SynthConfig()
-    try:
-        cfg = SynthConfig.model_validate({**dict(cfg), **{k: v for k, v in {
-            "n": n, "seed": seed, "answerability": answerability, "generator": generator}.items() if v is not None}})
-    except ValidationError as exc:
-        raise ConfigError("synth: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                                 for e in exc.errors(include_input=False))) from None
+    cfg = parse_model(SynthConfig, {**dict(cfg), **{k: v for k, v in {
+        "n": n, "seed": seed, "answerability": answerability, "generator": generator}.items() if v is not None}},
+        "synth")
     out_path = Path(out) if out is not None else None
     if out_path is not None and out_path.exists() and not overwrite:  # before any model call
         raise DataError(f"{out_path}: the file exists; choose another --out (an eval set is never overwritten)")
