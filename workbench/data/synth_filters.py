@@ -52,6 +52,7 @@ def grounded(answer: str, span: str, texts: Sequence[str], norm: Norm, *, answer
 
 
 _WORD = re.compile(r"\w+(?:['’-]\w+)*")
+# Clauses too (";"): a small model copies one clause of a long sentence as its span.
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 STOPWORDS = frozenset("a an the of in on at to for by and or is was were be been it its as with from that this "
                        "which who what when where why how did do does has have had are not but than into".split())

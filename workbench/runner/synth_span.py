@@ -23,6 +23,7 @@ from workbench.data.synth_filters import STOPWORDS, answer_from_span
 from workbench.rag.chunking import Chunk
 from workbench.scoring.metrics import normalize_answer
 
+# Whole sentences (not clauses, unlike synth_filters' grounding split on ";"): the question is asked of one.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
