@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 # The shipped reduced SciFact (533 abstracts); the full corpus (5,183, BEIR's scifact.zip) via --scifact DIR.
 SCIFACT = ROOT / "experiments" / "data" / "beir-scifact-reduced"
 LATENCY = 0.2
-PER_WORKER = 16
+PER_WORKER = 8  # calls in flight per worker (--per-worker-concurrency); see main() for why 8
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
 
 
@@ -61,7 +61,8 @@ def write_data(tmp: Path, cells: int) -> tuple[Path, Path]:
     return corpus, evalset
 
 
-def sweep_spec(tmp: Path, name: str, corpus: Path, evalset: Path, base_url: str, workers: int, rpm: float) -> dict:
+def sweep_spec(tmp: Path, name: str, corpus: Path, evalset: Path, base_url: str, workers: int, rpm: float,
+               per_worker: int = PER_WORKER) -> dict:
     return {
         "name": name,
         "home": str(tmp / name),
@@ -69,7 +70,7 @@ def sweep_spec(tmp: Path, name: str, corpus: Path, evalset: Path, base_url: str,
         "space": {"chunking": [{"strategy": "none"}], "retrieval": [{"kind": "bm25", "k": 2}],
                   "model": [{"provider": "openai", "model": "latency-endpoint", "base_url": base_url, "max_tokens": 16}]},
         "tracking": {"enabled": False},
-        "execution": {"backend": "ray", "workers": workers, "concurrency": PER_WORKER * workers,
+        "execution": {"backend": "ray", "workers": workers, "concurrency": per_worker * workers,
                       "requests_per_minute": rpm, "cache": False, "timeout_s": 30},
     }
 
@@ -146,6 +147,10 @@ def main() -> None:
                         "and the embedding comparison)")
     parser.add_argument("--embed-chunks", type=int, default=None, help="embed only the first N SciFact chunks")
     parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--per-worker-concurrency", type=int, default=PER_WORKER,
+                        help="calls in flight per worker (the spec's concurrency is this x workers)")
+    parser.add_argument("--ray-address", default=None, help="an already started Ray cluster (e.g. 127.0.0.1:6379) "
+                        "instead of a fresh local one (its start-up can take minutes on a loaded machine)")
     parser.add_argument("--judge-cells", type=int, default=200, help="cells judged on the driver (0: skip)")
     parser.add_argument("--scifact", default=str(SCIFACT), help="BEIR SciFact folder embedded by the comparison "
                         "(default: the shipped reduced copy; the README's figures used the full corpus)")
@@ -170,28 +175,41 @@ def main() -> None:
     started = time.perf_counter()
     for attempt in range(30):  # on a loaded machine Ray's agents can miss the raylet's start-up deadline
         try:
-            ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            if args.ray_address:
+                ray.init(address=args.ray_address, logging_level="ERROR", log_to_driver=False)
+            else:
+                ray.init(num_cpus=8, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
             break
         except Exception as exc:  # noqa: BLE001  (ray raises a bare Exception for this)
             print(f"# ray.init attempt {attempt + 1} failed: {str(exc)[:120]}")
             ray.shutdown()
     else:
         raise SystemExit("Ray did not start: see /tmp/ray/session_latest/logs")
-    print(f"# ray.init (a local cluster, 8 logical CPUs): {time.perf_counter() - started:.1f} s")
+    where = args.ray_address or "a local cluster, 8 logical CPUs"
+    print(f"# ray.init ({where}): {time.perf_counter() - started:.1f} s")
     rates: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="wb-scale-") as t, LatencyEndpoint(latency=LATENCY) as ep:
         tmp = Path(t)
         corpus, evalset = write_data(tmp, args.cells)
+        import psutil
+
+        server = psutil.Process(ep._process.pid)
+        pw = args.per_worker_concurrency
+        print(f"per_worker_concurrency: {pw}  (calls in flight per worker; the spec's concurrency is {pw} x workers)")
         for w in [int(x) for x in args.workers.split(",")]:
             ep.reset_stats()
-            before = load()
-            rate, n, results = timed_sweep(sweep_spec(tmp, f"w{w}", corpus, evalset, ep.base_url, w, 60_000))
+            before, server_cpu = load(), sum(server.cpu_times()[:2])
+            rate, n, results = timed_sweep(sweep_spec(tmp, f"w{w}", corpus, evalset, ep.base_url, w, 60_000, pw))
+            server_cpu = sum(server.cpu_times()[:2]) - server_cpu
             rates[w] = rate
-            print(f"ray_cells_per_s_w{w}: {rate:.1f}  ({n} cells, {PER_WORKER} in flight per worker, "
-                  f"ideal {PER_WORKER * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it; "
+            print(f"ray_cells_per_s_w{w}: {rate:.1f}  ({n} cells, {pw} in flight per worker, "
+                  f"ideal {pw * w / LATENCY:.0f}; 60,000/min limit: {over_limit(ep.arrivals(), 60_000):.2f} of it; "
                   f"load {before} -> {load()})")
-            print(f"ray_worker_cpu_ms_per_cell_w{w}: {1000 * results.stats['ray_worker_cpu_s'] / n:.2f}")
-            print(f"ray_driver_cpu_ms_per_cell_w{w}: {1000 * results.stats['driver_cpu_s'] / n:.2f}")
+            stats = results.stats
+            print(f"ray_worker_cpu_ms_per_cell_w{w}: {1000 * stats['ray_worker_cpu_s'] / n:.2f}")
+            print(f"ray_driver_cpu_ms_per_cell_w{w}: {1000 * stats['driver_cpu_s'] / n:.2f}")
+            print(f"ray_gate_cpu_ms_per_cell_w{w}: {1000 * stats['ray_gate_cpu_s'] / n:.2f}")
+            print(f"endpoint_cpu_ms_per_cell_w{w}: {1000 * server_cpu / n:.2f}  (the fake endpoint's server process)")
             sample = results.rows[: args.judge_cells + 1]
             del results  # the driver holds one run's rows at a time
         if 1 in rates and 4 in rates:

@@ -63,6 +63,7 @@ class WorkerPool:
             lease_s = ex.timeout_s * (ex.max_retries + 1) + 30  # a call cannot outlive this: its timeouts say so
             self.gate = ray.remote(RateGate).options(num_cpus=0, max_concurrency=100_000).remote(
                 {key: (ex.requests_per_minute, ex.tokens_per_minute) for key in endpoints}, lease_s)
+        self.gate_cpu0 = self.gate.cpu_s.remote() if self.gate is not None else None  # its start-up left out
         self.per_worker = per_worker(ex.concurrency, ex.workers)
         # kept referenced for the whole sweep: a restarted worker is constructed from them again
         self.data = corpus, evalset = ray.put(inputs.corpus), ray.put(inputs.evalset)
@@ -113,6 +114,15 @@ class WorkerPool:
                     pass
         return out
 
+    def gate_cpu_s(self) -> float:
+        """The gate actor's CPU seconds since it started (0 without a gate)."""
+        if self.gate is None:
+            return 0.0
+        try:
+            return self.ray.get(self.gate.cpu_s.remote(), timeout=30) - self.ray.get(self.gate_cpu0, timeout=30)
+        except Exception:  # a gate lost at the end: its figure is only a measurement
+            return 0.0
+
     def close(self) -> None:
         for w in self.workers:
             try:
@@ -149,6 +159,7 @@ class RayExecution(Execution):
             await super().run()
         finally:
             self.workers_seen = self.pool.counters()
+            gate_cpu_s = self.pool.gate_cpu_s()
             self.pool.close()
             if self.budget is not None:
                 self.budget.close()  # its counts and stop reason into the driver's guard
@@ -156,7 +167,8 @@ class RayExecution(Execution):
             self.results.stats.update({"model_calls": total("model_calls"), "model_attempts": total("model_attempts"),
                                        "ray_workers": len(self.pool.workers), "ray_cells_moved": self.pool.moved,
                                        "ray_worker_pids": sorted({c["pid"] for c in self.workers_seen}),
-                                       "ray_worker_cpu_s": total("cpu_s")})
+                                       "ray_worker_cpu_s": total("cpu_s"), "ray_gate_cpu_s": gate_cpu_s,
+                                       "ray_gate_round_trips": total("gate_round_trips")})
 
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
         if needs_dense(variant):

@@ -28,6 +28,7 @@ from workbench.runner.execution import Execution
 from workbench.runner.generations import TimedGenerations
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.ray_budget import WorkerGuard
+from workbench.runner.ray_leases import LeaseStock
 from workbench.runner.workspace import IndexQueue, Workspace
 from workbench.scoring.metrics import preload_in_background
 from workbench.spec import SweepSpec
@@ -43,18 +44,19 @@ def per_worker(concurrency: int, workers: int) -> int:
 
 
 class ClusterLimits(EndpointLimits):
-    """This worker's semaphore, then the cluster's gate (requests and tokens per minute)."""
+    """This worker's semaphore, then the cluster's gate (requests and tokens per minute) through the worker's
+    batched `LeaseStock`."""
 
-    def __init__(self, concurrency: int, gate: Any, key: str):
+    def __init__(self, concurrency: int, stock: LeaseStock | None):
         super().__init__(concurrency, None, None)
-        self.gate, self.key = gate, key
+        self.stock = stock
 
     async def acquire(self, tokens: int, priority: int = 0) -> None:
         await self.semaphore.acquire(priority)
         try:
-            if self.gate is not None:
+            if self.stock is not None:
                 # acquire and release run in one task (Executor.generate): the lease rides in its context
-                _lease.set(await self.gate.acquire.remote(self.key, tokens))
+                _lease.set(await self.stock.take(tokens))
         except BaseException:
             self.semaphore.release()
             raise
@@ -62,24 +64,27 @@ class ClusterLimits(EndpointLimits):
 
     def release(self) -> None:
         lease = _lease.get()
-        if self.gate is not None and lease is not None:
+        if self.stock is not None and lease is not None:
             _lease.set(None)
-            self.gate.release.remote(self.key, lease)  # fire and forget: the gate logs it when it lands
+            self.stock.give(lease)  # reported with the next ask (or a moment later)
         self.semaphore.release()
 
 
 class ClusterExecutor(Executor):
     """The laptop's executor with cluster limits per endpoint."""
 
-    def __init__(self, execution, gate: Any, gated: set[str], guard: Any = None):
+    def __init__(self, execution, gate: Any, gated: set[str], guard: Any = None, prefetch: int = 0):
         super().__init__(execution, None, guard)
-        self.gate, self.gated = gate, gated
+        self.gate, self.gated, self.prefetch = gate, gated, prefetch
+        self.stocks: dict[str, LeaseStock] = {}
 
     def _limits_for(self, model: ChatModel) -> EndpointLimits:
         key = str(model.base_url)
         if key not in self._limits:
             n = self.execution.local_concurrency if model.cfg.provider == "local" else self.execution.concurrency
-            self._limits[key] = ClusterLimits(n, self.gate if key in self.gated else None, key)
+            if key in self.gated:
+                self.stocks[key] = LeaseStock(self.gate, key, min(self.prefetch, n))
+            self._limits[key] = ClusterLimits(n, self.stocks.get(key))
         return self._limits[key]
 
 
@@ -90,6 +95,8 @@ class CellWorker:
                  retime: frozenset[str], gate: Any, gated: set[str], workers: int, ledger: Any = None):
         spec = SweepSpec.model_validate(spec_json)
         ex = spec.execution
+        # leases kept in stock are interchangeable only when no token limit sizes them per call
+        self.prefetch = 0 if ex.tokens_per_minute else per_worker(ex.concurrency, workers)
         # This worker's share of the cap; the rates are the gate's, not a per-worker copy of them.
         mine = ex.model_copy(update={"concurrency": per_worker(ex.concurrency, workers),
                                      "requests_per_minute": None, "tokens_per_minute": None})
@@ -120,7 +127,7 @@ class CellWorker:
                 results=SweepResults(spec=self.spec, sweep_id=self.sweep_id, variants=list(self.inputs.variants)),
                 cells=io.StringIO(), bar=None, eval_frame=None, retime=self.retime)
             guard = WorkerGuard(self.ledger) if self.ledger is not None else None
-            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated, guard)
+            run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated, guard, self.prefetch)
             run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)
             run.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
             run.indexes = IndexQueue(run.ws)
@@ -149,10 +156,13 @@ class CellWorker:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "cells_run": self.cells_run,
                 "model_calls": run.executor.calls if run else 0, "model_attempts": run.executor.attempts if run else 0,
                 "cache_hits": run.generations.cache_hits if run else 0,
+                "gate_round_trips": sum(s.round_trips for s in run.executor.stocks.values()) if run else 0,
                 "cpu_s": time.process_time() - self.cpu0 if self.cpu0 is not None else 0.0}
 
     async def close(self) -> None:
         if self.run is not None:
+            for stock in self.run.executor.stocks.values():
+                stock.close()
             self.run.retrieval_pool.shutdown(wait=False)
             self.run.indexes.close()
             for model in self.run.models.values():
