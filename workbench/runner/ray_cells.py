@@ -148,6 +148,10 @@ class CellWorker:
         self.cells_run += 1
         return row
 
+    async def run_cells(self, cells: list[tuple[str, int, int, int | None]]) -> list[dict[str, Any] | None]:
+        """A batch of `run_cell`s, run concurrently and returned together (one actor call for the batch)."""
+        return list(await asyncio.gather(*(self.run_cell(*cell) for cell in cells)))
+
     async def counters(self) -> dict[str, Any]:
         """What this worker did since it (re)started: the driver sums them into the sweep's stats."""
         import ray
