@@ -152,9 +152,8 @@ def test_a_killed_worker_loses_no_cell_and_writes_none_twice(tmp_path, cluster, 
     assert len(keys) == len(set(keys)) == 24  # each cell written once, none lost
 
 
-def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint):
-    from workbench import run_sweep
-
+def test_a_killed_driver_resumes_into_the_same_sweep_and_a_driver_without_judge_never_imports_ragas(
+        tmp_path, cluster, endpoint):
     spec = _ray(_spec(tmp_path, endpoint, n=12, retrieval=[{"kind": "bm25", "k": 3}]), cluster, concurrency=2)
     spec["tracking"]["enabled"] = False
     path = tmp_path / "spec.yaml"
@@ -176,11 +175,22 @@ def test_a_killed_driver_resumes_into_the_same_sweep(tmp_path, cluster, endpoint
         assert 3 <= before < 12
     finally:
         endpoint.configure(latency=0.1)
-    results = run_sweep(spec, progress=False)
-    assert results.status == "FINISHED" and len(results.rows) == 12
-    assert any("resumed sweep" in n for n in results.notes)
+    # the resume is a fresh driver process too, which says what it imported: a Ray driver with no LLM judge
+    # never loads ragas (the workers score the answers), though the spec asks for answer metrics
+    code = f"""
+import sys, yaml
+from workbench import run_sweep
+r = run_sweep(yaml.safe_load(open({str(path)!r})), progress=False)
+print(r.status, len(r.rows), any("resumed sweep" in n for n in r.notes), r.stats["ray_workers"],
+      sorted(m for m in sys.modules if m.split(".")[0] == "ragas")[:3])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**child_env(), "RAY_AUTH_MODE": "disabled"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "FINISHED 12 True 2 []", out.stdout[-2000:]
     keys = [r["question_id"] for r in _cells(home)]
     assert len(keys) == len(set(keys)) == 12
+    assert all(r.get("answer") and r.get("f1") is not None for r in _cells(home))  # answered and scored
 
 
 def test_a_budget_holds_across_ray_workers_and_the_judge_and_a_larger_one_resumes_with_no_repeated_call(
