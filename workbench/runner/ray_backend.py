@@ -187,6 +187,8 @@ class RayExecution(Execution):
                 judge.meter = JudgeMeter(self.budget.meter_guard(), judge.meter.model)  # built before first use
         self.pool = WorkerPool(self.ray, self, self.budget.ledger if self.budget else None)
         try:
+            # every worker started (one that cannot start is found out by its first batch, as before)
+            await asyncio.gather(*(w.ready.remote() for w in self.pool.workers), return_exceptions=True)
             await super().run()
         finally:
             self.workers_seen = self.pool.counters()
