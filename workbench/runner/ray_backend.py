@@ -2,11 +2,12 @@
 
 The driver (this process) owns the sweep record, resume and MLflow logging exactly as on a laptop: it is
 `Execution` with two steps swapped. `prepare` builds a variant's dense index once, embedded by Ray Data
-(`ray_index`) into the shared vector store; `compute` sends the cell to the least busy `CellWorker` actor
-(`ray_cells`) and persists and logs the row it returns. A worker that dies is restarted by Ray and its
-calls retried (`max_restarts`, `max_task_retries`); a cell whose worker cannot come back is sent to
-another one. A cell is written by the driver only when its row arrives, so none is lost or written twice;
-a killed driver leaves the record it always leaves, and running the spec again resumes it.
+(`ray_index`) into the shared vector store; `compute` queues the cell, the queued cells go in batches to the
+least busy `CellWorker` actors (`ray_cells`), and each row returned is persisted and logged as on a laptop.
+A worker that dies is restarted by Ray and its calls retried (`max_restarts`, `max_task_retries`); a batch
+whose worker cannot come back is sent to another one. A cell is written by the driver only when its row
+arrives, so none is lost or written twice; a killed driver leaves the record it always leaves, and running
+the spec again resumes it.
 
 Ray is imported here only: `backend: local` never loads it.
 """

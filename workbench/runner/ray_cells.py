@@ -1,10 +1,11 @@
 """A Ray worker's side of a sweep: the same per-cell pipeline as the laptop (`Execution.compute`: retrieve →
 answer → score), with its own event loop, executor, workspace and generation cache.
 
-Workers never write the sweep record or MLflow: they return each finished row to the driver
-(`runner.ray_backend`), which persists and logs it. Model calls are admitted twice: by this worker's share
-of the concurrency cap (ceil(concurrency / workers) in flight, so the sum over workers never exceeds it)
-and, when the spec sets a rate limit, by the cluster's one `RateGate` actor.
+Workers never write the sweep record or MLflow: they take cells in batches (`run_cells`) and return the
+finished rows to the driver (`runner.ray_backend`), which persists and logs them. Model calls are admitted
+twice: by this worker's share of the concurrency cap (ceil(concurrency / workers) in flight, so the sum over
+workers never exceeds it) and, when the spec sets a rate limit, by the cluster's one `RateGate` actor
+(leases in batches: `ray_leases`).
 """
 
 from __future__ import annotations
