@@ -137,6 +137,8 @@ def test_a_ray_worker_computes_the_laptops_rows_and_every_call_passes_the_gate(t
         async def on_worker():
             gate = _InProcess(RateGate({ep.base_url: (600, None)}, lease_s=60))
             worker = CellWorker(spec, inputs.corpus, inputs.evalset, {}, "sweep-w", frozenset(), gate, {ep.base_url}, 2)
+            await worker.ready()  # what the driver awaits before sending cells: the scorers are imported
+            assert worker.scorers is not None and worker.scorers.done()
             rows = [await worker.run_cell(variant.hash, i, 0) for i in range(len(inputs.evalset))]
             await worker.close()  # gives back the leases it took ahead and never used
             admitted = await gate.admitted.remote()
