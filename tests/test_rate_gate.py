@@ -137,13 +137,57 @@ def test_a_ray_worker_computes_the_laptops_rows_and_every_call_passes_the_gate(t
         async def on_worker():
             gate = _InProcess(RateGate({ep.base_url: (600, None)}, lease_s=60))
             worker = CellWorker(spec, inputs.corpus, inputs.evalset, {}, "sweep-w", frozenset(), gate, {ep.base_url}, 2)
+            await worker.ready()  # what the driver awaits before sending cells: the scorers are imported
+            assert worker.scorers is not None and worker.scorers.done()
             rows = [await worker.run_cell(variant.hash, i, 0) for i in range(len(inputs.evalset))]
+            await worker.close()  # gives back the leases it took ahead and never used
             admitted = await gate.admitted.remote()
-            await worker.close()
-            return rows, admitted, worker.run.executor.calls
+            trips = sum(s.round_trips for s in worker.run.executor.stocks.values())
+            return rows, admitted, worker.run.executor.calls, trips
 
-        rows, admitted, calls = run_coroutine(on_worker())
+        rows, admitted, calls, trips = run_coroutine(on_worker())
     keep = ("question_id", "answer", "retrieved_chunk_ids", "f1", "exact_match", "recall_at_k", "error")
     assert [{k: r.get(k) for k in keep} for r in rows] == [{k: r.get(k) for k in keep} for r in local.rows]
     assert not rows[0]["cached"] and rows[0]["answer"]
     assert calls == 4 and admitted == {ep.base_url: 4}  # every model call was admitted by the cluster's gate
+    assert trips < 2 * calls  # leases taken ahead and completions reported together: fewer than 2 per call
+
+
+def test_lease_stocks_batch_the_gates_round_trips_and_never_pass_its_limit():
+    """Three workers' `LeaseStock`s against one `RateGate`, 12 calls at once each: leases come in batches
+    (far fewer round trips than calls), the gate never has more out than its limit, a call that gives up
+    while it waits loses no lease, and leases a quiet worker holds are given back."""
+    import asyncio
+
+    from workbench.runner.rate_gate import RateGate
+    from workbench.runner.ray_leases import LeaseStock
+    from workbench.sync import run_coroutine
+
+    async def scenario():
+        core = RateGate({"e": (60, None)}, lease_s=60)  # 10 per 10 s window: binds at once
+        gate = _InProcess(core)
+        stocks = [LeaseStock(gate, "e", prefetch=4, flush_s=0.01, idle_s=0.05) for _ in range(3)]
+        peak = 0
+
+        async def call(stock):
+            nonlocal peak
+            lease = await stock.take(1)
+            w = core.gates["e"].windows[1]
+            peak = max(peak, w.in_flight + w.done_weight)
+            await asyncio.sleep(0.001)
+            stock.give(lease)
+
+        tasks = [asyncio.ensure_future(call(s)) for s in stocks for _ in range(12)]
+        await asyncio.sleep(0.1)
+        granted = [t for t in tasks if t.done()]
+        for t in tasks:
+            t.cancel()  # the rest wait for the window: they give up
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.2)  # idle stock given back, completions reported
+        g = core.gates["e"]
+        return len(granted), peak, sum(s.round_trips for s in stocks), g.admitted, g.leases, g.windows[1]
+
+    granted, peak, trips, admitted, leases, window = run_coroutine(scenario())
+    assert granted == 10 and peak <= 10  # the 10 s window's limit, reached and never passed
+    assert trips < granted  # batched: one ask served several calls
+    assert admitted == 10 and not leases and window.in_flight == 0  # unused leases all came back

@@ -9,6 +9,10 @@ at g_i <= g and either had not completed at g (in flight) or completed at c_i wi
 within the last W before g (g < t + W). All of them were counted when g was admitted, and admission needs
 counted + 1 <= limit. A lease not released (its worker died) counts as completed when it expires, which is
 after the call's own timeout (`lease_s`), so its arrival is still before the expiry it is logged at.
+Workers take leases in batches and report completions late (`ray_leases`): a lease held unused counts as in
+flight from its grant (its call, if any, arrives later: the proof's a_i >= g_i), a completion logged after
+it happened is logged at a time still after its arrival, and a lease given back unused had no arrival at all,
+so none of the three weakens the bound; they only hold a place a little longer.
 
 Requests per minute are enforced over 60 s and, to spread them, ceil(rpm / 6) over every 10 s; tokens per
 minute over 60 s (a call's token estimate is capped at the limit, as the local limiter does). The price of
@@ -94,6 +98,14 @@ class SlidingGate:
             w.done.append((now, weight))
             w.done_weight += weight
 
+    def cancel(self, lease: int) -> None:
+        """A lease never used (no call was made with it): its place is free at once, nothing is logged."""
+        held = self.leases.pop(lease, None)
+        if held is not None:
+            self.admitted -= 1  # counts the calls let through
+            for w in self.windows:
+                w.in_flight -= self._weights(held[0], w)
+
     def expire(self, now: float) -> None:
         for lease, (_, expires) in [(k, v) for k, v in self.leases.items() if v[1] <= now]:
             self.complete(expires, lease)
@@ -116,30 +128,54 @@ class RateGate:
         self.grants: list[float] = []  # admission times (wall clock), for the benchmark's check
 
     async def acquire(self, key: str, tokens: float) -> int:
-        future = asyncio.get_running_loop().create_future()
-        self.waiting[key].append((tokens, future))
-        self._pump(key)
-        return await future
+        return (await self.exchange(key, [], [], [tokens]))[0]
 
     async def release(self, key: str, lease: int) -> None:
-        self.gates[key].complete(time.monotonic(), lease)
+        await self.exchange(key, [lease], [], [])
+
+    async def exchange(self, key: str, done: list[int], unused: list[int], wants: list[float]) -> list[int]:
+        """A worker's one round trip for a batch (`ray_leases.LeaseStock`): the leases whose calls completed,
+        the leases it never used, and leases for a prefix of `wants` (each a call's token estimate): as many
+        as fit now, at least the first (waiting for it, in line)."""
+        gate, now = self.gates[key], time.monotonic()
+        for lease in done:
+            gate.complete(now, lease)
+        for lease in unused:
+            gate.cancel(lease)
+        if not wants:
+            self._pump(key)
+            return []
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[key].append((wants, future))
         self._pump(key)
+        return await future
 
     async def admitted(self) -> dict[str, int]:
         return {key: gate.admitted for key, gate in self.gates.items()}
 
+    async def cpu_s(self) -> float:
+        """This process's CPU seconds (the gate's actor process: what admitting the sweep's calls cost)."""
+        return time.process_time()
+
     def _pump(self, key: str) -> None:
         gate, queue, now = self.gates[key], self.waiting[key], time.monotonic()
         while queue:
-            tokens, future = queue[0]
+            wants, future = queue[0]
             if future.done():  # the caller went away
                 queue.popleft()
                 continue
-            lease = gate.admit(now, tokens)
-            if lease is None:
+            granted = []
+            for tokens in wants:
+                lease = gate.admit(now, tokens)
+                if lease is None:
+                    break
+                granted.append(lease)
+            if not granted:
                 break
             queue.popleft()
-            future.set_result(lease)
+            future.set_result(granted)
+            if len(granted) < len(wants):
+                break  # full: the next in line waits for room
         if queue and self.timers[key] is None:
             def wake() -> None:
                 self.timers[key] = None
