@@ -25,6 +25,9 @@ def test_two_sweeps_at_once_share_home_and_store(tmp_path):
             spec["name"] = f"concurrent-k{k}"
             spec["data"]["eval"]["limit"] = N
             spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url}]
+            # the same Chroma collection and embedding cache, filled by the endpoint: not the local MiniLM twice
+            # at once on the corpus (the two processes' ONNX runs were most of this test's time)
+            spec["space"]["embedding"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url}]
             path = tmp_path / f"spec{k}.yaml"
             path.write_text(yaml.safe_dump(spec))
             specs.append(spec)

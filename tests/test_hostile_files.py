@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -674,14 +675,23 @@ CHROMA_DAMAGE = {
 }
 
 
-@pytest.mark.slow  # each case builds a >1,000-chunk index in a subprocess (~13 s)
+@pytest.fixture(scope="module")
+def built_chroma(endpoint, tmp_path_factory) -> Path:
+    """One >1,000-chunk index built (and closed) in a subprocess, for every case to damage a copy of: the
+    build is ~13 s; the cases differ only in the damage."""
+    chroma = tmp_path_factory.mktemp("built") / "chroma"
+    subprocess.run([sys.executable, "-c", BUILD, str(SQUAD), str(chroma), endpoint.base_url], check=True, timeout=150)
+    return chroma
+
+
+@pytest.mark.slow  # one >1,000-chunk index built in a subprocess (~13 s), rebuilt in each case
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("case", CHROMA_DAMAGE)
-def test_damaged_chroma_files_are_detected_named_and_rebuilt(tmp_path, endpoint, caplog, case):
+def test_damaged_chroma_files_are_detected_named_and_rebuilt(tmp_path, endpoint, built_chroma, caplog, case):
     from workbench.spec import RetrievalConfig
 
     chroma = tmp_path / "home" / "chroma"
-    subprocess.run([sys.executable, "-c", BUILD, str(SQUAD), str(chroma), endpoint.base_url], check=True, timeout=150)
+    shutil.copytree(built_chroma, chroma)  # a fresh copy of the closed build: each case damages its own
     damage, named = CHROMA_DAMAGE[case]
     damage(chroma)
     with caplog.at_level(logging.WARNING):

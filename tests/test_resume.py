@@ -26,7 +26,9 @@ N = 6
 
 @pytest.fixture(scope="module")
 def endpoint():
-    with LatencyEndpoint(latency=0.4) as ep:
+    # 0.1 s a call at concurrency 1: a 12-cell sweep lasts >1 s, long enough to be killed mid-way (polled every
+    # 0.05 s); ~8 uncached sweeps here slept 38 s at 0.4 s a call
+    with LatencyEndpoint(latency=0.1) as ep:
         yield ep
 
 

@@ -40,7 +40,10 @@ class MlflowServer:
     def start(self) -> "MlflowServer":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root}/server.db", "--artifacts-destination", str(self.root / "art")],
+             "--backend-store-uri", f"sqlite:///{self.root}/server.db", "--artifacts-destination", str(self.root / "art"),
+             "--workers", "1"],  # one sweep's logging needs one worker; each of the default 4 imports all of MLflow
+            # no job-execution processes (scorer jobs, trace roll-ups): no test here asks for one
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=subprocess.DEVNULL, stderr=(self.root / "server.log").open("ab"), start_new_session=True,
         )
         deadline = time.time() + 120
@@ -51,7 +54,7 @@ class MlflowServer:
                     if r.status == 200:
                         return self
             except OSError:
-                time.sleep(0.5)
+                time.sleep(0.1)
         raise AssertionError("mlflow server did not come up")
 
     def kill(self) -> None:
@@ -61,7 +64,7 @@ class MlflowServer:
 
 @pytest.fixture()
 def endpoint():
-    with LatencyEndpoint(latency=0.3) as ep:
+    with LatencyEndpoint(latency=0.1) as ep:  # at concurrency 1 the server dies with ~9 of 12 cells (0.9 s) to go
         yield ep
 
 
