@@ -33,6 +33,7 @@ from workbench.scoring import catalogue
 from workbench.spec import SweepSpec, load_spec
 from workbench.sync import run_coroutine
 from workbench.tracking import LoggedRun, Tracker, open_tracker, warm_up
+from workbench.tracking.store import check_scheme
 
 
 def run_sweep(
@@ -78,6 +79,8 @@ def run_sweep(
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
     check_retime_count(remeasure_latency)
     catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
+    if spec.tracking.enabled and tracker is None:  # a mistyped scheme fails before a local model starts
+        check_scheme(spec.tracking.tracking_uri)
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel, on_search=on_search)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:

@@ -130,6 +130,27 @@ def use_wal(path: Path) -> None:
         pass
 
 
+# The schemes MLflow 3's tracking-store registry knows; plugins add theirs as `mlflow.tracking_store` entry points.
+MLFLOW_SCHEMES = {"", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+
+
+def check_scheme(uri: str) -> None:
+    """A tracking URI whose scheme no MLflow store handles fails at once: before a local model starts or a
+    corpus is embedded, and without importing MLflow into this process."""
+    scheme = urlparse(uri).scheme.split("+")[0].lower()  # postgresql+psycopg2 -> postgresql
+    if len(scheme) == 1 or scheme in MLFLOW_SCHEMES:  # "c" of a Windows path
+        return
+    from importlib.metadata import entry_points
+
+    if scheme in {ep.name for ep in entry_points(group="mlflow.tracking_store")}:
+        return
+    raise TrackingError(
+        f"cannot use MLflow tracking URI {uri!r}: MLflow has no store for the scheme {scheme!r}. Point "
+        "tracking.tracking_uri (or --tracking-uri) at a sqlite file (sqlite:///mlruns/mlflow.db), a server "
+        "(http://host:5000) or a database (postgresql://...), or install the MLflow plugin for that scheme."
+    )
+
+
 def check_sqlite_store(uri: str) -> None:
     """The cheap checks of a local sqlite store that can run before anything is written."""
     path = sqlite_path(uri)
