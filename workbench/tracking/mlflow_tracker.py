@@ -25,7 +25,7 @@ from workbench.tracking.naming import (
 from workbench.tracking.protocol import (
     LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
 )
-from workbench.tracking.trace_batch import BATCH, TraceBatch, is_database_uri
+from workbench.tracking.trace_batch import TraceBatch, is_database_uri
 from workbench.tracking.store import (
     check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
 )
@@ -378,8 +378,16 @@ class MlflowTracker(Immediate):
             )
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-        if self._batch is not None and len(self._batch) >= BATCH:
+        if self._batch is not None and self._batch.due():
             self._batch.flush()
+
+    def idle(self) -> bool:
+        """The helper has no job waiting: store the traces held past their time (`TraceBatch.due`), so a slow
+        sweep's answers do not wait for its next cell to become visible. True if it stored any."""
+        if self._batch is None or not self._batch.due():
+            return False
+        self._batch.flush()
+        return True
 
     def _span_starter(self):
         """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces
