@@ -60,7 +60,7 @@ def test_embedding_batches_stay_small_enough_to_bound_memory(monkeypatch):
 def test_loading_the_embedding_model_gives_its_optimisation_copies_back():
     """An onnxruntime session of the 23 MB int8 MiniLM raised RSS by ~160 MB, ~60 of them freed copies from the
     graph optimisation that malloc kept; given back (`give_back_memory`), the session costs ~100 MB."""
-    code = ("import psutil, onnxruntime; from workbench.rag.embeddings import LocalMiniLM, give_back_memory; "
+    code = ("import psutil, onnxruntime; from workbench.rag.embeddings import LocalMiniLM; from workbench.heap import give_back_memory; "
             "p = psutil.Process(); m = LocalMiniLM(); give_back_memory(); before = p.memory_info().rss; m._model(); "
             "print((p.memory_info().rss - before) / 2**20)")
     grown = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)

@@ -26,6 +26,7 @@ import numpy as np
 from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
+from workbench.heap import give_back_memory
 from workbench.rag.cache import ResultCache
 from workbench.rag.vectors import check_vectors, split_cached
 
@@ -136,18 +137,6 @@ def _load_session(model_path: str, expected_sha256: str, share_cpu: bool = False
     session = ort.InferenceSession(model_path, sess_options=session_options(share_cpu), providers=["CPUExecutionProvider"])
     give_back_memory()  # the graph optimisation's copies: ~60 of the +160 MB a session costs
     return session
-
-
-def give_back_memory() -> bool:
-    """Return freed heap memory to the OS (glibc's `malloc_trim`). onnxruntime's graph optimisation and a
-    build's activations leave tens of MB freed but still held by malloc, which every later peak of the process
-    then carries. A few ms; False where there is no glibc (nothing to do)."""
-    import ctypes
-
-    try:
-        return bool(ctypes.CDLL(None).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 @functools.lru_cache(maxsize=4)
@@ -407,13 +396,5 @@ def make_embedder(cfg: EmbeddingConfig, cache_dir: str | Path | None = None, sha
     return CachedEmbedder(inner, cfg, cache_dir) if cache_dir is not None else inner
 
 
-__all__: list[Any] = [
-    "CachedEmbedder",
-    "Embedder",
-    "LocalMiniLM",
-    "MODEL_SHA256",
-    "OpenAIEmbedder",
-    "TOKENIZER_SHA256",
-    "make_embedder",
-    "normalise",
-]
+__all__: list[Any] = ["CachedEmbedder", "Embedder", "LocalMiniLM", "MODEL_SHA256", "OpenAIEmbedder", "TOKENIZER_SHA256",
+                     "make_embedder", "normalise"]

@@ -19,9 +19,7 @@ from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.scoring.catalogue import names as catalogue_names
 from workbench.tracking import assessments
 from workbench.tracking.provenance import audit_tags, git_commit, run_source, set_tags  # noqa: F401 (git_commit: export's)
-from workbench.tracking.naming import (
-    PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name,
-)
+from workbench.tracking.naming import PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name
 from workbench.tracking.protocol import (
     LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
 )
@@ -38,7 +36,6 @@ from workbench.errors import TrackingError
 from workbench.scoring.cell import NOT_IN_TABLE as _NOT_IN_TABLE, table_columns  # noqa: E402
 
 TABLE_COLUMNS = table_columns()
-
 
 TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
 
@@ -378,16 +375,11 @@ class MlflowTracker(Immediate):
             )
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-        if self._batch is not None and self._batch.due():
-            self._batch.flush()
+        self.idle()
 
     def idle(self) -> bool:
-        """The helper has no job waiting: store the traces held past their time (`TraceBatch.due`), so a slow
-        sweep's answers do not wait for its next cell to become visible. True if it stored any."""
-        if self._batch is None or not self._batch.due():
-            return False
-        self._batch.flush()
-        return True
+        """Store the traces held past their time (`TraceBatch.due`); the helper also calls it when no job waits."""
+        return self._batch is not None and self._batch.flush_if_due()
 
     def _span_starter(self):
         """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces

@@ -167,6 +167,13 @@ class TraceBatch:
             return True
         return time.monotonic() - self._flushed_at >= FLUSH_EVERY_S
 
+    def flush_if_due(self) -> bool:
+        """`flush` when `due`; True if it stored traces."""
+        if not self.due():
+            return False
+        self.flush()
+        return True
+
     def flush(self) -> None:
         """Store the finished traces (`store_traces`)."""
         with self._lock:
