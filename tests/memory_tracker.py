@@ -110,3 +110,28 @@ class MemoryTracker(Immediate):
             run_ids={r["variant"].hash: i for i, r in children}, parent_run_id=parent_id,
             data_info=parent["data_info"], wall_s=parent["metrics"].get("wall_s"), status=parent["status"],
         ))
+
+
+class HoldingTracker(MemoryTracker):
+    """Holds each logged cell until `idle()` (as the MLflow tracker holds traces for a batch): `idle` writes
+    "idle q0 q1 ..." to the journal; `fail_on="idle"` makes it raise."""
+
+    def __init__(self, journal: str | None = None, fail_on: str | None = None):
+        super().__init__(journal, fail_on)
+        self.held: list[str] = []
+
+    @immediate
+    def log_cell(self, variant, row: dict[str, Any]) -> None:
+        self.held.append(row["question_id"])
+        return self._note("log_cell")
+
+    def idle(self) -> bool:
+        if not self.held:
+            return False
+        held, self.held = self.held, []
+        if self.fail_on == "idle" and self.journal:
+            with open(self.journal, "a", encoding="utf-8") as fh:
+                fh.write("idle failing\n")
+            raise RuntimeError("injected failure in idle")
+        self._note("idle " + " ".join(held))
+        return True

@@ -13,6 +13,7 @@ import pytest
 
 from workbench.spec import TrackingConfig, load_spec
 from workbench.tracking.mlflow_tracker import MlflowTracker
+from workbench.tracking import trace_batch
 from workbench.tracking.trace_batch import BATCH, is_database_uri
 
 SCORES = {"hit_at_k": 1.0, "recall_at_k": 0.5, "mrr": 0.5, "f1": 0.4666666666666666, "exact_match": 0.0}
@@ -75,7 +76,7 @@ def test_a_batched_trace_is_the_trace_mlflows_exporter_stores(session):
     mlflow.flush_trace_async_logging()
     tracker.batch_traces = True
     tracker.log_cell(variant, row(variant, "batched")).result()
-    assert len(tracker._batch) == 1  # held until a batch is full or the variant ends
+    assert len(tracker._batch) == 0  # a batch's first trace is stored at once
     tracker.finish_variant(variant.hash, [row(variant, "by-exporter"), row(variant, "batched")], {}).result()
     old, new = stored(tracker, variant, "by-exporter"), stored(tracker, variant, "batched")
     a, b = comparable(old), comparable(new)
@@ -90,17 +91,41 @@ def test_a_batched_trace_is_the_trace_mlflows_exporter_stores(session):
     assert [s.name for s in new.data.spans] == ["rag", "retrieve", "generate"]
 
 
-def test_every_cell_is_stored_in_batches_and_at_the_variants_end(session):
+def test_every_cell_is_stored_in_batches_and_at_the_variants_end(session, monkeypatch):
     tracker, variant = session
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 3600.0)  # by size only, however slow the machine
     n = BATCH + 3
     for i in range(n):
         tracker.log_cell(variant, row(variant, f"q{i}", started_at_ns=time.time_ns())).result()
-    assert len(tracker._batch) == 3  # the first BATCH were stored when the batch was full
+    assert len(tracker._batch) == 2  # the first at once, the next BATCH when the batch was full
     run_id = tracker.run_ids[variant.hash]
     tracker.finish_variant(variant.hash, [row(variant, f"q{i}") for i in range(n)], {}).result()
     traces = tracker.client.search_traces(locations=[tracker.experiment.experiment_id], run_id=run_id, max_results=500)
     assert len(traces) == n and len(tracker._batch) == 0
     assert all(len(t.info.assessments) == len(SCORES) + 2 and len(t.data.spans) == 3 for t in traces)
+
+
+def stored_count(tracker) -> int:
+    """Traces in the store, read as another process would (peers.py's "first answer visible")."""
+    import sqlite3
+
+    with sqlite3.connect(tracker.cfg.tracking_uri.removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT count(*) FROM trace_info").fetchone()[0]
+
+
+def test_the_first_trace_is_stored_at_once_and_a_held_one_once_its_time_has_passed(session, monkeypatch):
+    tracker, variant = session
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 3600.0)
+    tracker.log_cell(variant, row(variant, "first")).result()
+    assert stored_count(tracker) == 1 and len(tracker._batch) == 0  # the user sees an answer at once
+    tracker.log_cell(variant, row(variant, "second")).result()
+    assert stored_count(tracker) == 1 and len(tracker._batch) == 1  # held for a batch
+    assert tracker.idle() is False and stored_count(tracker) == 1  # not yet its time
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 0.0)  # its time has come
+    assert tracker.idle() is True and stored_count(tracker) == 2 and len(tracker._batch) == 0
+    assert tracker.idle() is False  # nothing held
+    tracker.log_cell(variant, row(variant, "third")).result()  # a cell after a pause is stored on arrival
+    assert stored_count(tracker) == 3
 
 
 def test_a_span_the_user_has_open_is_not_their_parent_and_still_reaches_mlflow(session):

@@ -39,14 +39,18 @@ def test_a_batch_of_traces_is_one_commit_and_all_of_it_is_stored(session):  # no
     assert store.ManagedSessionMaker.__name__ != "shared"  # the store's own sessions are back
 
 
-def test_a_failing_batch_stores_nothing_and_says_why(session):  # noqa: F811
+def test_a_failing_batch_stores_nothing_and_says_why(session, monkeypatch):  # noqa: F811
+    from workbench.tracking import trace_batch
+
     tracker, variant = session
-    tracker.log_cell(variant, row(variant, "ok")).result()
+    tracker.log_cell(variant, row(variant, "first")).result()  # a sweep's first trace is stored at once
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 3600.0)
+    tracker.log_cell(variant, row(variant, "ok")).result()  # held for a batch
     store = tracker._batch.client.store
     with pytest.raises(Exception, match="disk gone"):  # MLflow's session wraps it in an MlflowException
         with one_transaction(store):
             store.start_trace(tracker._batch.done[0].info)
             raise RuntimeError("disk gone")
-    assert tracker.client.search_traces(locations=[tracker.experiment.experiment_id]) == []  # rolled back
+    assert len(tracker.client.search_traces(locations=[tracker.experiment.experiment_id])) == 1  # rolled back
     tracker._flush_traces()  # the next batch is stored as usual
-    assert len(tracker.client.search_traces(locations=[tracker.experiment.experiment_id])) == 1
+    assert len(tracker.client.search_traces(locations=[tracker.experiment.experiment_id])) == 2

@@ -24,7 +24,7 @@ from mlflow.tracing.client import TracingClient
 from test_trace_batch import row
 from workbench.spec import TrackingConfig, load_spec
 from workbench.tracking import mlflow_tracker, trace_rows
-from workbench.tracking.trace_batch import store_traces
+from workbench.tracking.trace_batch import TraceBatch, store_traces
 
 TABLES = ("trace_info", "trace_tags", "trace_request_metadata", "assessments", "spans")
 
@@ -103,7 +103,7 @@ def _two_stores(tmp_path: Path, monkeypatch):
     spec = load_spec({"name": "rows", "data": {"corpus": {"format": "jsonl", "path": "c.jsonl"},
                                                "eval": {"format": "jsonl", "path": "e.jsonl"}}})
     variant = spec.variants()[0]
-    monkeypatch.setattr(mlflow_tracker, "BATCH", 10**6)  # held until stored here
+    monkeypatch.setattr(TraceBatch, "due", lambda self: False)  # held until stored here
     mlflow_way, as_rows = tmp_path / "mlflow", tmp_path / "rows"
     a = open_session(mlflow_way, spec)
     traces = made_traces(a, variant)
@@ -163,7 +163,7 @@ def test_a_store_it_was_not_written_for_takes_mlflows_path_and_says_so_once(tmp_
     spec = load_spec({"name": "rows", "data": {"corpus": {"format": "jsonl", "path": "c.jsonl"},
                                                "eval": {"format": "jsonl", "path": "e.jsonl"}}})
     variant = spec.variants()[0]
-    monkeypatch.setattr(mlflow_tracker, "BATCH", 10**6)
+    monkeypatch.setattr(TraceBatch, "due", lambda self: False)
     tracker = open_session(tmp_path, spec)
     traces = made_traces(tracker, variant)
     store = TracingClient(tracker.cfg.tracking_uri).store

@@ -124,6 +124,37 @@ def test_the_helper_runs_the_calls_in_order_and_answers_each(sweep_parts, tmp_pa
     assert tracker.close() is None
 
 
+def test_the_helper_stores_what_its_tracker_holds_when_no_job_comes(sweep_parts, tmp_path):
+    spec, variant, rows = sweep_parts
+    journal = tmp_path / "journal"
+    tracker = ProcessTracker("memory_tracker:HoldingTracker", journal=str(journal))
+    tracker.start_sweep(spec, "s1", 1, {})
+    tracker.start_variant(variant, pd.DataFrame())
+    for row in rows[:2]:
+        tracker.log_cell(variant, row).result(timeout=60)
+    deadline = time.monotonic() + 30
+    while "idle" not in journal.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # no further job: the helper's idle turn stores them
+    assert journal.read_text().splitlines()[-1] == "idle q0 q1"
+    assert tracker.close() is None
+    assert "idle" in [op for op, _, _, _ in tracker.timings["spans"]]  # timed like a job, for the profilers
+
+
+def test_a_failed_idle_store_is_the_sessions_one_clear_error(sweep_parts, tmp_path):
+    spec, variant, rows = sweep_parts
+    journal = tmp_path / "journal"
+    tracker = ProcessTracker("memory_tracker:HoldingTracker", journal=str(journal), fail_on="idle")
+    tracker.start_sweep(spec, "s1", 1, {})
+    tracker.start_variant(variant, pd.DataFrame())
+    tracker.log_cell(variant, rows[0]).result(timeout=60)
+    deadline = time.monotonic() + 30
+    while "idle failing" not in journal.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the helper's idle turn fails
+    with pytest.raises(TrackingError, match="skipped after an earlier tracking failure: .*injected failure in idle"):
+        tracker.log_cell(variant, rows[1]).result(timeout=60)
+    assert "injected failure in idle" in str(tracker.close())
+
+
 def test_a_failure_in_the_helper_is_one_clear_error_and_later_calls_are_skipped(sweep_parts, tmp_path):
     import workbench.tracking.process as tp
 

@@ -19,13 +19,11 @@ from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.scoring.catalogue import names as catalogue_names
 from workbench.tracking import assessments
 from workbench.tracking.provenance import audit_tags, git_commit, run_source, set_tags  # noqa: F401 (git_commit: export's)
-from workbench.tracking.naming import (
-    PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name,
-)
+from workbench.tracking.naming import PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name
 from workbench.tracking.protocol import (
     LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
 )
-from workbench.tracking.trace_batch import BATCH, TraceBatch, is_database_uri
+from workbench.tracking.trace_batch import TraceBatch, is_database_uri
 from workbench.tracking.store import (
     check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
 )
@@ -38,7 +36,6 @@ from workbench.errors import TrackingError
 from workbench.scoring.cell import NOT_IN_TABLE as _NOT_IN_TABLE, table_columns  # noqa: E402
 
 TABLE_COLUMNS = table_columns()
-
 
 TRACE_MAX_DOCS, TRACE_TEXT_CHARS = 20, 1000
 
@@ -378,8 +375,11 @@ class MlflowTracker(Immediate):
             )
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-        if self._batch is not None and len(self._batch) >= BATCH:
-            self._batch.flush()
+        self.idle()
+
+    def idle(self) -> bool:
+        """Store the traces held past their time (`TraceBatch.due`); the helper also calls it when no job waits."""
+        return self._batch is not None and self._batch.flush_if_due()
 
     def _span_starter(self):
         """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces

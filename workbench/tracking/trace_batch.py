@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 BATCH = 50  # traces per flush: the helper stores them while the sweep goes on
+FLUSH_EVERY_S = 1.0  # no trace waits longer for the batch to fill (the batch's first is stored at once)
 
 
 def is_database_uri(uri: str) -> bool:
@@ -113,6 +115,7 @@ class TraceBatch:
         _no_litellm()
         self.done: list = []
         self._lock = threading.Lock()
+        self._flushed_at: float | None = None  # time.monotonic() of the last flush; None: nothing stored yet
         # The resource MLflow gives its own tracer (no service.* attributes, which would become trace tags).
         resource = Resource({"telemetry.sdk.language": "python", "telemetry.sdk.name": "mlflow",
                              "telemetry.sdk.version": mlflow.__version__})
@@ -154,6 +157,23 @@ class TraceBatch:
                 trace.info.trace_metadata.update(metadata or {})
         return span
 
+    def due(self) -> bool:
+        """Should the held traces be stored now? The first trace at once (the user sees an answer in the store
+        without waiting for a batch), then when BATCH are held or FLUSH_EVERY_S has passed since the last
+        flush; in between traces wait, so one transaction stores many."""
+        if not self.done:
+            return False
+        if self._flushed_at is None or len(self.done) >= BATCH:
+            return True
+        return time.monotonic() - self._flushed_at >= FLUSH_EVERY_S
+
+    def flush_if_due(self) -> bool:
+        """`flush` when `due`; True if it stored traces."""
+        if not self.due():
+            return False
+        self.flush()
+        return True
+
     def flush(self) -> None:
         """Store the finished traces (`store_traces`)."""
         with self._lock:
@@ -161,6 +181,7 @@ class TraceBatch:
         if not traces:
             return
         store_traces(self.client.store, traces)
+        self._flushed_at = time.monotonic()
 
 
 def store_traces(store: Any, traces: list) -> None:
