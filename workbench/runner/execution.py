@@ -130,6 +130,7 @@ class Execution:
                         self.finish_variant(variant, rows)  # KILLED when cells are missing or unjudged
         finally:
             point("execution_done")
+            await asyncio.to_thread(self.cache.flush)  # every answer's cache entry on disk before the sweep ends
             self.retrieval_pool.shutdown(wait=True)
             self.indexes.close()
             for model in self.models.values():
