@@ -6,6 +6,8 @@ from __future__ import annotations
 import ssl
 import threading
 
+import pytest
+
 from workbench import spec as spec_module
 from workbench.rag import deadline
 from workbench.rag.cache import ResultCache
@@ -80,3 +82,46 @@ def test_every_model_client_shares_one_tls_context(monkeypatch):
     assert deadline._ssl_context().verify_mode == ssl.CERT_REQUIRED  # still verifying
     for c in clients[2:]:
         c.close()
+
+
+@pytest.mark.slow  # real Chroma and the MiniLM model: ~3 s of imports and loading
+def test_a_dense_variants_questions_are_embedded_once_in_one_batch_before_its_searches(tmp_path):
+    import asyncio
+    import json
+
+    from conftest import small_spec
+    from workbench import events
+    from workbench.data.corpus import load_corpus
+    from workbench.rag.assemble import build_pipeline
+    from workbench.runner.workspace import IndexQueue, Workspace
+    from workbench.spec import load_spec
+
+    docs = ["Denver won Super Bowl 50.", "The game was played at Levi's Stadium.", "Beyonce sang at halftime.",
+            "Peyton Manning was the Broncos' quarterback.", "Carolina lost the game 24 to 10."]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                                              for i, t in enumerate(docs)), encoding="utf-8")
+    raw = small_spec(tmp_path, chunking=[{"strategy": "none"}], retrieval=[{"kind": "dense", "k": 2}])
+    raw["data"]["corpus"] = {"format": "jsonl", "path": str(tmp_path / "c.jsonl")}
+    variant = load_spec(raw).variants()[0]
+    ws = Workspace(home=tmp_path / "home", corpus=load_corpus(load_spec(raw).data.corpus), share_cpu=True)
+    questions = ("Who won Super Bowl 50?", "Where was the game played?", "Who won Super Bowl 50?")
+    embedded: list[list[str]] = []
+    stop = events.subscribe(lambda e: e.name == "embed" and embedded.append(list(e.info["texts"])))
+    try:
+        async def go():
+            queue = IndexQueue(ws)
+            index = await queue.index_for(variant, questions)
+            again = await queue.index_for(variant, questions)  # another variant on the same index: nothing more
+            queue.close()
+            return index, again
+
+        index, again = asyncio.run(go())
+        before = [list(t) for t in embedded]
+        pipe = build_pipeline(variant, index, None)
+        hits = [pipe.retrieve(q)[0] for q in questions]
+    finally:
+        stop()
+    assert again is index
+    assert sorted(map(sorted, before)) == sorted([sorted(docs), ["Where was the game played?", "Who won Super Bowl 50?"]])
+    assert embedded == before  # the searches found every question's vector in the cache
+    assert hits[0][0].chunk.doc_id == "d0"

@@ -214,7 +214,7 @@ class Execution:
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
         """What `compute` needs for the variant's cells: its pipeline, once its index is ready (another
         backend, e.g. `runner.ray_backend`, hands back what its workers need instead)."""
-        index = await self.indexes.index_for(variant)
+        index = await self.indexes.index_for(variant, () if variant.retrieval_only else tuple(i.question for i in todo))
         pipe = build_pipeline(variant, index, self.model_for(variant))
         if variant.retrieval_only:
             await self.retrieve(self.ws.retrieve_batch, pipe, todo)
