@@ -125,3 +125,23 @@ def test_a_dense_variants_questions_are_embedded_once_in_one_batch_before_its_se
     assert sorted(map(sorted, before)) == sorted([sorted(docs), ["Where was the game played?", "Who won Super Bowl 50?"]])
     assert embedded == before  # the searches found every question's vector in the cache
     assert hits[0][0].chunk.doc_id == "d0"
+
+
+def test_the_loop_gets_the_gil_within_a_millisecond_during_a_sweep_and_the_interval_comes_back():
+    import sys
+
+    from workbench.runner.loop_priority import responsive_loop
+
+    before = sys.getswitchinterval()
+    with responsive_loop():
+        assert sys.getswitchinterval() <= 0.001 + 1e-9
+        with responsive_loop():  # a second sweep at once
+            assert sys.getswitchinterval() <= 0.001 + 1e-9
+        assert sys.getswitchinterval() <= 0.001 + 1e-9  # the first is still running
+    assert sys.getswitchinterval() == before
+    try:
+        with responsive_loop():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert sys.getswitchinterval() == before
