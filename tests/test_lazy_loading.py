@@ -46,14 +46,14 @@ def test_the_embedding_model_loads_on_the_first_embed():
 
 def test_embedding_batches_stay_small_enough_to_bound_memory(monkeypatch):
     """At 64 texts of ~128 tokens a batch, onnxruntime held ~770 MB of activations at once (issue 20's 1.1 GB
-    CLI); batches are bounded to MAX_BATCH_TOKENS (1,024) tokens, so ~8 chunks of 500 characters."""
+    CLI); batches are bounded to MAX_BATCH_TOKENS (512) tokens, so ~4 chunks of 500 characters."""
     import numpy as np
 
     model = LocalMiniLM()
     sizes: list[int] = []
     monkeypatch.setattr(model, "_embed_batch", lambda texts: sizes.append(len(texts)) or np.zeros((len(texts), model.dim)))
     model.embed(["The Broncos defeated the Carolina Panthers at Levi's Stadium. " * 8] * 100)  # ~500 chars each
-    assert sum(sizes) == 100 and max(sizes) <= 8
+    assert sum(sizes) == 100 and max(sizes) <= 4
 
 
 @pytest.mark.slow  # a fresh process: onnxruntime's import and a session, measured from outside

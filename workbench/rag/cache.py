@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -191,12 +192,21 @@ class ResultCache:
         self.misses = 0
         self.dropped = 0  # entries that were not readable data, deleted
         self._write_failed = False
-        self._count_lock = threading.Lock()  # get() runs in worker threads (asyncio.to_thread)
+        self._count_lock = threading.Lock()  # get() may run in worker threads (asyncio.to_thread)
         self._cache = open_data_cache(self.directory, size_limit) if enabled else None
+        self._pending: dict[str, Any] = {}  # set_later: queued, not yet stored (guarded by _count_lock)
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
 
     def get(self, key: str) -> Any | None:
         if self._cache is None:
             return None
+        with self._count_lock:
+            value = self._pending.get(key)
+            if value is not None:  # stored later by the writer thread: already ours to read
+                self.hits += 1
+                return value
         with span("cache"):
             try:
                 value = self._cache.get(key)
@@ -223,6 +233,52 @@ class ResultCache:
             with span("cache"), self._unwritable():
                 self._cache.set(key, value)
 
+    def set_later(self, key: str, value: Any) -> None:
+        """`set` done by a writer thread, in batches of one transaction each: the caller (the sweep's event
+        loop, once per model call) only queues it — no thread hop, no future, no wake-up back — and `get`
+        answers the entry from memory until it is stored. `flush()` (and `close()`) wait until it is."""
+        if self._cache is None:
+            return
+        with self._count_lock:
+            self._pending[key] = value
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_behind, name="workbench-cache-writer", daemon=True)
+                self._writer.start()
+        self._queue.put(key)
+
+    def _write_behind(self) -> None:
+        while True:
+            keys = [self._queue.get()]
+            while True:  # everything queued meanwhile goes in the same transaction
+                try:
+                    keys.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            with self._count_lock:
+                items = {k: self._pending[k] for k in keys if k is not None and k in self._pending}
+            if items:
+                try:
+                    with span("cache"):
+                        self.set_many(items)
+                except Exception as exc:  # noqa: BLE001 - a value that cannot be stored costs its entry only
+                    log.warning("%s: %d cache entries not stored (%s): they are computed again", self.directory,
+                                len(items), exc)
+                with self._count_lock:
+                    for k, v in items.items():
+                        if self._pending.get(k) is v:  # not replaced by a newer value meanwhile
+                            del self._pending[k]
+            if None in keys:
+                return
+
+    def flush(self) -> None:
+        """Wait until every `set_later` entry is stored."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)
+            writer.join()
+
     def set_many(self, items: Mapping[str, Any]) -> None:
         """Store every (key, value) in one transaction: one disk sync instead of one per entry."""
         if self._cache is not None:
@@ -242,5 +298,6 @@ class ResultCache:
             self._write_failed = True
 
     def close(self) -> None:
+        self.flush()
         if self._cache is not None:
             self._cache.close()

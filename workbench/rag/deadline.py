@@ -14,6 +14,9 @@ server trickling its *headers* is bounded by the per-read timeout only (the asyn
 
 from __future__ import annotations
 
+import functools
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -22,6 +25,18 @@ import httpx
 
 # openai's DefaultHttpxClient follows redirects; so do these
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once per process
+    and shared by every client: httpx builds one per client otherwise, loading the CA bundle each time
+    (~20 ms, on the sweep's event loop when its first model call makes the async client)."""
+    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _context_for(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:  # keyed by what httpx reads
+    return httpx.create_ssl_context()
 
 
 def _expired(request: httpx.Request, seconds: float) -> httpx.ReadTimeout:
@@ -68,6 +83,7 @@ class DeadlineClient(httpx.Client):
 
     def __init__(self, timeout_s: float, **kwargs) -> None:
         kwargs.setdefault("limits", DEFAULT_LIMITS)
+        kwargs.setdefault("verify", _ssl_context())
         super().__init__(timeout=timeout_s, follow_redirects=True, **kwargs)
         self.timeout_s = timeout_s
 
@@ -92,6 +108,7 @@ class AsyncDeadlineClient(httpx.AsyncClient):
 
     def __init__(self, timeout_s: float, **kwargs) -> None:
         kwargs.setdefault("limits", DEFAULT_LIMITS)
+        kwargs.setdefault("verify", _ssl_context())
         super().__init__(timeout=timeout_s, follow_redirects=True, **kwargs)
         self.timeout_s = timeout_s
 

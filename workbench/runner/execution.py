@@ -27,6 +27,7 @@ from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
+from workbench.runner.loop_priority import responsive_loop
 from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
@@ -41,15 +42,6 @@ from workbench.spec import SweepSpec, VariantConfig, content_hash
 from workbench.spec_repeats import for_repeat
 from workbench.spec_routing import RoutedModel
 from workbench.tracking import LoggedRun, Tracker
-
-
-def _score_cell(spec: SweepSpec, variant: VariantConfig, item: EvalItem, row: dict[str, Any]) -> None:
-    """Add the document ranking, retrieval and answer scores to a row (the catalogue's metrics); a
-    metric whose inputs are missing is left out, never 0."""
-    # item.relevance is graded; an eval item with plain relevant_ids defaults it to grade 1 each
-    scored = score_cell(Cell.from_row(row), item.relevance, variant.retrieval.k, spec.retrieval_cutoffs,
-                        answers=not variant.retrieval_only)
-    row.update(scored.to_row())  # only adds keys: the row keeps its order
 
 
 @dataclass(kw_only=True)
@@ -93,7 +85,10 @@ class Execution:
         return self.inputs.spec
 
     async def run(self) -> None:
-        # the cache is read and written by `generations`, which keeps each answer's latency provenance
+        with responsive_loop():  # threads beside the loop hand it the GIL within 1 ms, not 5
+            await self._run()
+
+    async def _run(self) -> None:  # the cache is read and written by `generations` (latency provenance)
         self.executor = Executor(self.spec.execution, self.hooks.cancel, self.guard)
         self.generations = TimedGenerations(self.executor, self.cache, self.results.sweep_id, self.spec.execution)
         self.routed = RoutedCells(self.env.base_urls, self.spec.execution, self.generations, self.results.sweep_id,
@@ -130,6 +125,7 @@ class Execution:
                         self.finish_variant(variant, rows)  # KILLED when cells are missing or unjudged
         finally:
             point("execution_done")
+            await asyncio.to_thread(self.cache.flush)  # every answer's cache entry on disk before the sweep ends
             self.retrieval_pool.shutdown(wait=True)
             self.indexes.close()
             for model in self.models.values():
@@ -213,7 +209,7 @@ class Execution:
     async def prepare(self, variant: VariantConfig, todo: tuple[EvalItem, ...]) -> Any:
         """What `compute` needs for the variant's cells: its pipeline, once its index is ready (another
         backend, e.g. `runner.ray_backend`, hands back what its workers need instead)."""
-        index = await self.indexes.index_for(variant)
+        index = await self.indexes.index_for(variant, () if variant.retrieval_only else tuple(i.question for i in todo))
         pipe = build_pipeline(variant, index, self.model_for(variant))
         if variant.retrieval_only:
             await self.retrieve(self.ws.retrieve_batch, pipe, todo)
@@ -231,8 +227,10 @@ class Execution:
             return None  # never started: not a result, not a failure
         if self.scorers_ready is not None:
             await self.scorers_ready  # at once after the first: the import ran on a worker thread
-        with span("score"):
-            _score_cell(self.spec, pipe.variant, item, row)
+        with span("score"):  # the catalogue's metrics (a metric whose inputs are missing is left out, never 0);
+            # item.relevance is graded (plain relevant_ids: grade 1 each); update only adds keys: order is kept
+            row.update(score_cell(Cell.from_row(row), item.relevance, pipe.variant.retrieval.k,
+                                  self.spec.retrieval_cutoffs, answers=not pipe.variant.retrieval_only).to_row())
         return row
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0,

@@ -104,6 +104,13 @@ class Workspace:
                 self.index_reused += int(not index.built)
         return index
 
+    def embed_questions(self, variant: VariantConfig, questions: tuple[str, ...]) -> None:
+        """The questions' vectors into the embedding cache in one batched call, so each dense search finds its
+        query there instead of embedding it alone on the retrieval thread (100 SQuAD questions: 0.44 CPU s
+        batched, 0.66 one by one); questions already cached are not embedded again."""
+        if questions:
+            self.embedder(variant).embed(list(dict.fromkeys(questions)))
+
     def retrieve(self, pipe: RAGPipeline, item: EvalItem) -> tuple[list, float]:
         key = (pipe.index.key, content_hash(pipe.variant.retrieval.model_dump(mode="json")), item.id)
         with span("retrieve"):
@@ -133,12 +140,14 @@ class IndexQueue:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
         self._chunked: dict[str, asyncio.Future] = {}
         self._dense: dict[str, asyncio.Future] = {}
+        self._queries: dict[tuple[str, tuple[str, ...]], asyncio.Future] = {}  # (embedding, questions) -> embedded
 
     def _in_pool(self, fn, variant: VariantConfig) -> asyncio.Future:
         return asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(self.pool, fn, variant))
 
-    async def index_for(self, variant: VariantConfig) -> ChunkIndex:
-        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready."""
+    async def index_for(self, variant: VariantConfig, questions: tuple[str, ...] = ()) -> ChunkIndex:
+        """The variant's index; for dense and hybrid retrieval, once its Chroma collection is ready and
+        `questions` (those it will search) are embedded, in one batch per embedding model."""
         key = index_key(self.ws.corpus.digest, variant.chunking, variant.embedding)
         if key not in self._chunked:
             self._chunked[key] = self._in_pool(self.ws.index, variant)
@@ -148,7 +157,13 @@ class IndexQueue:
             await self._chunked[key]
             if key not in self._dense:
                 self._dense[key] = self._in_pool(self.ws.open_dense, variant)
-        return await self._dense[key]
+        asked = (variant.embedding.vector_key, questions)
+        if questions and asked not in self._queries:  # queued right behind this build, before the next one
+            self._queries[asked] = self._in_pool(lambda v: self.ws.embed_questions(v, questions), variant)
+        index = await self._dense[key]
+        if questions:
+            await self._queries[asked]
+        return index
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

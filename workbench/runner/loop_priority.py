@@ -1,0 +1,41 @@
+"""The sweep's event loop gets the GIL back quickly while other threads hold it.
+
+During a sweep, threads run Python next to the event loop: imports (ragas on the preload thread, chromadb
+on the index thread in a fresh CLI process), chunking, BM25 tokenising, the tracker's pickling, the cache
+writer. A thread holding the GIL keeps it until the switch interval (5 ms by default) has passed, so each
+time a model's answer arrives the loop may wait up to 5 ms before it can read it and send the next call.
+Measured (16 calls in flight at L = 0.2 s against the fake endpoint, one pure-Python thread beside the loop,
+load ~9 on 2 cores): 2.0-2.1x the ideal wall at 5 ms, 1.23-1.38x at 1 ms, 1.23-1.30x with no such thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+
+SWITCH_INTERVAL_S = 0.001
+
+_lock = threading.Lock()
+_depth = 0
+_saved = 0.0
+
+
+@contextlib.contextmanager
+def responsive_loop(interval: float = SWITCH_INTERVAL_S) -> Iterator[None]:
+    """`sys.setswitchinterval(interval)` while the block runs (process-wide; sweeps running at once share it,
+    and the interval before the first is restored when the last ends)."""
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, _saved))
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                sys.setswitchinterval(_saved)
