@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import sys
 import threading
 import time
 from concurrent import futures
@@ -27,6 +26,7 @@ from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
 from workbench.runner.generations import check_retime_count, retime_ids
 from workbench.runner.inputs import Hooks, SweepInputs, with_overrides
+from workbench.runner.loop_priority import responsive_loop
 from workbench.runner.resume import Start, open_record, reuse_finished
 from workbench.runner.workspace import Workspace
 from workbench.scoring import catalogue
@@ -128,14 +128,8 @@ def run_sweep(
         # waiting. Not given back after the sweep: that costs one full pass over the whole heap (~0.4 s) at the
         # next collection; what stays frozen is freed by reference counting, only cycles among it are kept.
         gc.freeze()
-        # The event loop shares the GIL with the retrieval, cache and logging threads: a 1 ms switch interval
-        # (Python's default is 5 ms) lets it take the GIL back sooner to send the next call
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, 0.001))
-        try:
+        with responsive_loop():  # the event loop takes the GIL back within 1 ms (`runner.loop_priority`)
             return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime, accounting))
-        finally:
-            sys.setswitchinterval(switch)
 
 
 def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, log: Tracker, start: Start,
