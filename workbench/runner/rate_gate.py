@@ -127,12 +127,6 @@ class RateGate:
         self.timers: dict[str, asyncio.TimerHandle | None] = {key: None for key in limits}
         self.grants: list[float] = []  # admission times (wall clock), for the benchmark's check
 
-    async def acquire(self, key: str, tokens: float) -> int:
-        return (await self.exchange(key, [], [], [tokens]))[0]
-
-    async def release(self, key: str, lease: int) -> None:
-        await self.exchange(key, [lease], [], [])
-
     async def exchange(self, key: str, done: list[int], unused: list[int], wants: list[float]) -> list[int]:
         """A worker's one round trip for a batch (`ray_leases.LeaseStock`): the leases whose calls completed,
         the leases it never used, and leases for a prefix of `wants` (each a call's token estimate): as many

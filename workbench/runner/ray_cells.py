@@ -143,9 +143,16 @@ class CellWorker:
             self.cpu0 = time.process_time()
         run = self._execution()
         variant = self.variants[variant_hash]
-        if variant_hash not in self.pipes:
-            self.pipes[variant_hash] = await run.prepare(variant, ())
-        row = await run.compute(self.pipes[variant_hash], self.inputs.evalset.items[position], rank, repeat)
+        if variant_hash not in self.pipes:  # a task: a batch's cells of one variant share one prepare
+            self.pipes[variant_hash] = asyncio.ensure_future(run.prepare(variant, ()))
+        preparing = self.pipes[variant_hash]
+        try:
+            pipe = await preparing
+        except BaseException:
+            if self.pipes.get(variant_hash) is preparing:
+                del self.pipes[variant_hash]  # failed: the next cell tries again, as before
+            raise
+        row = await run.compute(pipe, self.inputs.evalset.items[position], rank, repeat)
         self.cells_run += 1
         return row
 
