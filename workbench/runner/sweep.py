@@ -79,11 +79,10 @@ def run_sweep(
     spec = with_overrides(load_spec(spec), tracking_uri, limit, no_cache)
     check_retime_count(remeasure_latency)
     catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
-    if spec.tracking.enabled and tracker is None:  # a mistyped scheme fails before a local model starts
-        check_scheme(spec.tracking.tracking_uri)
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel, on_search=on_search)
     started = time.perf_counter()
     if spec.tracking.enabled and tracker is None:
+        check_scheme(spec.tracking.tracking_uri)  # a mistyped scheme fails before a local model starts
         warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
     # ragas' ~2-4 s import overlaps data loading and index builds; on Ray the workers score, not this process
     if spec.stage == "generate" and spec.execution.backend != "ray":
