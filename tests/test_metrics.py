@@ -232,14 +232,6 @@ def test_ragas_metrics_work_inside_a_running_event_loop():
     assert asyncio.run(inside()) == (1.0, pytest.approx(2 / 3))
 
 
-def test_score_now_falls_back_for_coroutines_that_really_suspend():
-    async def suspends():
-        await asyncio.sleep(0)
-        return 42
-
-    assert m._score_now(suspends) == 42
-
-
 def test_ragas_metrics_are_fast_and_quiet():
     import time
 

@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from workbench.rag.chroma_import import import_chromadb
 from workbench.rag.chunking import Chunk
 from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
 from workbench.rag.embeddings import Embedder
@@ -106,7 +107,7 @@ def chunks_hash(chunks: Sequence[Chunk]) -> str:
 def chroma_client(path: str | Path | None = None, host: str | None = None):  # -> chromadb.ClientAPI
     """An embedded PersistentClient at `path`, an HttpClient when `host` is given ("host", "host:port"
     or "http(s)://host:port"), or an in-memory client when neither is. Telemetry is off."""
-    import chromadb
+    chromadb = import_chromadb()  # first: chromadb.config would import the package the slow way
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
@@ -219,6 +220,7 @@ class ChunkIndex:
             return self.built
 
     def _open_or_build(self) -> tuple[Any, bool]:
+        import_chromadb()  # before chromadb.errors, which would import the package the slow way
         from chromadb.errors import NotFoundError
 
         try:

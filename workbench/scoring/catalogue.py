@@ -162,9 +162,10 @@ _DECLARED: tuple[Metric, ...] = (
            needs=_REF, fn=fn.exact_match),
     Metric("f1", "answer", "SQuAD v1.1 token F1 after normalisation, max over references", needs=_REF,
            fn=fn.token_f1),
-    Metric("rouge_l", "answer", "ragas ROUGE-L F-measure, max over references", needs=_REF, fn=fn.rouge_l),
-    Metric("string_similarity", "answer", "ragas 1 - normalised Levenshtein distance, max over references",
-           needs=_REF, fn=fn.string_similarity),
+    Metric("rouge_l", "answer", "ROUGE-L F-measure as ragas computes it, max over references", needs=_REF,
+           fn=fn.rouge_l),
+    Metric("string_similarity", "answer", "1 - normalised Levenshtein distance as ragas computes it, max over "
+           "references", needs=_REF, fn=fn.string_similarity),
     _judged("faithfulness", "Faithfulness", "share of the answer's claims the contexts support (ragas)",
             user_input="question", response="answer", retrieved_contexts="contexts"),
     _judged("answer_relevancy", "AnswerRelevancy",

@@ -26,14 +26,12 @@ import re
 import string
 import threading
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from functools import cache
-from typing import Any
 
 import numpy as np
 
-from workbench.sync import run_coroutine
+from workbench.scoring import text_similarity
 
 # ---------------------------------------------------------------- retrieval (document level)
 
@@ -167,28 +165,10 @@ def token_f1(prediction: str, references: Sequence[str]) -> float | None:
 # ---------------------------------------------------------------- ragas non-LLM metrics
 
 
-def _score_now(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run a ragas `ascore` coroutine from sync code, also inside a running event loop (Jupyter).
-
-    ragas' non-LLM `ascore` never suspends, so one `send` finishes it: no event loop, ~0.1 ms.
-    ragas' own sync `score()` calls `asyncio.run` and raises inside Jupyter's loop. Should a
-    future ragas really await something, a fresh coroutine runs to completion on its own loop.
-    """
-    coro = make()
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    return run_coroutine(make(), thread_name="workbench-metrics")
-
-
 def preload() -> None:
-    """Import ragas and build its scorers now (a sweep calls this on a worker thread before its first
-    score: the ~2-4 s import must not run on the event loop while the model calls wait)."""
-    _ragas_rouge_l()
-    _ragas_string_similarity()
-    from rouge_score import rouge_scorer  # noqa: F401  (ragas imports it at the first score: another 2-3 s)
+    """Import the scorers' libraries now (a sweep calls this on a worker thread before its first score, so
+    the import never runs on the event loop while the model calls wait)."""
+    text_similarity.load()
 
 
 _preloading: Future | None = None
@@ -216,47 +196,30 @@ def preload_in_background() -> Future:
         return _preloading
 
 
-@cache
-def _ragas_rouge_l() -> Any:
-    from ragas.metrics.collections import RougeScore  # imported on first use: ragas takes ~2 s to import
-
-    return RougeScore(rouge_type="rougeL", mode="fmeasure")
-
-
-@cache
-def _ragas_string_similarity() -> Any:
-    from ragas.metrics.collections import DistanceMeasure, NonLLMStringSimilarity
-
-    return NonLLMStringSimilarity(distance_measure=DistanceMeasure.LEVENSHTEIN)
-
-
-def _ragas_max(metric: Any, prediction: str, references: Sequence[str]) -> float | None:
+def _max_over(fn: Callable[[str, str], float], prediction: str, references: Sequence[str]) -> float | None:
     refs = _references(references)
     if not refs:
         return None
-    prediction = prediction or ""
-    return max(
-        float(_score_now(lambda r=r: metric.ascore(reference=r, response=prediction)).value) for r in refs
-    )
+    return max(fn(r, prediction or "") for r in refs)
 
 
 def rouge_l(prediction: str, references: Sequence[str]) -> float | None:
-    """ragas ROUGE-L F-measure (rouge_score, Porter stemmer), the max over references; None without references.
+    """ragas' ROUGE-L F-measure (rouge_score, Porter stemmer), the max over references; None without references.
 
     >>> round(rouge_l("Paris is the capital of France.", ["The capital of France is Paris."]), 4)
     0.6667
     """
-    return _ragas_max(_ragas_rouge_l(), prediction, references)
+    return _max_over(text_similarity.rouge_l_f, prediction, references)
 
 
 def string_similarity(prediction: str, references: Sequence[str]) -> float | None:
-    """ragas non-LLM string similarity: 1 - normalised Levenshtein distance (case-sensitive, raw
+    """ragas' non-LLM string similarity: 1 - normalised Levenshtein distance (case-sensitive, raw
     strings), the max over references; None without references.
 
     >>> string_similarity("kitten", ["sitting"])  # 3 edits over 7 characters
     0.5714285714285714
     """
-    return _ragas_max(_ragas_string_similarity(), prediction, references)
+    return _max_over(text_similarity.levenshtein_similarity, prediction, references)
 
 
 # ---------------------------------------------------------------- aggregates
