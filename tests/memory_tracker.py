@@ -54,7 +54,7 @@ class MemoryTracker(Immediate):
         return self._note("start_sweep", SweepStart(self.parent_run_id, {}))
 
     @immediate
-    def start_variant(self, variant, eval_frame) -> str:
+    def start_variant(self, variant, eval_rows) -> str:
         parent = self.runs[self.parent_run_id]
         run_id = self._new_run(kind="variant", sweep_id=parent["sweep_id"], parent=self.parent_run_id,
                                variant=variant, rows=[], traces=[])

@@ -89,8 +89,6 @@ def run(
     loaded = load_spec(spec)
     if loaded.tracking.enabled:
         warm_up(loaded.tracking)  # the MLflow helper imports and opens a store now, while this process imports the runner
-    import pandas as pd
-
     from workbench.runner.budget import with_budget
     from workbench.runner.sweep import run_sweep
     from workbench.tracking.store import sqlite_path
@@ -102,6 +100,8 @@ def run(
                         remeasure_latency=remeasure_latency)
     if new_store and store.exists():  # a mistyped --tracking-uri should not go unnoticed
         typer.echo(f"note: created a new MLflow store at {store.resolve()} (there was none)")
+    import pandas as pd  # after the sweep: it imports pandas beside its first model calls, not before them
+
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         typer.echo(results.summary().round(3).to_string())
     for note in results.notes:

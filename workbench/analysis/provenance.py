@@ -8,9 +8,10 @@ it with latencies measured now compares *when* cells ran: `best()` once excluded
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from workbench.scoring.cell import THIS_SWEEP, UNKNOWN_RUN, latency_source
 from workbench.spec import VariantConfig
@@ -44,6 +45,7 @@ def latency_provenance(rows: Sequence[Mapping[str, Any]], variants: Sequence[Var
     any cell was measured here, else "earlier runs" (see `scoring.aggregate`); measured_here_share:
     measured_here / timed_cells (NaN without timed cells).
     """
+    import pandas as pd
     records = []
     for v, sources in _sources(rows, variants, sweep_id).items():
         here = sources.count(THIS_SWEEP)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from workbench.spec import SweepSpec, VariantConfig
 from workbench.analysis import provenance
@@ -68,10 +69,12 @@ class SweepResults:
 
     def questions(self) -> pd.DataFrame:
         """One row per (variant, question), in variant then dataset order."""
+        import pandas as pd
         return pd.DataFrame(self.rows)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per variant: id, label, dotted params, aggregate metrics."""
+        import pandas as pd
         records = []
         for v in self.variants:
             rows = [r for r in self.rows if r["variant_hash"] == v.hash]

@@ -124,6 +124,7 @@ class Executor:
         self.calls = 0  # requests that reached an endpoint and succeeded
         self.attempts = 0  # including retried bad responses
         self.started = time.perf_counter()
+        self.answered = asyncio.Event()  # set by the first successful call (work that can wait, waits for it)
 
     def _limits_for(self, model: ChatModel) -> EndpointLimits:
         key = str(model.base_url)
@@ -164,6 +165,7 @@ class Executor:
                     if ticket is not None and inspect.isawaitable(settled := self.guard.settle(ticket, gen)):
                         await settled
         self.calls += 1
+        self.answered.set()
         return gen
 
     def rate(self) -> float:

@@ -5,14 +5,13 @@ logged while the next runs), each finished cell is persisted at once and handed 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any, ClassVar
-
-import pandas as pd
 
 from workbench.analysis.results import SweepResults
 from workbench.data.evalset import EvalItem
@@ -27,7 +26,7 @@ from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.generations import TimedGenerations, now_iso
 from workbench.runner.inputs import Hooks, SweepInputs
-from workbench.runner.loop_priority import responsive_loop
+from workbench.runner.loop_priority import at_most, import_after, responsive_loop
 from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
@@ -58,7 +57,7 @@ class Execution:
     results: SweepResults
     cells: IO[str]  # the sweep record's cells.jsonl, open for appending
     bar: Any  # tqdm
-    eval_frame: pd.DataFrame  # the eval set, logged as each run's evaluation dataset
+    eval_rows: list[dict] | None  # the eval set, logged as each run's evaluation dataset
     done: list[dict[str, Any]] = field(default_factory=list)  # cells finished by an earlier, killed run
     children: dict[str, LoggedRun] = field(default_factory=dict)  # its runs already logged, by variant hash
     retime: frozenset[str] = frozenset()  # question ids whose model call is made again past the cache
@@ -95,14 +94,17 @@ class Execution:
                                   self.judge)
         # Retrieval on one thread (in submission order), chunking and index builds on another.
         self.retrieval_pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-retrieve")
-        self.indexes = IndexQueue(self.ws)
         # Variants that need no dense index go first; variants sharing an index run back to back.
         schedule = sorted(self.inputs.variants,
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
+        # A BM25 variant first: what its first call does not need (Chroma's, pandas' imports) waits for an answer
+        defer = functools.partial(at_most, self.executor.answered) if not needs_dense(schedule[0]) else None
+        self.indexes = IndexQueue(self.ws, dense_after=defer)
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.wrap_future(preload_in_background())  # started with the sweep, once
+        import_after("pandas", defer)  # for the results' frames at the end (~0.5 s): beside the calls, not before
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search
@@ -375,7 +377,7 @@ class Execution:
         of their first answer when answers repeat (the run's table holds every answer)."""
         if variant.hash not in self.logging:
             self.logging.add(variant.hash)
-            self.last_logged = self.tracker.start_variant(variant, self.eval_frame)
+            self.last_logged = self.tracker.start_variant(variant, self.eval_rows)
         self.logged_cells.add((variant.hash, row["question_id"], repeat_of(row)))
         cap = self.spec.tracking.max_traces_per_variant
         question = i // self.spec.repeats.generation

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 
 from workbench.data.corpus import Corpus, load_corpus
 from workbench.data.evalset import EvalSet, load_eval
@@ -53,19 +52,10 @@ class SweepInputs:
             "data.eval.questions": len(self.evalset),
         }
 
-    def eval_frame(self) -> pd.DataFrame:
-        """The eval set as MLflow's evaluation dataset."""
-        return pd.DataFrame(
-            [
-                {
-                    "id": i.id,
-                    "question": i.question,
-                    "reference_answers": list(i.reference_answers),
-                    "relevant_ids": list(i.relevant_ids),
-                }
-                for i in self.evalset.items
-            ]
-        )
+    def eval_rows(self) -> list[dict[str, Any]]:
+        """The eval set's rows, MLflow's evaluation dataset (the tracker makes the DataFrame in its process)."""
+        return [{"id": i.id, "question": i.question, "reference_answers": list(i.reference_answers),
+                 "relevant_ids": list(i.relevant_ids)} for i in self.evalset.items]
 
     def notes(self) -> list[str]:
         """Which metrics cannot be computed for this eval set, and why (they are left out, never 0)."""

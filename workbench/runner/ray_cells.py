@@ -126,7 +126,7 @@ class CellWorker:
                 ws=Workspace(home=home, corpus=self.inputs.corpus, vector_store=self.spec.vector_store),
                 tracker=NullTracker(), judge=None, cache=cache,
                 results=SweepResults(spec=self.spec, sweep_id=self.sweep_id, variants=list(self.inputs.variants)),
-                cells=io.StringIO(), bar=None, eval_frame=None, retime=self.retime)
+                cells=io.StringIO(), bar=None, eval_rows=None, retime=self.retime)
             guard = WorkerGuard(self.ledger) if self.ledger is not None else None
             run.executor = ClusterExecutor(self.spec.execution, self.gate, self.gated, guard, self.prefetch)
             run.generations = TimedGenerations(run.executor, cache, self.sweep_id, self.spec.execution)

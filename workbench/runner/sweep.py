@@ -170,7 +170,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
             if spec.execution.backend == "ray":
                 from workbench.runner.ray_backend import RayExecution as backend  # Ray only when asked for
             run = backend(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
-                          results=results, cells=cells, bar=bar, eval_frame=inputs.eval_frame(),
+                          results=results, cells=cells, bar=bar, eval_rows=inputs.eval_rows(),
                           done=start.done, children=children, retime=retime, guard=guard)
             run_coroutine(run.run(), thread_name="workbench-sweep")
         status, ran = ("KILLED" if hooks.cancelled() else "FINISHED"), True

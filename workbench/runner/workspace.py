@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +136,10 @@ class IndexQueue:
     """Chunking and dense builds share one thread, in the order variants ask (BM25 ones first), so the
     first BM25 variant's chunks are ready before anything is embedded; retrieval never waits behind them."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Workspace, dense_after: Callable[[], Awaitable[None]] | None = None) -> None:
         self.ws = ws
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
+        self.dense_after = dense_after  # awaited before the first dense index opens (Chroma's ~1 s import)
         self._chunked: dict[str, asyncio.Future] = {}
         self._dense: dict[str, asyncio.Future] = {}
         self._queries: dict[tuple[str, tuple[str, ...]], asyncio.Future] = {}  # (embedding, questions) -> embedded
@@ -155,6 +157,8 @@ class IndexQueue:
             return await self._chunked[key]
         if key not in self._dense:
             await self._chunked[key]
+            if self.dense_after is not None and not self._dense:
+                await self.dense_after()
             if key not in self._dense:
                 self._dense[key] = self._in_pool(self.ws.open_dense, variant)
         asked = (variant.embedding.vector_key, questions)

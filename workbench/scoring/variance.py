@@ -13,6 +13,7 @@ judge pass: judge noise is inside var_generation). `hierarchical_bootstrap` resa
 answers within each drawn question (judge passes are averaged per answer), so its interval counts every
 level of noise and each question weighs the same however many answers it has.
 
+>>> import pandas as pd
 >>> long = pd.DataFrame({"variant": "a", "question": ["q1"] * 4 + ["q2"] * 4, "repeat": [0, 0, 1, 1] * 2,
 ...                      "judge_pass": [0, 1] * 4, "score": [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]})
 >>> variance_split(long).loc["a", ["var_question", "var_generation", "var_judge"]].tolist()
@@ -22,10 +23,11 @@ level of noise and each question weighs the same however many answers it has.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 LONG_COLUMNS = ("variant", "question", "repeat", "judge_pass", "score")
 PASSES_SUFFIX = "_passes"  # a row's judged metric per judge pass: f"{metric}_passes" -> [score, …]
@@ -39,6 +41,7 @@ def long_frame(rows: Sequence[Mapping[str, Any]], metric: str) -> pd.DataFrame:
     A row's `repeat` (absent: 0) tells its answers apart; `<metric>_passes` (a list) holds one score per
     judge pass, otherwise the row's `metric` is the one pass.
     """
+    import pandas as pd
     records = []
     for row in rows:
         if row.get("error"):
@@ -95,6 +98,7 @@ def _split_one(g: pd.DataFrame) -> dict[str, float]:
 
 def variance_split(long: pd.DataFrame) -> pd.DataFrame:
     """Per variant (index): var_question, var_generation, var_judge and the mean counts they rest on."""
+    import pandas as pd
     records = {v: _split_one(g) for v, g in long.groupby("variant", sort=False)}
     return pd.DataFrame.from_dict(records, orient="index", columns=[*COMPONENTS, "questions", "repeats", "judge_passes"])
 
@@ -135,6 +139,7 @@ def hierarchical_bootstrap(long: pd.DataFrame, n_resamples: int = 2000, seed: in
                            *, within: bool = True) -> pd.DataFrame:
     """Per variant (index): the mean over questions of each question's mean score, its percentile bootstrap
     CI (questions, then answers within them) and n (questions)."""
+    import pandas as pd
     tail = 100 * (1 - confidence) / 2
     records = {}
     for variant, g in long.groupby("variant", sort=False):

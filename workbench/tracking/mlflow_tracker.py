@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from workbench.spec import SweepSpec, TrackingConfig, VariantConfig, to_yaml
 from workbench.scoring.catalogue import names as catalogue_names
 from workbench.tracking import assessments
 from workbench.tracking.provenance import audit_tags, git_commit, run_source, set_tags  # noqa: F401 (git_commit: export's)
 from workbench.tracking.naming import PARENT_COLOUR, mlflow_metrics, mlflow_params, run_colour, sweep_run_name, variant_run_name
-from workbench.tracking.protocol import (
-    LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status, immediate, tracking_failure,
-)
+from workbench.tracking.protocol import (LOGGING, RERUN_HINT, Immediate, LoggedRun, SweepStart, called_at, end_status,
+                                         immediate, tracking_failure)
 from workbench.tracking.trace_batch import TraceBatch, is_database_uri
-from workbench.tracking.store import (
-    check_artifact_location, check_sqlite_store, create_sqlite_store_atomically, prepare_local_store, store_lock,
-)
+from workbench.tracking.store import (check_artifact_location, check_sqlite_store, create_sqlite_store_atomically,
+                                      prepare_local_store, store_lock)
 from workbench.errors import TrackingError
 
 # The eval_results table's columns, derived from the Cell declaration and the metric catalogue: what
@@ -117,9 +116,8 @@ class MlflowTracker(Immediate):
     # ------------------------------------------------------------ sweep
 
     @immediate
-    def start_sweep(
-        self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any], resume_run_id: str | None = None
-    ) -> SweepStart:
+    def start_sweep(self, spec: SweepSpec, sweep_id: str, n_variants: int, data_info: dict[str, Any],
+                    resume_run_id: str | None = None) -> SweepStart:
         """Start (or, resuming, reopen) the parent run, the active run of this process until `finish_sweep`."""
         self._open_for_sweep()
         mlflow = self.mlflow
@@ -227,11 +225,13 @@ class MlflowTracker(Immediate):
             self.client.delete_traces(self.experiment.experiment_id, trace_ids=[t.info.trace_id for t in traces])
         self.client.delete_run(run_id)
 
-    def _dataset_input(self, eval_frame: pd.DataFrame):
-        """The eval set as an MLflow dataset input, built once per sweep (it hashes the whole frame)."""
+    def _dataset_input(self, eval_rows: Sequence[dict] | pd.DataFrame):
+        """The eval set (a sweep sends rows) as an MLflow dataset input, built once (it hashes the whole frame)."""
         if self._dataset is None:
+            import pandas as pd
             from mlflow.entities import DatasetInput, InputTag
 
+            eval_frame = pd.DataFrame(eval_rows)
             assert self.spec is not None
             if self.cfg.redact:
                 from workbench.redact import redact_row
@@ -239,14 +239,13 @@ class MlflowTracker(Immediate):
                 eval_frame = pd.DataFrame([redact_row(r) for r in eval_frame.to_dict("records")], columns=eval_frame.columns)
             with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
                 warnings.simplefilter("ignore", UserWarning)
-                dataset = self.mlflow.data.from_pandas(
-                    eval_frame, source=self.spec.data.eval.path, name=Path(self.spec.data.eval.path).name
-                )
+                dataset = self.mlflow.data.from_pandas(eval_frame, source=self.spec.data.eval.path,
+                                                       name=Path(self.spec.data.eval.path).name)
                 self._dataset = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "evaluation")])
         return self._dataset
 
     @immediate
-    def start_variant(self, variant: VariantConfig, eval_frame: pd.DataFrame) -> str:
+    def start_variant(self, variant: VariantConfig, eval_rows: Sequence[dict] | pd.DataFrame) -> str:
         """Uses the client with explicit run ids only (no active-run stack), so it is safe on any thread."""
         from mlflow.entities import Param
 
@@ -272,13 +271,14 @@ class MlflowTracker(Immediate):
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in mlflow_params(variant).items()])
         self.client.log_text(run_id, to_yaml(variant), "variant.yaml")
-        self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_frame)])
+        self.client.log_inputs(run_id, datasets=[self._dataset_input(eval_rows)])
         self.run_ids[variant.hash] = run_id
         return run_id
 
     @immediate
     def finish_variant(self, variant_hash: str, rows: Sequence[dict[str, Any]], metrics: dict[str, float],
                        status: str | None = None, tags: dict[str, str] | None = None) -> str:
+        import pandas as pd
         from mlflow.entities import Metric, RunTag
 
         run_id = self.run_ids[variant_hash]

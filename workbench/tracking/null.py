@@ -23,7 +23,7 @@ class NullTracker(Immediate):
         return SweepStart(parent_run_id=None, children={})
 
     @immediate
-    def start_variant(self, variant: VariantConfig, eval_frame: pd.DataFrame) -> str | None:
+    def start_variant(self, variant: VariantConfig, eval_rows: Sequence[dict] | pd.DataFrame) -> str | None:
         return None
 
     @immediate

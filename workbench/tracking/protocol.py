@@ -56,7 +56,7 @@ class Tracker(Protocol):
         """Start the sweep's parent run, or reopen it when resuming (found by sweep id if `resume_run_id` is None)."""
         ...
 
-    def start_variant(self, variant: VariantConfig, eval_frame: pd.DataFrame) -> Future[str | None]:
+    def start_variant(self, variant: VariantConfig, eval_rows: Sequence[dict] | pd.DataFrame) -> Future[str | None]:
         """Create the variant's run (params, YAML, eval set) before its first cell; answers its run id."""
         ...
 
