@@ -1,5 +1,5 @@
 """Identical generation requests in flight at the same time are one model call (single flight on the
-generation cache key, issue 20); different ones, a re-timed one and a sweep without the cache are not merged."""
+generation cache key, issue 20), with or without the cache; different ones and a re-timed one are not merged."""
 
 from __future__ import annotations
 
@@ -52,8 +52,14 @@ def test_identical_requests_in_flight_are_one_call(endpoint, tmp_path):
     assert {m.sweep_id for _, _, m in answers} == {"sweep-1"}  # measured in this sweep, by the one call
 
 
-def test_a_retimed_request_and_a_sweep_without_cache_are_never_merged(endpoint, tmp_path):
+def test_a_retimed_request_is_never_merged(endpoint, tmp_path):
     _, gens, calls = run(endpoint, tmp_path, [(ASK, False), (ASK, True), (ASK, True)])
     assert calls == 3 and gens.merged == 0  # a re-timed question wants a timing of its own
-    _, gens, calls = run(endpoint, tmp_path / "off", [(ASK, False)] * 3, cache=False)
-    assert calls == 3 and gens.merged == 0  # --no-cache: every call is made
+
+
+def test_without_the_cache_identical_requests_still_share_a_call_and_nothing_is_stored(endpoint, tmp_path):
+    answers, gens, calls = run(endpoint, tmp_path, [(ASK, False)] * 3 + [(OTHER, False)], cache=False)
+    assert calls == 2 and gens.merged == 2 and gens.cache_hits == 0  # this run's own call, shared; no cache read
+    assert len({gen.text for gen, _, _ in answers[:3]}) == 1
+    _, gens, calls = run(endpoint, tmp_path, [(ASK, False)], cache=False)
+    assert calls == 1 and gens.merged == 0  # asked again: --no-cache stored nothing

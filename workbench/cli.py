@@ -64,7 +64,8 @@ def run(
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N eval questions"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for cached generations"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for cached generations "
+                                  "(identical requests of this run still share one call)"),
     resume: bool = typer.Option(
         True, "--resume/--no-resume",
         help="Finish an earlier killed/cancelled run of this same spec, or return it if it already finished "

@@ -117,20 +117,22 @@ class TimedGenerations:
                        retime: bool = False) -> tuple[Generation, bool, Measured]:
         """(generation, from_cache, where its latency was measured). `retime`: call the model even if
         the cache holds the answer (the new answer and its timing replace the cached ones)."""
-        key = generation_key(model.cfg, messages, model.extra_params) if self.cache.enabled else None
-        if key is None or retime:
-            return await self._generate(model, messages, priority, key, retime)
-        # Single flight: an identical request already on its way is waited for, not sent again; it is
-        # registered before the cache is read, so no second caller slips between the read and the write.
+        key = generation_key(model.cfg, messages, model.extra_params)
+        stored = key if self.cache.enabled else None  # --no-cache: neither read nor written
+        if retime:
+            return await self._generate(model, messages, priority, stored, retime)
+        # Single flight: an identical request already on its way is waited for, not sent again (also with
+        # --no-cache: it is this run's own call, not a cached answer); it is registered before the cache is
+        # read, so no second caller slips between the read and the write.
         flight = self._flights.get(key)
         if flight is not None:
             gen, _, measured = await asyncio.shield(flight)
             self.merged += 1
-            self.cache_hits += 1
+            self.cache_hits += stored is not None
             return gen, True, measured
         self._flights[key] = flight = asyncio.get_running_loop().create_future()
         try:
-            answer = await self._generate(model, messages, priority, key, retime)
+            answer = await self._generate(model, messages, priority, stored, retime)
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: no "never retrieved" warning when nobody was waiting

@@ -60,7 +60,8 @@ def run_sweep(
       MLflow parent run; finished cells are not run again) instead of starting a new sweep; if it
       finished without failed cells on the same data and its MLflow runs are intact, return it as is.
       resume=False starts a new sweep (cached answers are still used).
-    no_cache: ignore cached generations (they are still written) and never return a finished sweep.
+    no_cache: neither read nor write cached generations (identical requests of this run still share one call)
+      and never return a finished sweep.
     on_start: called once before the first cell with {sweep_id, total_cells, variants, local_server}.
     tracker: log to this Tracker instead of the spec's (MLflow in a helper process, or nothing when
       tracking.enabled is false); it is used even when tracking is disabled.
