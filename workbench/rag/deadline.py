@@ -18,6 +18,7 @@ import functools
 import os
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -103,12 +104,28 @@ class DeadlineClient(httpx.Client):
         return response
 
 
+def _env_proxies() -> bool:
+    return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
+
+
+def _aiohttp_transport(verify: ssl.SSLContext, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    """aiohttp under httpx's API (httpx-aiohttp, the transport of openai's `DefaultAioHttpClient`): httpcore's
+    pool checks every pooled connection's socket on each request, ~1 ms of the event loop's CPU per model call
+    at 16 in flight, and a sweep's loop does nothing else as long. Measured, a fresh `workbench run` of 800
+    calls: 12.5-12.9 s against 13.3-13.7 s."""
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(verify=verify, limits=limits)
+
+
 class AsyncDeadlineClient(httpx.AsyncClient):
     """An httpx.AsyncClient whose `timeout_s` bounds each request's headers and whole body together."""
 
     def __init__(self, timeout_s: float, **kwargs) -> None:
         kwargs.setdefault("limits", DEFAULT_LIMITS)
         kwargs.setdefault("verify", _ssl_context())
+        if not _env_proxies():  # httpx honours HTTP(S)_PROXY / NO_PROXY only with its own transport
+            kwargs.setdefault("transport", _aiohttp_transport(kwargs["verify"], kwargs["limits"]))
         super().__init__(timeout=timeout_s, follow_redirects=True, **kwargs)
         self.timeout_s = timeout_s
 
