@@ -9,7 +9,7 @@ from typing import Any
 
 from workbench.data.corpus import Corpus
 from workbench.rag.chat import ChatModel
-from workbench.rag.chunking import chunk_corpus
+from workbench.rag.chunk_cache import chunks_for
 from workbench.rag.embeddings import Embedder, make_embedder
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import ChunkIndex, chroma_client, index_key
@@ -23,12 +23,12 @@ def embedder_for(cfg: EmbeddingConfig, home: Path, *, share_cpu: bool = False) -
 
 def build_index(corpus: Corpus, variant: VariantConfig, home: Path, *, embedder: Embedder | None = None,
                 client: Any = None, dense: bool = True) -> ChunkIndex:
-    """Chunk the corpus and open (or build) the variant's index; one Chroma collection per
+    """Chunk the corpus (or read its chunks from the home) and open (or build) the variant's index; one Chroma collection per
     (corpus, chunking, embedding). With dense=False the collection waits for the first dense search."""
     home = Path(home)
     return ChunkIndex(
         index_key(corpus.digest, variant.chunking, variant.embedding),
-        chunk_corpus(corpus, variant.chunking),
+        chunks_for(corpus, variant.chunking, home),
         embedder or embedder_for(variant.embedding, home),
         client if client is not None else chroma_client(home / "chroma"),
         dense=dense,

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
-
 from workbench.spec import ChunkingConfig
 from workbench.data.corpus import Corpus
 from workbench.errors import ConfigError, ModelError
@@ -93,7 +91,9 @@ def count_tokens(text: str) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _recursive_splitter(size: int, overlap: int, tokens: bool) -> RecursiveCharacterTextSplitter:
+def _recursive_splitter(size: int, overlap: int, tokens: bool):  # -> RecursiveCharacterTextSplitter
+    from langchain_text_splitters import RecursiveCharacterTextSplitter  # ~0.4 s: only when something is split
+
     return RecursiveCharacterTextSplitter(
         chunk_size=size,
         chunk_overlap=overlap,
