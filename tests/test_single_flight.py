@@ -63,3 +63,41 @@ def test_without_the_cache_identical_requests_still_share_a_call_and_nothing_is_
     assert len({gen.text for gen, _, _ in answers[:3]}) == 1
     _, gens, calls = run(endpoint, tmp_path, [(ASK, False)], cache=False)
     assert calls == 1 and gens.merged == 0  # asked again: --no-cache stored nothing
+
+
+def test_a_peeked_entry_is_used_and_a_stale_peek_is_read_again(endpoint, tmp_path):
+    """The sweep reads a cell's cache entry on the retrieval thread (`peek`); the loop then reads nothing, unless
+    this sweep stored that key since (then the stored answer, not a second call)."""
+    execution = ExecutionConfig(concurrency=8)
+    model = ChatModel(ModelConfig(provider="openai", model="m", base_url=endpoint.base_url, max_tokens=8))
+    store = ResultCache(tmp_path / "gen")
+    first_sweep = TimedGenerations(Executor(execution), store, "sweep-1", execution)
+    later_sweep = TimedGenerations(Executor(execution), store, "sweep-2", execution)
+
+    def reads() -> int:
+        return store.hits + store.misses
+
+    async def go():
+        try:
+            stale = await asyncio.to_thread(first_sweep.peek, model, ASK)  # before anything was stored: a miss
+            first = await first_sweep.generate(model, ASK, peeked=stale)  # the call
+            before = reads()
+            again = await first_sweep.generate(model, ASK, peeked=stale)  # stored since the peek: read, not called
+            assert reads() == before + 1
+            ahead = await asyncio.to_thread(later_sweep.peek, model, ASK)  # a later sweep's read ahead: a hit
+            before = reads()
+            later = await later_sweep.generate(model, ASK, peeked=ahead)
+            assert reads() == before  # the loop read nothing
+            return stale, ahead, [first, again, later]
+        finally:
+            await model.aclose()
+
+    endpoint.reset_stats()
+    try:
+        stale, ahead, answers = asyncio.run(go())
+    finally:
+        store.close()
+    assert stale.entry is None and ahead.entry is not None and stale.key == ahead.key
+    assert endpoint.stats()["chat_calls"] == 1
+    assert [cached for _, cached, _ in answers] == [False, True, True]
+    assert len({gen.text for gen, _, _ in answers}) == 1

@@ -24,7 +24,7 @@ from workbench.rag.executor import Cancelled, Executor
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
-from workbench.runner.generations import TimedGenerations, now_iso
+from workbench.runner.generations import Peek, TimedGenerations, now_iso, retrieve_and_peek
 from workbench.runner.inputs import Hooks, SweepInputs
 from workbench.runner.loop_priority import at_most, import_after, responsive_loop
 from workbench.runner.progress import CallRate
@@ -75,8 +75,7 @@ class Execution:
     last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
     # one is done, every answer handed over so far is logged
     logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
-    known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question,
-    # repeat) -> finished row
+    known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # finished rows by key
     scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
 
     @property
@@ -220,11 +219,12 @@ class Execution:
     async def compute(self, pipe: RAGPipeline, item: EvalItem, rank: int,
                       repeat: int | None = None) -> dict[str, Any] | None:
         """One cell: retrieve, answer, score; None when the sweep was cancelled before its model call."""
-        hits, retrieve_s = await self.retrieve(self.ws.retrieve, pipe, item)
+        peek = None if repeat or item.id in self.retime else self.generations  # its cache entry read off the loop
+        hits, retrieve_s, peeked = await self.retrieve(retrieve_and_peek, self.ws.retrieve, peek, pipe, item)
         if self.hooks.cancelled():
             return None
         try:
-            row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat)
+            row = await self.answer(pipe, item, hits, retrieve_s, rank, repeat, peeked)
         except Cancelled:
             return None  # never started: not a result, not a failure
         if self.scorers_ready is not None:
@@ -236,7 +236,7 @@ class Execution:
         return row
 
     async def answer(self, pipe: RAGPipeline, item: EvalItem, hits: list, retrieve_s: float, rank: int = 0,
-                     repeat: int | None = None) -> dict[str, Any]:
+                     repeat: int | None = None, peeked: Peek | None = None) -> dict[str, Any]:
         """One cell's row; `repeat`: which answer to the question (None: the sweep has no repeats)."""
         variant = pipe.variant
         cell = Cell(
@@ -270,7 +270,7 @@ class Execution:
         try:
             model = self.model_for(variant, repeat) if repeat else pipe.model
             gen, cached, measured = await self.revived(variant, lambda: self.generations.generate(
-                model, messages, priority=rank, retime=item.id in self.retime))
+                model, messages, priority=rank, retime=item.id in self.retime, peeked=peeked))
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
             return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
         answer = pipe.answer_from_generation(item.question, hits, retrieve_s, gen)
