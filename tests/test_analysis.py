@@ -53,3 +53,23 @@ def test_cli_export_best_with_constraint(swept, tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 2 and "--constraint: 'latency is fast'" in r.stderr
+
+
+def test_a_variants_aggregate_is_computed_once_for_the_same_rows(swept):
+    import copy
+
+    from workbench.scoring.aggregate import aggregate
+
+    _, _, done = swept
+    results = copy.deepcopy(done)  # the session fixture stays as it is
+    v = results.variants[0]
+    rows = [r for r in results.rows if r["variant_hash"] == v.hash]
+    first = results.aggregate(v.hash, rows)
+    assert first == aggregate(rows, results.sweep_id)
+    assert results.aggregate(v.hash, rows) is first  # the sweep's figures, read back by to_frame
+    assert results.to_frame().loc[v.short_hash, "f1"] == first["f1"]
+    rows[0]["f1"], rows[0]["judged"] = 1.0 - (rows[0]["f1"] or 0.0), 1.0  # a key added: computed again
+    again = results.aggregate(v.hash, rows)
+    assert again is not first and again == aggregate(rows, results.sweep_id)
+    fewer = results.aggregate(v.hash, rows[1:])  # other rows: computed again
+    assert fewer["f1"] == aggregate(rows[1:], results.sweep_id)["f1"]

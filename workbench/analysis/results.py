@@ -46,6 +46,18 @@ class SweepResults:
     # a halving / optuna search: strategy, rungs, per variant hash {rung, questions, stopped (why, or None)},
     # winner, tied, reason (runner/search); empty for a grid
     search: dict[str, Any] = field(default_factory=dict)
+    # variant hash -> (the rows it was computed from, as ids and key count; the aggregate): see `aggregate`
+    _aggregates: dict[str, tuple[tuple[frozenset[int], int], dict]] = field(default_factory=dict, repr=False,
+                                                                           compare=False)
+
+    def aggregate(self, variant_hash: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """`scoring.aggregate(rows)`, computed once for the same rows (~30 ms a variant, its bootstrap CIs): the
+        sweep computes it as each variant finishes and the CLI's table, after the last call, reads it back."""
+        seen = (frozenset(map(id, rows)), sum(map(len, rows)))  # the same row objects, no key added since
+        memo = self._aggregates.get(variant_hash)
+        if memo is None or memo[0] != seen:
+            memo = self._aggregates[variant_hash] = (seen, aggregate(rows, self.sweep_id))
+        return memo[1]
 
     def stopped(self) -> dict[str, str]:
         """A search's variants that did not answer the whole eval set: short hash -> where and why they stopped."""
@@ -83,7 +95,7 @@ class SweepResults:
                     "variant": v.short_hash,
                     "label": v.label(),
                     **v.flat_params(),
-                    **aggregate(rows, self.sweep_id),
+                    **self.aggregate(v.hash, rows),
                     "llm_judge": self._judge_state(),
                     "run_id": self.run_ids.get(v.hash),
                 }

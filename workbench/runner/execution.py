@@ -31,7 +31,6 @@ from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
-from workbench.scoring.aggregate import aggregate
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
 from workbench.scoring.metrics import preload_in_background
@@ -390,8 +389,9 @@ class Execution:
         questions a search asked this variant (default the eval set): fewer rows mean it was cut short."""
         asked = len(items_for(variant, self.inputs.evalset.items)) if asked is None else asked
         status = "KILLED" if len(rows) < asked * self.spec.repeats.generation or self.unjudged(rows) else None
-        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, aggregate(rows, self.results.sweep_id),
-                                                              status, **({"tags": tags} if tags else {}))
+        metrics = self.results.aggregate(variant.hash, rows)
+        done = self.last_logged = self.tracker.finish_variant(variant.hash, rows, metrics, status,
+                                                              **({"tags": tags} if tags else {}))
 
         def note(future) -> None:
             if future.exception() is None and future.result():
