@@ -4,7 +4,7 @@ of a fresh `workbench run`'s start, before its first model call) and never re-sp
 
 The file is keyed by the corpus digest, the chunking config and the versions of the code that splits
 (langchain-text-splitters, the tokenizer's package, the workbench). What is read back is checked against the
-corpus itself (every chunk's text is its document's text at its offsets, ids in order); a file that fails
+corpus itself (every chunk's text is its document's text at its offsets); a file that fails
 the check or cannot be read is split again and rewritten.
 """
 
