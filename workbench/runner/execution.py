@@ -74,7 +74,7 @@ class Execution:
     last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
     # one is done, every answer handed over so far is logged
     logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
-    known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # variant -> (question, repeat) -> row
+    known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # [variant][(q, repeat)]
     scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
 
     @property
