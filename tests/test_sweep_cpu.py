@@ -77,7 +77,8 @@ def test_every_model_client_shares_one_tls_context(monkeypatch):
     deadline._context_for.cache_clear()
     clients = [deadline.AsyncDeadlineClient(5.0), deadline.AsyncDeadlineClient(5.0), deadline.DeadlineClient(5.0)]
     assert len(made) == 1  # httpx would load the CA bundle once per client
-    contexts = {id(c._transport._pool._ssl_context) for c in clients}
+    # the async clients' aiohttp transport keeps it as `ssl_context`, httpx's sync pool as `_ssl_context`
+    contexts = {id(getattr(c._transport, "ssl_context", None) or c._transport._pool._ssl_context) for c in clients}
     assert len(contexts) == 1
     assert deadline._ssl_context().verify_mode == ssl.CERT_REQUIRED  # still verifying
     for c in clients[2:]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from workbench.spec import SweepSpec, VariantConfig
 from workbench.analysis import provenance
+from workbench.scoring import catalogue
 from workbench.scoring.aggregate import aggregate, direction
 
 def _ranked(frame: pd.DataFrame, metric: str) -> list[str]:
@@ -47,13 +48,13 @@ class SweepResults:
     # winner, tied, reason (runner/search); empty for a grid
     search: dict[str, Any] = field(default_factory=dict)
     # variant hash -> (the rows it was computed from, as ids and key count; the aggregate): see `aggregate`
-    _aggregates: dict[str, tuple[tuple[frozenset[int], int], dict]] = field(default_factory=dict, repr=False,
-                                                                           compare=False)
+    _aggregates: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False, compare=False)
 
     def aggregate(self, variant_hash: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """`scoring.aggregate(rows)`, computed once for the same rows (~30 ms a variant, its bootstrap CIs): the
         sweep computes it as each variant finishes and the CLI's table, after the last call, reads it back."""
-        seen = (frozenset(map(id, rows)), sum(map(len, rows)))  # the same row objects, no key added since
+        # the same row objects, no key added since, the same metrics in the catalogue
+        seen = (frozenset(map(id, rows)), sum(map(len, rows)), catalogue.state())
         memo = self._aggregates.get(variant_hash)
         if memo is None or memo[0] != seen:
             memo = self._aggregates[variant_hash] = (seen, aggregate(rows, self.sweep_id))

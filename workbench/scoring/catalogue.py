@@ -338,6 +338,11 @@ def register(metric: Metric) -> Metric:
     return metric
 
 
+def state() -> tuple[str, ...]:
+    """The registered metrics' names, in order: what an aggregate computed earlier was computed with."""
+    return tuple(_registry)
+
+
 def unregister(name: str) -> None:
     if name not in _registry:
         raise KeyError(f"metric {name!r} is not in the catalogue")
