@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from workbench._version import __version__
 from workbench.data.corpus import Corpus
+from workbench.errors import StorageError
+from workbench.files import write_atomically
 from workbench.rag.chunking import TOKENIZER_RESOURCE, Chunk, chunk_corpus
 from workbench.spec import ChunkingConfig, content_hash
 
@@ -60,13 +60,10 @@ def chunks_for(corpus: Corpus, cfg: ChunkingConfig, home: Path) -> list[Chunk]:
     if chunks is not None:
         return chunks
     chunks = chunk_corpus(corpus, cfg)
-    try:
+    try:  # whole or absent: a reader never sees half a file
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".chunks-")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"chunks": [[c.id, c.doc_id, c.text, c.start, c.end] for c in chunks]}, out)
-        os.replace(tmp, path)  # whole or absent: a reader never sees half a file
-    except OSError as exc:  # a read-only home still chunks, it only cannot keep them
+        write_atomically(path, json.dumps({"chunks": [[c.id, c.doc_id, c.text, c.start, c.end] for c in chunks]}))
+    except (OSError, StorageError) as exc:  # a read-only or full home still chunks, it only cannot keep them
         log.warning("could not keep the chunks in %s (%s)", path.parent, exc)
     return chunks
 

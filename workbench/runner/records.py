@@ -8,7 +8,6 @@ the missing ones run, and the same MLflow parent run is reused.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import StorageError
+from workbench.files import storage_error, write_atomically
 from workbench.spec import SweepSpec, content_hash
 
 log = logging.getLogger(__name__)
@@ -112,25 +111,6 @@ class SweepRecord:
         if st.get("status") == "FINISHED":
             return False
         return st.get("status") in ("KILLED", "FAILED") or not _pid_alive(st.get("pid"))
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file and rename it into place; on failure the temporary file is removed
-    and one StorageError names the file (a full disk left a 0-byte temp file and a traceback)."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise storage_error(path, exc) from None
-
-
-def storage_error(path: Path, exc: OSError) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return StorageError(f"disk full writing {path} ({exc.strerror}); free space on that disk, or set `home` in "
-                            "the spec to a folder on another disk, and run again (finished cells are kept)")
-    return StorageError(f"cannot write {path} ({exc.strerror}); check that its folder exists and is writable")
 
 
 def create_record(home: Path, sweep_id: str, spec: SweepSpec, data_info: dict[str, Any] | None = None) -> SweepRecord:
