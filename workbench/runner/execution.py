@@ -258,7 +258,7 @@ class Execution:
         )
         if variant.prompt is None or variant.model is None:
             return cell.to_row()  # retrieval only
-        messages = pipe.messages(item.question, hits)
+        messages = peeked.messages if peeked is not None else pipe.messages(item.question, hits)  # rendered ahead
         cell = cell.replace(messages=messages)
         if isinstance(variant.model, RoutedModel):
             try:

@@ -95,13 +95,15 @@ def _from_entry(entry: Any) -> tuple[Generation, Measured] | None:
 
 @dataclass(frozen=True)
 class Peek:
-    """A cell's generation cache entry read ahead of its turn on the event loop (None: not in the cache)."""
-    key: str
+    """A cell's messages and generation cache entry, made ahead of its turn on the event loop (entry None: not
+    in the cache; the cache off: key and entry None)."""
+    messages: list[dict]
+    key: str | None
     entry: Any
 
 
 def retrieve_and_peek(retrieve, generations: TimedGenerations | None, pipe, item) -> tuple[list, float, Any]:
-    """On the retrieval thread: a cell's hits and, for a plain model's answer, its cache entry (`peek`)."""
+    """On the retrieval thread: a cell's hits and, for a plain model's answer, its messages and cache entry (`peek`)."""
     hits, retrieve_s = retrieve(pipe, item)
     if generations is None or pipe.variant.prompt is None or not isinstance(pipe.model, ChatModel):
         return hits, retrieve_s, None  # retrieval only, or a routed variant's models
@@ -129,21 +131,22 @@ class TimedGenerations:
         ex = self.execution
         return ex.local_concurrency if model.cfg.provider == "local" else ex.concurrency
 
-    def peek(self, model: ChatModel, messages: list[dict]) -> Peek | None:
-        """The request's cache entry, read now on any thread (None with the cache off); `generate(peeked=)` uses
-        it instead of reading on the event loop, where each SQLite read cost the loop ~1.5 ms (run.py: 1.17 s of
-        a sweep's 11): taking the GIL back after the read waits for whichever thread holds it."""
+    def peek(self, model: ChatModel, messages: list[dict]) -> Peek:
+        """The request's cache entry, read now on any thread; `generate(peeked=)` uses it instead of reading on
+        the event loop, where each SQLite read cost the loop ~1.5 ms (run.py: 1.17 s of a sweep's 11): taking the
+        GIL back after the read waits for whichever thread holds it."""
         if not self.cache.enabled:
-            return None
+            return Peek(messages, None, None)
         key = generation_key(model.cfg, messages, model.extra_params)
-        return Peek(key, self.cache.get(key))
+        return Peek(messages, key, self.cache.get(key))
 
     async def generate(self, model: ChatModel, messages: list[dict], priority: int = 0, *,
                        retime: bool = False, peeked: Peek | None = None) -> tuple[Generation, bool, Measured]:
         """(generation, from_cache, where its latency was measured). `retime`: call the model even if
         the cache holds the answer (the new answer and its timing replace the cached ones). `peeked`: this
         request's entry read ahead (`peek`)."""
-        key = peeked.key if peeked is not None else generation_key(model.cfg, messages, model.extra_params)
+        known = peeked.key if peeked is not None else None
+        key = known or generation_key(model.cfg, messages, model.extra_params)
         stored = key if self.cache.enabled else None  # --no-cache: neither read nor written
         if retime:
             return await self._generate(model, messages, priority, stored, retime, None)

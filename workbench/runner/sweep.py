@@ -85,7 +85,7 @@ def run_sweep(
     if spec.tracking.enabled and tracker is None:
         check_scheme(spec.tracking.tracking_uri)  # a mistyped scheme fails before a local model starts
         warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
-    # ragas' ~2-4 s import overlaps data loading and index builds; on Ray the workers score, not this process
+    # the scorers' import (~0.2 s) overlaps data loading and index builds; on Ray the workers score, not this process
     if spec.stage == "generate" and spec.execution.backend != "ray":
         from workbench.scoring.metrics import preload_in_background
 
