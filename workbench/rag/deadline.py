@@ -6,14 +6,16 @@ headers and then one byte every 0.5 s never times out (a sweep with `timeout_s: 
 and its whole body. On expiry it raises `httpx.ReadTimeout`, which the `openai` client treats as any
 timeout (retried with backoff, then `APITimeoutError`), so the normal retry policy applies.
 
-Async: the headers and each body chunk wait under `anyio.fail_after` of what is left, so nothing can
-stall past the deadline. Sync (`workbench answer`, `load_pipeline`, the embedder): the body is checked
+Async: the headers and each body chunk wait under `asyncio.timeout` of what is left, so nothing can
+stall past the deadline (not anyio's `fail_after`: the sweep's loop is asyncio's, and anyio's first use
+imported its asyncio backend on the loop, ~0.1 s while the first calls waited to be sent). Sync (`workbench answer`, `load_pipeline`, the embedder): the body is checked
 against the deadline at every chunk; a blocking read can only be interrupted by its read timeout, so a
 server trickling its *headers* is bounded by the per-read timeout only (the async path has no such gap).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import ssl
@@ -21,7 +23,6 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
-import anyio
 import httpx
 
 # openai's DefaultHttpxClient follows redirects; so do these
@@ -67,7 +68,7 @@ class _AsyncBody(httpx.AsyncByteStream):
         chunks = self.inner.__aiter__()
         while True:
             try:
-                with anyio.fail_after(max(0.0, self.deadline - time.monotonic())):
+                async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
                     chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
@@ -132,7 +133,7 @@ class AsyncDeadlineClient(httpx.AsyncClient):
     async def send(self, request: httpx.Request, *, stream: bool = False, **kwargs) -> httpx.Response:
         deadline = time.monotonic() + self.timeout_s
         try:
-            with anyio.fail_after(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s):
                 response = await super().send(request, stream=True, **kwargs)
         except TimeoutError:
             raise _expired(request, self.timeout_s) from None
