@@ -15,6 +15,7 @@ completion is a `BadResponse` naming what was wrong (`workbench.rag.replies`), w
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -309,3 +310,13 @@ def cost_usd(cfg: ModelConfig, prompt_tokens: int | None, completion_tokens: int
         return None
     total = price.total_price
     return float(total) if isinstance(total, Decimal | int | float) else None
+
+
+def warm_prices(cfgs: list[ModelConfig]) -> None:
+    """Price one call of each model that genai-prices prices, on a daemon thread: its import and price table
+    (~50 ms of CPU) then load while a sweep's first calls are in flight, not on the event loop as their
+    answers arrive (where every answer waited behind it)."""
+    todo = [c for c in cfgs if c.provider != "local" and c.price_input_per_mtok is None]
+    if todo:
+        threading.Thread(target=lambda: [cost_usd(c, 1, 1) for c in todo], name="workbench-warm-prices",
+                         daemon=True).start()

@@ -19,14 +19,14 @@ from workbench.errors import ModelError
 from workbench.events import point, span
 from workbench.rag.cache import ResultCache
 from workbench.rag.assemble import build_pipeline, chat_model
-from workbench.rag.chat import ChatModel
+from workbench.rag.chat import ChatModel, warm_prices
 from workbench.rag.executor import Cancelled, Executor
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.generations import Peek, TimedGenerations, now_iso, retrieve_and_peek
 from workbench.runner.inputs import Hooks, SweepInputs
-from workbench.runner.loop_priority import at_most, import_after, responsive_loop
+from workbench.runner.loop_priority import at_most, responsive_loop
 from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
@@ -38,7 +38,7 @@ from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
 from workbench.spec_repeats import for_repeat
-from workbench.spec_routing import RoutedModel
+from workbench.spec_routing import RoutedModel, chat_configs
 from workbench.tracking import LoggedRun, Tracker
 
 
@@ -95,14 +95,14 @@ class Execution:
         # Variants that need no dense index go first; variants sharing an index run back to back.
         schedule = sorted(self.inputs.variants,
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
-        # A BM25 variant first: what its first call does not need (Chroma's, pandas' imports) waits for an answer
+        # A BM25 variant first: what its first call does not need (Chroma's import) waits for an answer
         defer = functools.partial(at_most, self.executor.answered) if not needs_dense(schedule[0]) else None
         self.indexes = IndexQueue(self.ws, dense_after=defer)
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.wrap_future(preload_in_background())  # started with the sweep, once
-        import_after("pandas", defer)  # for the results' frames at the end (~0.5 s): beside the calls, not before
+        warm_prices([m for v in schedule for m in chat_configs(v.model)])
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search
