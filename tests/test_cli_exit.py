@@ -83,3 +83,25 @@ def test_the_estimate_sample_is_rendered_while_the_sweep_runs_not_at_its_end(tmp
     (parent,) = [r for r in tracker.runs.values() if r["kind"] == "sweep"]
     assert parent["metrics"]["estimate.calls"] == parent["metrics"]["actual.calls"] == len(results.rows)
     assert parent["metrics"]["estimate.prompt_tokens"] > 0
+
+
+def test_a_command_line_sweep_prints_its_table_without_ever_importing_pandas(tmp_path):
+    """pandas (~0.4 s of CPU) was imported beside the first model calls only for the table printed at the end;
+    the table is now text from the same aggregates. The whole command, in its own process, logged to MLflow."""
+    import json
+
+    with LatencyEndpoint(latency=0.01) as ep:
+        spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+        spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url, "max_tokens": 8}]
+        spec["data"]["eval"]["limit"] = 3
+        (tmp_path / "spec.yaml").write_text(json.dumps(spec), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "workbench.cli", "run", str(tmp_path / "spec.yaml"),
+                               "--no-progress"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "mlflow" not in imported and "workbench.analysis.text_table" in imported  # the probe sees this process
+    assert "pandas" not in imported
+    header, *rows = [line for line in done.stdout.splitlines() if line.startswith(("variant ", "recursive", "  "))
+                     or (line[:12].isalnum() and "recursive400/40" in line)]
+    assert header.split()[:3] == ["variant", "label", "hit_at_k"]
+    assert len(rows) == 1 and "bm25@2" in rows[0]

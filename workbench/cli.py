@@ -101,10 +101,7 @@ def run(
                         remeasure_latency=remeasure_latency)
     if new_store and store.exists():  # a mistyped --tracking-uri should not go unnoticed
         typer.echo(f"note: created a new MLflow store at {store.resolve()} (there was none)")
-    import pandas as pd  # after the sweep: it imports pandas beside its first model calls, not before them
-
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
-        typer.echo(results.summary().round(3).to_string())
+    typer.echo(results.summary_text())
     for note in results.notes:
         typer.echo(f"note: {note}")
     st = results.stats

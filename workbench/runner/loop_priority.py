@@ -8,19 +8,19 @@ Measured (16 calls in flight at L = 0.2 s against the fake endpoint, one pure-Py
 load ~9 on 2 cores): 2.0-2.1x the ideal wall at 5 ms, 1.23-1.38x at 1 ms, 1.23-1.30x with no such thread.
 
 Before the first model call there is no loop to hand back to: every thread's Python runs on the path to
-it. So imports the first call does not need (Chroma's ~1 s when a BM25 variant goes first, pandas' ~0.5 s)
-wait for the first answer (`at_most`, `import_after`): a fresh `workbench run`'s first call came 0.3-0.6 s
-sooner (1.7-2.0 s after the process started instead of 2.1-2.8 s).
+it. So work the first call does not need (Chroma's ~1 s import when a BM25 variant goes first) waits for the
+first answer (`at_most`): a fresh `workbench run`'s first call came 0.3-0.6 s sooner (1.7-2.0 s after the
+process started instead of 2.1-2.8 s). pandas is not imported by a sweep at all (the CLI prints its table
+without it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 SWITCH_INTERVAL_S = 0.001
 FIRST_ANSWER_WAIT_S = 1.0  # the longest deferred imports wait for the first answer (a slow local model's)
@@ -53,20 +53,3 @@ async def at_most(event: asyncio.Event, seconds: float = FIRST_ANSWER_WAIT_S) ->
     """Until `event` is set, or `seconds` have passed."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-
-
-_waiting: set[asyncio.Future] = set()  # the loop keeps only weak references to tasks
-
-
-def import_after(module: str, after: Callable[[], Awaitable[None]] | None) -> None:
-    """Import `module` on a daemon thread once `after()` has returned (a daemon: it never delays an exit).
-    Call it inside the running loop."""
-    async def start() -> None:
-        if after is not None:
-            await after()
-        threading.Thread(target=importlib.import_module, args=(module,), name=f"workbench-import-{module}",
-                         daemon=True).start()
-
-    task = asyncio.ensure_future(start())
-    _waiting.add(task)
-    task.add_done_callback(_waiting.discard)
