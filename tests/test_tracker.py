@@ -221,3 +221,35 @@ def test_the_helper_exits_when_its_parent_is_killed(tmp_path):
     while not _gone(helper) and time.time() < deadline:
         time.sleep(0.1)
     assert _gone(helper)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_the_exit_waits_for_the_helper_only_while_a_job_is_unanswered(tmp_path):
+    """Once every job is answered, the command's exit does not wait for the helper's own (it leaves by itself
+    at once); a job still running is waited for."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import workbench.tracking.process as tp
+        tracker = tp.ProcessTracker({MEMORY!r})
+        assert tracker.runs_intact("s", None, []).result(timeout=60) is False
+        worker = tp._worker
+        print(worker.proc.pid, flush=True)
+        started = time.perf_counter()
+        if sys.argv[1] == "busy":
+            worker.call(-1, "__preload__", ("sklearn",))  # seconds of imports in the helper: unanswered
+        worker.stop()
+        print(round(time.perf_counter() - started, 3), worker.proc.poll(), flush=True)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    idle = subprocess.run([sys.executable, "-c", script, "idle"], capture_output=True, text=True, env=env, timeout=120)
+    busy = subprocess.run([sys.executable, "-c", script, "busy"], capture_output=True, text=True, env=env, timeout=120)
+    assert idle.returncode == busy.returncode == 0, idle.stderr + busy.stderr
+    helper, idle_out = idle.stdout.split("\n", 1)
+    seconds, code = idle_out.split()
+    assert code == "None"  # returned while the helper was still leaving (its exit takes tens of ms)
+    deadline = time.time() + 20
+    while not _gone(int(helper)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _gone(int(helper))  # ... and it left by itself
+    assert busy.stdout.split("\n", 1)[1].split()[1] == "0"  # waited for: it had finished its job and exited
