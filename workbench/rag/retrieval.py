@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from workbench.rag.chroma_import import import_chromadb
+from workbench.rag.lean_imports import import_bm25s, import_chromadb
 from workbench.rag.chunking import Chunk
 from workbench.spec import ChunkingConfig, EmbeddingConfig, RetrievalConfig, content_hash
 from workbench.rag.embeddings import Embedder
@@ -289,7 +289,7 @@ class ChunkIndex:
     # -------------------------------------------------------- BM25
 
     def _bm25_tokens(self, texts: Sequence[str]) -> list[list[str]]:
-        import bm25s
+        bm25s = import_bm25s()
 
         quiet = logging.getLogger("bm25s")  # bm25s sets its own logger to DEBUG
         if quiet.level != logging.WARNING:  # setLevel clears every logger's cache: ~1 ms a query in a service
@@ -302,11 +302,12 @@ class ChunkIndex:
     def _bm25_index(self) -> Any:
         with self._bm25_lock:
             if self._bm25 is None:
-                import bm25s
                 import Stemmer
 
+                bm25s = import_bm25s()
                 self._stemmer = Stemmer.Stemmer("english")
-                retriever = bm25s.BM25(method=BM25_METHOD, k1=BM25_K1, b=BM25_B)
+                # its numpy CSC backend (bm25s' default): scipy is not imported for it (`lean_imports`)
+                retriever = bm25s.BM25(method=BM25_METHOD, k1=BM25_K1, b=BM25_B, csc_backend="numpy")
                 retriever.index(self._bm25_tokens([c.text for c in self.chunks]), show_progress=False)
                 self._bm25 = retriever
             return self._bm25
