@@ -234,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                     run = peer_run(tmp, name, work_file, ep)
                 run["load"] = loads[-1]
                 results.setdefault(tool, []).append(run)
-                note(f"round {r + 1} {tool}: {run['wall']:.2f} s, calls {run['chat_calls']}, rc {run['rc']}, "
+                phases = (f", first call at {run['first_call_at'] - run['started']:.2f} s, last call to exit "
+                          f"{run['ended'] - run['last_call_end_at']:.2f} s") if run.get("first_call_at") else ""
+                note(f"round {r + 1} {tool}: {run['wall']:.2f} s{phases}, calls {run['chat_calls']}, rc {run['rc']}, "
                      f"RSS {run['rss_mb']:.0f} MB (tree {run['rss_tree_mb']:.0f}), load1 {run['load']:.2f}")
                 if run["rc"] != 0:
                     broken.append(f"{tool} round {r + 1} exited {run['rc']}: {run['output'][-1500:]}")
