@@ -101,6 +101,11 @@ def test_a_command_line_sweep_prints_its_table_without_ever_importing_pandas(tmp
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "mlflow" not in imported and "workbench.analysis.text_table" in imported  # the probe sees this process
     assert "pandas" not in imported
+    # lean_imports: httpx's CLI and tornado only looked up and refused (a real import of either is tens of ms)
+    cumulative_us = {line.rsplit("|", 1)[-1].strip(): int(line.split("|")[1]) for line in done.stderr.splitlines()
+                     if line.startswith("import time:") and line.split("|")[1].strip().isdigit()}
+    assert {"httpx", "tenacity"} <= imported
+    assert cumulative_us.get("httpx._main", 0) < 2000 and cumulative_us.get("tornado", 0) < 2000
     header, *rows = [line for line in done.stdout.splitlines() if line.startswith(("variant ", "recursive", "  "))
                      or (line[:12].isalnum() and "recursive400/40" in line)]
     assert header.split()[:3] == ["variant", "label", "hit_at_k"]

@@ -1,6 +1,7 @@
-"""chromadb and bm25s imported without what they never use here (workbench.rag.lean_imports): jsonschema's
-1.7 s `rfc3987_syntax` grammar, `overrides`' signature checks, bm25s' `scipy.sparse`. Each skip is for the
-importing thread only and leaves the module importable afterwards."""
+"""chromadb, bm25s, httpx and tenacity imported without what they never use here (workbench.rag.lean_imports):
+jsonschema's 1.7 s `rfc3987_syntax` grammar, `overrides`' signature checks, bm25s' `scipy.sparse`, httpx's
+command-line client, tenacity's tornado support. Each skip is for the importing thread only and leaves the
+module importable afterwards."""
 
 from __future__ import annotations
 
@@ -70,3 +71,28 @@ def test_bm25s_works_without_scipy_and_scipy_stays_importable():
 
 def test_another_thread_importing_scipy_meanwhile_gets_it():
     assert probe(BM25, "beside")["other_thread"] is True
+
+
+CLI_STACK = """
+import json, sys
+from workbench.rag.lean_imports import import_for_the_command_line
+import_for_the_command_line()
+import httpx, tenacity
+skipped = "httpx._main" not in sys.modules and "tornado" not in sys.modules
+with httpx.Client() as client:
+    pass
+retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(2), reraise=True)
+calls = []
+def flaky():
+    calls.append(1)
+    if len(calls) < 2:
+        raise ValueError("once")
+    return "ok"
+result = retrying(flaky)
+import tornado, httpx._main  # importable as usual afterwards
+print(json.dumps({"skipped": skipped, "retried": result == "ok" and len(calls) == 2, "tornado_later": tornado.version_info > (0,)}))
+"""
+
+
+def test_httpx_and_tenacity_work_without_httpx_cli_and_tornado():
+    assert probe(CLI_STACK) == {"skipped": True, "retried": True, "tornado_later": True}

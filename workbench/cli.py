@@ -84,9 +84,11 @@ def run(
 
     Exits 0 when every cell was answered, 1 when some failed, 3 when the budget stopped the sweep (run it
     again with a larger budget to go on)."""
+    from workbench.rag.lean_imports import import_for_the_command_line
     from workbench.spec import load_spec
     from workbench.tracking import warm_up
 
+    import_for_the_command_line()
     loaded = load_spec(spec)
     if loaded.tracking.enabled:
         warm_up(loaded.tracking)  # the MLflow helper imports and opens a store now, while this process imports the runner

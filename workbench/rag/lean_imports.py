@@ -11,6 +11,9 @@ to its first model calls or beside them (measured with py-spy and per-thread CPU
   it); the check, a lint of chromadb's own code, is skipped.
 - bm25s imports `scipy.sparse` (~0.14 s: scipy's array-API layer, numpy.f2py) for a sparse-matrix backend it
   uses only when asked (`csc_backend="scipy"`); the workbench builds with its default numpy backend.
+- httpx imports its own command-line client (`httpx._main`: rich, pygments' lexer map, click; ~85 ms) and
+  tenacity imports tornado, when installed (Jupyter brings it), to retry tornado coroutines (~60 ms): on the
+  main thread of `workbench run` before its first model call (`import_for_the_command_line`).
 
 The modules skipped are skipped only for the thread doing the import (another thread importing them at the same
 moment gets them) and stay importable afterwards.
@@ -89,4 +92,12 @@ def import_bm25s() -> ModuleType:
     return bm25s
 
 
-__all__ = ["import_bm25s", "import_chromadb"]
+def import_for_the_command_line() -> None:
+    """The first imports of httpx and tenacity in a `workbench run` process, without what they never need
+    there (httpx's CLI, tornado); call it before anything imports either."""
+    with _LOCK, _skipping("httpx._main", "tornado"):
+        import httpx  # noqa: F401
+        import tenacity  # noqa: F401
+
+
+__all__ = ["import_bm25s", "import_chromadb", "import_for_the_command_line"]
