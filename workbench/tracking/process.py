@@ -113,8 +113,9 @@ class _Worker:
         """At exit: ask the helper to leave, and wait for it only while a job is unanswered (a sweep stopped
         mid-logging). With every job answered everything is stored; the helper's own exit (~40-70 ms: MLflow's
         exit handlers, then Popen.wait's polling) would only hold the command's prompt back."""
+        answered = not self._pending and self.alive()  # before the sender thread ends with the None
         self._outbox.put(None)
-        if not self._pending and self.alive():
+        if answered:
             return
         try:
             self.proc.wait(timeout=30)
