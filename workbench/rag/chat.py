@@ -29,6 +29,7 @@ from workbench.events import span
 from workbench.rag.deadline import AsyncDeadlineClient, DeadlineClient, limits
 from workbench.rag.replies import MalformedReply, parse_chat_reply
 from workbench.scrub import scrub
+from workbench.sync import run_coroutine
 
 KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -148,10 +149,25 @@ class ChatModel:
         self.base_url, self._key = resolve_endpoint(cfg, cfg.provider, f"model {cfg.model!r}", base_url)
         # The client's own retries: exponential backoff with jitter on 408/409/429/5xx, connection errors
         # and timeouts, honouring Retry-After.
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout, max_retries=max_retries,
-                                    http_client=DeadlineClient(timeout))
         self._async_args = {"timeout": timeout, "max_retries": max_retries, "max_connections": max_connections}
+        self._client: openai.OpenAI | None = None
         self._async_client: openai.AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The sync client (`generate`: `workbench answer`, `load_pipeline`), made on first use: httpx's sync
+        transport imports httpcore (~0.1 s of CPU), which a sweep, all async, never needs."""
+        if self._client is None:
+            timeout = self._async_args["timeout"]
+            self._client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout,
+                                         max_retries=self._async_args["max_retries"], http_client=DeadlineClient(timeout))
+        return self._client
+
+    def close(self) -> None:
+        """Close the sync client, if one was made (the async one: `aclose`, in its event loop)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     @property
     def async_client(self) -> openai.AsyncOpenAI:
@@ -174,10 +190,7 @@ class ChatModel:
     def check(self) -> None:
         """Fail fast before a sweep: endpoint reachable, key accepted, model served (GET /models, no tokens)."""
         try:
-            # the client's request path (auth, retries, status errors) without `client.models`, whose first use
-            # imports every openai resource module (~0.2 s of CPU on the way to a sweep's first call)
-            raw = self.client.get("/models", cast_to=httpx.Response)
-            listed = [m["id"] for m in raw.json()["data"]]
+            listed = run_coroutine(self._listed_models(), thread_name="workbench-check")
         except openai.NotFoundError:
             return  # some OpenAI-compatible servers have no /models; the first call will tell
         except openai.APIError as exc:
@@ -189,6 +202,19 @@ class ChatModel:
         if listed and self.cfg.provider != "local" and not served:
             shown = ", ".join(sorted(listed)[:10]) + (" …" if len(listed) > 10 else "")
             raise ModelError(f"{self.base_url} does not serve model {self.cfg.model!r}; it lists: {shown}")
+
+    async def _listed_models(self) -> list[str]:
+        """GET /models through a throwaway async client: the sweep's own request path (aiohttp), not the sync
+        one, and the client's auth, retries and status errors without `client.models`, whose first use imports
+        every openai resource module (~0.2 s of CPU on the way to a sweep's first call)."""
+        a = self._async_args
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=a["timeout"],
+                                    max_retries=a["max_retries"], http_client=AsyncDeadlineClient(a["timeout"]))
+        try:
+            raw = await client.get("/models", cast_to=httpx.Response)
+            return [m["id"] for m in raw.json()["data"]]
+        finally:
+            await client.close()
 
     def request_params(self, messages: list[dict]) -> dict:
         cfg = self.cfg

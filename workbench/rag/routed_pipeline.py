@@ -63,7 +63,7 @@ class RoutedPipeline(RAGPipeline):
 
     def close(self) -> None:
         for chat in self.chat.clients:
-            chat.client.close()
+            chat.close()
 
 
 __all__ = ["RoutedPipeline", "blocking_call"]
