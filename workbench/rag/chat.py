@@ -151,17 +151,20 @@ class ChatModel:
         # and timeouts, honouring Retry-After.
         self._async_args = {"timeout": timeout, "max_retries": max_retries, "max_connections": max_connections}
         self._client: openai.OpenAI | None = None
+        self._client_lock = threading.Lock()  # a service may answer on several threads
         self._async_client: openai.AsyncOpenAI | None = None
 
     @property
     def client(self) -> openai.OpenAI:
         """The sync client (`generate`: `workbench answer`, `load_pipeline`), made on first use: httpx's sync
         transport imports httpcore (~0.1 s of CPU), which a sweep, all async, never needs."""
-        if self._client is None:
-            timeout = self._async_args["timeout"]
-            self._client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout,
-                                         max_retries=self._async_args["max_retries"], http_client=DeadlineClient(timeout))
-        return self._client
+        with self._client_lock:
+            if self._client is None:
+                timeout = self._async_args["timeout"]
+                self._client = openai.OpenAI(base_url=self.base_url, api_key=self._key, timeout=timeout,
+                                             max_retries=self._async_args["max_retries"],
+                                             http_client=DeadlineClient(timeout))
+            return self._client
 
     def close(self) -> None:
         """Close the sync client, if one was made (the async one: `aclose`, in its event loop)."""

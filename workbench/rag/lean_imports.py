@@ -1,5 +1,5 @@
-"""chromadb and bm25s imported without what they import but never use here, which a sweep paid for on the way
-to its first model calls or beside them (measured with py-spy and per-thread CPU on a fresh `workbench run`).
+"""Libraries imported without what they import but never use here, which a sweep paid for on the way to its
+first model calls or beside them (measured with py-spy and per-thread CPU on a fresh `workbench run`).
 
 - chromadb imports jsonschema (for its embedding functions' config schemas), and jsonschema imports
   `rfc3987_syntax` at its own import when that is installed (JupyterLab's jupyter-events brings it through
@@ -16,7 +16,8 @@ to its first model calls or beside them (measured with py-spy and per-thread CPU
   main thread of `workbench run` before its first model call (`import_for_the_command_line`).
 
 The modules skipped are skipped only for the thread doing the import (another thread importing them at the same
-moment gets them) and stay importable afterwards.
+moment gets them) and stay importable afterwards. The unchecked `@override` holds for the whole process while
+chromadb imports (a module another thread imports meanwhile gets its marks unchecked: a lint, not behaviour).
 """
 
 from __future__ import annotations
