@@ -176,16 +176,14 @@ class ChatModel:
     def async_client(self) -> openai.AsyncOpenAI:
         """Created on first use, inside the event loop that will use it."""
         if self._async_client is None:
-            n = self._async_args["max_connections"]
-            self._async_client = openai.AsyncOpenAI(
-                base_url=self.base_url,
-                api_key=self._key,
-                timeout=self._async_args["timeout"],
-                max_retries=self._async_args["max_retries"],
-                # httpx's default pool (100 connections, 20 keep-alive) would cap or churn high concurrency
-                http_client=AsyncDeadlineClient(self._async_args["timeout"], limits=limits(n)),
-            )
+            # httpx's default pool (100 connections, 20 keep-alive) would cap or churn high concurrency
+            self._async_client = self._new_async_client(limits=limits(self._async_args["max_connections"]))
         return self._async_client
+
+    def _new_async_client(self, **http) -> openai.AsyncOpenAI:
+        a = self._async_args
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=a["timeout"],
+                                  max_retries=a["max_retries"], http_client=AsyncDeadlineClient(a["timeout"], **http))
 
     def __repr__(self) -> str:  # never shows the key
         return f"ChatModel(model={self.cfg.model!r}, base_url={self.base_url!r})"
@@ -210,9 +208,7 @@ class ChatModel:
         """GET /models through a throwaway async client: the sweep's own request path (aiohttp), not the sync
         one, and the client's auth, retries and status errors without `client.models`, whose first use imports
         every openai resource module (~0.2 s of CPU on the way to a sweep's first call)."""
-        a = self._async_args
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._key, timeout=a["timeout"],
-                                    max_retries=a["max_retries"], http_client=AsyncDeadlineClient(a["timeout"]))
+        client = self._new_async_client()
         try:
             raw = await client.get("/models", cast_to=httpx.Response)
             return [m["id"] for m in raw.json()["data"]]
