@@ -102,7 +102,7 @@ class Execution:
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
             self.scorers_ready = asyncio.wrap_future(preload_in_background())  # started with the sweep, once
-        warm_prices([m for v in schedule for m in chat_configs(v.model)])
+            warm_prices([m for v in schedule for m in chat_configs(v.model)])  # cells are priced where scored
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search
