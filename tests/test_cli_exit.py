@@ -3,6 +3,7 @@ stray llama.cpp line on stderr, the interpreter's teardown skipped only when not
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -107,7 +108,9 @@ def test_a_command_line_sweep_prints_its_table_without_ever_importing_pandas(tmp
                      if line.startswith("import time:") and line.split("|")[1].strip().isdigit()}
     assert {"httpx", "tenacity"} <= imported
     assert cumulative_us.get("httpx._main", 0) < 2000 and cumulative_us.get("tornado", 0) < 2000
-    header, *rows = [line for line in done.stdout.splitlines() if line.startswith(("variant ", "recursive", "  "))
-                     or (line[:12].isalnum() and "recursive400/40" in line)]
+    lines = done.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("variant "))
+    header, rows = lines[at], list(itertools.takewhile(lambda line: not line.startswith(("note:", "model calls")),
+                                                       lines[at + 1:]))  # the table: up to the notes after it
     assert header.split()[:3] == ["variant", "label", "hit_at_k"]
     assert len(rows) == 1 and "bm25@2" in rows[0]

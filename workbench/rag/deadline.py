@@ -8,9 +8,11 @@ timeout (retried with backoff, then `APITimeoutError`), so the normal retry poli
 
 Async: the headers and each body chunk wait under `asyncio.timeout` of what is left, so nothing can
 stall past the deadline (not anyio's `fail_after`: the sweep's loop is asyncio's, and anyio's first use
-imported its asyncio backend on the loop, ~0.1 s while the first calls waited to be sent). Sync (`workbench answer`, `load_pipeline`, the embedder): the body is checked
-against the deadline at every chunk; a blocking read can only be interrupted by its read timeout, so a
-server trickling its *headers* is bounded by the per-read timeout only (the async path has no such gap).
+imported its asyncio backend on the loop, ~0.1 s while the first calls waited to be sent).
+
+Sync (`workbench answer`, `load_pipeline`, the embedder): the body is checked against the deadline at every
+chunk; a blocking read can only be interrupted by its read timeout, so a server trickling its *headers* is
+bounded by the per-read timeout only (the async path has no such gap).
 """
 
 from __future__ import annotations
