@@ -136,3 +136,35 @@ def test_a_real_sweep_logs_its_estimate_beside_the_actual(swept):
     assert metrics["estimate.prompt_tokens"] == metrics["actual.prompt_tokens"] == sum(r["tokens_prompt"] for r in results.rows)
     assert metrics["estimate.completion_tokens_high"] == 16 * calls >= metrics["actual.completion_tokens"]
     assert metrics["estimate.usd"] == metrics["actual.usd"] == 0.0
+
+
+def test_observed_tokens_and_latencies_are_kept_beside_each_record_until_it_grows(tmp_path):
+    """Every run's start reads what earlier sweeps measured: a record's figures are kept in observed.json while
+    its cells.jsonl is unchanged, and read again from the cells when it grows."""
+    from workbench.runner.estimate import OBSERVED, observe
+    from workbench.runner.forecast import model_key
+    from workbench.spec import SweepSpec
+
+    spec = SweepSpec.model_validate(tiny_spec(tmp_path))
+    variant = spec.variants()[0]
+    record = tmp_path / "home" / "sweeps" / "s1"
+    record.mkdir(parents=True)
+    (record / "spec.json").write_text(spec.model_dump_json())
+    cells = record / "cells.jsonl"
+
+    def cell(q: str, tokens: int, seconds: float, **extra) -> str:
+        return json.dumps({"variant_hash": variant.hash, "question_id": q, "tokens_completion": tokens,
+                           "latency_generate_s": seconds, "cached": False, **extra}) + "\n"
+
+    cells.write_text(cell("q1", 5, 0.5) + cell("q2", 7, 0.7) + cell("q3", 9, 0.9, cached=True))
+    key = model_key(variant.model)
+    first = observe(tmp_path / "home")
+    assert first[key].completion_tokens == (5, 7) and first[key].latency_s == (0.5, 0.7)  # the cached cell is no call
+    kept = json.loads((record / OBSERVED).read_text())
+    kept["models"][key] = [[99], [9.9]]  # same stamp: the kept figures are what is read
+    (record / OBSERVED).write_text(json.dumps(kept))
+    assert observe(tmp_path / "home")[key].completion_tokens == (99,)
+    with cells.open("a") as fh:  # the record grew (a resumed sweep): read from its cells again
+        fh.write(cell("q3", 11, 1.1))
+    again = observe(tmp_path / "home")[key]
+    assert again.completion_tokens == (5, 7, 11) and again.latency_s == (0.5, 0.7, 1.1)

@@ -17,10 +17,13 @@ unless retrieval itself changed (e.g. another chromadb version ranks differently
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import json
 from pathlib import Path
 import random
 from typing import TYPE_CHECKING, Any, Iterable
 
+from workbench.errors import StorageError
+from workbench.files import write_atomically
 from workbench.rag.cache import ResultCache, generation_key
 from workbench.runner.forecast import Estimate, Observed, PromptSample, Range, VariantLoad, forecast_figures, latency_range, model_key
 from workbench.runner.records import SweepRecord
@@ -274,17 +277,49 @@ def observe(home: Path) -> dict[str, Observed]:
     tokens: dict[str, list[int]] = {}
     latency: dict[str, list[float]] = {}
     for directory in sorted(p for p in root.iterdir() if p.is_dir()):
-        try:
-            old = SweepSpec.model_validate_json((directory / "spec.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # another version's record, or a damaged one: it tells us nothing reliable
-        models = {v.hash: model_key(v.model) for v in old.variants() if v.model is not None}
-        for row in SweepRecord(directory).cells():
-            key = models.get(row.get("variant_hash"))
-            if key is None or row.get("error") or row.get("cached") is not False:
-                continue
-            if isinstance(row.get("tokens_completion"), int):
-                tokens.setdefault(key, []).append(row["tokens_completion"])
-            if isinstance(row.get("latency_generate_s"), (int, float)):
-                latency.setdefault(key, []).append(float(row["latency_generate_s"]))
+        for key, (toks, secs) in _observed_in(directory).items():
+            tokens.setdefault(key, []).extend(toks)
+            latency.setdefault(key, []).extend(secs)
     return {k: Observed(tuple(tokens.get(k, ())), tuple(latency.get(k, ()))) for k in set(tokens) | set(latency)}
+
+
+OBSERVED = "observed.json"  # a sweep record's measured tokens and latencies, kept beside cells.jsonl
+
+
+def _observed_in(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """One sweep record's model key -> (completion tokens, call latencies), from `observed.json` while it matches
+    cells.jsonl (size, mtime), else read from the record and kept there: every run's start reads every earlier
+    record, and parsing each one's cells and spec again (~0.1 s per 800-cell sweep) grew with the history."""
+    cells = directory / "cells.jsonl"
+    try:
+        st = cells.stat()
+    except OSError:
+        return {}
+    stamp = [st.st_size, st.st_mtime_ns]
+    kept = directory / OBSERVED
+    try:
+        data = json.loads(kept.read_text(encoding="utf-8"))
+        if data.get("cells") == stamp:
+            return {k: (v[0], v[1]) for k, v in data["models"].items()}
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pass  # none yet, or stale or damaged: read the record
+    try:
+        old = SweepSpec.model_validate_json((directory / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # another version's record, or a damaged one: it tells us nothing reliable
+    models = {v.hash: model_key(v.model) for v in old.variants() if v.model is not None}
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for row in SweepRecord(directory).cells():
+        key = models.get(row.get("variant_hash"))
+        if key is None or row.get("error") or row.get("cached") is not False:
+            continue
+        toks, secs = out.setdefault(key, ([], []))
+        if isinstance(row.get("tokens_completion"), int):
+            toks.append(row["tokens_completion"])
+        if isinstance(row.get("latency_generate_s"), (int, float)):
+            secs.append(float(row["latency_generate_s"]))
+    try:
+        write_atomically(kept, json.dumps({"cells": stamp, "models": out}))
+    except (OSError, StorageError):
+        pass  # a read-only or full disk: read again next time
+    return out
