@@ -102,6 +102,8 @@ def test_a_command_line_sweep_prints_its_table_without_ever_importing_pandas(tmp
     imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "mlflow" not in imported and "workbench.analysis.text_table" in imported  # the probe sees this process
     assert "pandas" not in imported
+    order = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert order.index("workbench.tracking.process") < order.index("typer")  # the MLflow helper starts first
     assert "httpcore" not in imported  # httpx's sync transport: the endpoint check goes through the async client
     # lean_imports: httpx's CLI and tornado only looked up and refused (a real import of either is tens of ms)
     cumulative_us = {line.rsplit("|", 1)[-1].strip(): int(line.split("|")[1]) for line in done.stderr.splitlines()

@@ -238,7 +238,7 @@ def test_the_exit_waits_for_the_helper_only_while_a_job_is_unanswered(tmp_path):
         worker.call(-1, "__preload__", ("slow_exit_probe",)).result(timeout=60)  # its exit takes 1 s
         started = time.perf_counter()
         if sys.argv[1] == "busy":
-            worker.call(-1, "__preload__", ("sklearn",))  # seconds of imports in the helper: unanswered
+            worker.call(tracker._session, "__preload__", ("sklearn",))  # a session's job of seconds: unanswered
         worker.stop()
         print(round(time.perf_counter() - started, 3), worker.proc.poll(), flush=True)
     """)
@@ -254,3 +254,99 @@ def test_the_exit_waits_for_the_helper_only_while_a_job_is_unanswered(tmp_path):
         time.sleep(0.05)
     assert _gone(int(helper))  # ... and it left by itself
     assert busy.stdout.split("\n", 1)[1].split()[1] == "0"  # waited for: it had finished its job and exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_a_helper_started_early_is_stopped_when_no_session_needs_it(tmp_path):
+    """`workbench run` starts the helper before it has read the spec; a spec with tracking off stops it (its
+    MLflow import would compete with the sweep), while a helper that runs a session is left alone."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import workbench.tracking.process as tp
+        from workbench.tracking import stop_idle_helper, warm_up
+        warm_up()
+        idle = tp._worker.proc
+        stop_idle_helper()
+        idle.wait(timeout=10)
+        tracker = tp.ProcessTracker({MEMORY!r})
+        assert tracker.runs_intact("s", None, []).result(timeout=60) is False
+        busy = tp._worker.proc
+        stop_idle_helper()
+        print(idle.pid, idle.returncode, busy.pid, busy.poll(), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    idle_pid, idle_code, busy_pid, busy_code = done.stdout.split()
+    assert idle_code != "None" and _gone(int(idle_pid))  # killed
+    assert idle_pid != busy_pid and busy_code == "None"  # a new helper for the session, still running then
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_the_exit_does_not_wait_for_a_helper_that_is_only_warming_up():
+    """A command that fails before any session (a bad spec) exits at once: the helper, still importing MLflow
+    for a sweep that never came, is stopped rather than waited for (~2 s)."""
+    script = textwrap.dedent("""
+        import time
+        import workbench.tracking.process as tp
+        from workbench.tracking import warm_up
+        warm_up()
+        worker = tp._worker
+        started = time.perf_counter()
+        worker.stop()
+        print(worker.proc.pid, round(time.perf_counter() - started, 3), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    pid, seconds = done.stdout.split()
+    assert float(seconds) < 1.0
+    deadline = time.time() + 10
+    while not _gone(int(pid)) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _gone(int(pid))
+
+
+PROBE = """
+import sys
+from concurrent.futures import Future
+
+
+class Probe:
+    \"\"\"Answers whether the helper process has imported IPython.\"\"\"
+
+    def runs_intact(self, *args):
+        done = Future()
+        done.set_result("IPython" in sys.modules)
+        return done
+
+    def close(self):
+        return None
+"""
+
+
+@pytest.mark.slow
+def test_the_helpers_store_warm_up_runs_only_while_idle_and_never_imports_ipython(tmp_path):
+    """The throwaway store is opened only when no job waits (else the first job opens the real one); MLflow's
+    notebook checks while it sets tracing up do not import IPython in the helper, which is never a notebook."""
+    (tmp_path / "probe_tracker.py").write_text(PROBE, encoding="utf-8")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import workbench.tracking.process as tp
+        worker = tp._get_worker()
+        if sys.argv[1] == "busy":
+            worker.call(-1, "__preload__", ("sklearn",))  # seconds: the jobs below are waiting when it ends
+        warmed = worker.call(-1, "__warm_store__")
+        if sys.argv[1] == "idle":
+            warmed.result(timeout=120)
+        ipython = tp.ProcessTracker("probe_tracker:Probe").runs_intact("s", None, []).result(timeout=120)
+        print(warmed.result(timeout=120), ipython, flush=True)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    busy = subprocess.run([sys.executable, "-c", script, "busy"], capture_output=True, text=True, env=env, timeout=180)
+    idle = subprocess.run([sys.executable, "-c", script, "idle"], capture_output=True, text=True, env=env, timeout=180)
+    assert busy.returncode == idle.returncode == 0, busy.stderr + idle.stderr
+    assert busy.stdout.split() == ["None", "False"]  # skipped: answered as a preload
+    seconds, ipython = idle.stdout.split()
+    assert float(seconds) > 0 and ipython == "False"  # done (it answers the seconds it took), without IPython

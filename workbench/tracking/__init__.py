@@ -16,7 +16,8 @@ from workbench.events import span
 from workbench.tracking.null import NullTracker
 from workbench.tracking.protocol import LoggedRun, SweepStart, Tracker
 
-__all__ = ["LoggedRun", "NullTracker", "SweepStart", "Tracker", "open_reader", "open_tracker", "warm_up"]
+__all__ = ["LoggedRun", "NullTracker", "SweepStart", "Tracker", "open_reader", "open_tracker", "stop_idle_helper",
+           "warm_up"]
 
 MLFLOW_TRACKER = "workbench.tracking.mlflow_tracker:MlflowTracker"
 
@@ -54,3 +55,11 @@ def warm_up(cfg=None) -> None:
 
     local = cfg is not None and cfg.tracking_uri.startswith("sqlite:///")
     start("mlflow", "workbench.tracking.mlflow_tracker", store=local)
+
+
+def stop_idle_helper() -> None:
+    """Stop the helper process if it runs no session (a `warm_up` that turned out not to be needed), so its
+    imports do not compete with the sweep."""
+    from workbench.tracking.process import stop_idle
+
+    stop_idle()

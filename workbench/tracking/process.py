@@ -59,6 +59,8 @@ class _Worker:
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.dead = False  # set when it exited or retired: the next session starts a new helper
         self.store_warmed = False
+        self.sessions_opened = 0
+        self._warm_ups: set[int] = set()  # jobs of `warm_up` (imports, a throwaway store): nothing to store
         self._pending: dict[int, Future] = {}
         self._ids = itertools.count()
         self._reader = threading.Thread(target=self._read, name="workbench-mlflow-reader", daemon=True)
@@ -73,6 +75,8 @@ class _Worker:
         future: Future = Future()
         job = next(self._ids)
         self._pending[job] = future
+        if session == -1:
+            self._warm_ups.add(job)
         self._outbox.put((job, session, operation, args, kwargs or {}, time.time()))  # when it was called
         return future
 
@@ -114,8 +118,12 @@ class _Worker:
         mid-logging). With every job answered everything is stored; the helper's own exit (~40-70 ms: MLflow's
         exit handlers, then Popen.wait's polling) would only hold the command's prompt back."""
         answered = not self._pending and self.alive()  # before the sender thread ends with the None
+        warming_only = set(self._pending) <= self._warm_ups  # e.g. a bad spec, refused before any session
         self._outbox.put(None)
         if answered:
+            return
+        if warming_only:
+            self.proc.kill()  # mid-import: nothing of the user's to store, and seconds to wait for
             return
         try:
             self.proc.wait(timeout=30)
@@ -145,6 +153,16 @@ def warm_up(*modules: str, store: bool = False) -> None:
     if store and not worker.store_warmed:  # once per helper: every later sweep finds it warm
         worker.store_warmed = True
         worker.call(-1, "__warm_store__")
+
+
+def stop_idle() -> None:
+    """Kill the helper if no session was ever opened in it: it holds nothing to store."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None and not _worker.sessions_opened:
+            _worker.proc.kill()
+            _worker.dead = True
+            _worker = None
 
 
 F = TypeVar("F", bound=Callable[..., Future])
@@ -196,6 +214,7 @@ class ProcessTracker:
         with self._lock:  # the open job must be the session's first
             if self._session is None:
                 self._worker, self._session = _get_worker(), next(_sessions)
+                self._worker.sessions_opened += 1
                 # the helper imports what this process can: a tracker defined by a test, say
                 self._submit("__open__", (self._factory, list(sys.path)), {})
             return self._submit(operation, args, kwargs)

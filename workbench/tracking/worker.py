@@ -4,7 +4,8 @@
 
 Jobs are (job, session, operation, args, kwargs, called_at: the caller's clock); answers are (job, ok, value or TrackingError). Besides
 the protocol's operations: "__preload__" (import modules ahead of use), "__warm_store__" (open a throwaway
-sqlite store: the first real open then skips MLflow's store imports and set-up), "__open__" (build the session's
+sqlite store: the first real open then skips MLflow's store imports and set-up; skipped when jobs already wait,
+as the first of them opens the real store), "__open__" (build the session's
 tracker from "module:callable"), "__close__" (end the session; answers {"retire": whether this process
 exits now, "spans": [(operation, start, end, cpu)]}, perf_counter times, system-wide on Linux, and this process's
 CPU seconds in the operation (which a loaded machine does not inflate), for profiling).
@@ -166,6 +167,9 @@ def serve(read_fd: int, write_fd: int) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # MLflow/pandas deprecation chatter would land in the user's terminal
+    from workbench.rag.lean_imports import never_import
+
+    never_import("IPython")  # MLflow's "in a notebook?" checks: this process never is (lean_imports)
     recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sessions: dict[int, _Session] = {}
     niced = False
@@ -182,6 +186,8 @@ def serve(read_fd: int, write_fd: int) -> None:
                 _leave()
             return
         job, sid, operation, args, kwargs, when = msg
+        if operation == "__warm_store__" and recv.poll(0):  # real jobs wait: they open the real store themselves
+            operation, args = "__preload__", ()
         if operation == "__open__" and not niced:
             _yield_to_the_sweep()
             niced = True
