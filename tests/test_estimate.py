@@ -168,3 +168,24 @@ def test_observed_tokens_and_latencies_are_kept_beside_each_record_until_it_grow
         fh.write(cell("q3", 11, 1.1))
     again = observe(tmp_path / "home")[key]
     assert again.completion_tokens == (5, 7, 11) and again.latency_s == (0.5, 0.7, 1.1)
+
+
+def test_a_sweep_keeps_what_it_measured_for_the_next_runs_estimate(tmp_path):
+    """The sweep writes observed.json from its own cells as it ends: what a later start reads without parsing
+    the record equals what parsing it gives."""
+    from workbench.runner.estimate import OBSERVED, observe
+    from workbench.runner.sweep import run_sweep
+    from workbench.testing.fake_endpoint import LatencyEndpoint
+
+    with LatencyEndpoint(latency=0.01) as ep:
+        spec = tiny_spec(tmp_path, model="latency-endpoint", base_url=ep.base_url)
+        run_sweep(spec, progress=False)
+    (record,) = (tmp_path / "home" / "sweeps").iterdir()
+    kept = json.loads((record / OBSERVED).read_text())
+    assert kept["cells"][0] == (record / "cells.jsonl").stat().st_size
+    (record / OBSERVED).unlink()
+    parsed = observe(tmp_path / "home")  # read from the record (and kept again)
+    assert {k: (sorted(t), sorted(s)) for k, (t, s) in kept["models"].items()} == \
+        {k: (sorted(o.completion_tokens), sorted(o.latency_s)) for k, o in parsed.items()}
+    (only,) = parsed.values()
+    assert len(only.latency_s) == 4  # 6 cells, 4 distinct prompts (HAND_COUNTED): the rest answered without a call

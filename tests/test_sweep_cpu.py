@@ -85,6 +85,27 @@ def test_every_model_client_shares_one_tls_context(monkeypatch):
         c.close()
 
 
+def test_the_tls_context_is_made_on_a_thread_before_the_endpoint_check_needs_it(monkeypatch):
+    """`prepare_tls` (called as a sweep starts) loads the CA bundle on a thread; the check's client then finds it."""
+    import ssl
+    import threading
+
+    from workbench.rag import deadline
+
+    threads = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: threads.append(threading.current_thread().name)
+                        or real(*a, **k))
+    deadline._context_for.cache_clear()
+    deadline.prepare_tls()
+    for t in threading.enumerate():
+        if t.name == "workbench-tls":
+            t.join(10)
+    client = deadline.AsyncDeadlineClient(5.0)
+    assert threads == ["workbench-tls"]  # made once, not on the caller's thread
+    assert client._transport.ssl_context is deadline._ssl_context()
+
+
 @pytest.mark.slow  # real Chroma and the MiniLM model: ~3 s of imports and loading
 def test_a_dense_variants_questions_are_embedded_once_in_one_batch_before_its_searches(tmp_path):
     import asyncio

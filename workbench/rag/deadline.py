@@ -21,6 +21,7 @@ import asyncio
 import functools
 import os
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -35,7 +36,17 @@ def _ssl_context() -> ssl.SSLContext:
     """httpx's default verifying context (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), made once per process
     and shared by every client: httpx builds one per client otherwise, loading the CA bundle each time
     (~20 ms, on the sweep's event loop when its first model call makes the async client)."""
-    return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _TLS_LOCK:  # a caller arriving while `prepare_tls`'s thread makes it waits for that one
+        return _context_for(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+_TLS_LOCK = threading.Lock()
+
+
+def prepare_tls() -> None:
+    """Make the shared context now, on a thread: loading the CA bundle (~30 ms) releases the GIL, so it
+    overlaps the caller's own start-up instead of delaying a sweep's endpoint check."""
+    threading.Thread(target=_ssl_context, name="workbench-tls", daemon=True).start()
 
 
 @functools.lru_cache(maxsize=4)

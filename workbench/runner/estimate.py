@@ -307,9 +307,26 @@ def _observed_in(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
         old = SweepSpec.model_validate_json((directory / "spec.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}  # another version's record, or a damaged one: it tells us nothing reliable
-    models = {v.hash: model_key(v.model) for v in old.variants() if v.model is not None}
+    out = _measured(old.variants(), SweepRecord(directory).cells())
+    _keep(kept, stamp, out)
+    return out
+
+
+def keep_observed(directory: Path, variants: Iterable[VariantConfig], rows: Iterable[dict[str, Any]]) -> None:
+    """Write `observed.json` for the record in `directory` from `rows`, the cells its sweep just wrote (its
+    cells.jsonl closed), so the next run's start does not parse the record for it."""
+    try:
+        st = (directory / "cells.jsonl").stat()
+    except OSError:
+        return
+    _keep(directory / OBSERVED, [st.st_size, st.st_mtime_ns], _measured(variants, rows))
+
+
+def _measured(variants: Iterable[VariantConfig], rows: Iterable[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Model key -> (completion tokens, call latencies) of the cells that were model calls."""
+    models = {v.hash: model_key(v.model) for v in variants if v.model is not None}
     out: dict[str, tuple[list[int], list[float]]] = {}
-    for row in SweepRecord(directory).cells():
+    for row in rows:
         key = models.get(row.get("variant_hash"))
         if key is None or row.get("error") or row.get("cached") is not False:
             continue
@@ -318,8 +335,11 @@ def _observed_in(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
             toks.append(row["tokens_completion"])
         if isinstance(row.get("latency_generate_s"), (int, float)):
             secs.append(float(row["latency_generate_s"]))
-    try:
-        write_atomically(kept, json.dumps({"cells": stamp, "models": out}))
-    except (OSError, StorageError):
-        pass  # a read-only or full disk: read again next time
     return out
+
+
+def _keep(path: Path, stamp: list[int], measured: dict[str, tuple[list[int], list[float]]]) -> None:
+    try:
+        write_atomically(path, json.dumps({"cells": stamp, "models": measured}))
+    except (OSError, StorageError):
+        pass  # a read-only or full disk: the record is read again next time

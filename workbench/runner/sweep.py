@@ -20,7 +20,9 @@ from typing import Any, Callable
 from workbench.analysis.results import SweepResults
 from workbench.errors import WorkbenchError
 from workbench.rag.cache import ResultCache
+from workbench.rag.deadline import prepare_tls
 from workbench.runner.accounting import Accounting
+from workbench.runner.estimate import keep_observed
 from workbench.runner.budget import BudgetGuard
 from workbench.runner.environment import Environment
 from workbench.runner.execution import Execution
@@ -82,6 +84,7 @@ def run_sweep(
     catalogue.check_judge(spec)  # judge.metrics names catalogue metrics: checked before any work
     hooks = Hooks(progress=progress, on_cell=on_cell, on_start=on_start, cancel=cancel, on_search=on_search)
     started = time.perf_counter()
+    prepare_tls()  # for the endpoint checks, made while the data loads
     if spec.tracking.enabled and tracker is None:
         check_scheme(spec.tracking.tracking_uri)  # a mistyped scheme fails before a local model starts
         warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
@@ -204,6 +207,7 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
             status = "FAILED"  # the cells are on disk: running the same spec again finishes the logging
         record.write_status(status=status, failed_cells=failed, run_ids=dict(results.run_ids),
                             parent_run_id=results.parent_run_id, stopped_by="budget" if stop else None, stop_reason=stop)
+        keep_observed(record.directory, variants, results.rows)  # the next run's estimate reads it, not the record
         if error is not None and not isinstance(error, KeyboardInterrupt):
             raise error
     results.status = status
