@@ -14,8 +14,6 @@ first model calls or beside them (measured with py-spy and per-thread CPU on a f
 - httpx imports its own command-line client (`httpx._main`: rich, pygments' lexer map, click; ~85 ms) and
   tenacity imports tornado, when installed (Jupyter brings it), to retry tornado coroutines (~60 ms): on the
   main thread of `workbench run` before its first model call (`import_for_the_command_line`).
-- MLflow asks IPython whether it runs in a notebook as it sets up tracing (IPython's import: ~0.1-0.2 s). The
-  MLflow helper process never does, and that time is on the way to the sweep's first trace (`never_import`).
 
 The modules skipped are skipped only for the thread doing the import (another thread importing them at the same
 moment gets them) and stay importable afterwards. The unchecked `@override` holds for the whole process while
@@ -43,11 +41,6 @@ class _Skip:
         if threading.get_ident() == self.thread and any(name == n or name.startswith(n + ".") for n in self.names):
             raise ModuleNotFoundError(f"{name} skipped while importing what does not need it", name=name)
         return None
-
-
-def never_import(*names: str) -> None:
-    """`names` unimportable in this thread from now on (code that tries them must handle ImportError)."""
-    sys.meta_path.insert(0, _Skip(names))
 
 
 @contextlib.contextmanager

@@ -167,9 +167,6 @@ def serve(read_fd: int, write_fd: int) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")  # MLflow/pandas deprecation chatter would land in the user's terminal
-    from workbench.rag.lean_imports import never_import
-
-    never_import("IPython")  # MLflow's "in a notebook?" checks: this process never is (lean_imports)
     recv, send = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
     sessions: dict[int, _Session] = {}
     niced = False
