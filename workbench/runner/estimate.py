@@ -290,12 +290,9 @@ def _observed_in(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
     """One sweep record's model key -> (completion tokens, call latencies), from `observed.json` while it matches
     cells.jsonl (size, mtime), else read from the record and kept there: every run's start reads every earlier
     record, and parsing each one's cells and spec again (~0.1 s per 800-cell sweep) grew with the history."""
-    cells = directory / "cells.jsonl"
-    try:
-        st = cells.stat()
-    except OSError:
+    stamp = _stamp(directory)
+    if stamp is None:
         return {}
-    stamp = [st.st_size, st.st_mtime_ns]
     kept = directory / OBSERVED
     try:
         data = json.loads(kept.read_text(encoding="utf-8"))
@@ -315,11 +312,18 @@ def _observed_in(directory: Path) -> dict[str, tuple[list[int], list[float]]]:
 def keep_observed(directory: Path, variants: Iterable[VariantConfig], rows: Iterable[dict[str, Any]]) -> None:
     """Write `observed.json` for the record in `directory` from `rows`, the cells its sweep just wrote (its
     cells.jsonl closed), so the next run's start does not parse the record for it."""
+    stamp = _stamp(directory)
+    if stamp is not None:
+        _keep(directory / OBSERVED, stamp, _measured(variants, rows))
+
+
+def _stamp(directory: Path) -> list[int] | None:
+    """(size, mtime) of the record's cells.jsonl, which `observed.json` must match; None without one."""
     try:
         st = (directory / "cells.jsonl").stat()
     except OSError:
-        return
-    _keep(directory / OBSERVED, [st.st_size, st.st_mtime_ns], _measured(variants, rows))
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _measured(variants: Iterable[VariantConfig], rows: Iterable[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
@@ -341,5 +345,5 @@ def _measured(variants: Iterable[VariantConfig], rows: Iterable[dict[str, Any]])
 def _keep(path: Path, stamp: list[int], measured: dict[str, tuple[list[int], list[float]]]) -> None:
     try:
         write_atomically(path, json.dumps({"cells": stamp, "models": measured}))
-    except (OSError, StorageError):
-        pass  # a read-only or full disk: the record is read again next time
+    except StorageError:  # write_atomically's one error (a read-only or full disk): read the record next time
+        pass

@@ -156,12 +156,12 @@ def warm_up(*modules: str, store: bool = False) -> None:
 
 
 def stop_idle() -> None:
-    """Kill the helper if no session was ever opened in it: it holds nothing to store."""
+    """Stop the helper if no session was ever opened in it (it holds nothing to store: `stop` kills it mid
+    warm-up); the next session starts a new one."""
     global _worker
     with _worker_lock:
         if _worker is not None and not _worker.sessions_opened:
-            _worker.proc.kill()
-            _worker.dead = True
+            _worker.stop()
             _worker = None
 
 
