@@ -58,3 +58,30 @@ def test_same_numbers_as_ragas_and_no_ragas_or_nltk_package_import():
     expected = asyncio.run(ragas_scores())
     assert [v for s in probe["scores"] for v in s] == pytest.approx([v for s in expected for v in s], abs=1e-12)
     assert 0 < sum(s[0] for s in expected) < len(pairs)  # the pairs are neither all equal nor all disjoint
+
+
+RACE = """
+import sys, threading, types
+sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+from workbench.scoring import text_similarity as t
+stop = threading.Event()
+def churn():  # another thread importing modules, as the sweep's other workers do while the scorer loads
+    i = 0
+    while not stop.is_set():
+        sys.modules[f"_churn_{i}"] = types.ModuleType("churn")
+        sys.modules.pop(f"_churn_{i - 50}", None)
+        i += 1
+threading.Thread(target=churn, daemon=True).start()
+for _ in range(200):
+    t._forget_nltk()
+t.load()
+stop.set()
+print(t.rouge_l_f("the running man", "a man running"))
+"""
+
+
+def test_loading_the_scorer_while_another_thread_imports_does_not_trip_over_sys_modules():
+    # CI once failed: "dictionary changed size during iteration" in the list comprehension over sys.modules
+    got = subprocess.run([sys.executable, "-c", RACE], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert 0 < float(got.stdout) < 1

@@ -56,7 +56,7 @@ def _rouge_scorer_module() -> Any:
         try:
             return importlib.import_module("rouge_score.rouge_scorer")
         except ImportError:  # an nltk whose stemmer needs its package __init__: the ordinary import
-            for name in [n for n in sys.modules if n.startswith("rouge_score")]:
+            for name in [n for n in sys.modules.copy() if n.startswith("rouge_score")]:
                 del sys.modules[name]
             _forget_nltk()
             return importlib.import_module("rouge_score.rouge_scorer")
@@ -68,8 +68,9 @@ def _forget_nltk(only_bare: dict[str, types.ModuleType] | None = None) -> None:
     """Drop nltk and its submodules from `sys.modules` (rouge_score keeps the stemmer module it holds)."""
     if only_bare is not None and sys.modules.get("nltk") is not only_bare["nltk"]:
         return  # another thread imported the real nltk meanwhile: leave it
-    for name in [n for n in sys.modules if n == "nltk" or n.startswith("nltk.")]:
-        del sys.modules[name]
+    # a snapshot: other threads import while this runs, and iterating sys.modules itself can then raise
+    for name in [n for n in sys.modules.copy() if n == "nltk" or n.startswith("nltk.")]:
+        sys.modules.pop(name, None)
 
 
 @cache
