@@ -85,7 +85,7 @@ r = run_sweep({{"name": "noray", "stage": "retrieve", "home": {str(tmp_path / 'h
     "data": {{"corpus": {{"format": "jsonl", "path": {str(corpus)!r}}}, "eval": {{"format": "jsonl", "path": {str(evalset)!r}}}}},
     "space": {{"retrieval": [{{"kind": "bm25", "k": 1}}]}}, "tracking": {{"enabled": False}}}}, progress=False)
 assert r.status == "FINISHED" and len(r.rows) == 1, r.status
-print("ray" in sys.modules, sorted(m for m in sys.modules if m.startswith("ray"))[:3])
+print("ray" in sys.modules, sorted(m for m in sys.modules.copy() if m.startswith("ray"))[:3])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -185,7 +185,7 @@ import sys, yaml
 from workbench import run_sweep
 r = run_sweep(yaml.safe_load(open({str(path)!r})), progress=False)
 print(r.status, len(r.rows), any("resumed sweep" in n for n in r.notes), r.stats["ray_workers"],
-      sorted(m for m in sys.modules if m.split(".")[0] == "ragas")[:3])
+      sorted(m for m in sys.modules.copy() if m.split(".")[0] == "ragas")[:3])
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**child_env(), "RAY_AUTH_MODE": "disabled"})
