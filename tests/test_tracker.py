@@ -329,3 +329,36 @@ def test_the_helpers_store_warm_up_runs_only_while_idle(tmp_path):
     assert busy.returncode == idle.returncode == 0, busy.stderr + idle.stderr
     assert busy.stdout.split() == ["None"]  # skipped: answered as a preload
     assert float(idle.stdout) > 0  # done: it answers the seconds it took
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_a_helper_whose_command_quick_exited_leaves_without_the_interpreters_teardown(tmp_path):
+    """A finished command leaves with `os._exit`, often before its sender thread has passed the helper its None:
+    the helper then reads end-of-file. With no session open it leaves as on the None, skipping the ~1 s of module
+    teardown (a full core, which the user's next command would share); a session still open (the command
+    died mid-sweep) keeps the ordinary exit."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import workbench.tracking.process as tp
+        tracker = tp.ProcessTracker({MEMORY!r})
+        assert tracker.runs_intact("s", None, []).result(timeout=60) is False
+        tp._worker.call(-1, "__preload__", ("teardown_probe",)).result(timeout=60)
+        if sys.argv[1] == "closed":
+            tracker.close()
+        print(tp._worker.proc.pid, flush=True)
+        os._exit(0)  # no atexit: the helper is never sent its None
+    """)
+    outcomes = {}
+    for case in ("closed", "open"):
+        mark = tmp_path / f"{case}.mark"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "WORKBENCH_TEARDOWN_MARK": str(mark)}
+        done = subprocess.run([sys.executable, "-c", script, case], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        helper = int(done.stdout.split()[0])
+        deadline = time.time() + 30
+        while not _gone(helper) and time.time() < deadline:
+            time.sleep(0.05)
+        assert _gone(helper)  # it left by itself either way
+        outcomes[case] = mark.exists()
+    assert outcomes == {"closed": False, "open": True}  # quick exit / the teardown ran (the probe can tell)

@@ -176,8 +176,10 @@ def serve(read_fd: int, write_fd: int) -> None:
                 for session in sessions.values():
                     session.idle()
             msg = recv.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
+        except (EOFError, OSError):  # the parent is gone: a quick exit does not wait to send its None
+            if not sessions:  # nothing held: leave without the ~1 s teardown a following command would share CPU with
+                _leave()
+            return
         if msg is None:
             if not sessions:  # every session closed: all is written, skip the ~1 s teardown of MLflow's modules
                 _leave()
