@@ -46,3 +46,38 @@ def test_nothing_is_imported_on_the_event_loop_after_the_first_call(tmp_path):
     assert lines["rows"] == "4 answered 4" and lines["prices"] == "True"  # priced (None: genai-prices knows no such model)
     assert lines["on_loop"] == "[]", done.stdout
     assert lines["anyio_backend"] == "False"
+
+
+def test_the_scorers_load_once_the_first_call_is_out(tmp_path):
+    """Before the first call every thread's Python is on its path: the scorers' import (~0.2 s of CPU on a
+    thread) starts after it has gone out, and every answer is scored."""
+    with LatencyEndpoint(latency=0.2) as ep:
+        spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+        spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url, "max_tokens": 8}]
+        spec["data"]["eval"]["limit"] = 4
+        spec["tracking"]["enabled"] = False
+        code = textwrap.dedent(f"""
+            import sys, time
+            from workbench import events
+            from workbench.runner.sweep import run_sweep
+
+            calls = []
+            events.subscribe(lambda e: calls.append(e.start) if e.name == "generate" else None)
+            first_import = {{}}
+
+            class Watch:
+                def find_spec(self, name, path=None, target=None):
+                    if name == "rouge_score":
+                        first_import.setdefault(name, time.perf_counter())
+                    return None
+
+            sys.meta_path.insert(0, Watch())
+            results = run_sweep({spec!r}, progress=False)
+            print("scored", sum(r.get("rouge_l") is not None for r in results.rows), len(results.rows))
+            print("after_first_call", first_import["rouge_score"] > min(calls))
+        """)
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert lines["scored"] == "4 4"
+    assert lines["after_first_call"] == "True", done.stdout

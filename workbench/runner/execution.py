@@ -26,14 +26,13 @@ from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.generations import Peek, TimedGenerations, now_iso, retrieve_and_peek
 from workbench.runner.inputs import Hooks, SweepInputs
-from workbench.runner.loop_priority import at_most, responsive_loop
+from workbench.runner.loop_priority import at_most, load_scorers, responsive_loop
 from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
 from workbench.runner.workspace import IndexQueue, Workspace, needs_dense
 from workbench.scoring import catalogue
 from workbench.scoring.cell import Cell
-from workbench.scoring.metrics import preload_in_background
 from workbench.scoring.score import score_cell
 from workbench.scoring.variance import PASSES_SUFFIX
 from workbench.spec import SweepSpec, VariantConfig, content_hash
@@ -101,8 +100,8 @@ class Execution:
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
-            self.scorers_ready = asyncio.wrap_future(preload_in_background())  # started with the sweep, once
-            warm_prices([m for v in schedule for m in chat_configs(v.model)])  # cells are priced where scored
+            self.scorers_ready = asyncio.ensure_future(load_scorers(self.generations.under_way))
+            warm_prices([m for v in schedule for m in chat_configs(v.model)])  # priced on the loop as answers come
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search

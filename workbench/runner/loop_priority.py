@@ -10,7 +10,8 @@ load ~9 on 2 cores): 2.0-2.1x the ideal wall at 5 ms, 1.23-1.38x at 1 ms, 1.23-1
 Before the first model call there is no loop to hand back to: every thread's Python runs on the path to
 it. So work the first call does not need (Chroma's ~1 s import when a BM25 variant goes first) waits for the
 first answer (`at_most`): a fresh `workbench run`'s first call came 0.3-0.6 s sooner (1.7-2.0 s after the
-process started instead of 2.1-2.8 s). pandas is not imported by a sweep at all (the CLI prints its table
+process started instead of 2.1-2.8 s). The scorers' import waits until the first call is out (`load_scorers`)
+and runs while it is answered. pandas is not imported by a sweep at all (the CLI prints its table
 without it).
 """
 
@@ -53,3 +54,12 @@ async def at_most(event: asyncio.Event, seconds: float = FIRST_ANSWER_WAIT_S) ->
     """Until `event` is set, or `seconds` have passed."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+async def load_scorers(under_way: asyncio.Event) -> None:
+    """Import the scorers (~0.2 s of CPU, on a thread) once `under_way` is set (the first call is out or answered
+    from the cache): before that their Python shares the GIL with the first call's path; every score awaits this."""
+    from workbench.scoring.metrics import preload_in_background
+
+    await at_most(under_way)
+    await asyncio.wrap_future(preload_in_background())  # once per process: at once after a first sweep

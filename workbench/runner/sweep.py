@@ -88,11 +88,6 @@ def run_sweep(
     if spec.tracking.enabled and tracker is None:
         check_scheme(spec.tracking.tracking_uri)  # a mistyped scheme fails before a local model starts
         warm_up(spec.tracking)  # the MLflow process imports its libraries while we load data and check endpoints
-    # the scorers' import (~0.2 s) overlaps data loading and index builds; on Ray the workers score, not this process
-    if spec.stage == "generate" and spec.execution.backend != "ray":
-        from workbench.scoring.metrics import preload_in_background
-
-        preload_in_background()
     inputs = SweepInputs.load(spec)
     if resume and not no_cache and not remeasure_latency:
         reused = reuse_finished(inputs, hooks, started, tracker)
