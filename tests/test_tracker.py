@@ -362,3 +362,31 @@ def test_a_helper_whose_command_quick_exited_leaves_without_the_interpreters_tea
         assert _gone(helper)  # it left by itself either way
         outcomes[case] = mark.exists()
     assert outcomes == {"closed": False, "open": True}  # quick exit / the teardown ran (the probe can tell)
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_the_helper_yields_to_the_sweep_only_once_the_first_answer_is_logged(sweep_parts):
+    """Opening the store and storing the first trace are on the path to the first answer the user sees: the
+    helper keeps its parent's priority until then, and lowers it after (`worker._yield_to_the_sweep`)."""
+    import workbench.tracking.process as tp
+
+    spec, variant, rows = sweep_parts
+    with tp._worker_lock:
+        old, tp._worker = tp._worker, None
+    if old is not None:
+        old.stop()  # a fresh helper, at its parent's priority
+    tracker = ProcessTracker(MEMORY)
+    tracker.start_sweep(spec, "s1", 1, {"data.eval.questions": 3}).result(timeout=60)
+    tracker.start_variant(variant, pd.DataFrame()).result(timeout=60)
+    helper = tp._worker.proc.pid
+    before = _nice(helper)
+    tracker.log_cell(variant, rows[0]).result(timeout=60)
+    deadline = time.time() + 10
+    while _nice(helper) == before and time.time() < deadline:
+        time.sleep(0.02)  # lowered just after the answer is sent
+    assert before == os.nice(0) and _nice(helper) == min(19, before + 3)
+    assert tracker.close() is None
