@@ -12,12 +12,18 @@ from conftest import small_spec
 from workbench.testing.fake_endpoint import LatencyEndpoint
 
 
+def _four_questions(tmp_path, ep) -> dict:
+    """A BM25 sweep of four questions against `ep`, tracking off."""
+    spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
+    spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url, "max_tokens": 8}]
+    spec["data"]["eval"]["limit"] = 4
+    spec["tracking"]["enabled"] = False
+    return spec
+
+
 def test_nothing_is_imported_on_the_event_loop_after_the_first_call(tmp_path):
     with LatencyEndpoint(latency=0.05) as ep:
-        spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
-        spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url, "max_tokens": 8}]
-        spec["data"]["eval"]["limit"] = 4
-        spec["tracking"]["enabled"] = False
+        spec = _four_questions(tmp_path, ep)
         code = textwrap.dedent(f"""
             import sys, threading, time
             from workbench import events
@@ -52,10 +58,7 @@ def test_the_scorers_load_once_the_first_call_is_out(tmp_path):
     """Before the first call every thread's Python is on its path: the scorers' import (~0.2 s of CPU on a
     thread) starts after it has gone out, and every answer is scored."""
     with LatencyEndpoint(latency=0.2) as ep:
-        spec = small_spec(tmp_path, retrieval=[{"kind": "bm25", "k": 2}])
-        spec["space"]["model"] = [{"provider": "openai", "model": "latency-endpoint", "base_url": ep.base_url, "max_tokens": 8}]
-        spec["data"]["eval"]["limit"] = 4
-        spec["tracking"]["enabled"] = False
+        spec = _four_questions(tmp_path, ep)
         code = textwrap.dedent(f"""
             import sys, time
             from workbench import events
