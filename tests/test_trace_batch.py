@@ -143,3 +143,45 @@ def test_a_span_the_user_has_open_is_not_their_parent_and_still_reaches_mlflow(s
 def test_only_database_stores_get_batches():
     assert is_database_uri("sqlite:///mlruns/mlflow.db") and is_database_uri("postgresql+psycopg2://h/db")
     assert not is_database_uri("http://localhost:5000") and not is_database_uri("file:///tmp/mlruns")
+
+
+def test_the_first_trace_of_a_fresh_process_skips_pyfunc_and_is_the_same_trace(tmp_path):
+    """MLflow's tracer imports `mlflow.pyfunc` (~0.4 s) as a trace starts, to read a prediction context that only
+    a pyfunc model sets: a batched trace starts without it (`lean_imports.starting_a_trace`), and is still the
+    trace the exporter stores once pyfunc is loaded."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        import mlflow, pandas as pd
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_trace_batch import comparable, row
+        from workbench.spec import TrackingConfig, load_spec
+        from workbench.tracking.mlflow_tracker import MlflowTracker
+
+        spec = load_spec({{"name": "batch", "data": {{"corpus": {{"format": "jsonl", "path": "c.jsonl"}},
+                                                     "eval": {{"format": "jsonl", "path": "e.jsonl"}}}}}})
+        variant = spec.variants()[0]
+        tracker = MlflowTracker(TrackingConfig(tracking_uri="sqlite:///{tmp_path}/mlflow.db",
+                                               artifact_location="{tmp_path}/art"), "batch")
+        tracker.start_sweep(spec, "batch", 1, {{}}).result()
+        tracker.start_variant(variant, pd.DataFrame({{"question": ["q"]}})).result()
+        tracker.log_cell(variant, row(variant, "batched")).result()
+        print("pyfunc_after_batched", "mlflow.pyfunc" in sys.modules)
+        tracker.batch_traces = False
+        tracker.log_cell(variant, row(variant, "by-exporter")).result()
+        mlflow.flush_trace_async_logging()
+        print("pyfunc_after_exporter", "mlflow.pyfunc" in sys.modules)
+        tracker.finish_variant(variant.hash, [row(variant, "batched"), row(variant, "by-exporter")], {{}}).result()
+        a, b = (comparable(tracker.client.get_trace(tracker.trace_ids[(variant.hash, q)])) for q in ("by-exporter", "batched"))
+        for spans in (a["spans"], b["spans"]):
+            spans[0][5].pop("question_id")
+        for info in (a["info"], b["info"]):
+            info["tags"].pop("workbench.question_id")
+        print("same", a == b)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["pyfunc_after_batched", "False", "pyfunc_after_exporter", "True", "same", "True"]

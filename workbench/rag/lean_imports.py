@@ -11,6 +11,10 @@ first model calls or beside them (measured with py-spy and per-thread CPU on a f
   it); the check, a lint of chromadb's own code, is skipped.
 - bm25s imports `scipy.sparse` (~0.14 s: scipy's array-API layer, numpy.f2py) for a sparse-matrix backend it
   uses only when asked (`csc_backend="scipy"`); the workbench builds with its default numpy backend.
+- MLflow's tracer imports `mlflow.pyfunc` (~0.4 s: pyfunc's model loaders, the Responses types) as each trace
+  starts, to read the prediction context that only a pyfunc model's `predict` sets; in a process that has not
+  imported pyfunc there is none (`starting_a_trace`), so the first trace the user waits for is stored that much
+  sooner.
 - httpx imports its own command-line client (`httpx._main`: rich, pygments' lexer map, click; ~85 ms) and
   tenacity imports tornado, when installed (Jupyter brings it), to retry tornado coroutines (~60 ms): on the
   main thread of `workbench run` before its first model call (`import_for_the_command_line`).
@@ -101,4 +105,10 @@ def import_for_the_command_line() -> None:
         import tenacity  # noqa: F401
 
 
-__all__ = ["import_bm25s", "import_chromadb", "import_for_the_command_line"]
+def starting_a_trace() -> contextlib.AbstractContextManager:
+    """Around an MLflow trace's start: without `mlflow.pyfunc` when it is not imported yet (MLflow takes its
+    ImportError as "no prediction context", as it does in mlflow-skinny)."""
+    return contextlib.nullcontext() if "mlflow.pyfunc" in sys.modules else _skipping("mlflow.pyfunc")
+
+
+__all__ = ["import_bm25s", "import_chromadb", "import_for_the_command_line", "starting_a_trace"]

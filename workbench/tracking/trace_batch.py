@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
+
+from workbench.rag.lean_imports import starting_a_trace
 
 BATCH = 50  # traces per flush: the helper stores them while the sweep goes on
 FLUSH_EVERY_S = 1.0  # no trace waits longer for the batch to fill (the batch's first is stored at once)
@@ -143,7 +145,8 @@ class TraceBatch:
             attrs[SpanAttributeKey.EXPERIMENT_ID] = json.dumps(experiment_id)
         # A root gets an empty context: never the child of whatever span the caller has open.
         ctx = otel_trace.set_span_in_context(parent._span, otel_context.Context()) if parent else otel_context.Context()
-        otel_span = self._tracer.start_span(name, context=ctx, attributes=attrs, start_time=start_time_ns)
+        with starting_a_trace() if parent is None else nullcontext():
+            otel_span = self._tracer.start_span(name, context=ctx, attributes=attrs, start_time=start_time_ns)
         trace_id = parent.trace_id if parent else get_otel_attribute(otel_span, SpanAttributeKey.REQUEST_ID)
         manager = InMemoryTraceManager.get_instance()
         span = manager.get_span_from_id(trace_id, encode_span_id(otel_span.context.span_id))
