@@ -177,10 +177,8 @@ def serve(read_fd: int, write_fd: int) -> None:
                 for session in sessions.values():
                     session.idle()
             msg = recv.recv()
-        except (EOFError, OSError):  # the parent is gone: a quick exit does not wait to send its None
-            if not sessions:  # nothing held: leave without the ~1 s teardown a following command would share CPU with
-                _leave()
-            return
+        except (EOFError, OSError):  # the parent is gone: a quick exit leaves before its None is sent
+            msg = None
         if msg is None:
             if not sessions:  # every session closed: all is written, skip the ~1 s teardown of MLflow's modules
                 _leave()
