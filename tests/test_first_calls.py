@@ -1,6 +1,7 @@
 """What a sweep's first model calls wait for (issue 20): nothing is imported on the event loop once the calls
 have started. anyio's asyncio backend (the request deadline's first use, ~0.1 s) is not imported at all, and
-genai-prices (the first answer's cost, ~50 ms) loads on its own thread while the first calls are in flight."""
+genai-prices (the first answer's cost, ~50 ms) and the scorers load on their own thread once the first answer is
+in, in the quiet while the first calls are out."""
 
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ def test_nothing_is_imported_on_the_event_loop_after_the_first_call(tmp_path):
     assert lines["anyio_backend"] == "False"
 
 
-def test_the_scorers_load_once_the_first_call_is_out(tmp_path):
-    """Before the first call every thread's Python is on its path: the scorers' import (~0.2 s of CPU on a
-    thread) starts after it has gone out, and every answer is scored."""
+def test_the_scorers_and_prices_load_once_the_first_answer_is_in(tmp_path):
+    """Before the first answer, every thread's Python shares the GIL with the first calls being made and sent:
+    the scorers' import (~0.2 s of CPU) and the price table's start on their thread after the first call has
+    been answered, and every answer is still scored and priced."""
     with LatencyEndpoint(latency=0.2) as ep:
         spec = _four_questions(tmp_path, ep)
         code = textwrap.dedent(f"""
@@ -64,23 +66,25 @@ def test_the_scorers_load_once_the_first_call_is_out(tmp_path):
             from workbench import events
             from workbench.runner.sweep import run_sweep
 
-            calls = []
-            events.subscribe(lambda e: calls.append(e.start) if e.name == "generate" else None)
+            answered = []
+            events.subscribe(lambda e: answered.append(e.end) if e.name == "generate" else None)
             first_import = {{}}
 
             class Watch:
                 def find_spec(self, name, path=None, target=None):
-                    if name == "rouge_score":
+                    if name in ("rouge_score", "genai_prices"):
                         first_import.setdefault(name, time.perf_counter())
                     return None
 
             sys.meta_path.insert(0, Watch())
             results = run_sweep({spec!r}, progress=False)
             print("scored", sum(r.get("rouge_l") is not None for r in results.rows), len(results.rows))
-            print("after_first_call", first_import["rouge_score"] > min(calls))
+            print("priced", sum("cost_usd" in r for r in results.rows))
+            print("after_first_answer", all(first_import[m] > min(answered) for m in ("rouge_score", "genai_prices")))
         """)
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
     assert lines["scored"] == "4 4"
-    assert lines["after_first_call"] == "True", done.stdout
+    assert lines["priced"] == "4"
+    assert lines["after_first_answer"] == "True", done.stdout

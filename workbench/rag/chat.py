@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -337,11 +338,23 @@ def cost_usd(cfg: ModelConfig, prompt_tokens: int | None, completion_tokens: int
     return float(total) if isinstance(total, Decimal | int | float) else None
 
 
-def warm_prices(cfgs: list[ModelConfig]) -> None:
+def warm_prices(cfgs: list[ModelConfig]) -> Future | None:
     """Price one call of each model that genai-prices prices, on a daemon thread: its import and price table
-    (~50 ms of CPU) then load while a sweep's first calls are in flight, not on the event loop as their
-    answers arrive (where every answer waited behind it)."""
+    (~50-100 ms of CPU) load there, not on the event loop as the answers arrive. The future is done when they
+    have loaded; None when no model is priced by genai-prices."""
     todo = [c for c in cfgs if c.provider != "local" and c.price_input_per_mtok is None]
-    if todo:
-        threading.Thread(target=lambda: [cost_usd(c, 1, 1) for c in todo], name="workbench-warm-prices",
-                         daemon=True).start()
+    if not todo:
+        return None
+    loaded: Future = Future()
+
+    def load() -> None:
+        try:
+            for c in todo:
+                cost_usd(c, 1, 1)
+        except BaseException as exc:  # noqa: BLE001 - the caller's own pricing raises it again
+            loaded.set_exception(exc)
+        else:
+            loaded.set_result(None)
+
+    threading.Thread(target=load, name="workbench-warm-prices", daemon=True).start()
+    return loaded

@@ -5,7 +5,6 @@ logged while the next runs), each finished cell is persisted at once and handed 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,14 +18,14 @@ from workbench.errors import ModelError
 from workbench.events import point, span
 from workbench.rag.cache import ResultCache
 from workbench.rag.assemble import build_pipeline, chat_model
-from workbench.rag.chat import ChatModel, warm_prices
+from workbench.rag.chat import ChatModel
 from workbench.rag.executor import Cancelled, Executor
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import index_key
 from workbench.runner.environment import Environment
 from workbench.runner.generations import Peek, TimedGenerations, now_iso, retrieve_and_peek
 from workbench.runner.inputs import Hooks, SweepInputs
-from workbench.runner.loop_priority import at_most, load_scorers, responsive_loop
+from workbench.runner.loop_priority import after_first_answer, responsive_loop
 from workbench.runner.progress import CallRate
 from workbench.runner.records import repeat_of
 from workbench.runner.routed_cells import RoutedCells, items_for
@@ -69,9 +68,9 @@ class Execution:
     models: dict[str, ChatModel] = field(init=False, default_factory=dict)
     routed: RoutedCells = field(init=False)  # routers, cascades and response caches (spec_routing)
     scorers_ready: asyncio.Future | None = field(init=False, default=None)  # ragas imported off the loop
+    prices_ready: asyncio.Future | None = field(init=False, default=None)  # genai-prices loaded off the loop
     logging: set[str] = field(init=False, default_factory=set)  # variants whose tracked run has been started
-    last_logged: Future | None = field(init=False, default=None)  # the tracker runs calls in order: when this
-    # one is done, every answer handed over so far is logged
+    last_logged: Future | None = field(init=False, default=None)  # done: every answer handed over so far is logged
     logged_cells: set[tuple[str, str, int]] = field(init=False, default_factory=set)  # a search asks a variant again
     known: dict[str, dict[tuple[str, int], dict]] = field(init=False, default_factory=dict)  # [variant][(q, repeat)]
     scores_here: ClassVar[bool] = True  # False: another backend scores its cells elsewhere (runner.ray_backend)
@@ -94,14 +93,14 @@ class Execution:
         # Variants that need no dense index go first; variants sharing an index run back to back.
         schedule = sorted(self.inputs.variants,
                           key=lambda v: (needs_dense(v), index_key(self.ws.corpus.digest, v.chunking, v.embedding)))
-        # A BM25 variant first: what its first call does not need (Chroma's import) waits for an answer
-        defer = functools.partial(at_most, self.executor.answered) if not needs_dense(schedule[0]) else None
-        self.indexes = IndexQueue(self.ws, dense_after=defer)
+        # What the first calls do not need waits for the first answer (`loop_priority`): Chroma's import (when a
+        # BM25 variant goes first), the scorers, the price table
+        answered = self.generations.first_answer
+        self.indexes = IndexQueue(self.ws, dense_after=None if needs_dense(schedule[0]) else answered)
         rank = {v.hash: i for i, v in enumerate(schedule)}
         point("loop_started", loop=asyncio.get_running_loop())
         if self.scores_here and any(not v.retrieval_only for v in self.inputs.variants):
-            self.scorers_ready = asyncio.ensure_future(load_scorers(self.generations.under_way))
-            warm_prices([m for v in schedule for m in chat_configs(v.model)])  # priced on the loop as answers come
+            self.scorers_ready, self.prices_ready = after_first_answer(answered, [chat_configs(v.model) for v in schedule])
         try:
             if self.spec.search.strategy in ("halving", "optuna"):
                 from workbench.runner.search import run_search
@@ -271,6 +270,8 @@ class Execution:
                 model, messages, priority=rank, retime=item.id in self.retime, peeked=peeked))
         except ModelError as exc:  # this cell failed; it is recorded, never scored as 0
             return cell.replace(answer=None, error=str(exc), latency_total_s=None).to_row()
+        if self.prices_ready is not None:
+            await self.prices_ready  # it is priced on the loop: at once after the first answers
         answer = pipe.answer_from_generation(item.question, hits, retrieve_s, gen)
         return cell.replace(
             answer=answer.answer,

@@ -125,9 +125,9 @@ class TimedGenerations:
         self._flights: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched for it
         self.merged = 0  # requests answered by an identical one already in flight (single flight)
         self._written: set[str] = set()  # keys this sweep stored: a peek from before may have missed them
-        # set as the first call goes out or the first answer comes from the cache: work no call waits for
-        # (the scorers' import) starts then, so it never holds the GIL on the way to the first call
-        self.under_way = asyncio.Event()
+        # set by the first answer, from the endpoint or the cache: work no call waits for (the scorers' and the
+        # price table's imports) starts then, in the quiet while the first calls are out (`runner.loop_priority`)
+        self.first_answer = asyncio.Event()
 
     def limit_for(self, model: ChatModel) -> int:
         """The executor's concurrency limit for this model's endpoint (`EndpointLimits.for_endpoint`)."""
@@ -184,13 +184,13 @@ class TimedGenerations:
             hit = _from_entry(self.cache.get(key) if fresh else peeked.entry)
             if hit is not None:
                 self.cache_hits += 1
-                self.under_way.set()
+                self.first_answer.set()
                 return hit[0], True, hit[1]
         endpoint, limit = str(model.base_url), self.limit_for(model)
         self._in_flight[endpoint] += 1
-        self.under_way.set()  # its waiters run once this call has reached its first wait (connecting, sending)
         try:
             gen = await self.executor.generate(model, messages, priority=priority)
+            self.first_answer.set()
             # waiting calls hold no slot, so at most `limit` of those counted are at the endpoint
             measured = Measured(self.sweep_id, now_iso(), min(self._in_flight[endpoint], limit), limit)
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import ChunkIndex, index_key, needs_vectors
+from workbench.runner.loop_priority import at_most
 from workbench.rag.vector_store import open_vector_store
 from workbench.spec import VariantConfig, content_hash
 from workbench.spec_scale import VectorStoreConfig
@@ -136,10 +136,10 @@ class IndexQueue:
     """Chunking and dense builds share one thread, in the order variants ask (BM25 ones first), so the
     first BM25 variant's chunks are ready before anything is embedded; retrieval never waits behind them."""
 
-    def __init__(self, ws: Workspace, dense_after: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, ws: Workspace, dense_after: asyncio.Event | None = None) -> None:
         self.ws = ws
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="workbench-index")
-        self.dense_after = dense_after  # awaited before the first dense index opens (Chroma's ~1 s import)
+        self.dense_after = dense_after  # the first dense index opens (Chroma's ~1 s import) once it is set
         self._chunked: dict[str, asyncio.Future] = {}
         self._dense: dict[str, asyncio.Future] = {}
         self._queries: dict[tuple[str, tuple[str, ...]], asyncio.Future] = {}  # (embedding, questions) -> embedded
@@ -158,7 +158,7 @@ class IndexQueue:
         if key not in self._dense:
             await self._chunked[key]
             if self.dense_after is not None and not self._dense:
-                await self.dense_after()
+                await at_most(self.dense_after)
             if key not in self._dense:
                 self._dense[key] = self._in_pool(self.ws.open_dense, variant)
         asked = (variant.embedding.vector_key, questions)
