@@ -113,19 +113,24 @@ def stored_count(tracker) -> int:
         return db.execute("SELECT count(*) FROM trace_info").fetchone()[0]
 
 
-def test_the_first_trace_is_stored_at_once_and_a_held_one_once_its_time_has_passed(session, monkeypatch):
+def test_the_first_trace_is_stored_at_once_and_held_ones_when_their_time_has_passed_or_the_helper_idles(
+        session, monkeypatch):
     tracker, variant = session
     monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 3600.0)
     tracker.log_cell(variant, row(variant, "first")).result()
     assert stored_count(tracker) == 1 and len(tracker._batch) == 0  # the user sees an answer at once
     tracker.log_cell(variant, row(variant, "second")).result()
     assert stored_count(tracker) == 1 and len(tracker._batch) == 1  # held for a batch
-    assert tracker.idle() is False and stored_count(tracker) == 1  # not yet its time
-    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 0.0)  # its time has come
-    assert tracker.idle() is True and stored_count(tracker) == 2 and len(tracker._batch) == 0
+    tracker.log_cell(variant, row(variant, "third")).result()
+    assert stored_count(tracker) == 1 and len(tracker._batch) == 2
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 0.0)  # its time has come: the next cell stores them all
+    tracker.log_cell(variant, row(variant, "fourth")).result()
+    assert stored_count(tracker) == 4 and len(tracker._batch) == 0
+    monkeypatch.setattr(trace_batch, "FLUSH_EVERY_S", 3600.0)
+    tracker.log_cell(variant, row(variant, "fifth")).result()
+    assert stored_count(tracker) == 4 and len(tracker._batch) == 1
+    assert tracker.idle() is True and stored_count(tracker) == 5 and len(tracker._batch) == 0  # no job waits: stored
     assert tracker.idle() is False  # nothing held
-    tracker.log_cell(variant, row(variant, "third")).result()  # a cell after a pause is stored on arrival
-    assert stored_count(tracker) == 3
 
 
 def test_a_span_the_user_has_open_is_not_their_parent_and_still_reaches_mlflow(session):

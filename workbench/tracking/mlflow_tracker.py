@@ -375,11 +375,16 @@ class MlflowTracker(Immediate):
             )
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-        self.idle()
+        if self._batch is not None:
+            self._batch.flush_if_due()  # while cells stream in, traces are stored in batches (`TraceBatch.due`)
 
     def idle(self) -> bool:
-        """Store the traces held past their time (`TraceBatch.due`); the helper also calls it when no job waits."""
-        return self._batch is not None and self._batch.flush_if_due()
+        """Store every trace held (the helper calls it when no job has come for a moment: the sweep waits on its
+        model, so the batch is stored then, not after the variant's last answer, where the user waits for it)."""
+        if self._batch is None or not len(self._batch):
+            return False
+        self._batch.flush()
+        return True
 
     def _span_starter(self):
         """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces

@@ -11,7 +11,8 @@ exits now, "spans": [(operation, start, end, cpu)]}, perf_counter times, system-
 CPU seconds in the operation (which a loaded machine does not inflate), for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
 When no job has come for IDLE_S, each session's tracker may store what it holds (its optional `idle()`: the
-MLflow tracker's traces held for a batch), so answers become visible while the sweep waits on its model.
+MLflow tracker's traces held for a batch), so answers become visible while the sweep waits on its model, and
+what is left for a variant's end, after its last answer, is the last few cells' traces.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import Any
 from workbench.errors import TrackingError
 from workbench.tracking.protocol import _CALLED_AT, LOGGING, OPERATIONS, RERUN_HINT, tracking_failure
 
-IDLE_S = 0.25  # no job for this long: the trackers may store what they hold (`_Session.idle`)
+# no job for this long: the trackers may store what they hold (`_Session.idle`). Answers come in bursts (the
+# calls in flight answered about together), the jobs with them; a pause this long means the sweep is waiting.
+IDLE_S = 0.02
 
 
 def build(factory: str, args: tuple, kwargs: dict) -> Any:
