@@ -375,16 +375,11 @@ class MlflowTracker(Immediate):
             )
             gen.end(outputs={"answer": r.get("answer"), "error": r.get("error")}, status=status, end_time_ns=t_end)
             root.end(outputs={"answer": r.get("answer")}, status=status, end_time_ns=t_end)
-        if self._batch is not None:
-            self._batch.flush_if_due()  # while cells stream in, traces are stored in batches (`TraceBatch.due`)
+        self._batch is not None and self._batch.flush_if_due()  # while cells stream in: in batches (`TraceBatch.due`)
 
     def idle(self) -> bool:
-        """Store every trace held (the helper calls it when no job has come for a moment: the sweep waits on its
-        model, so the batch is stored then, not after the variant's last answer, where the user waits for it)."""
-        if self._batch is None or not len(self._batch):
-            return False
-        self._batch.flush()
-        return True
+        """Store every trace held: the helper has had no job for a moment (the sweep waits on its model)."""
+        return self._batch is not None and self._batch.flush()
 
     def _span_starter(self):
         """How a cell's spans are started: on the batch's tracer (a database store: the spans of many traces

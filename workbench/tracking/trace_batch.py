@@ -177,14 +177,15 @@ class TraceBatch:
         self.flush()
         return True
 
-    def flush(self) -> None:
-        """Store the finished traces (`store_traces`)."""
+    def flush(self) -> bool:
+        """Store the finished traces (`store_traces`); True if there were any."""
         with self._lock:
             traces, self.done[:] = list(self.done), []
         if not traces:
-            return
+            return False
         store_traces(self.client.store, traces)
         self._flushed_at = time.monotonic()
+        return True
 
 
 def store_traces(store: Any, traces: list) -> None:

@@ -176,9 +176,9 @@ def serve(read_fd: int, write_fd: int) -> None:
     niced = False
     while True:
         try:
-            while not recv.poll(IDLE_S):
+            if not recv.poll(IDLE_S):
                 for session in sessions.values():
-                    session.idle()
+                    session.idle()  # it stores all it holds: nothing more to do until the next job
             msg = recv.recv()
         except (EOFError, OSError):  # the parent is gone: a quick exit leaves before its None is sent
             msg = None
