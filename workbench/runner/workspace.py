@@ -22,8 +22,8 @@ from workbench.events import point, span
 from workbench.rag.assemble import build_index, embedder_for
 from workbench.rag.pipeline import RAGPipeline
 from workbench.rag.retrieval import ChunkIndex, index_key, needs_vectors
-from workbench.runner.loop_priority import at_most
 from workbench.rag.vector_store import open_vector_store
+from workbench.runner.loop_priority import at_most
 from workbench.spec import VariantConfig, content_hash
 from workbench.spec_scale import VectorStoreConfig
 
