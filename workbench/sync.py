@@ -2,13 +2,15 @@
 
 `asyncio.run` raises inside a running loop - a Jupyter kernel's, or an async caller's. There the
 coroutine runs on a fresh loop in a worker thread while the caller's thread waits for it.
+`in_daemon_thread` runs a function in the background and hands back a future of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,3 +41,18 @@ def run_coroutine(coro: Coroutine[Any, Any, T], *, thread_name: str = "workbench
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+def in_daemon_thread(fn: Callable[[], T], name: str) -> Future:
+    """`fn()` on a daemon thread named `name`; the future holds its result or what it raised. A daemon thread,
+    not a pool's: an idle pool thread would keep a finished command from its quick exit."""
+    done: Future = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - whoever waits on the future raises it
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done

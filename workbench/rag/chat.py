@@ -30,7 +30,7 @@ from workbench.events import span
 from workbench.rag.deadline import AsyncDeadlineClient, DeadlineClient, limits
 from workbench.rag.replies import MalformedReply, parse_chat_reply
 from workbench.scrub import scrub
-from workbench.sync import run_coroutine
+from workbench.sync import in_daemon_thread, run_coroutine
 
 KEYLESS_PLACEHOLDER = "not-needed"  # local/keyless servers ignore the key, but the client requires one
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -345,16 +345,4 @@ def warm_prices(cfgs: list[ModelConfig]) -> Future | None:
     todo = [c for c in cfgs if c.provider != "local" and c.price_input_per_mtok is None]
     if not todo:
         return None
-    loaded: Future = Future()
-
-    def load() -> None:
-        try:
-            for c in todo:
-                cost_usd(c, 1, 1)
-        except BaseException as exc:  # noqa: BLE001 - the caller's own pricing raises it again
-            loaded.set_exception(exc)
-        else:
-            loaded.set_result(None)
-
-    threading.Thread(target=load, name="workbench-warm-prices", daemon=True).start()
-    return loaded
+    return in_daemon_thread(lambda: [cost_usd(c, 1, 1) for c in todo], "workbench-warm-prices")

@@ -187,17 +187,9 @@ def preload_in_background() -> Future:
     global _preloading
     with _preloading_lock:
         if _preloading is None:
-            done: Future = Future()
+            from workbench.sync import in_daemon_thread
 
-            def run() -> None:
-                try:
-                    preload()
-                    done.set_result(None)
-                except BaseException as exc:  # noqa: BLE001 - the scorer awaiting it raises it
-                    done.set_exception(exc)
-
-            threading.Thread(target=run, name="workbench-preload-scorers", daemon=True).start()
-            _preloading = done
+            _preloading = in_daemon_thread(preload, "workbench-preload-scorers")  # the scorer awaiting it raises
         return _preloading
 
 
