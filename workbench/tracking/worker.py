@@ -10,8 +10,8 @@ tracker from "module:callable"), "__close__" (end the session; answers {"retire"
 exits now, "spans": [(operation, start, end, cpu)]}, perf_counter times, system-wide on Linux, and this process's
 CPU seconds in the operation (which a loaded machine does not inflate), for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
-When no job has come for IDLE_S, each session's tracker may store what it holds (its optional `idle()`: the
-MLflow tracker's traces held for a batch), so answers become visible while the sweep waits on its model, and
+When no job has come for IDLE_S, each session's tracker stores what it holds (its optional `idle()`, called once
+per quiet spell: the MLflow tracker's traces held for a batch), so answers become visible while the sweep waits on its model, and
 what is left for a variant's end, after its last answer, is the last few cells' traces.
 """
 
