@@ -16,7 +16,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 LAYERS = (
     ("errors", "_version", "redact", "scrub", "safe_yaml", "spec", "events", "sync", "processes", "spec_routing",
-     "spec_repeats", "spec_scale", "spec_budget", "spec_search", "spec_synth", "quick_exit", "heap", "files"),
+     "spec_repeats", "spec_scale", "spec_budget", "spec_search", "spec_synth", "quick_exit", "heap", "files", "collector"),
     ("data",),
     ("rag",),
     ("scoring",),

@@ -14,8 +14,10 @@ def _start_the_mlflow_helper_early() -> None:
     much sooner. Only the program itself (not a test importing this module); a spec with tracking off stops it."""
     program = Path(sys.argv[0]).name in ("workbench", "cli.py")
     if program and sys.argv[1:2] == ["run"] and not {"-h", "--help"} & set(sys.argv):
+        from workbench import collector
         from workbench.tracking import warm_up
 
+        collector.pause()  # until the sweep has loaded what it needs (`run_sweep`)
         warm_up()
 
 

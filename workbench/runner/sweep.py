@@ -9,7 +9,6 @@ MLflow is written by a helper process (`workbench.tracking.process`) that overla
 from __future__ import annotations
 
 import dataclasses
-import gc
 import threading
 import time
 from concurrent import futures
@@ -17,6 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable
 
+from workbench import collector
 from workbench.analysis.results import SweepResults
 from workbench.errors import WorkbenchError
 from workbench.rag.cache import ResultCache
@@ -125,7 +125,7 @@ def run_sweep(
         # full collection walks only newer objects instead of stalling the event loop 100-500 ms with calls
         # waiting. Not given back after the sweep: that costs one full pass over the whole heap (~0.4 s) at the
         # next collection; what stays frozen is freed by reference counting, only cycles among it are kept.
-        gc.freeze()
+        collector.loaded()  # and the collector `workbench run` paused for its start-up resumes
         with responsive_loop():  # the event loop takes the GIL back within 1 ms (`runner.loop_priority`)
             return _note_latency(_execute(inputs, hooks, env, judge, log, start, started, stack, retime, accounting))
 

@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from workbench import collector
 from workbench.errors import TrackingError
 from workbench.tracking.protocol import _CALLED_AT, LOGGING, OPERATIONS, RERUN_HINT, tracking_failure
 
@@ -179,6 +180,8 @@ def serve(read_fd: int, write_fd: int) -> None:
             if not recv.poll(IDLE_S):
                 for session in sessions.values():
                     session.idle()  # it stores all it holds: nothing more to do until the next job
+                if niced and collector.paused():  # the first answer is stored: the start-up is over
+                    collector.loaded()
             msg = recv.recv()
         except (EOFError, OSError):  # the parent is gone: a quick exit leaves before its None is sent
             msg = None
@@ -205,9 +208,14 @@ def serve(read_fd: int, write_fd: int) -> None:
         if operation == "log_cell" and not niced:  # the first answer is stored (or buffered): the rest can yield
             _yield_to_the_sweep()
             niced = True
+        if operation == "__close__" and collector.paused():  # a session with no answer at all
+            collector.loaded()
         if operation == "__close__" and reply[1] and reply[2]["retire"]:
             return  # a session failed: start afresh rather than reuse MLflow's cached (maybe broken) store
 
 
 if __name__ == "__main__":
+    # MLflow's, SQLAlchemy's and the tracing's imports, ~3 s of CPU, are all on the way to the first answer the
+    # user sees: collect nothing until it is stored (A/B, 5 pairs of warm CLI runs: visible 3.33 -> 2.88 s)
+    collector.pause()
     serve(int(sys.argv[1]), int(sys.argv[2]))
