@@ -27,6 +27,7 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.heap import give_back_memory
+from workbench.rag.embed_batches import embed_planned, plan
 from workbench.rag.cache import ResultCache
 from workbench.rag.vectors import check_vectors, split_cached
 
@@ -97,10 +98,6 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
         )
 
 
-# 4 texts of 128 tokens. At 8192 onnxruntime held ~770 MB of activations; at 2048 the process still peaked ~300 MB
-# above the loaded model (malloc keeps freed activations of many shapes; at 1024 ~100 MB). At 512 the vectors are
-# identical and cost less CPU per text (177 SQuAD chunks: 7.0 CPU s at 2,048 tokens, 4.8 s at 512).
-MAX_BATCH_TOKENS = 512
 
 
 def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
@@ -157,7 +154,7 @@ class LocalMiniLM:
 
     The files' sha256 are checked once per process when the model is first loaded.
     `model_path`/`tokenizer_path` override the installed files (tests, air-gapped mirrors);
-    `share_cpu` see `session_options`.
+    `share_cpu` see `session_options`; `spare_core`, when set, says when the core it leaves is idle.
     """
 
     name = LOCAL_EMBEDDING
@@ -177,6 +174,7 @@ class LocalMiniLM:
         _verified(str(self.model_path), MODEL_SHA256, MODEL_RESOURCE[0])
         _verified(str(self.tokenizer_path), TOKENIZER_SHA256, TOKENIZER_RESOURCE[0])
         self._share_cpu, self._loaded, self._load_lock = share_cpu, None, threading.Lock()
+        self.spare_core: Callable[[], bool] | None = None  # set by a sweep: `embed_batches.embed_planned`
 
     def _model(self) -> tuple[Any, Any]:  # (onnxruntime session, tokenizer), once (two threads may embed)
         with self._load_lock:
@@ -194,18 +192,9 @@ class LocalMiniLM:
         return vectors
 
     def _embed_all(self, texts: list[str]) -> np.ndarray:
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        # Longest first, so each batch pads to lengths close to its own; results go back in input order.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        begin = 0
-        while begin < len(order):
-            # Long texts in smaller batches: activation memory grows with batch x length (~4 chars a token).
-            longest = min(MINILM_MAX_TOKENS, len(texts[order[begin]]) // 4 + 2)
-            size = max(1, min(self.batch_size, MAX_BATCH_TOKENS // longest))
-            idx = order[begin : begin + size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
-            begin += size
-        return out
+        batches = plan(texts, self.batch_size, MINILM_MAX_TOKENS)
+        return embed_planned(batches, len(texts), self.dim, lambda idx: self._embed_batch([texts[i] for i in idx]),
+                             self.spare_core)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         session, tokenizer = self._model()

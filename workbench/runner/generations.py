@@ -122,12 +122,17 @@ class TimedGenerations:
         self.cache_hits = 0
         self.retimed = 0  # model calls made for a question whose answer the cache may hold
         self._in_flight: Counter[str] = Counter()  # calls waiting or running, per endpoint
+        self._calls_out = 0  # all endpoints': an int other threads can read
         self._flights: dict[str, asyncio.Future] = {}  # cache key -> the answer being fetched for it
         self.merged = 0  # requests answered by an identical one already in flight (single flight)
         self._written: set[str] = set()  # keys this sweep stored: a peek from before may have missed them
         # set by the first answer, from the endpoint or the cache: work no call waits for (the scorers' and the
         # price table's imports) starts then, in the quiet while the first calls are out (`runner.loop_priority`)
         self.first_answer = asyncio.Event()
+
+    def no_calls_out(self) -> bool:
+        """No model call is waiting or running (read from any thread)."""
+        return self._calls_out == 0
 
     def limit_for(self, model: ChatModel) -> int:
         """The executor's concurrency limit for this model's endpoint (`EndpointLimits.for_endpoint`)."""
@@ -188,6 +193,7 @@ class TimedGenerations:
                 return hit[0], True, hit[1]
         endpoint, limit = str(model.base_url), self.limit_for(model)
         self._in_flight[endpoint] += 1
+        self._calls_out += 1
         try:
             gen = await self.executor.generate(model, messages, priority=priority)
             self.first_answer.set()
@@ -195,6 +201,7 @@ class TimedGenerations:
             measured = Measured(self.sweep_id, now_iso(), min(self._in_flight[endpoint], limit), limit)
         finally:
             self._in_flight[endpoint] -= 1
+            self._calls_out -= 1
         if retime:
             self.retimed += 1
         if key is not None:

@@ -171,6 +171,8 @@ def _execute(inputs: SweepInputs, hooks: Hooks, env: Environment, judge: Any, lo
             run = backend(inputs=inputs, hooks=hooks, env=env, ws=ws, tracker=log, judge=judge, cache=cache,
                           results=results, cells=cells, bar=bar, eval_rows=inputs.eval_rows(),
                           done=start.done, children=children, retime=retime, guard=guard)
+            if (generations := getattr(run, "generations", None)) is not None:
+                ws.lend_spare_core(generations.no_calls_out)
             run_coroutine(run.run(), thread_name="workbench-sweep")
         status, ran = ("KILLED" if hooks.cancelled() else "FINISHED"), True
     except KeyboardInterrupt:

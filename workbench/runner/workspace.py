@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from workbench.data.corpus import Corpus
 from workbench.data.evalset import EvalItem
@@ -55,6 +55,7 @@ class Workspace:
     share_cpu: bool = False  # indexes are built while model calls run: leave them a core
     vector_store: VectorStoreConfig = VectorStoreConfig()
     build_embedder: Any = None  # (cfg, home, share_cpu) -> embedder for index builds; None: embedder_for
+    spare_core: Callable[[], bool] | None = None  # `lend_spare_core`
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,7 +74,20 @@ class Workspace:
         if key not in self._embedders:
             make = self.build_embedder or embedder_for
             self._embedders[key] = make(variant.embedding, self.home, share_cpu=self.share_cpu)
+            self._lend(self._embedders[key])
         return self._embedders[key]
+
+    def lend_spare_core(self, spare: Callable[[], bool]) -> None:
+        """While `spare()` (no model call out: the sweep waits for an index), the core an index build leaves the
+        calls (`share_cpu`) embeds too (`embed_batches`): the build it waits for ends sooner."""
+        self.spare_core = spare
+        for made in self._embedders.values():
+            self._lend(made)
+
+    def _lend(self, made: Any) -> None:
+        inner = getattr(made, "inner", made)  # behind its vector cache
+        if self.share_cpu and self.spare_core is not None and hasattr(inner, "spare_core"):
+            inner.spare_core = self.spare_core
 
     def index(self, variant: VariantConfig) -> ChunkIndex:
         """The variant's chunk index (chunked once per key); its dense collection is opened separately."""
