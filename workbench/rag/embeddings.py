@@ -27,8 +27,8 @@ from workbench.spec import LOCAL_EMBEDDING, EmbeddingConfig, content_hash
 from workbench.errors import ModelError
 from workbench.events import span
 from workbench.heap import give_back_memory
-from workbench.rag.embed_batches import embed_planned, plan
 from workbench.rag.cache import ResultCache
+from workbench.rag.embed_batches import embed_planned, plan
 from workbench.rag.vectors import check_vectors, split_cached
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,6 @@ def verify_file(path: Path, expected_sha256: str, package: str) -> None:
             f"model file {path} is corrupt or a different version: sha256 {actual}, expected {expected_sha256}; "
             f"{reinstall}"
         )
-
-
 
 
 def session_options(share_cpu: bool = False):  # -> onnxruntime.SessionOptions
