@@ -11,8 +11,9 @@ exits now, "spans": [(operation, start, end, cpu)]}, perf_counter times, system-
 CPU seconds in the operation (which a loaded machine does not inflate), for profiling).
 The first failed logging job of a session is kept and its later ones skipped, whatever the tracker does.
 When no job has come for IDLE_S, each session's tracker stores what it holds (its optional `idle()`, called once
-per quiet spell: the MLflow tracker's traces held for a batch), so answers become visible while the sweep waits on its model, and
-what is left for a variant's end, after its last answer, is the last few cells' traces.
+per quiet spell: the MLflow tracker's traces held for a batch), so answers become visible while the sweep waits
+on its model, and what is left for a variant's end, after its last answer, is the last few cells' traces.
+The garbage collector is off from the start until the first answer is stored (`workbench.collector`).
 """
 
 from __future__ import annotations
